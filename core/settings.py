@@ -1,0 +1,143 @@
+"""The one settings loader: app settings (environment variables) validated into a frozen dataclass.
+
+In Azure every app setting is an environment variable. Locally, devhost copies the `Values` of
+local.settings.json into the environment first (variables already set win), exactly like Core Tools.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+WRITE_MODES = ("direct", "pull-request")
+HELM_MODES = ("rendered", "helmrelease")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a bad value; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage_connection: str
+    acr_webhook_secret: str = ""
+    azdo_webhook_secret: str = ""
+    hld_repo_url: str = ""
+    hld_branch: str = "main"
+    manifest_repo_url: str = ""
+    manifest_branch: str = "main"
+    write_mode: str = "direct"
+    azdo_org_url: str = ""
+    azdo_project: str = ""
+    azdo_pat: str = field(default="", repr=False)
+    git_author_name: str = "gitops-autopilot"
+    git_author_email: str = "gitops-autopilot@users.noreply.local"
+    helm_mode: str = "rendered"
+    helm_bin: str = ""
+    auto_approve: bool = True
+    functions_key: str = field(default="", repr=False)
+    work_dir: str = ""
+    appinsights_connection: str = field(default="", repr=False)
+
+    @property
+    def bump_repo_url(self) -> str:
+        """The repo image bumps write to: the HLD (advanced flow), else the manifest repo (light-weight flow)."""
+        return self.hld_repo_url or self.manifest_repo_url
+
+    @property
+    def bump_branch(self) -> str:
+        return self.hld_branch if self.hld_repo_url else self.manifest_branch
+
+    @property
+    def azdo_configured(self) -> bool:
+        return bool(self.azdo_org_url)
+
+
+def _url_ok(value: str) -> bool:
+    parts = urlsplit(value)
+    if parts.scheme == "file":
+        return bool(parts.path)
+    return parts.scheme in ("http", "https", "ssh") and bool(parts.netloc)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+
+    def get(name: str, default: str = "") -> str:
+        return (env.get(name) or default).strip()
+
+    storage = get("AzureWebJobsStorage")
+    if not storage:
+        raise SettingsError("AzureWebJobsStorage is not set (use UseDevelopmentStorage=true for Azurite)")
+    for name in ("HLD_REPO_URL", "MANIFEST_REPO_URL", "AZDO_ORG_URL"):
+        if get(name) and not _url_ok(get(name)):
+            raise SettingsError(f"{name}={get(name)!r} is not a URL (expected https://..., ssh://... or file://...)")
+        if "@" in urlsplit(get(name)).netloc and name != "AZDO_ORG_URL":
+            raise SettingsError(f"{name} must not carry credentials in the URL; set AZDO_PAT instead")
+    azdo_org = get("AZDO_ORG_URL").rstrip("/")
+    write_mode = get("WRITE_MODE", "pull-request" if azdo_org else "direct")
+    if write_mode not in WRITE_MODES:
+        raise SettingsError(f"WRITE_MODE={write_mode!r} is not one of {', '.join(WRITE_MODES)}")
+    if write_mode == "pull-request" and not azdo_org:
+        raise SettingsError("WRITE_MODE=pull-request needs AZDO_ORG_URL (pull requests are opened in Azure DevOps)")
+    if azdo_org and not get("AZDO_PROJECT"):
+        raise SettingsError("AZDO_PROJECT is not set but AZDO_ORG_URL is")
+    helm_mode = get("HELM_MODE", "rendered")
+    if helm_mode not in HELM_MODES:
+        raise SettingsError(f"HELM_MODE={helm_mode!r} is not one of {', '.join(HELM_MODES)}")
+    auto_approve = get("AUTO_APPROVE", "on").lower()
+    if auto_approve not in ("on", "off", "true", "false", "1", "0"):
+        raise SettingsError(f"AUTO_APPROVE={auto_approve!r} is not on or off")
+    for name in ("HLD_BRANCH", "MANIFEST_BRANCH"):
+        branch = get(name, "main")
+        if branch.startswith("refs/") or " " in branch or ".." in branch:
+            raise SettingsError(f"{name}={branch!r} is not a plain branch name (e.g. main)")
+    return Settings(
+        storage_connection=storage,
+        acr_webhook_secret=get("ACR_WEBHOOK_SECRET"),
+        azdo_webhook_secret=get("AZDO_WEBHOOK_SECRET"),
+        hld_repo_url=get("HLD_REPO_URL"),
+        hld_branch=get("HLD_BRANCH", "main"),
+        manifest_repo_url=get("MANIFEST_REPO_URL"),
+        manifest_branch=get("MANIFEST_BRANCH", "main"),
+        write_mode=write_mode,
+        azdo_org_url=azdo_org,
+        azdo_project=get("AZDO_PROJECT"),
+        azdo_pat=get("AZDO_PAT"),
+        git_author_name=get("GIT_AUTHOR_NAME", "gitops-autopilot"),
+        git_author_email=get("GIT_AUTHOR_EMAIL", "gitops-autopilot@users.noreply.local"),
+        helm_mode=helm_mode,
+        helm_bin=get("HELM_BIN"),
+        auto_approve=auto_approve in ("on", "true", "1"),
+        functions_key=get("FUNCTIONS_KEY"),
+        work_dir=get("WORK_DIR"),
+        appinsights_connection=get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+    )
+
+
+def read_local_settings(path: Path) -> dict[str, str]:
+    """The `Values` of a local.settings.json file, as strings."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read settings ({exc})") from exc
+    values = data.get("Values") if isinstance(data, dict) else None
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path}: no 'Values' object")
+    return {str(k): "" if v is None else str(v) for k, v in values.items()}
+
+
+def apply_local_settings(values: Mapping[str, str], environ: dict[str, str] | None = None) -> None:
+    """Copy settings into the environment; variables that are already set win."""
+    environ = os.environ if environ is None else environ
+    for key, value in values.items():
+        environ.setdefault(key, value)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

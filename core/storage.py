@@ -1,0 +1,108 @@
+"""Azure Storage adapter: the work queues and the tables, on Azurite locally and the Function App's account in Azure."""
+from __future__ import annotations
+
+import threading
+from typing import Iterable
+
+from azure.core.exceptions import AzureError, ResourceExistsError, ServiceRequestError, ServiceResponseError
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+IMAGE_PUSHED = "image-pushed"
+HLD_CHANGED = "hld-changed"
+PR_REVIEW = "pr-review"
+WORK_QUEUES = (IMAGE_PUSHED, HLD_CHANGED, PR_REVIEW)
+POISON_SUFFIX = "-poison"
+
+# Azurite's well-known development account (public, documented by Microsoft).
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+# Intake must answer ACR within 5 s: fail fast rather than retry storage for minutes.
+_CLIENT_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+
+
+class StorageUnavailable(Exception):
+    """Storage could not be reached or answered with a server error."""
+
+
+def dev_connection_string(host: str = "127.0.0.1", blob_port: int = 10000, queue_port: int = 10001,
+                          table_port: int = 10002) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint=http://{host}:{blob_port}/{DEV_ACCOUNT};"
+        f"QueueEndpoint=http://{host}:{queue_port}/{DEV_ACCOUNT};"
+        f"TableEndpoint=http://{host}:{table_port}/{DEV_ACCOUNT};"
+    )
+
+
+def normalize_connection_string(value: str) -> str:
+    if value.strip().lower().replace(" ", "") == "usedevelopmentstorage=true":
+        return dev_connection_string()
+    return value
+
+
+def poison_queue(name: str) -> str:
+    return name + POISON_SUFFIX
+
+
+class Storage:
+    """Queue and table clients for one storage account, created once per process and reused."""
+
+    def __init__(self, connection_string: str):
+        self._conn = normalize_connection_string(connection_string)
+        self._queues = QueueServiceClient.from_connection_string(self._conn, **_CLIENT_OPTIONS)
+        self._tables = TableServiceClient.from_connection_string(self._conn, **_CLIENT_OPTIONS)
+        self._queue_clients: dict[str, QueueClient] = {}
+        self._table_clients: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def connection_string(self) -> str:
+        return self._conn
+
+    def queue(self, name: str) -> QueueClient:
+        with self._lock:
+            client = self._queue_clients.get(name)
+            if client is None:
+                client = QueueClient.from_connection_string(
+                    self._conn, name, message_encode_policy=TextBase64EncodePolicy(),
+                    message_decode_policy=TextBase64DecodePolicy(), **_CLIENT_OPTIONS)
+                try:
+                    client.create_queue()
+                except ResourceExistsError:
+                    pass
+                except AzureError as exc:
+                    raise StorageUnavailable(f"queue {name}: {type(exc).__name__}") from exc
+                self._queue_clients[name] = client
+            return client
+
+    def table(self, name: str) -> TableClient:
+        with self._lock:
+            client = self._table_clients.get(name)
+            if client is None:
+                try:
+                    self._tables.create_table_if_not_exists(name)
+                except AzureError as exc:
+                    raise StorageUnavailable(f"table {name}: {type(exc).__name__}") from exc
+                client = self._tables.get_table_client(name)
+                self._table_clients[name] = client
+            return client
+
+    def enqueue(self, queue: str, text: str, visibility_timeout: int | None = None) -> str:
+        try:
+            sent = self.queue(queue).send_message(text, visibility_timeout=visibility_timeout)
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
+        except AzureError as exc:
+            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
+        return sent.id
+
+    def queue_depth(self, name: str) -> int:
+        return self.queue(name).get_queue_properties().approximate_message_count
+
+    def ensure(self, queues: Iterable[str] = WORK_QUEUES) -> None:
+        """Create the work queues and their poison queues (idempotent)."""
+        for name in queues:
+            self.queue(name)
+            self.queue(poison_queue(name))

@@ -1,0 +1,110 @@
+"""Typed, versioned work items: what intake puts on the queues and what the workers take off them."""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import MISSING, asdict, dataclass, fields
+from typing import ClassVar, Union
+
+from core.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
+
+SCHEMA_VERSION = 1
+
+
+class WorkItemError(ValueError):
+    """A queue message is not a valid work item; the message names what is wrong."""
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class ImagePushed:
+    queue: ClassVar[str] = IMAGE_PUSHED
+    event_id: str          # delivery identity (ACR event id, Event Grid event id)
+    trace_id: str
+    registry: str          # login server, e.g. myacr.azurecr.io
+    repository: str        # e.g. fabrikam/app
+    tag: str
+    digest: str
+    media_type: str
+    pushed_at: str         # ACR's own event timestamp (ISO 8601)
+    acr_event_id: str      # the ACR event id (same as event_id for webhooks; data.id for Event Grid)
+    source: str = "acr"    # acr | eventgrid
+
+    @property
+    def image(self) -> str:
+        return f"{self.registry}/{self.repository}" if self.registry else self.repository
+
+
+@dataclass(frozen=True)
+class HldChanged:
+    queue: ClassVar[str] = HLD_CHANGED
+    event_id: str
+    trace_id: str
+    reason: str                 # pr-completed | push | bump
+    commit: str | None = None   # HLD commit that triggered it (generation always uses the branch head)
+    pr_id: int | None = None
+    image_trace_ids: tuple[str, ...] = ()   # trace ids of the bumps this HLD change carries
+
+
+@dataclass(frozen=True)
+class PrReview:
+    queue: ClassVar[str] = PR_REVIEW
+    event_id: str
+    trace_id: str
+    event_type: str             # the Azure DevOps eventType that asked for the review
+    repository_id: str = ""
+    repository_url: str = ""
+    project_id: str = ""
+    pr_id: int | None = None
+    build_id: int | None = None
+    source_ref: str = ""
+
+
+WorkItem = Union[ImagePushed, HldChanged, PrReview]
+_BY_QUEUE: dict[str, type] = {cls.queue: cls for cls in (ImagePushed, HldChanged, PrReview)}
+
+
+def encode(item: WorkItem) -> str:
+    body = {"v": SCHEMA_VERSION, "kind": item.queue}
+    body.update(asdict(item))
+    return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
+def decode(text: str | bytes, queue: str) -> WorkItem:
+    """Parse a queue message for `queue`; raises WorkItemError naming the problem."""
+    cls = _BY_QUEUE.get(queue)
+    if cls is None:
+        raise WorkItemError(f"unknown queue {queue!r}")
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkItemError(f"{queue}: message is not JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from exc
+    if not isinstance(data, dict):
+        raise WorkItemError(f"{queue}: message is not a JSON object")
+    if data.get("v") != SCHEMA_VERSION:
+        raise WorkItemError(f"{queue}: unsupported work item version {data.get('v')!r} (expected {SCHEMA_VERSION})")
+    if data.get("kind") != queue:
+        raise WorkItemError(f"{queue}: work item kind {data.get('kind')!r} does not belong on this queue")
+    values = {}
+    for f in fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            if f.name == "image_trace_ids":
+                value = tuple(value or ())
+            values[f.name] = value
+    try:
+        item = cls(**values)
+    except TypeError as exc:
+        missing = [f.name for f in fields(cls)
+                   if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+        raise WorkItemError(f"{queue}: missing field(s) {', '.join(missing) or exc}") from exc
+    for f in fields(cls):
+        value = getattr(item, f.name)
+        if f.type == "str" and not isinstance(value, str):
+            raise WorkItemError(f"{queue}: field {f.name} must be a string")
+        if f.type == "int | None" and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise WorkItemError(f"{queue}: field {f.name} must be an integer")
+    return item

@@ -1,0 +1,24 @@
+"""Azure Functions entry points (Python v2 model): decorators only, each a one-line call into handlers/."""
+import azure.functions as func
+
+from handlers import intake
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+@app.function_name("acr_webhook")
+@app.route(route="hooks/acr", methods=["POST"])
+def acr_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    return intake.receive("acr", req)
+
+
+@app.function_name("eventgrid_webhook")
+@app.route(route="hooks/eventgrid", methods=["POST"])
+def eventgrid_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    return intake.receive("eventgrid", req)
+
+
+@app.function_name("azdo_webhook")
+@app.route(route="hooks/azdo", methods=["POST"])
+def azdo_webhook(req: func.HttpRequest) -> func.HttpResponse:
+    return intake.receive("azdo", req)
