@@ -1,0 +1,562 @@
+"""Where images live in a desired-state repository: discovery of image fields, and the YAML position index
+(`index_yaml`) that both discovery and the byte-preserving editor use to locate a field in the text.
+
+Three kinds of image field are found by reading the tree (no per-service wiring):
+
+* ``fabrikate``: a Fabrikate ``config/*.yaml`` map ``image: {repository, tag[, digest]}`` anywhere under a ``config:``
+  of the file's top level or of any nesting of ``subcomponents:``. Labels come from the component directory the
+  field applies to: the config file's component directory, extended by the nested ``subcomponents.<name>`` chain as
+  far as those names map onto directories (via the ``component.yaml`` ``path`` of the subcomponent, else a
+  directory of the same name; helm/static subcomponents are inlined and end the chain). With that directory's
+  repo-relative parts ``p``: two or more parts → service ``p[-2]``, env ``p[-1]`` (Bedrock ``<repo>/<svc>/<ring>``);
+  one part → service ``p[0]``, env ``default``; none → service = innermost subcomponent name (or ``default``), env
+  ``default``.
+* ``manifest``: ``image:`` of ``containers``/``initContainers`` in Kubernetes workloads (any document of any other YAML
+  file). service = ``metadata.name``; env = first path segment of the file, ``default`` at the root.
+* ``kustomize``: ``images:`` entries of a kustomization file. service = last path segment of the image name; env =
+  the kustomization's directory name, ``default`` at the root.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
+
+from core.images import ImageRef, ImageRefError, parse_image_ref, same_image
+
+MAX_FILE_BYTES = 1024 * 1024
+KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+CONTAINER_LISTS = ("initContainers", "containers")
+FABRIKATE_IMAGE_FIELDS = ("repository", "tag", "digest")
+
+PathKey = str | int
+YamlPath = tuple[PathKey, ...]  # (document index, key or sequence index, ...)
+
+
+class YamlIndexError(ValueError):
+    """YAML text that cannot be indexed (syntax error, duplicate key, nesting too deep)."""
+
+
+class LocatorError(ValueError):
+    """A locator string that does not follow the locator grammar."""
+
+
+# ---------------------------------------------------------------------------------------------- YAML position index
+
+
+@dataclass(frozen=True)
+class Mark:
+    index: int  # character offset into the text
+    line: int  # 0-based
+    column: int  # 0-based
+
+
+@dataclass(frozen=True)
+class YamlNode:
+    kind: str  # "scalar" | "alias" | "mapping" | "sequence"
+    start: Mark  # includes an anchor or explicit tag written before the value
+    end: Mark
+    value: str | None = None  # scalar text after unquoting (an alias: its anchored scalar's); else None
+    style: str | None = None  # scalar (or aliased scalar): None (plain), "'", '"', "|", ">"
+    flow: bool = False  # collection written in flow style
+    anchor: str | None = None
+    tag: str | None = None  # explicit tag, if any
+    key_start: Mark | None = None  # where the key starts, when this node is a mapping value
+    children: tuple[PathKey, ...] = ()  # mapping keys / sequence indices in text order
+
+    def text(self) -> str | None:
+        """The scalar (or aliased scalar) as a string, None for a null or a collection."""
+        if self.value is None:
+            return None
+        if self.style is None and self.tag is None and resolves_to(self.value, (1, 2)) == "null":
+            return None
+        return self.value
+
+
+@dataclass(frozen=True)
+class YamlIndex:
+    nodes: dict[YamlPath, YamlNode]
+    documents: int
+
+    def get(self, path: YamlPath) -> YamlNode | None:
+        return self.nodes.get(path)
+
+    def scalar_text(self, path: YamlPath) -> str | None:
+        node = self.nodes.get(path)
+        return node.text() if node else None
+
+
+_RESOLVERS = {version: VersionedResolver(version=version) for version in ((1, 1), (1, 2))}
+
+
+def resolves_to(plain: str, version: tuple[int, int]) -> str:
+    """Short type name ("str", "float", "null", ...) a plain scalar resolves to under a YAML version."""
+    tag = _RESOLVERS[version].resolve(ScalarNode, plain, (True, False))
+    return str(tag).rsplit(":", 1)[-1]
+
+
+def _mark(mark) -> Mark:
+    return Mark(mark.index, mark.line, mark.column)
+
+
+class _Indexer:
+    def __init__(self, events: list) -> None:
+        self.events = events
+        self.pos = 0
+        self.nodes: dict[YamlPath, YamlNode] = {}
+        self.anchors: dict[str, YamlNode] = {}
+
+    def next(self):
+        event = self.events[self.pos]
+        self.pos += 1
+        return event
+
+    def peek(self):
+        return self.events[self.pos]
+
+    def node(self, path: YamlPath | None, key_start: Mark | None = None) -> None:
+        """Consume one node; record it (and its descendants) when path is not None."""
+        event = self.next()
+        if isinstance(event, ScalarEvent):
+            node = YamlNode("scalar", _mark(event.start_mark), _mark(event.end_mark), event.value, event.style or None,
+                            anchor=event.anchor, tag=_explicit_tag(event), key_start=key_start)
+        elif isinstance(event, AliasEvent):
+            anchored = self.anchors.get(event.anchor)
+            scalar = anchored if anchored is not None and anchored.kind == "scalar" else None
+            node = YamlNode("alias", _mark(event.start_mark), _mark(event.end_mark), scalar and scalar.value,
+                            scalar and scalar.style, anchor=event.anchor, tag=scalar and scalar.tag,
+                            key_start=key_start)
+        elif isinstance(event, MappingStartEvent):
+            children = []
+            while not isinstance(self.peek(), MappingEndEvent):
+                key_event = self.peek()
+                if isinstance(key_event, ScalarEvent) and path is not None:
+                    self.next()
+                    key = key_event.value
+                    if key in children:
+                        raise YamlIndexError(f"duplicate key {key!r} at line {key_event.start_mark.line + 1}")
+                    children.append(key)
+                    self.node(path + (key,), _mark(key_event.start_mark))
+                else:  # complex or alias key: nothing below it can be addressed by a locator
+                    self.node(None)
+                    self.node(None)
+            end = self.next()
+            node = YamlNode("mapping", _mark(event.start_mark), _mark(end.end_mark), flow=bool(event.flow_style),
+                            anchor=event.anchor, tag=_explicit_tag(event), key_start=key_start,
+                            children=tuple(children))
+        elif isinstance(event, SequenceStartEvent):
+            count = 0
+            while not isinstance(self.peek(), SequenceEndEvent):
+                self.node(None if path is None else path + (count,))
+                count += 1
+            end = self.next()
+            node = YamlNode("sequence", _mark(event.start_mark), _mark(end.end_mark), flow=bool(event.flow_style),
+                            anchor=event.anchor, tag=_explicit_tag(event), key_start=key_start,
+                            children=tuple(range(count)))
+        else:
+            raise YamlIndexError(f"unexpected {type(event).__name__} at line {event.start_mark.line + 1}")
+        if path is not None:
+            self.nodes[path] = node
+        if node.kind != "alias" and node.anchor:
+            self.anchors[node.anchor] = node
+
+    def stream(self) -> int:
+        documents = 0
+        if not isinstance(self.next(), StreamStartEvent):
+            raise YamlIndexError("not a YAML stream")
+        while isinstance(self.peek(), DocumentStartEvent):
+            self.next()
+            self.node((documents,))
+            if not isinstance(self.next(), DocumentEndEvent):
+                raise YamlIndexError(f"document {documents} does not end where expected")
+            documents += 1
+        if not isinstance(self.next(), StreamEndEvent):
+            raise YamlIndexError("YAML stream does not end where expected")
+        return documents
+
+
+def _explicit_tag(event) -> str | None:
+    tag = event.tag
+    if tag is None:
+        return None
+    return str(getattr(tag, "value", tag))
+
+
+def index_yaml(text: str) -> YamlIndex:
+    """Position of every addressable node of every document. Parses only: never constructs tagged objects."""
+    try:
+        events = list(YAML(typ="rt").parse(text))
+        indexer = _Indexer(events)
+        documents = indexer.stream()
+    except YAMLError as exc:
+        raise YamlIndexError(" ".join(str(exc).split())) from None
+    except RecursionError:
+        raise YamlIndexError("YAML nesting too deep") from None
+    return YamlIndex(indexer.nodes, documents)
+
+
+# ------------------------------------------------------------------------------------------------------- locators
+
+_PLAIN_KEY = re.compile(r"[^.\[\]\"\s]+")
+_LOCATOR_TOKEN = re.compile(r'(?P<key>"(?:[^"\\]|\\.)*"|[^.\[\]"\s]+)(?P<idx>(?:\[\d+\])*)')
+
+
+def format_locator(path: tuple[PathKey, ...]) -> str:
+    """`("doc", 1, "spec", "containers", 0, "image")` → `doc[1].spec.containers[0].image`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            key = part if _PLAIN_KEY.fullmatch(part) else json.dumps(part)
+            text += f".{key}" if text else key
+    return text
+
+
+def parse_locator(locator: str) -> tuple[PathKey, ...]:
+    path: list[PathKey] = []
+    for pos, segment in enumerate(_split_locator(locator)):
+        match = _LOCATOR_TOKEN.fullmatch(segment)
+        if not match:
+            raise LocatorError(f"invalid locator {locator!r} at segment {pos}")
+        key = match["key"]
+        path.append(json.loads(key) if key.startswith('"') else key)
+        path.extend(int(i) for i in re.findall(r"\[(\d+)\]", match["idx"]))
+    return tuple(path)
+
+
+def _split_locator(locator: str) -> Iterator[str]:
+    segment, quoted, escaped = "", False, False
+    for char in locator:
+        if quoted:
+            quoted = escaped or char != '"'
+            escaped = not escaped and char == "\\"
+        elif char == '"':
+            quoted = True
+        elif char == ".":
+            yield segment
+            segment = ""
+            continue
+        segment += char
+    yield segment
+
+
+# ----------------------------------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Target:
+    file: str  # repo-relative POSIX path
+    kind: str  # "fabrikate" | "manifest" | "kustomize"
+    locator: str  # field inside the file; manifests start with doc[N]
+    repository: str  # image name as written in the file (host/repo)
+    tag: str | None
+    digest: str | None
+    service: str
+    env: str
+    overridden_by: str | None = None  # "file:line" of a higher-level Fabrikate config setting the same key
+
+    @property
+    def key(self) -> str:
+        return f"{self.file}#{self.locator}"
+
+    def index_path(self) -> YamlPath:
+        """The locator as a `YamlIndex` path (document index first)."""
+        path = parse_locator(self.locator)
+        if self.kind == "manifest":
+            if len(path) < 2 or path[0] != "doc" or not isinstance(path[1], int):
+                raise LocatorError(f"manifest locator {self.locator!r} does not start with doc[N]")
+            return path[1:]
+        return (0,) + path
+
+
+def find_targets(root: Path, image_name: str) -> list[Target]:
+    """Every image field in the tree that holds `image_name` (host/repository; a tag or digest is ignored)."""
+    parse_image_ref(image_name)
+    return [target for target in find_all_targets(root) if same_image(target.repository, image_name)]
+
+
+def find_all_targets(root: Path) -> list[Target]:
+    tree = _Tree(Path(root))
+    found: list[tuple[str, int, Target]] = []
+    for rel in tree.yaml_files():
+        index = tree.index(rel)
+        if index is None:
+            continue
+        if PurePosixPath(rel).name in KUSTOMIZATION_NAMES:
+            found += _kustomize_targets(rel, index)
+            continue
+        found += _manifest_targets(rel, index)
+        if PurePosixPath(rel).parent.name == "config":
+            found += _fabrikate_targets(tree, rel, index)
+    return [target for _, _, target in sorted(found, key=lambda item: (item[0], item[1]))]
+
+
+class _Tree:
+    """Reads a repository tree once: YAML indexes and Fabrikate component maps, cached."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._indexes: dict[str, YamlIndex | None] = {}
+        self._subcomponents: dict[str, dict[str, str | None]] = {}
+
+    def yaml_files(self) -> list[str]:
+        files = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if d != ".git" and not os.path.islink(os.path.join(dirpath, d)))
+            for name in sorted(filenames):
+                if not (name.endswith((".yaml", ".yml")) or name in KUSTOMIZATION_NAMES):
+                    continue
+                full = os.path.join(dirpath, name)
+                if os.path.islink(full) or os.path.getsize(full) > MAX_FILE_BYTES:
+                    continue
+                files.append(Path(full).relative_to(self.root).as_posix())
+        return files
+
+    def index(self, rel: str) -> YamlIndex | None:
+        if rel not in self._indexes:
+            self._indexes[rel] = self._load(rel)
+        return self._indexes[rel]
+
+    def _load(self, rel: str) -> YamlIndex | None:
+        path = self.root / rel
+        try:
+            if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_FILE_BYTES:
+                return None
+            return index_yaml(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, YamlIndexError):
+            return None
+
+    def config_files(self, component_dir: str) -> list[str]:
+        config = self.root / component_dir / "config"
+        if not config.is_dir() or config.is_symlink():
+            return []
+        return sorted(_rel(component_dir, "config", p.name) for p in config.iterdir()
+                      if p.suffix in (".yaml", ".yml") and p.is_file())
+
+    def subcomponent_dirs(self, component_dir: str) -> dict[str, str | None]:
+        """Subcomponent name → its directory (repo-relative), None for inlined helm/static subcomponents."""
+        if component_dir not in self._subcomponents:
+            self._subcomponents[component_dir] = self._read_component(component_dir)
+        return self._subcomponents[component_dir]
+
+    def _read_component(self, component_dir: str) -> dict[str, str | None]:
+        for name in ("component.yaml", "component.json"):
+            index = self.index(_rel(component_dir, name))
+            if index is not None:
+                break
+        else:
+            return {}
+        dirs: dict[str, str | None] = {}
+        entries = index.get((0, "subcomponents"))
+        for i in entries.children if entries and entries.kind == "sequence" else ():
+            name = index.scalar_text((0, "subcomponents", i, "name"))
+            if not name:
+                continue
+            kind = index.scalar_text((0, "subcomponents", i, "type")) or "component"
+            if kind != "component":
+                dirs[name] = None
+                continue
+            sub_path = index.scalar_text((0, "subcomponents", i, "path")) or ""
+            if index.scalar_text((0, "subcomponents", i, "method")) == "git":
+                location = _rel(component_dir, "components", name, sub_path)
+            else:
+                location = _rel(component_dir, index.scalar_text((0, "subcomponents", i, "source")) or "", sub_path)
+            if location is not None:
+                dirs[name] = location
+        return dirs
+
+    def child_dir(self, component_dir: str, name: str) -> str | None:
+        dirs = self.subcomponent_dirs(component_dir)
+        if name in dirs:
+            return dirs[name]
+        fallback = _rel(component_dir, name)
+        return fallback if fallback is not None and (self.root / fallback).is_dir() else None
+
+
+def _rel(*parts: str) -> str | None:
+    """Join and normalise repo-relative parts; "" is the root, None a path leading out of the tree."""
+    joined = os.path.normpath(os.path.join(*parts)) if any(parts) else "."
+    if os.path.isabs(joined) or joined == ".." or joined.startswith("../"):
+        return None
+    return "" if joined == "." else PurePosixPath(joined).as_posix()
+
+
+def _parts(rel_dir: str) -> list[str]:
+    return [part for part in rel_dir.split("/") if part]
+
+
+def _image(text: str | None) -> ImageRef | None:
+    try:
+        return parse_image_ref(text) if text else None
+    except ImageRefError:
+        return None
+
+
+def _manifest_targets(rel: str, index: YamlIndex) -> list[tuple[str, int, Target]]:
+    found = []
+    segments = PurePosixPath(rel).parts[:-1]
+    env = segments[0] if segments else "default"
+    for doc in range(index.documents):
+        pod_spec = POD_SPEC_PATHS.get(index.scalar_text((doc, "kind")) or "")
+        if pod_spec is None:
+            continue
+        service = index.scalar_text((doc, "metadata", "name")) or PurePosixPath(rel).stem
+        for list_key in CONTAINER_LISTS:
+            containers = index.get((doc,) + pod_spec + (list_key,))
+            for i in containers.children if containers and containers.kind == "sequence" else ():
+                path = (doc,) + pod_spec + (list_key, i, "image")
+                node = index.get(path)
+                ref = _image(node.text() if node else None)
+                if ref is None:
+                    continue
+                target = Target(rel, "manifest", format_locator(("doc",) + path), ref.name, ref.tag, ref.digest,
+                                service, env)
+                found.append((rel, node.start.index, target))
+    return found
+
+
+def _kustomize_targets(rel: str, index: YamlIndex) -> list[tuple[str, int, Target]]:
+    found = []
+    directory = PurePosixPath(rel).parent.name
+    entries = index.get((0, "images"))
+    for i in entries.children if entries and entries.kind == "sequence" else ():
+        entry = (0, "images", i)
+        name = index.scalar_text(entry + ("newName",)) or index.scalar_text(entry + ("name",))
+        ref = _image(name)
+        if ref is None or ref.tag or ref.digest:
+            continue
+        target = Target(rel, "kustomize", format_locator(("images", i)), name,
+                        index.scalar_text(entry + ("newTag",)), index.scalar_text(entry + ("digest",)),
+                        ref.repository.rsplit("/", 1)[-1], directory or "default")
+        found.append((rel, index.get(entry).start.index, target))
+    return found
+
+
+@dataclass(frozen=True)
+class _ConfigImage:
+    chain: tuple[str, ...]  # subcomponent names from the file's component down to the one configured
+    config_path: tuple[PathKey, ...]  # below `config:`, ending at the image map
+    path: YamlPath  # in the index
+
+
+def _config_images(index: YamlIndex, path: YamlPath, chain: tuple[str, ...]) -> Iterator[_ConfigImage]:
+    config = index.get(path + ("config",))
+    if config and config.kind == "mapping":
+        for below in _image_maps(index, path + ("config",)):
+            yield _ConfigImage(chain, below, path + ("config",) + below)
+    subcomponents = index.get(path + ("subcomponents",))
+    if subcomponents and subcomponents.kind == "mapping":
+        for name in subcomponents.children:
+            if index.get(path + ("subcomponents", name)).kind == "mapping":
+                yield from _config_images(index, path + ("subcomponents", name), chain + (str(name),))
+
+
+def _image_maps(index: YamlIndex, path: YamlPath) -> Iterator[tuple[PathKey, ...]]:
+    """Paths (relative to `path`) of `image:` maps holding a `repository`, at any depth of a helm values map."""
+    node = index.get(path)
+    for child in node.children:
+        child_node = index.get(path + (child,))
+        if child == "image" and child_node.kind == "mapping" and _image(index.scalar_text(path + (child, "repository"))):
+            yield (child,)
+        elif child_node.kind in ("mapping", "sequence"):
+            yield from ((child,) + below for below in _image_maps(index, path + (child,)))
+
+
+def _fabrikate_targets(tree: _Tree, rel: str, index: YamlIndex) -> list[tuple[str, int, Target]]:
+    if index.documents != 1 or index.get((0,)).kind != "mapping":
+        return []
+    component_dir = str(PurePosixPath(rel).parent.parent)
+    component_dir = "" if component_dir == "." else component_dir
+    found = []
+    for image in _config_images(index, (0,), ()):
+        ref = _image(index.scalar_text(image.path + ("repository",)))
+        if ref.tag or ref.digest:
+            continue
+        service, env = _fabrikate_labels(tree, component_dir, image.chain)
+        target = Target(rel, "fabrikate", format_locator(image.path[1:]), ref.name,
+                        index.scalar_text(image.path + ("tag",)), index.scalar_text(image.path + ("digest",)),
+                        service, env, _override(tree, component_dir, image))
+        found.append((rel, index.get(image.path).start.index, target))
+    return found
+
+
+def _fabrikate_labels(tree: _Tree, component_dir: str, chain: tuple[str, ...]) -> tuple[str, str]:
+    directory = component_dir
+    for name in chain:
+        child = tree.child_dir(directory, name)
+        if child is None:
+            break
+        directory = child
+    parts = _parts(directory)
+    if len(parts) >= 2:
+        return parts[-2], parts[-1]
+    if parts:
+        return parts[0], "default"
+    return (chain[-1] if chain else "default"), "default"
+
+
+def _component_chain(tree: _Tree, component_dir: str) -> list[tuple[str, str]]:
+    """(ancestor component dir, name it gives the next component down) for each step from the root to
+    `component_dir`: through a `component.yaml` subcomponent whose directory contains it, else the next
+    directory under its own name (Bedrock's layout)."""
+    chain, current = [], ""
+    while current != component_dir:
+        prefix = current + "/" if current else ""
+        steps = [(location, name) for name, location in tree.subcomponent_dirs(current).items()
+                 if location and location.startswith(prefix) and location != current
+                 and (component_dir == location or component_dir.startswith(location + "/"))]
+        if steps:
+            location, name = max(steps)
+        else:
+            name = component_dir[len(prefix):].split("/")[0]
+            location = prefix + name
+        chain.append((current, name))
+        current = location
+    return chain
+
+
+def _override(tree: _Tree, component_dir: str, image: _ConfigImage) -> str | None:
+    """`file:line` of the highest ancestor config that sets this image's tag (or digest): it wins over this file."""
+    chain = _component_chain(tree, component_dir)
+    for depth, (ancestor, _) in enumerate(chain):
+        block: YamlPath = (0,)
+        for name in tuple(name for _, name in chain[depth:]) + image.chain:
+            block += ("subcomponents", name)
+        block += ("config",) + image.config_path
+        for config_file in tree.config_files(ancestor):
+            index = tree.index(config_file)
+            for field in ("tag", "digest"):
+                node = index.get(block + (field,)) if index else None
+                if node is not None:
+                    return f"{config_file}:{(node.key_start or node.start).line + 1}"
+    return None
