@@ -1,0 +1,523 @@
+"""The one git writer: cached, file-locked working copies that land edits on a branch with retry.
+
+Each (repository URL, branch) has one shallow working copy under a base directory, reused across calls and
+processes: warm use is a ``fetch --depth=1`` + hard reset + clean, never a re-clone. An inter-process
+``fcntl.flock`` on ``<workdir>.lock`` keeps two processes (or threads) out of the same working tree.
+
+Credentials travel only as an ``Authorization`` header given to each network command through git's environment
+form of ``-c`` (``GIT_CONFIG_COUNT`` / ``GIT_CONFIG_KEY_n`` / ``GIT_CONFIG_VALUE_n``). Unlike ``-c`` on the command
+line it shows neither in ``ps`` nor in the command lines gitpython logs and puts into its exceptions, and it is
+never written to the URL, ``.git/config`` or the remote. Error messages are scrubbed of it and of URL user-info.
+"""
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import logging
+import random
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import git
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUTHOR_NAME = "gitops-autopilot"
+DEFAULT_AUTHOR_EMAIL = "gitops-autopilot@users.noreply.local"
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 1.0
+
+# Config every command runs with: no credential helper may answer (or store) for us, no background gc may
+# outlive our lock, no signing prompt, and a stalled transfer aborts instead of holding the lock forever.
+_BASE_CONFIG = (
+    ("credential.helper", ""),
+    ("gc.autoDetach", "false"),
+    ("commit.gpgSign", "false"),
+    ("http.lowSpeedLimit", "1000"),
+    ("http.lowSpeedTime", "60"),
+)
+
+# A push refused because the branch moved under us (git's own reasons, a lost ref-lock race on the server,
+# Azure Repos TF401028 "already been updated by another client"): fetch, re-apply, retry.
+_RETRYABLE_PUSH = re.compile(
+    r"fetch first|non-fast-forward|stale info|failed to update ref|cannot lock ref|failed to lock|"
+    r"incorrect old value|TF401028",
+    re.IGNORECASE,
+)
+_AUTH_FAILURE = re.compile(
+    r"authentication failed|could not read (username|password)|terminal prompts disabled|"
+    r"returned error: 40[13]|TF400813|access denied",
+    re.IGNORECASE,
+)
+_NOT_FOUND = re.compile(
+    r"does not appear to be a git repository|repository .* not found|returned error: 404", re.IGNORECASE
+)
+_UNAVAILABLE = re.compile(
+    r"could not resolve|failed to connect|couldn't connect|connection (refused|reset)|timed out|"
+    r"returned error: 5\d\d|rpc failed|early eof|remote end hung up|unable to access|ssl_connect|ssl_read|"
+    r"gnutls_handshake|did not complete in|operation too slow",
+    re.IGNORECASE,
+)
+_MISSING_REF = re.compile(
+    r"couldn't find remote ref|remote branch .* not found|not our ref|no such remote ref", re.IGNORECASE
+)
+_MISSING_PATH = re.compile(r"does not exist in|exists on disk, but not in|invalid object name", re.IGNORECASE)
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_FULL_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+class GitError(Exception):
+    """A git operation failed; the message is one line and carries no credential."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class GitAuthError(GitError):
+    """The remote refused our credentials: retrying will not help, fail the work item."""
+
+
+class GitUnavailable(GitError):
+    """The remote could not be reached (or kept moving): raise so the queue retries later."""
+
+
+class GitContention(GitUnavailable):
+    """Every push attempt was rejected because other writers kept moving the branch."""
+
+
+class GitRefNotFound(GitError):
+    """The branch or commit does not exist on the remote (including an empty remote)."""
+
+
+@dataclass(frozen=True)
+class LandResult:
+    commit: str | None  # sha of the pushed commit; None when the edit produced no change
+    branch: str
+    attempts: int  # 1 when the first push succeeded
+    changed_paths: tuple[str, ...]
+
+
+def pat_auth_header(pat: str) -> Callable[[], str]:
+    """Authorization header value for an Azure DevOps personal access token (``Basic base64(":" + PAT)``)."""
+    value = "Basic " + base64.b64encode(f":{pat}".encode()).decode("ascii")
+    return lambda: value
+
+
+def bearer_auth_header(get_token: Callable[[], str]) -> Callable[[], str]:
+    """Authorization header value from a token source asked anew for each network command (refreshable)."""
+    return lambda: "Bearer " + get_token()
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (2, 3, ...): exponential from 50 ms, capped at 1 s,
+    half of it jittered so competing writers spread out."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 2))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` on one line with every secret and any URL user-info (``user:pass@``) replaced by ``***``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return " ".join(_USERINFO.sub("***@", text).split())
+
+
+def secret_forms(header_value: str) -> tuple[str, ...]:
+    """Every spelling of a credential that could leak from an ``Authorization`` header value."""
+    forms = [header_value]
+    scheme, _, credential = header_value.partition(" ")
+    if credential:
+        forms.append(credential)
+        if scheme.lower() == "basic":
+            try:
+                user_pass = base64.b64decode(credential, validate=True).decode()
+            except ValueError:
+                user_pass = ""
+            forms += [user_pass, user_pass.partition(":")[2]]
+    return tuple(form for form in forms if len(form) >= 4)
+
+
+def clean_url(url: str) -> str:
+    """The URL git is given: never a password in it; for http(s) no user-info at all (Azure Repos remote URLs
+    carry ``org@``, and a PAT given as the user name would otherwise land in ``.git/config``)."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        raise GitError(f"repository URL {scrub(url)} embeds a password; pass credentials via auth_header")
+    if parts.scheme in ("http", "https") and parts.username is not None:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
+
+
+def _detail(stderr: str) -> str:
+    """The informative part of git's stderr: its error lines, else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith(("fatal:", "error:", "remote: error", "timeout:"))]
+    return "; ".join(errors or lines[-1:]) or "no error output"
+
+
+def classify(operation: str, stderr: str, secrets: tuple[str, ...] = ()) -> GitError:
+    """The exception for a failed git command, by what its stderr says."""
+    message = scrub(f"{operation} failed: {_detail(stderr)}", secrets)[:600]
+    if _AUTH_FAILURE.search(stderr):
+        return GitAuthError(message)
+    if _NOT_FOUND.search(stderr):
+        return GitError(message)
+    if _UNAVAILABLE.search(stderr):
+        return GitUnavailable(message)
+    return GitError(message)
+
+
+@dataclass(frozen=True)
+class _Run:
+    status: int
+    out: str
+    err: str
+    secrets: tuple[str, ...] = ()  # spellings of the credential the command was given, to scrub from errors
+
+
+_held = threading.local()
+
+
+class GitWorkspace:
+    """A cached working copy of ``branch`` of the repository at ``url``, shared (under a file lock) by every
+    process that uses the same ``base_dir``.
+
+    Do not call the workspace's own methods from inside an ``edit`` callback: the lock is not re-entrant.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        branch: str,
+        *,
+        auth_header: Callable[[], str] | None = None,
+        base_dir: Path | None = None,
+        author_name: str = DEFAULT_AUTHOR_NAME,
+        author_email: str = DEFAULT_AUTHOR_EMAIL,
+        network_timeout_s: float = 300.0,
+    ) -> None:
+        if not branch or branch.startswith(("-", "refs/")):
+            raise ValueError(f"branch must be a short branch name, got {branch!r}")
+        self.url = clean_url(url)
+        self.branch = branch
+        self._auth_header = auth_header
+        self._timeout = network_timeout_s
+        base = Path(base_dir) if base_dir is not None else Path(tempfile.gettempdir()) / "gitops-autopilot" / "work"
+        self.workdir = base / hashlib.sha1(self.url.encode()).hexdigest() / quote(branch, safe="")
+        self._lock_path = self.workdir.with_name(self.workdir.name + ".lock")
+        self._tracking = f"refs/remotes/origin/{branch}"
+        self._env = {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "",  # set but empty: git then neither runs an askpass program nor falls back to SSH_ASKPASS
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+        }
+        self._git = git.Git()
+
+    # ---- public operations -------------------------------------------------------------------------------
+
+    def head(self) -> str:
+        """Sha of ``origin/<branch>`` right after a fetch (a clone when the cache is cold)."""
+        with self._locked():
+            return self._sync()
+
+    @contextmanager
+    def read(self) -> Iterator[Path]:
+        """A clean checkout of the branch head, locked against other users until the block ends."""
+        with self._locked():
+            self._sync()
+            yield self.workdir
+
+    def land(self, edit: Callable[[Path], str | None], *, max_attempts: int = 8) -> LandResult:
+        """Apply ``edit`` to the branch head and push the result to the branch.
+
+        ``edit(worktree)`` changes files and returns the commit message, or None when there is nothing to do.
+        When the push is rejected because the branch moved, the working copy is reset to the new head and
+        ``edit`` runs again there (so it re-decides), up to ``max_attempts`` times with jittered backoff.
+        """
+        return self._land(edit, self.branch, force=False, max_attempts=max_attempts)
+
+    def land_on_branch(
+        self, bot_branch: str, edit: Callable[[Path], str | None], *, max_attempts: int = 8
+    ) -> LandResult:
+        """Build ``edit`` on top of the branch head and force-push it as the only commit of ``bot_branch``
+        (superseding whatever was there). When ``bot_branch`` already holds the identical tree on top of the
+        same base, nothing is pushed and that commit is returned, so retries are idempotent."""
+        if not bot_branch or bot_branch == self.branch or bot_branch.startswith(("-", "refs/")):
+            raise ValueError(f"bot branch must be a short branch name other than {self.branch!r}, got {bot_branch!r}")
+        return self._land(edit, bot_branch, force=True, max_attempts=max_attempts)
+
+    def file_at(self, ref: str, path: str) -> bytes | None:
+        """Content of ``path`` at ``ref`` (a branch name or a commit sha) on the remote; None when absent."""
+        with self._locked():
+            self._ensure_clone()
+            sha = self._fetch_ref(ref, depth=1)
+            status, content, err = self._blob(f"{sha}:{path.lstrip('/')}")
+        if status == 0:
+            return content
+        if _MISSING_PATH.search(err):
+            return None
+        raise classify(f"git cat-file {ref}:{path} in {self.url}", err)
+
+    def log_trailers(self, ref: str, max_count: int = 50) -> list[tuple[str, dict[str, str]]]:
+        """(sha, trailers) of the last ``max_count`` commits reachable from ``ref``, newest first. Trailers are
+        the ``Key: value`` lines of a message's last paragraph, as git parses them; a repeated key keeps its
+        last value."""
+        with self._locked():
+            self._ensure_clone()
+            sha = self._fetch_ref(ref, depth=max_count)
+            out = self._run(
+                "log", f"--max-count={max_count}", "--format=%H%x1f%(trailers:only,unfold)%x1e", sha
+            ).out
+        return [parse_trailer_record(record) for record in out.split("\x1e") if record.strip()]
+
+    # ---- landing -----------------------------------------------------------------------------------------
+
+    def _land(self, edit: Callable[[Path], str | None], target: str, *, force: bool, max_attempts: int) -> LandResult:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        # One bot branch per target is fetched with the base in the same round trip; a glob refspec (not an
+        # exact one) so a bot branch that does not exist yet is no error. --prune drops a deleted one.
+        extra = (f"+refs/heads/{target}*:refs/remotes/origin/{target}*",) if force else ()
+        with self._locked():
+            for attempt in range(1, max_attempts + 1):
+                if attempt > 1:
+                    time.sleep(backoff_delay(attempt))
+                base = self._sync(*extra)
+                staged = self._stage(edit)
+                if staged is None:
+                    log.info("edit on %s@%s changed nothing; no commit", self.url, target)
+                    return LandResult(None, target, attempt, ())
+                message, paths = staged
+                tree = self._run("write-tree").out.strip()
+                if force:
+                    existing = self._same_commit_on(target, tree, base)
+                    if existing:
+                        log.info("%s@%s already holds this change as %s", self.url, target, existing)
+                        return LandResult(existing, target, attempt, paths)
+                commit = self._run("commit-tree", tree, "-p", base, "-m", _normalized(message)).out.strip()
+                if self._push(commit, target, force=force):
+                    log.info("landed %s on %s@%s (attempt %d)", commit, self.url, target, attempt)
+                    return LandResult(commit, target, attempt, paths)
+                log.info("push to %s@%s rejected, remote moved (attempt %d/%d)",
+                         self.url, target, attempt, max_attempts)
+        raise GitContention(
+            scrub(f"push to {self.url} branch {target} rejected {max_attempts} times: other writers kept moving it")
+        )
+
+    def _stage(self, edit: Callable[[Path], str | None]) -> tuple[str, tuple[str, ...]] | None:
+        message = edit(self.workdir)
+        if message is None:
+            return None
+        if not message.strip():
+            raise ValueError("edit returned an empty commit message (return None when there is nothing to do)")
+        self._run("add", "--all")
+        names = self._run("diff", "--cached", "--name-only", "--no-renames", "-z").out
+        paths = tuple(name for name in names.split("\0") if name)
+        return (message, paths) if paths else None
+
+    def _same_commit_on(self, target: str, tree: str, base: str) -> str | None:
+        existing = self._run("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{target}", check=False)
+        if existing.status != 0:
+            return None
+        sha = existing.out.strip()
+        # The raw object keeps its parent line even where the shallow clone grafts history away.
+        header = self._run("cat-file", "commit", sha).out.partition("\n\n")[0].splitlines()
+        parents = [line.split()[1] for line in header if line.startswith("parent ")]
+        return sha if f"tree {tree}" in header and parents == [base] else None
+
+    def _push(self, commit: str, target: str, *, force: bool) -> bool:
+        """True when pushed; False when rejected because the branch moved; raises on any other failure."""
+        refspec = f"{'+' if force else ''}{commit}:refs/heads/{target}"
+        run = self._network("push", "--porcelain", "origin", refspec, check=False)
+        if run.status == 0:
+            return True
+        rejected = [line for line in run.out.splitlines() if line.startswith("!")]
+        if not rejected:
+            raise self._failure(f"git push to {self.url} branch {target}", run)
+        if all(_RETRYABLE_PUSH.search(line) for line in rejected):
+            return False
+        reason = rejected[0].split("\t")[-1]
+        raise classify(f"git push to {self.url} branch {target}", f"error: rejected {reason}\n{run.err}", run.secrets)
+
+    # ---- working copy ------------------------------------------------------------------------------------
+
+    def _sync(self, *extra_refspecs: str) -> str:
+        """Make the working copy a clean checkout of the freshly fetched branch head; return its sha."""
+        if not self._ensure_clone() or extra_refspecs:
+            try:
+                self._refresh(*extra_refspecs)
+            except (GitAuthError, GitUnavailable, GitRefNotFound):
+                raise
+            except GitError as exc:
+                log.warning("working copy %s is unusable (%s); cloning it afresh", self.workdir, exc)
+                shutil.rmtree(self.workdir)
+                self._ensure_clone()
+                self._refresh(*extra_refspecs)
+        return self._run("rev-parse", "HEAD").out.strip()
+
+    def _refresh(self, *extra_refspecs: str) -> None:
+        self._fetch(*extra_refspecs)
+        self._run("reset", "--quiet", "--hard", self._tracking)
+        self._run("clean", "-q", "-fdx")
+
+    def _ensure_clone(self) -> bool:
+        """Clone the branch shallowly unless a working copy is already there; True when it just cloned."""
+        if (self.workdir / ".git").is_dir():
+            self._clear_stale_git_locks()
+            return False
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)
+        # Clone beside the final place and rename, so a working copy that exists is always a complete one.
+        partial = self.workdir.with_name(self.workdir.name + ".cloning")
+        shutil.rmtree(partial, ignore_errors=True)
+        run = self._network(
+            "clone", "--quiet", "--depth=1", "--no-tags", "--branch", self.branch, "--", self.url, str(partial),
+            cwd=self.workdir.parent, check=False,
+        )
+        if run.status != 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            if _MISSING_REF.search(run.err):
+                raise self._missing_branch()
+            raise self._failure(f"git clone {self.url} branch {self.branch}", run)
+        partial.rename(self.workdir)
+        log.info("cloned %s@%s into %s", self.url, self.branch, self.workdir)
+        return True
+
+    def _clear_stale_git_locks(self) -> None:
+        # Only called under our flock, when no other git process can own this working copy: any *.lock left
+        # is from a process that was killed mid-command (e.g. a host timeout) and would block git forever.
+        git_dir = self.workdir / ".git"
+        for stale in [*git_dir.glob("*.lock"), *(git_dir / "refs").rglob("*.lock")]:
+            log.warning("removing stale git lock %s", stale)
+            stale.unlink(missing_ok=True)
+
+    def _fetch(self, *extra_refspecs: str) -> None:
+        run = self._network(
+            "fetch", "--quiet", "--depth=1", "--no-tags", "--prune", "origin",
+            f"+refs/heads/{self.branch}:{self._tracking}", *extra_refspecs, check=False,
+        )
+        if run.status == 0:
+            return
+        if _MISSING_REF.search(run.err):
+            raise self._missing_branch()
+        raise self._failure(f"git fetch {self.url} branch {self.branch}", run)
+
+    def _fetch_ref(self, ref: str, *, depth: int) -> str:
+        """Make ``ref`` (branch or sha) and ``depth`` commits of its history local; return its sha."""
+        if not ref or ref.startswith("-"):
+            raise ValueError(f"ref must be a branch name or commit sha, got {ref!r}")
+        if depth == 1 and _FULL_SHA.fullmatch(ref):
+            if self._run("cat-file", "-e", f"{ref}^{{commit}}", check=False).status == 0:
+                return ref
+        run = self._network("fetch", "--quiet", f"--depth={depth}", "--no-tags", "origin", ref, check=False)
+        if run.status != 0:
+            if _MISSING_REF.search(run.err):
+                raise GitRefNotFound(scrub(f"ref {ref!r} not found in {self.url}"))
+            raise self._failure(f"git fetch {self.url} ref {ref}", run)
+        return self._run("rev-parse", "FETCH_HEAD").out.strip()
+
+    def _missing_branch(self) -> GitRefNotFound:
+        heads = self._network("ls-remote", "--heads", "--", self.url, cwd=self.workdir.parent).out
+        branches = [line.split("refs/heads/", 1)[1] for line in heads.splitlines() if "refs/heads/" in line]
+        found = f"it has only {', '.join(sorted(branches)[:10])}" if branches else "the remote repository is empty"
+        return GitRefNotFound(scrub(f"branch {self.branch!r} not found in {self.url}: {found}"))
+
+    # ---- running git -------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        held: set[Path] = _held.__dict__.setdefault("paths", set())
+        if self._lock_path in held:
+            raise GitError(f"{self.workdir} is already locked by this thread (workspace used from inside an edit?)")
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file is closed
+            held.add(self._lock_path)
+            try:
+                yield
+            finally:
+                held.discard(self._lock_path)
+
+    def _network(self, *args: str, cwd: Path | None = None, check: bool = True) -> _Run:
+        """Run a command that talks to the remote, with the Authorization header asked for afresh."""
+        header = self._auth_header() if self._auth_header else None
+        if header is not None and ("\n" in header or "\r" in header):
+            raise GitAuthError("the Authorization header value contains a line break")
+        extra = (("http.extraHeader", f"Authorization: {header}"),) if header else ()
+        status, out, err = self._execute(args, cwd, _BASE_CONFIG + extra, timeout=self._timeout)
+        run = _Run(status, out, err, secret_forms(header) if header else ())
+        if check and status != 0:
+            raise self._failure(f"git {args[0]} {self.url}", run)
+        return run
+
+    def _run(self, *args: str, check: bool = True) -> _Run:
+        """Run a local command in the working copy."""
+        status, out, err = self._execute(args, None, _BASE_CONFIG)
+        run = _Run(status, out, err)
+        if check and status != 0:
+            raise self._failure(f"git {args[0]} in the working copy of {self.url}", run)
+        return run
+
+    def _blob(self, spec: str) -> tuple[int, bytes, str]:
+        return self._execute(("cat-file", "blob", spec), None, _BASE_CONFIG, binary=True)
+
+    def _execute(
+        self,
+        args: tuple[str, ...],
+        cwd: Path | None,
+        config: tuple[tuple[str, str], ...],
+        *,
+        timeout: float | None = None,
+        binary: bool = False,
+    ) -> Any:
+        env = dict(self._env, GIT_CONFIG_COUNT=str(len(config)))
+        for index, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        if cwd is None:
+            # Name the repository outright: a broken working copy must fail, not let git discover (and reset
+            # and clean) a repository above it, and an inherited GIT_DIR must not redirect us.
+            env.update(GIT_DIR=str(self.workdir / ".git"), GIT_WORK_TREE=str(self.workdir))
+        return self._git.execute(
+            ["git", "-C", str(cwd or self.workdir), *args],
+            env=env,
+            with_extended_output=True,
+            with_exceptions=False,
+            stdout_as_string=not binary,
+            strip_newline_in_stdout=False,
+            kill_after_timeout=timeout,
+        )
+
+    @staticmethod
+    def _failure(operation: str, run: _Run) -> GitError:
+        return classify(operation, run.err, run.secrets)
+
+
+def parse_trailer_record(record: str) -> tuple[str, dict[str, str]]:
+    """One ``%H%x1f%(trailers:only,unfold)`` log record → (sha, {key: value})."""
+    sha, _, block = record.strip("\n").partition("\x1f")
+    trailers: dict[str, str] = {}
+    for line in block.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            trailers[key.strip()] = value.strip()
+    return sha.strip(), trailers
+
+
+def _normalized(message: str) -> str:
+    """The message as ``git commit --cleanup=whitespace`` would store it (``#`` lines are kept)."""
+    return "\n".join(line.rstrip() for line in message.strip().splitlines())
