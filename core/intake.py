@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from core.azdo_routing import RepoConfig, route_azdo
@@ -58,7 +59,8 @@ def _error(status: int, message: str) -> Reply:
 def _push_item(push, event_id: str, source: str) -> ImagePushed:
     return ImagePushed(event_id=event_id, trace_id=new_trace_id(), registry=push.registry,
                        repository=push.repository, tag=push.tag, digest=push.digest, media_type=push.media_type,
-                       pushed_at=push.timestamp, acr_event_id=push.event_id, source=source)
+                       pushed_at=push.timestamp, acr_event_id=push.event_id, source=source,
+                       received_at=datetime.now(timezone.utc).isoformat())
 
 
 class Intake:

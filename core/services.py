@@ -4,10 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
+import tempfile
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
 from core.deliveries import DeliveryLog
+from core.highwater import HighWaterMarks
 from core.intake import Intake
-from core.settings import Settings, get_settings
+from core.payloads import repo_name_from_url
+from core.settings import Settings, SettingsError, get_settings
 from core.storage import Storage
+from core.trace import TraceLog
+from core.workitems import encode
 
 
 @dataclass
@@ -26,6 +35,83 @@ class Services:
     def intake(self) -> Intake:
         return Intake(self.settings, self.storage, self.deliveries)
 
+    @cached_property
+    def trace(self) -> TraceLog:
+        return TraceLog(self.storage)
+
+    @cached_property
+    def high_water(self) -> HighWaterMarks:
+        return HighWaterMarks(self.storage)
+
+    @cached_property
+    def _credential(self):
+        from azure.identity import DefaultAzureCredential
+        return DefaultAzureCredential()
+
+    def git_auth(self, url: str) -> Callable[[], str] | None:
+        """Authorization header for Azure Repos over https: the PAT, else an Entra token (managed identity)."""
+        from core.azdo import ADO_SCOPE
+        from core.git_workspace import bearer_auth_header, pat_auth_header
+
+        if urlsplit(url).scheme not in ("http", "https"):
+            return None
+        if self.settings.azdo_pat:
+            return pat_auth_header(self.settings.azdo_pat)
+        return bearer_auth_header(lambda: self._credential.get_token(ADO_SCOPE).token)
+
+    def workspace(self, url: str, branch: str, purpose: str = "write"):
+        """The cached working copy of (url, branch); readers use their own `purpose` so they never wait for
+        a writer's lock on the same repository."""
+        from core.git_workspace import GitWorkspace
+
+        key = (url, branch, purpose)
+        if key not in self._workspaces:
+            self._workspaces[key] = GitWorkspace(
+                url, branch, auth_header=self.git_auth(url), base_dir=self.work_base / purpose,
+                author_name=self.settings.git_author_name, author_email=self.settings.git_author_email)
+        return self._workspaces[key]
+
+    @cached_property
+    def work_base(self) -> Path:
+        """Where working copies and caches live: WORK_DIR, else the temp dir (local disk in Azure)."""
+        if self.settings.work_dir:
+            return Path(self.settings.work_dir)
+        return Path(tempfile.gettempdir()) / "gitops-autopilot"
+
+    @cached_property
+    def _workspaces(self) -> dict:
+        return {}
+
+    @cached_property
+    def gateway(self):
+        """The Azure DevOps gateway, or None when AZDO_ORG_URL is not set."""
+        from core.azdo import AzdoGateway
+
+        s = self.settings
+        if not s.azdo_configured:
+            return None
+        if s.azdo_pat:
+            return AzdoGateway(s.azdo_org_url, s.azdo_project, pat=s.azdo_pat)
+        return AzdoGateway(s.azdo_org_url, s.azdo_project, credential=self._credential)
+
+    def enqueue(self, item) -> None:
+        self.storage.enqueue(item.queue, encode(item))
+
+    @cached_property
+    def bump(self):
+        from core.bump import BumpService
+        from core.pull_requests import PullRequests
+
+        s = self.settings
+        if not s.bump_repo_url:
+            raise SettingsError("neither HLD_REPO_URL nor MANIFEST_REPO_URL is set: nowhere to bump images")
+        prs = (PullRequests(self.gateway, repo_name_from_url(s.bump_repo_url))
+               if s.write_mode == "pull-request" else None)
+        return BumpService(repo_url=s.bump_repo_url, branch=s.bump_branch,
+                           workspace=self.workspace(s.bump_repo_url, s.bump_branch), high_water=self.high_water,
+                           trace=self.trace, mode=s.write_mode, enqueue=self.enqueue,
+                           is_hld=bool(s.hld_repo_url), pull_requests=prs)
+
 
 @lru_cache(maxsize=1)
 def get_services() -> Services:
@@ -36,3 +122,19 @@ def reset_services() -> None:
     """Forget the wired services (tests change the environment between cases)."""
     get_settings.cache_clear()
     get_services.cache_clear()
+
+    @cached_property
+    def generation(self):
+        from core.generation import GenerationService
+        from core.pull_requests import PullRequests
+
+        s = self.settings
+        if not (s.hld_repo_url and s.manifest_repo_url):
+            raise SettingsError("manifest generation needs both HLD_REPO_URL and MANIFEST_REPO_URL")
+        prs = (PullRequests(self.gateway, repo_name_from_url(s.manifest_repo_url))
+               if s.write_mode == "pull-request" else None)
+        return GenerationService(
+            hld=self.workspace(s.hld_repo_url, s.hld_branch, purpose="generate"),
+            manifests=self.workspace(s.manifest_repo_url, s.manifest_branch),
+            hld_url=s.hld_repo_url, manifest_url=s.manifest_repo_url, mode=s.write_mode, helm_mode=s.helm_mode,
+            helm_bin=s.helm_bin, trace=self.trace, cache_dir=self.work_base / "components", pull_requests=prs)

@@ -32,6 +32,7 @@ class ImagePushed:
     pushed_at: str         # ACR's own event timestamp (ISO 8601)
     acr_event_id: str      # the ACR event id (same as event_id for webhooks; data.id for Event Grid)
     source: str = "acr"    # acr | eventgrid
+    received_at: str = ""  # when intake accepted the delivery (ISO 8601, UTC)
 
     @property
     def image(self) -> str:

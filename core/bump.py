@@ -1,0 +1,318 @@
+"""The image bump: from pushed images to a forward-only change of the desired-state repository.
+
+`plan_bumps` is the pure part (which target gets which tag, and why not the others); `BumpService` applies a plan
+through the git workspace, as one commit (direct) or one force-updated bot branch + PR per target (pull-request),
+and records high-water marks and the trace.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from core.bump_decision import BumpDecision, decide_bump
+from core.git_workspace import GitWorkspace
+from core.highwater import HighWaterMarks, Mark
+from core.images import same_image
+from core.policy import Policy, load_policy
+from core.tag_order import sort_key
+from core.targets import Target, find_all_targets
+from core.trace import TraceLog, _parse
+from core.workitems import HldChanged, ImagePushed
+from core.yaml_edit import apply_to_tree
+
+log = logging.getLogger("autopilot.bump")
+
+POLICY_FILE = "autopilot.yaml"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one target for the images of one run."""
+    target: Target
+    action: str                   # bump | noop | skip
+    reason: str
+    item: ImagePushed | None      # the push that decided it (the newest applied one for a bump)
+    items: tuple[ImagePushed, ...] = ()   # every push in the run that concerned this target
+
+
+@dataclass(frozen=True)
+class BumpResult:
+    outcomes: tuple[Outcome, ...]
+    no_target: tuple[ImagePushed, ...]       # pushes whose image no target uses
+    commit: str | None = None                # direct mode
+    pull_requests: tuple[tuple[str, int], ...] = ()   # (bot branch, PR id) in pull-request mode
+    attempts: int = 0
+
+    @property
+    def bumped(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.action == "bump")
+
+
+def _dt(value: str) -> datetime | None:
+    return _parse(value)
+
+
+def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: Policy,
+               high_water: Callable[[Target], Mark | None]) -> tuple[list[Outcome], list[ImagePushed]]:
+    """Decide, for every target using a pushed image, the newest allowed tag (folding the pushes in order)."""
+    outcomes: list[Outcome] = []
+    used: set[str] = set()
+    for target in targets:
+        mine = [i for i in items if same_image(target.repository, i.image)]
+        if not mine:
+            continue
+        used.update(i.event_id for i in mine)
+        if target.overridden_by:
+            outcomes.append(Outcome(target, "skip", f"{target.file} is overridden by {target.overridden_by}; "
+                                                   f"an edit here would never take effect", mine[-1], tuple(mine)))
+            continue
+        tp = policy.for_target(target.repository, target.file)
+        mark = high_water(target)
+        current, current_pushed = target.tag, None
+        bumped: Outcome | None = None
+        others: list[Outcome] = []
+        for item in mine:
+            decision: BumpDecision = decide_bump(
+                item.tag, current, mark.tag if mark else None, tp, target.env,
+                candidate_pushed=_dt(item.pushed_at), current_pushed=current_pushed,
+                high_water_pushed=_dt(mark.pushed_at) if mark else None)
+            if decision.action == "bump":
+                current, current_pushed = item.tag, _dt(item.pushed_at)
+                bumped = Outcome(target, "bump", decision.reason, item, tuple(mine))
+            else:
+                others.append(Outcome(target, decision.action, decision.reason, item, tuple(mine)))
+        noops = [o for o in others if o.action == "noop"]
+        outcomes.append(bumped or (noops[0] if noops else others[-1]))
+    no_target = [i for i in items if i.event_id not in used]
+    return outcomes, no_target
+
+
+def is_newer_mark(order_for: Callable[[], object]):
+    def newer(candidate: Mark, stored: Mark) -> bool:
+        order = order_for()
+        a = sort_key(candidate.tag, order, _dt(candidate.pushed_at))
+        b = sort_key(stored.tag, order, _dt(stored.pushed_at))
+        if a is None:
+            return False
+        return b is None or a > b
+    return newer
+
+
+def commit_message(bumps: Sequence[Outcome]) -> str:
+    """Subject says service, environment, old -> new; trailers carry digest, ACR event id and trace ids."""
+    if len(bumps) == 1:
+        o = bumps[0]
+        subject = f"Bump {o.target.service} in {o.target.env}: {o.target.tag or '(none)'} -> {o.item.tag}"
+        body = [f"{o.target.file} ({o.target.locator}): {o.item.image}:{o.item.tag}"]
+    else:
+        subject = f"Bump {len(bumps)} images: " + ", ".join(
+            f"{o.target.service}/{o.target.env} {o.item.tag}" for o in bumps)
+        if len(subject) > 200:
+            subject = subject[:197] + "..."
+        body = [f"- {o.target.service}/{o.target.env}: {o.target.tag or '(none)'} -> {o.item.tag} "
+                f"in {o.target.file} ({o.target.locator})" for o in bumps]
+    items = _distinct(o.item for o in bumps)
+    trailers = [
+        "Image: " + " ".join(f"{i.image}:{i.tag}" for i in items),
+        "Image-Digest: " + " ".join(i.digest or "-" for i in items),
+        "ACR-Event: " + " ".join(i.acr_event_id for i in items),
+        "Trace-Id: " + " ".join(i.trace_id for i in items),
+    ]
+    return "\n".join([subject, "", *body, "", *trailers]) + "\n"
+
+
+def _distinct(items: Iterable[ImagePushed]) -> list[ImagePushed]:
+    seen, result = set(), []
+    for item in items:
+        if item.event_id not in seen:
+            seen.add(item.event_id)
+            result.append(item)
+    return result
+
+
+_BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def bot_branch(target: Target) -> str:
+    def safe(text: str) -> str:
+        return _BRANCH_UNSAFE.sub("-", text).strip("-.") or "default"
+    return f"autopilot/{safe(target.service)}/{safe(target.env)}"
+
+
+def pr_text(outcome: Outcome) -> tuple[str, str]:
+    o, item = outcome, outcome.item
+    title = f"Bump {o.target.service} in {o.target.env}: {o.target.tag or '(none)'} -> {item.tag}"
+    description = "\n".join([
+        f"Automated image bump by gitops-autopilot.",
+        "",
+        f"- Image: `{item.image}`",
+        f"- Old tag: `{o.target.tag or '(none)'}`",
+        f"- New tag: `{item.tag}`",
+        f"- Digest: `{item.digest or '-'}`",
+        f"- File: `{o.target.file}` (`{o.target.locator}`)",
+        f"- ACR event id: `{item.acr_event_id}`",
+        f"- Trace id: `{item.trace_id}`",
+        "",
+        "A newer push supersedes this pull request by updating its branch.",
+    ])
+    return title, description
+
+
+@dataclass
+class _Attempt:
+    """State of one edit attempt inside GitWorkspace.land (re-run from scratch after a push race)."""
+    outcomes: list[Outcome] = field(default_factory=list)
+    no_target: list[ImagePushed] = field(default_factory=list)
+
+
+class BumpService:
+    def __init__(self, *, repo_url: str, branch: str, workspace: GitWorkspace, high_water: HighWaterMarks,
+                 trace: TraceLog, mode: str, enqueue: Callable[[object], None] | None = None,
+                 is_hld: bool = True, pull_requests=None, sleep: Callable[[float], None] = time.sleep):
+        self.repo_url = repo_url
+        self.branch = branch
+        self.workspace = workspace
+        self.high_water = high_water
+        self.trace = trace
+        self.mode = mode
+        self.enqueue = enqueue
+        self.is_hld = is_hld
+        self.pull_requests = pull_requests   # core.bump_prs.PullRequests in pull-request mode
+        self._lock = threading.Lock()
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def _plan(self, worktree: Path, items: Sequence[ImagePushed]) -> tuple[list[Outcome], list[ImagePushed], Policy]:
+        policy_path = worktree / POLICY_FILE
+        policy = load_policy(policy_path.read_text(encoding="utf-8") if policy_path.exists() else None)
+        targets = [t for t in find_all_targets(worktree) if any(same_image(t.repository, i.image) for i in items)]
+        outcomes, no_target = plan_bumps(targets, items, policy,
+                                         lambda t: self.high_water.get(self.repo_url, t.key))
+        return outcomes, no_target, policy
+
+    @staticmethod
+    def _apply(worktree: Path, bumps: Sequence[Outcome]) -> None:
+        apply_to_tree(worktree, [(o.target, o.item.tag, o.item.digest if o.target.digest else None)
+                                 for o in bumps])
+
+    def _record_marks(self, bumps: Sequence[Outcome], policy: Policy) -> None:
+        for o in bumps:
+            tp = policy.for_target(o.target.repository, o.target.file)
+            self.high_water.raise_to(self.repo_url, o.target.key, Mark(o.item.tag, o.item.pushed_at),
+                                     is_newer_mark(lambda tp=tp: tp.order))
+
+    def _trace_outcomes(self, outcomes: Sequence[Outcome], no_target: Sequence[ImagePushed], stage_for_bump: str,
+                        detail_for: Callable[[Outcome], dict]) -> None:
+        for o in outcomes:
+            for item in o.items:
+                fields = {"service": o.target.service, "env": o.target.env, "image": item.image,
+                          "imageTag": item.tag, "digest": item.digest, "targetFile": o.target.file,
+                          "hldRepo": self.repo_url if self.is_hld else "",
+                          "manifestRepo": "" if self.is_hld else self.repo_url}
+                self.trace.record(item.trace_id, o.target.key, "received", actor="acr", start=item.pushed_at
+                                  or item.received_at, at=item.received_at or None, fields=fields,
+                                  detail={"acrEventId": item.acr_event_id})
+                if o.action == "bump" and item is o.item:
+                    self.trace.record(item.trace_id, o.target.key, stage_for_bump, actor="gitops-autopilot",
+                                      fields=_bedrock_fields(stage_for_bump, detail_for(o)),
+                                      detail=detail_for(o))
+                else:
+                    reason = o.reason if item is o.item else f"superseded in the same run by {o.item.tag}"
+                    self.trace.record(item.trace_id, o.target.key, "skipped", actor="gitops-autopilot",
+                                      detail={"action": o.action if item is o.item else "skip", "reason": reason})
+        for item in no_target:
+            self.trace.record(item.trace_id, f"no-target:{item.image}", "no-target", actor="gitops-autopilot",
+                              start=item.pushed_at or item.received_at,
+                              fields={"image": item.image, "imageTag": item.tag, "digest": item.digest},
+                              detail={"reason": f"no file in {self.repo_url} uses {item.image}"})
+
+    # -- the work -----------------------------------------------------------------------------------------------
+    def process(self, items: Sequence[ImagePushed]) -> BumpResult:
+        with self._lock:
+            if self.mode == "direct":
+                return self._direct(items)
+            return self._pull_request(items)
+
+    def _direct(self, items: Sequence[ImagePushed]) -> BumpResult:
+        attempt = _Attempt()
+        policies: list[Policy] = []
+
+        def edit(worktree: Path) -> str | None:
+            outcomes, no_target, policy = self._plan(worktree, items)
+            attempt.outcomes, attempt.no_target = outcomes, no_target
+            policies[:] = [policy]
+            bumps = [o for o in outcomes if o.action == "bump"]
+            if not bumps:
+                return None
+            self._apply(worktree, bumps)
+            return commit_message(bumps)
+
+        landed = self.workspace.land(edit)
+        bumps = [o for o in attempt.outcomes if o.action == "bump"]
+        if landed.commit and self.is_hld and self.enqueue:
+            self.enqueue(HldChanged(event_id=f"bump:{landed.commit}", trace_id=bumps[0].item.trace_id,
+                                    reason="bump", commit=landed.commit,
+                                    image_trace_ids=tuple(i.trace_id for i in _distinct(o.item for o in bumps))))
+        elif not landed.commit and self.is_hld and self.enqueue:
+            self._finish_crashed_attempt(attempt.outcomes)
+        if policies:
+            self._record_marks(bumps, policies[0])
+        stage = "hld-commit" if self.is_hld else "manifest-commit"
+        self._trace_outcomes(attempt.outcomes, attempt.no_target, stage,
+                             lambda o: {"commit": landed.commit, "branch": self.branch, "attempts": landed.attempts})
+        return BumpResult(tuple(attempt.outcomes), tuple(attempt.no_target), commit=landed.commit,
+                          attempts=landed.attempts)
+
+    def _finish_crashed_attempt(self, outcomes: Sequence[Outcome]) -> None:
+        """A no-op whose tag is already in the repo but not yet in the high-water table means an earlier attempt
+        pushed and then died before it enqueued generation: enqueue it now (generation is idempotent)."""
+        unfinished = [o for o in outcomes if o.action == "noop" and o.item is not None
+                      and (self.high_water.get(self.repo_url, o.target.key) or Mark("", "")).tag != o.item.tag]
+        if unfinished:
+            o = unfinished[0]
+            self.enqueue(HldChanged(event_id=f"bump-retry:{o.item.event_id}", trace_id=o.item.trace_id,
+                                    reason="bump", image_trace_ids=tuple(u.item.trace_id for u in unfinished)))
+            self.high_water.raise_to(self.repo_url, o.target.key, Mark(o.item.tag, o.item.pushed_at),
+                                     lambda a, b: a.tag != b.tag)
+
+    def _pull_request(self, items: Sequence[ImagePushed]) -> BumpResult:
+        with self.workspace.read() as worktree:
+            outcomes, no_target, policy = self._plan(worktree, items)
+        prs: list[tuple[str, int]] = []
+        results: dict[str, tuple[str | None, int]] = {}
+        attempts = 0
+        for outcome in [o for o in outcomes if o.action == "bump"]:
+            branch = bot_branch(outcome.target)
+
+            def edit(worktree: Path, outcome=outcome) -> str | None:
+                self._apply(worktree, [outcome])
+                return commit_message([outcome])
+
+            landed = self.workspace.land_on_branch(branch, edit)
+            attempts += landed.attempts
+            title, description = pr_text(outcome)
+            pr_id = self.pull_requests.open_or_update(branch, self.branch, title, description)
+            prs.append((branch, pr_id))
+            results[outcome.target.key] = (landed.commit, pr_id)
+            self._record_marks([outcome], policy)
+        self._trace_outcomes(outcomes, no_target, "hld-pr" if self.is_hld else "manifest-pr",
+                             lambda o: {"commit": results[o.target.key][0], "pr": results[o.target.key][1],
+                                        "branch": bot_branch(o.target)})
+        return BumpResult(tuple(outcomes), tuple(no_target), pull_requests=tuple(prs), attempts=attempts)
+
+
+def _bedrock_fields(stage: str, detail: dict) -> dict:
+    if stage == "hld-commit":
+        return {"hldCommitId": detail.get("commit")}
+    if stage == "hld-pr":
+        return {"hldCommitId": detail.get("commit"), "pr": str(detail.get("pr"))}
+    if stage == "manifest-commit":
+        return {"manifestCommitId": detail.get("commit")}
+    if stage == "manifest-pr":
+        return {"manifestCommitId": detail.get("commit"), "pr": str(detail.get("pr"))}
+    return {}
