@@ -1,0 +1,3 @@
+from devhost.cli import main
+
+raise SystemExit(main())
