@@ -1,7 +1,7 @@
 """Azure Functions entry points (Python v2 model): decorators only, each a one-line call into handlers/."""
 import azure.functions as func
 
-from handlers import intake
+from handlers import bump, generate, intake
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -22,3 +22,15 @@ def eventgrid_webhook(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="hooks/azdo", methods=["POST"])
 def azdo_webhook(req: func.HttpRequest) -> func.HttpResponse:
     return intake.receive("azdo", req)
+
+
+@app.function_name("bump_worker")
+@app.queue_trigger(arg_name="msg", queue_name="image-pushed", connection="AzureWebJobsStorage")
+def bump_worker(msg: func.QueueMessage) -> None:
+    bump.run(msg)
+
+
+@app.function_name("generate_worker")
+@app.queue_trigger(arg_name="msg", queue_name="hld-changed", connection="AzureWebJobsStorage")
+def generate_worker(msg: func.QueueMessage) -> None:
+    generate.run(msg)

@@ -112,17 +112,6 @@ class Services:
                            trace=self.trace, mode=s.write_mode, enqueue=self.enqueue,
                            is_hld=bool(s.hld_repo_url), pull_requests=prs)
 
-
-@lru_cache(maxsize=1)
-def get_services() -> Services:
-    return Services(get_settings())
-
-
-def reset_services() -> None:
-    """Forget the wired services (tests change the environment between cases)."""
-    get_settings.cache_clear()
-    get_services.cache_clear()
-
     @cached_property
     def generation(self):
         from core.generation import GenerationService
@@ -138,3 +127,15 @@ def reset_services() -> None:
             manifests=self.workspace(s.manifest_repo_url, s.manifest_branch),
             hld_url=s.hld_repo_url, manifest_url=s.manifest_repo_url, mode=s.write_mode, helm_mode=s.helm_mode,
             helm_bin=s.helm_bin, trace=self.trace, cache_dir=self.work_base / "components", pull_requests=prs)
+
+
+@lru_cache(maxsize=1)
+def get_services() -> Services:
+    return Services(get_settings())
+
+
+def reset_services() -> None:
+    """Forget the wired services (tests change the environment between cases)."""
+    get_settings.cache_clear()
+    get_services.cache_clear()
+

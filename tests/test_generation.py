@@ -1,0 +1,145 @@
+"""The hld-changed worker: HLD branch head -> manifest repo, on real bare repos and Azurite."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.bump import BumpService
+from core.generate import GenerationError
+from core.generation import MANIFEST_BOT_BRANCH, GenerationService
+from core.git_workspace import GitWorkspace
+from core.highwater import HighWaterMarks
+from core.pull_requests import PullRequests
+from core.runners import run_generate
+from core.storage import HLD_CHANGED
+from core.trace import TraceLog
+from core.workitems import HldChanged, encode
+from tests.azdo_fake import azdo  # noqa: F401
+from tests.gitrepos import bare_repo, branches, commits, file_at, push_files
+from tests.test_bump import EXAMPLE_HLD, FRONTEND_DEV, push
+
+EXAMPLES = EXAMPLE_HLD.parent
+
+
+@pytest.fixture
+def repos(tmp_path):
+    return (bare_repo(tmp_path, EXAMPLE_HLD, name="hld"),
+            bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests"))
+
+
+def make_generation(repos, storage, tmp_path: Path, mode: str = "direct", prs=None) -> GenerationService:
+    hld, manifests = repos
+    return GenerationService(hld=GitWorkspace(hld, "main", base_dir=tmp_path / "gen"),
+                             manifests=GitWorkspace(manifests, "main", base_dir=tmp_path / "write"),
+                             hld_url=hld, manifest_url=manifests, mode=mode, helm_mode="rendered", helm_bin="",
+                             trace=TraceLog(storage), cache_dir=tmp_path / "cache", pull_requests=prs)
+
+
+def changed(reason: str = "push", **kw) -> HldChanged:
+    return HldChanged(event_id=f"e-{reason}", trace_id="t" * 32, reason=reason, **kw)
+
+
+def frontend_release(manifests: str, ring: str) -> str:
+    path = f"prod/fabrikam-project/frontend/{ring}/chart.yaml"
+    content = file_at(manifests, "main", path)
+    assert content is not None, f"{path} missing"
+    return content.decode()
+
+
+def test_generates_prod_folder_in_helmrelease_mode_with_trailers(repos, storage, tmp_path):
+    hld, manifests = repos
+    result = make_generation(repos, storage, tmp_path).process([changed(pr_id=7)])
+    assert result.action == "committed"
+    head = commits(manifests, "main", 1)[0]
+    assert head.trailers["HLD-Commit"] == branches(hld)["main"] == result.hld_commit
+    assert head.trailers["HLD-PR"] == "7"
+    assert head.subject == f"Generate manifests from HLD {result.hld_commit[:7]}: seed"
+    release = frontend_release(manifests, "dev")
+    assert "kind: HelmRelease" in release and "tag: 1.4.0" in release.replace('"', "")
+    assert file_at(manifests, "main", "README.md") is not None  # top-level files survive
+
+
+def test_regenerating_the_same_hld_commits_nothing_and_ten_items_make_one_generation(repos, storage, tmp_path):
+    hld, manifests = repos
+    service = make_generation(repos, storage, tmp_path)
+    assert service.process([changed(f"r{i}") for i in range(10)]).action == "committed"
+    before = branches(manifests)["main"]
+    assert service.process([changed()]).action == "up-to-date"
+    assert branches(manifests)["main"] == before
+
+
+def test_queued_items_for_one_hld_are_taken_into_one_run(repos, storage, tmp_path):
+    hld, manifests = repos
+    for i in range(9):
+        storage.enqueue(HLD_CHANGED, encode(changed(f"q{i}")))
+
+    class Services:
+        pass
+
+    services = Services()
+    services.storage, services.generation = storage, make_generation(repos, storage, tmp_path)
+    result = run_generate(services, changed("first"))
+    assert result.action == "committed"
+    assert storage.queue_depth(HLD_CHANGED) == 0
+    assert len(commits(manifests, "main")) == 2
+
+
+def test_hld_change_that_renders_the_same_makes_no_commit(repos, storage, tmp_path):
+    hld, manifests = repos
+    service = make_generation(repos, storage, tmp_path)
+    service.process([changed()])
+    push_files(hld, "main", {"NOTES.md": "nothing that renders\n"}, "Add notes")
+    before = branches(manifests)["main"]
+    assert service.process([changed()]).action == "unchanged"
+    assert branches(manifests)["main"] == before
+
+
+def test_broken_component_fails_and_leaves_manifests_untouched(repos, storage, tmp_path):
+    hld, manifests = repos
+    push_files(hld, "main", {"fabrikam-project/frontend/dev/component.yaml":
+                             "name: dev\nsubcomponents:\n- name: evil\n  method: local\n  path: ../../../../etc\n"},
+               "Point a component outside the checkout")
+    before = branches(manifests)["main"]
+    with pytest.raises(GenerationError, match="evil|outside|\\.\\."):
+        make_generation(repos, storage, tmp_path).process([changed()])
+    assert branches(manifests)["main"] == before
+
+
+def test_pull_request_mode_uses_one_superseded_bot_branch(repos, storage, tmp_path, azdo):  # noqa: F811
+    hld, manifests = repos
+    azdo.add_repo("manifests")
+    service = make_generation(repos, storage, tmp_path, mode="pull-request",
+                              prs=PullRequests(azdo.gateway(), "manifests"))
+    first = service.process([changed()])
+    assert first.action == "pull-request" and MANIFEST_BOT_BRANCH in branches(manifests)
+    push_files(hld, "main", {FRONTEND_DEV: file_at(hld, "main", FRONTEND_DEV).decode().replace('"1.4.0"', '"1.4.5"')},
+               "Bump frontend by hand")
+    second = service.process([changed()])
+    assert second.pr_id == first.pr_id and len(azdo.prs) == 1
+    assert "1.4.5" in file_at(manifests, MANIFEST_BOT_BRANCH, "prod/fabrikam-project/frontend/dev/chart.yaml").decode()
+    assert service.process([changed()]).action == "up-to-date"
+
+
+def test_acr_push_flows_through_bump_and_generation_with_trace(repos, storage, tmp_path):
+    """Issue 4 done-when: bump + generation in direct mode; prod/ holds the new tag; regenerating commits nothing."""
+    hld, manifests = repos
+    queued: list = []
+    bump = BumpService(repo_url=hld, branch="main", workspace=GitWorkspace(hld, "main", base_dir=tmp_path / "w"),
+                       high_water=HighWaterMarks(storage), trace=TraceLog(storage), mode="direct",
+                       enqueue=queued.append)
+    item = push("fabrikam/frontend", "1.4.7")
+    bump.process([item])
+    generation = make_generation(repos, storage, tmp_path)
+    result = generation.process(queued)
+    assert result.action == "committed" and result.hld_commit == branches(hld)["main"]
+    assert "tag: 1.4.7" in frontend_release(manifests, "dev").replace('"', "")
+    assert "tag: 1.4.7" in frontend_release(manifests, "prod").replace('"', "")
+    assert item.trace_id in commits(manifests, "main", 1)[0].trailers["Trace-Id"]
+    before = branches(manifests)["main"]
+    assert generation.process(queued).action == "up-to-date"
+    assert branches(manifests)["main"] == before
+    rows = TraceLog(storage).rows_for_trace(item.trace_id)
+    dev = next(r for r in rows if r["env"] == "dev")
+    assert [s["stage"] for s in dev["stages"]] == ["received", "hld-commit", "manifest-commit"]
+    assert dev["manifestCommitId"] == result.manifest_commit
