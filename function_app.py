@@ -1,7 +1,7 @@
 """Azure Functions entry points (Python v2 model): decorators only, each a one-line call into handlers/."""
 import azure.functions as func
 
-from handlers import bump, generate, intake
+from handlers import bump, generate, intake, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -34,3 +34,9 @@ def bump_worker(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name="hld-changed", connection="AzureWebJobsStorage")
 def generate_worker(msg: func.QueueMessage) -> None:
     generate.run(msg)
+
+
+@app.function_name("review_worker")
+@app.queue_trigger(arg_name="msg", queue_name="pr-review", connection="AzureWebJobsStorage")
+def review_worker(msg: func.QueueMessage) -> None:
+    review.run(msg)

@@ -18,7 +18,7 @@ from core.storage import Storage, StorageUnavailable
 
 TRACE_TABLE = "autopilotDeployments"
 STAGES = ("received", "hld-commit", "hld-pr", "pr-approved", "pr-completed", "hld-merge", "manifest-commit",
-          "manifest-pr", "skipped", "no-target", "failed")
+          "manifest-pr", "review-ineligible", "skipped", "no-target", "failed")
 
 
 def now_iso() -> str:
