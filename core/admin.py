@@ -1,0 +1,287 @@
+"""Operating the service: replay, the deployment trace (with review decisions), health, and hook setup.
+
+    python -m core.admin replay --queue image-pushed [--message-id ID ...] [--dry-run]
+    python -m core.admin replay --event-id ID [--dry-run]
+    python -m core.admin trace [--service S] [--env E] [--image I] [--tag T] [--top N] [--json]
+    python -m core.admin health
+    python -m core.admin setup --url https://<app>.azurewebsites.net --project-id GUID [--function-key K]
+                               [--registry NAME] [--dry-run] [--rotate-secret]
+
+Settings come from the environment first, then the `Values` of local.settings.json in the current folder (else
+local.settings.sample.json), as the function app reads them. Exit status: 0 done, 1 the operation failed
+(storage or Azure DevOps unavailable, nothing found), 2 bad arguments or settings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from azure.core.exceptions import AzureError
+
+from core.azdo import AzdoError
+from core.health import RepoProbe, check_health
+from core.hook_setup import HookSetupError, SetupResult, acr_commands, setup_subscriptions
+from core.replay import Replayer, ReplayRequestError, parse_replay_request
+from core.review_records import ReviewRecord, ReviewRecords
+from core.services import Services
+from core.settings import Settings, SettingsError, apply_local_settings, load_settings, read_local_settings
+from core.storage import StorageUnavailable
+from core.trace import TraceLog
+
+DEFAULT_TOP = 50
+MAX_TOP = 1000
+SETTINGS_FILES = ("local.settings.json", "local.settings.sample.json")
+
+
+class UsageError(ValueError):
+    """A command-line argument or query parameter is wrong; the message names it."""
+
+
+# -- review decisions ---------------------------------------------------------------------------------------------
+
+def review_json(record: ReviewRecord) -> dict[str, Any]:
+    return {"pr": record.pr, "iteration": record.iteration, "action": record.action,
+            "passed": list(record.passed), "failed": [{"rule": f.rule, "reason": f.reason} for f in record.failed],
+            "at": record.at.isoformat(), "traceIds": list(record.trace_ids)}
+
+
+# -- deployments --------------------------------------------------------------------------------------------------
+
+def parse_top(value: str | None) -> int:
+    if value is None or value == "":
+        return DEFAULT_TOP
+    try:
+        top = int(value)
+    except ValueError:
+        top = 0
+    if not 1 <= top <= MAX_TOP:
+        raise UsageError(f"top={value!r} must be an integer from 1 to {MAX_TOP}")
+    return top
+
+
+def deployments(trace: TraceLog, reviews: ReviewRecords, *, service: str = "", env: str = "", image: str = "",
+                tag: str = "", top: int = DEFAULT_TOP) -> list[dict[str, Any]]:
+    """Trace records newest first; a record with a pull request carries that PR's review decisions."""
+    rows = trace.query(service=service, env=env, image=image, tag=tag, top=top)
+    by_pr: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        pr = str(row.get("pr") or "")
+        if pr.isdigit():
+            if pr not in by_pr:
+                by_pr[pr] = [review_json(r) for r in reviews.for_pr(int(pr))]
+            row["reviews"] = by_pr[pr]
+    return rows
+
+
+def _short(value: Any, width: int = 8) -> str:
+    return str(value or "")[:width] or "-"
+
+
+def _stage_line(stages: list[dict[str, Any]]) -> str:
+    parts = []
+    for stage in stages:
+        latency = stage.get("latencySeconds")
+        parts.append(f"{stage.get('stage')} " + (f"+{latency:.2f}s" if isinstance(latency, (int, float)) else "+?"))
+    return " | ".join(parts)
+
+
+def format_deployments(rows: list[dict[str, Any]]) -> list[str]:
+    """A table (one line per deployment), each followed by its stages and review decisions, indented."""
+    header = ("Start", "Service", "Env", "Image Tag", "HLD commit", "PR", "Manifest commit")
+    cells = [(str(r.get("start", ""))[:19].replace("T", " "), r.get("service") or "-", r.get("env") or "-",
+              r.get("imageTag") or "-", _short(r.get("hldCommitId")), str(r.get("pr") or "-"),
+              _short(r.get("manifestCommitId"))) for r in rows]
+    widths = [max(len(str(c[i])) for c in [header, *cells]) for i in range(len(header))]
+
+    def line(values: Sequence[Any]) -> str:
+        return "  ".join(str(v).ljust(w) for v, w in zip(values, widths)).rstrip()
+
+    lines = [line(header)]
+    for row, values in zip(rows, cells):
+        lines.append(line(values))
+        if row.get("stages"):
+            lines.append("    " + _stage_line(row["stages"]))
+        for review in row.get("reviews", []):
+            failed = "; ".join(f"{f['rule']}: {f['reason']}" for f in review["failed"]) or "-"
+            lines.append(f"    review PR {review['pr']} iteration {review['iteration']}: {review['action'] or '?'}"
+                         f" at {review['at'][:19].replace('T', ' ')} (passed: {', '.join(review['passed']) or '-'};"
+                         f" failed: {failed})")
+    return lines
+
+
+# -- the command line ---------------------------------------------------------------------------------------------
+
+def load_cli_settings(settings_file: Path | None = None, folder: Path | None = None) -> Settings:
+    """Environment first, then the Values of `settings_file` (else local.settings.json, else the sample)."""
+    if settings_file is not None:
+        if not settings_file.is_file():
+            raise SettingsError(f"{settings_file}: settings file not found")
+        path: Path | None = settings_file
+    else:
+        folder = folder or Path.cwd()
+        path = next((folder / n for n in SETTINGS_FILES if (folder / n).is_file()), None)
+    if path is not None:
+        apply_local_settings(read_local_settings(path))
+    return load_settings()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core.admin", description="Operate gitops-autopilot.")
+    parser.add_argument("--settings", type=Path, help="settings file instead of local.settings(.sample).json")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    replay = commands.add_parser("replay", help="move poison messages back, or re-run a journaled delivery")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--queue", help="work queue whose <queue>-poison messages to move back")
+    which.add_argument("--event-id", help="journaled delivery to run through intake again")
+    replay.add_argument("--message-id", action="append", dest="message_ids", metavar="ID",
+                        help="only this poison message (repeatable)")
+    replay.add_argument("--dry-run", action="store_true", help="list what would be replayed; change nothing")
+    replay.add_argument("--json", action="store_true", help="print the JSON answer")
+
+    trace = commands.add_parser("trace", help="recent deployments with stage latencies and review decisions")
+    for name in ("service", "env", "image", "tag"):
+        trace.add_argument(f"--{name}", default="")
+    trace.add_argument("--top", default=str(DEFAULT_TOP), help=f"at most this many (1-{MAX_TOP})")
+    trace.add_argument("--json", action="store_true")
+
+    commands.add_parser("health", help="the /api/health report")
+
+    setup = commands.add_parser("setup", help="create/update the Azure DevOps service hooks; print the ACR commands")
+    setup.add_argument("--url", required=True, help="function app base URL, e.g. https://<app>.azurewebsites.net")
+    setup.add_argument("--project-id", required=True,
+                       help="project GUID (az devops project show -p <project> --query id -o tsv)")
+    setup.add_argument("--function-key", help="function key for ?code= (default: the FUNCTIONS_KEY setting)")
+    setup.add_argument("--registry", default="<registry>", help="ACR name for the printed az commands")
+    setup.add_argument("--dry-run", action="store_true", help="print the plan; create or change nothing")
+    setup.add_argument("--rotate-secret", action="store_true",
+                       help="rewrite subscriptions whose (masked) password cannot be compared")
+    return parser
+
+
+def _print_json(body: Any, out: TextIO) -> None:
+    print(json.dumps(body, indent=2, default=str), file=out)
+
+
+def _replay(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    request: dict[str, Any] = {"dryRun": args.dry_run}
+    if args.event_id:
+        if args.message_ids:
+            raise UsageError("--message-id goes with --queue, not with --event-id")
+        request["eventId"] = args.event_id
+    else:
+        request["queue"] = args.queue
+        if args.message_ids:
+            request["messageIds"] = args.message_ids
+    try:
+        parsed = parse_replay_request(request)
+    except ReplayRequestError as exc:
+        raise UsageError(str(exc)) from exc
+    reply = Replayer(services.storage, services.intake, services.deliveries).run(parsed)
+    body = reply.body
+    if args.json:
+        _print_json(body, out)
+    elif reply.status == 200 and parsed.event_id:
+        if parsed.dry_run:
+            print(f"journaled {body['eventId']} from {body['source']}, {body['bytes']} bytes "
+                  "(dry run: nothing queued)", file=out)
+        else:
+            queued = ", ".join(body.get("queued", [])) or "nothing"
+            ignored = f" (ignored: {body['ignored']})" if body.get("ignored") else ""
+            print(f"replayed {parsed.event_id}: queued {queued}{ignored}", file=out)
+    elif reply.status == 200:
+        verb = "would move" if parsed.dry_run else "moved"
+        print(f"{verb} {body['count']} message(s) from {body['from']} to {body['queue']}"
+              + (" (dry run: nothing moved)" if parsed.dry_run else ""), file=out)
+        for moved in body["moved"]:
+            what = moved.get("error") or f"{moved['kind']}  event {moved['eventId']}  trace {moved['traceId']}"
+            print(f"  {moved['messageId']}  {what}", file=out)
+    if reply.status != 200:
+        raise _Failed(body.get("error") or f"replay answered HTTP {reply.status}")
+    if body.get("notFound"):
+        raise _Failed(f"not on {body['from']}: {', '.join(body['notFound'])}")
+    return 0
+
+
+def _trace(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    rows = deployments(services.trace, ReviewRecords(services.storage), service=args.service, env=args.env,
+                       image=args.image, tag=args.tag, top=parse_top(args.top))
+    if args.json:
+        _print_json({"deployments": rows}, out)
+    elif not rows:
+        print("no deployments recorded" + (" matching the filters" if any(
+            (args.service, args.env, args.image, args.tag)) else ""), file=out)
+    else:
+        print("\n".join(format_deployments(rows)), file=out)
+    return 0
+
+
+def _health(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    report = check_health(lambda: services, RepoProbe())
+    _print_json(report.body, out)
+    if report.status != 200:
+        raise _Failed("unhealthy: " + "; ".join(report.body.get("failing", [])))
+    return 0
+
+
+def _setup(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    if services.gateway is None:
+        raise SettingsError("AZDO_ORG_URL is not set: setup creates Azure DevOps service hooks")
+    function_key = services.settings.functions_key if args.function_key is None else args.function_key
+    result = setup_subscriptions(services.gateway, services.settings, base_url=args.url,
+                                 project_id=args.project_id, function_key=function_key, dry_run=args.dry_run,
+                                 rotate_secret=args.rotate_secret)
+    print("\n".join(format_setup(result)), file=out)
+    print("\nPoint ACR at the app with ONE of (export ACR_WEBHOOK_SECRET"
+          + (" and FUNCTIONS_KEY" if function_key else "") + " first):", file=out)
+    for command in acr_commands(args.registry, args.url, bool(function_key)):
+        print(f"  {command}", file=out)
+    return 0
+
+
+def format_setup(result: SetupResult) -> list[str]:
+    verbs = ({"create": "would create", "update": "would update"} if result.dry_run
+             else {"create": "created", "update": "updated"})
+    width = max((len(c.event_type) for c in result.changes), default=0)
+    lines = []
+    for change in result.changes:
+        action = verbs.get(change.action, change.action)
+        why = f"  ({', '.join(change.differences)})" if change.differences else ""
+        lines.append(f"{action:<12}  {change.event_type:<{width}}  {change.scope}{why}")
+    lines.append(f"{result.count('create')} to create, {result.count('update')} to update, "
+                 f"{result.count('unchanged')} unchanged" + (" (dry run: nothing changed)" if result.dry_run else ""))
+    return lines
+
+
+class _Failed(Exception):
+    """The operation ran and failed; the message is the one-line reason."""
+
+
+_COMMANDS = {"replay": _replay, "trace": _trace, "health": _health, "setup": _setup}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = _parser().parse_args(argv)
+    try:
+        services = Services(load_cli_settings(args.settings))
+        return _COMMANDS[args.command](args, services, out)
+    except (UsageError, SettingsError, HookSetupError) as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    except StorageUnavailable as exc:
+        print(f"error: storage unavailable: {exc}", file=err)
+        return 1
+    except (_Failed, AzdoError) as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    except AzureError as exc:
+        print(f"error: storage unavailable ({type(exc).__name__})", file=err)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

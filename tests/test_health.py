@@ -1,0 +1,171 @@
+"""GET /api/health on Azurite with real git remotes (file:// bare repos) and the Azure DevOps fake."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import azure.functions as func
+import pytest
+
+from core.health import RepoProbe, ls_remote
+from core.git_workspace import GitError, pat_auth_header
+from core.services import reset_services
+from core.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, dev_connection_string, poison_queue
+from handlers import admin
+from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, azdo  # noqa: F401  (the fixture)
+from tests.azurite import free_port
+from tests.gitrepos import bare_repo, branches
+
+ACR_SECRET = "acr-secret-health-1"
+AZDO_SECRET = "azdo-secret-health-2"
+
+
+@pytest.fixture
+def remotes(tmp_path) -> dict[str, str]:
+    return {"hld": bare_repo(tmp_path, {"README.md": "hld\n"}, name="hld"),
+            "manifest": bare_repo(tmp_path, {"README.md": "manifests\n"}, name="manifests", branch="deploy")}
+
+
+@pytest.fixture
+def app_env(azurite, monkeypatch, remotes):
+    monkeypatch.setenv("AzureWebJobsStorage", azurite)
+    monkeypatch.setenv("ACR_WEBHOOK_SECRET", ACR_SECRET)
+    monkeypatch.setenv("AZDO_WEBHOOK_SECRET", AZDO_SECRET)
+    monkeypatch.setenv("HLD_REPO_URL", remotes["hld"])
+    monkeypatch.setenv("MANIFEST_REPO_URL", remotes["manifest"])
+    monkeypatch.setenv("MANIFEST_BRANCH", "deploy")
+    monkeypatch.setenv("WRITE_MODE", "direct")
+    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
+    monkeypatch.delenv("AZDO_PAT", raising=False)
+    reset_services()
+    yield azurite
+    reset_services()
+
+
+def get_health() -> tuple[int, dict, str]:
+    resp = admin.health(func.HttpRequest("GET", "/api/health", body=b""))
+    text = resp.get_body().decode()
+    return resp.status_code, json.loads(text), text
+
+
+def assert_no_secrets(text: str) -> None:
+    for secret in (ACR_SECRET, AZDO_SECRET, PAT, DEV_KEY):
+        assert secret not in text
+
+
+def test_healthy_reports_queues_repos_and_version(app_env, storage, remotes):
+    status, body, text = get_health()
+
+    assert status == 200
+    assert body["status"] == "healthy" and body["version"] == "0.1.0"
+    assert body["storage"] == {"reachable": True}
+    assert body["queues"] == {name: {"depth": 0, "poison": 0} for name in WORK_QUEUES}
+    assert body["repos"] == {
+        "hld": {"reachable": True, "branch": "main", "head": branches(remotes["hld"])["main"]},
+        "manifest": {"reachable": True, "branch": "deploy", "head": branches(remotes["manifest"])["deploy"]}}
+    assert "azdo" not in body and "failing" not in body and "warnings" not in body
+    assert_no_secrets(text)
+
+
+def test_poison_messages_are_a_warning_not_a_failure(app_env, storage):
+    storage.enqueue(IMAGE_PUSHED, "{}")
+    storage.enqueue(poison_queue(PR_REVIEW), "{}")
+    storage.enqueue(poison_queue(PR_REVIEW), "{}")
+
+    status, body, _ = get_health()
+
+    assert status == 200 and body["status"] == "healthy"
+    assert body["queues"][IMAGE_PUSHED] == {"depth": 1, "poison": 0}
+    assert body["queues"][PR_REVIEW] == {"depth": 0, "poison": 2}
+    [warning] = body["warnings"]
+    assert "pr-review-poison holds 2 message(s)" in warning
+
+
+def test_storage_down_is_503_without_secrets(app_env, monkeypatch):
+    dead = free_port()
+    monkeypatch.setenv("AzureWebJobsStorage", dev_connection_string(queue_port=dead, table_port=dead))
+    reset_services()
+
+    status, body, text = get_health()
+
+    assert status == 503 and body["status"] == "unhealthy"
+    assert body["storage"] == {"reachable": False}
+    assert [f for f in body["failing"] if f.startswith("storage: ")]
+    assert body["repos"]["hld"]["reachable"] is True  # the other checks still ran
+    assert_no_secrets(text)
+
+
+def test_missing_branch_and_missing_repo_fail(app_env, monkeypatch, remotes, tmp_path):
+    monkeypatch.setenv("HLD_BRANCH", "release")
+    monkeypatch.setenv("MANIFEST_REPO_URL", (tmp_path / "gone.git").as_uri())
+    reset_services()
+
+    status, body, _ = get_health()
+
+    assert status == 503
+    assert body["repos"]["hld"] == {"reachable": False, "branch": "release"}
+    hld_failure, manifest_failure = body["failing"]
+    assert hld_failure.startswith("hld repo: ") and "'release' not found" in hld_failure
+    assert manifest_failure.startswith("manifest repo: ") and "gone.git" in manifest_failure
+
+
+def test_settings_error_is_503(app_env, monkeypatch):
+    monkeypatch.setenv("WRITE_MODE", "sideways")
+    reset_services()
+    status, body, _ = get_health()
+    assert status == 503
+    assert body["failing"] == ["settings: WRITE_MODE='sideways' is not one of direct, pull-request"]
+
+
+def test_azdo_identity_is_checked_when_configured(app_env, monkeypatch, azdo):  # noqa: F811
+    monkeypatch.setenv("AZDO_ORG_URL", ORG)
+    monkeypatch.setenv("AZDO_PROJECT", PROJECT)
+    monkeypatch.setenv("AZDO_PAT", PAT)
+    reset_services()
+
+    status, body, text = get_health()
+    assert status == 200
+    assert body["azdo"] == {"reachable": True, "identityId": BOT_ID}
+    assert_no_secrets(text)
+
+    reset_services()
+    azdo.fail_next("GET", "/_apis/ConnectionData", status=401)
+    status, body, text = get_health()
+    assert status == 503
+    assert body["azdo"] == {"reachable": False}
+    [failure] = body["failing"]
+    assert failure.startswith("azdo: ") and "401" in failure
+    assert_no_secrets(text)
+
+
+def test_repo_answers_are_cached_for_the_ttl(tmp_path):
+    url = bare_repo(tmp_path, {"a.txt": "a\n"}, name="cached")
+    now = [1000.0]
+    probe = RepoProbe(ttl=60, clock=lambda: now[0])
+
+    first = probe.check(url, "main", None)
+    shutil.rmtree(urlsplit(url).path)
+    now[0] += 59
+    cached = probe.check(url, "main", None)
+    now[0] += 2
+    expired = probe.check(url, "main", None)
+
+    assert first.reachable and first.head == cached.head and cached.reachable
+    assert not expired.reachable and "cached.git" in expired.error
+
+
+def test_ls_remote_never_shows_the_credential(tmp_path):
+    dead = free_port()
+    with pytest.raises(GitError) as raised:
+        ls_remote(f"https://127.0.0.1:{dead}/fabrikam/Fabrikam/_git/hld", "main", pat_auth_header(PAT), timeout=10)
+    message = str(raised.value)
+    assert f"127.0.0.1:{dead}" in message
+    assert PAT not in message and "Basic" not in message
+
+
+def test_ls_remote_reads_the_branch_head(tmp_path):
+    url = bare_repo(tmp_path, {"a.txt": "a\n"}, name="heads", branch="trunk")
+    assert ls_remote(url, "trunk") == branches(url)["trunk"]
+    assert Path(urlsplit(url).path).is_dir()
