@@ -1,7 +1,7 @@
 """Azure Functions entry points (Python v2 model): decorators only, each a one-line call into handlers/."""
 import azure.functions as func
 
-from handlers import bump, generate, intake, review
+from handlers import admin, bump, generate, intake, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -40,3 +40,21 @@ def generate_worker(msg: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="msg", queue_name="pr-review", connection="AzureWebJobsStorage")
 def review_worker(msg: func.QueueMessage) -> None:
     review.run(msg)
+
+
+@app.function_name("ops_replay")
+@app.route(route="ops/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
+    return admin.replay(req)
+
+
+@app.function_name("ops_deployments")
+@app.route(route="ops/deployments", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def ops_deployments(req: func.HttpRequest) -> func.HttpResponse:
+    return admin.deployments(req)
+
+
+@app.function_name("health")
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return admin.health(req)

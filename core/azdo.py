@@ -244,6 +244,13 @@ class AzdoGateway:
         with _sdk_errors(f"update thread {thread_id} of pull request {pr_id} in {repo}"):
             self._git().update_comment(Comment(content=text), repo, pr_id, thread_id, 1, project=self._project)
 
+    def set_thread_status(self, repo: str, pr_id: int, thread_id: int, status: str) -> None:
+        """active | fixed | wontFix | closed | byDesign | pending: a resolved thread no longer blocks a
+        "comments must be resolved" policy."""
+        with _sdk_errors(f"set status of thread {thread_id} of pull request {pr_id} in {repo}"):
+            self._git().update_thread(GitPullRequestCommentThread(status=status), repo, pr_id, thread_id,
+                                      project=self._project)
+
     # -- service hooks ---------------------------------------------------------------------------
 
     def list_subscriptions(self) -> list[dict]:

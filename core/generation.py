@@ -14,7 +14,8 @@ from typing import Sequence
 from core.generate import GenerationError, generate, write_generation
 from core.git_workspace import GitRefNotFound, GitWorkspace
 from core.policy import load_policy
-from core.trace import TraceLog
+from core.telemetry import metrics
+from core.trace import TraceLog, latency_seconds, now_iso
 from core.workitems import HldChanged
 
 log = logging.getLogger("autopilot.generate")
@@ -136,10 +137,14 @@ class GenerationService:
                 if hld_prs and not any(s["stage"] == "hld-merge" for s in row["stages"]):
                     self.trace.record(trace_id, row["targetKey"], "hld-merge", actor="azure-devops",
                                       fields={"hldCommitId": hld_commit}, detail={"commit": hld_commit})
-                self.trace.record(trace_id, row["targetKey"], stage, actor="gitops-autopilot",
+                at = now_iso()
+                self.trace.record(trace_id, row["targetKey"], stage, actor="gitops-autopilot", at=at,
                                   fields={"manifestCommitId": commit, "manifestRepo": self.manifest_url},
                                   detail={"commit": commit, "hldCommit": hld_commit,
                                           **({"pr": pr_id} if pr_id else {})})
+                seconds = latency_seconds(row.get("start", ""), at)
+                if seconds is not None and seconds >= 0:
+                    metrics.push_to_manifest_commit(seconds)
 
 
 __all__ = ["GenerationError", "GenerationResult", "GenerationService", "MANIFEST_BOT_BRANCH"]

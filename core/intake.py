@@ -19,6 +19,7 @@ from core.payloads import (ACR_IMAGE_PUSHED, EVENTGRID_VALIDATION, Ignored, Payl
                            parse_azdo, parse_eventgrid)
 from core.settings import Settings
 from core.storage import Storage, StorageUnavailable
+from core.telemetry import metrics
 from core.workitems import ImagePushed, WorkItem, encode, new_trace_id
 
 log = logging.getLogger("autopilot.intake")
@@ -156,8 +157,12 @@ class Intake:
     def receive(self, source: str, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> Reply:
         checked = self._check(source, headers, params, body)
         if isinstance(checked, Reply):
+            metrics.delivery(source, f"rejected-{checked.status}")
             return checked
-        return self._accept(source, checked, body, headers.get("content-type", ""), dedupe=True)
+        reply = self._accept(source, checked, body, headers.get("content-type", ""), dedupe=True)
+        metrics.delivery(source, {202: "queued", 200: "duplicate" if reply.body.get("duplicate") else "ignored"}
+                         .get(reply.status, f"rejected-{reply.status}"))
+        return reply
 
     def replay(self, event_id: str) -> Reply:
         """Run a journaled delivery through intake again, bypassing the duplicate check."""
@@ -187,6 +192,7 @@ class Intake:
             try:
                 if dedupe and not self._deliveries.claim(delivery.event_id):
                     outcome.duplicates.append(delivery.event_id)
+                    metrics.duplicate(source)
                     log.info("duplicate %s", delivery.event_id)
                     continue
                 self._enqueue(source, delivery, content_type, outcome)

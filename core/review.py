@@ -290,7 +290,7 @@ class ReviewService:
             if auto_complete_ours:
                 self.gateway.clear_auto_complete(pr.repository_id, pr.id)
                 withdrawn = True
-            commented = self._comment(pr, ineligible_comment(verdict, iteration), create=True)
+            commented = self._comment(pr, ineligible_comment(verdict, iteration), create=True, status="active")
             return "ineligible", withdrawn or commented
         approve = verdict.action == "approve"
         if auto_complete_ours and (my_vote == APPROVE or not approve):
@@ -307,21 +307,26 @@ class ReviewService:
             if not auto_complete_ours:
                 self.gateway.set_auto_complete(pr.repository_id, pr.id, merge_strategy, message)
             action, wrote = ("approved" if approve else "waiting"), True
-        self._comment(pr, eligible_comment(iteration), create=False)
+        self._comment(pr, eligible_comment(iteration), create=False, status="fixed")
         return action, wrote
 
-    def _comment(self, pr: PullRequest, text: str, *, create: bool) -> bool:
-        """Keep one marked thread: create it (when asked), else update it when its text differs."""
+    def _comment(self, pr: PullRequest, text: str, *, create: bool, status: str) -> bool:
+        """Keep one marked thread: create it (when asked), else update its text and status when they differ
+        (resolved once the PR is eligible, so a "comments must be resolved" policy does not block it)."""
         threads = self.gateway.list_threads(pr.repository_id, pr.id)
         mine = next((t for t in threads if MARKER in t.first_comment), None)
         if mine is None:
             if create:
-                self.gateway.create_thread(pr.repository_id, pr.id, text)
+                self.gateway.create_thread(pr.repository_id, pr.id, text, status=status)
             return create
-        if mine.first_comment.replace("\r\n", "\n") == text:
-            return False
-        self.gateway.update_thread_comment(pr.repository_id, pr.id, mine.id, text)
-        return True
+        changed = False
+        if mine.first_comment.replace("\r\n", "\n") != text:
+            self.gateway.update_thread_comment(pr.repository_id, pr.id, mine.id, text)
+            changed = True
+        if mine.status != status:
+            self.gateway.set_thread_status(pr.repository_id, pr.id, mine.id, status)
+            changed = True
+        return changed
 
     # -- records ----------------------------------------------------------------------------------------------
 

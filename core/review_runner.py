@@ -12,6 +12,7 @@ from core.review import ReviewOutcome, ReviewService
 from core.review_records import ReviewRecords
 from core.runners import honour_retry_after
 from core.settings import SettingsError
+from core.telemetry import metrics, trace_context
 from core.workitems import PrReview, WorkItem
 
 log = logging.getLogger("autopilot.review")
@@ -27,8 +28,14 @@ def run_review(services, item: WorkItem, sleep: Callable[[float], None] = time.s
         gateway=services.gateway, settings=services.settings, records=ReviewRecords(services.storage),
         trace=services.trace, workspace=lambda url, branch: services.workspace(url, branch, WORKSPACE_PURPOSE),
         cache_dir=services.work_base / "review-components")
-    outcome = honour_retry_after(lambda: reviewer.review(item), sleep)
+    with trace_context(item.trace_id):
+        try:
+            outcome = honour_retry_after(lambda: reviewer.review(item), sleep)
+        except BaseException:
+            metrics.failure("review")
+            raise
     if outcome is not None:
+        metrics.approval(outcome.action)
         log.info("PR %s iteration %s: %s", outcome.pr_id, outcome.iteration, outcome.action,
                  extra={"trace_id": item.trace_id})
     return outcome

@@ -10,6 +10,8 @@ from typing import Callable
 
 from core.azdo import AzdoTransientError
 from core.queue_batch import take_waiting
+from core.telemetry import metrics, trace_context
+from core.trace import latency_seconds, now_iso
 from core.storage import HLD_CHANGED, IMAGE_PUSHED
 from core.workitems import HldChanged, ImagePushed, WorkItem, decode
 
@@ -27,33 +29,48 @@ def honour_retry_after(fn: Callable[[], object], sleep: Callable[[float], None] 
         raise
 
 
+def run_batch(stage: str, services, item: WorkItem, queue: str, process: Callable[[list], object]):
+    """Take the waiting messages of `queue` into this run; delete them only when the run succeeded."""
+    batch = take_waiting(services.storage, queue, lambda text: decode(text, queue))
+    items = [item] + [i for i in batch.items if i.event_id != item.event_id]
+    with trace_context(item.trace_id):
+        try:
+            result = honour_retry_after(lambda: process(items))
+        except BaseException:
+            batch.release()
+            metrics.failure(stage)
+            log.exception("%s failed; the queue will retry", stage)
+            raise
+    batch.ack()
+    return result
+
+
 def run_bump(services, item: WorkItem):
     assert isinstance(item, ImagePushed)
-    batch = take_waiting(services.storage, IMAGE_PUSHED, lambda text: decode(text, IMAGE_PUSHED))
-    items = [item] + [i for i in batch.items if i.event_id != item.event_id]
-    try:
-        result = honour_retry_after(lambda: services.bump.process(items))
-    except BaseException:
-        batch.release()
-        raise
-    batch.ack()
+    result = run_batch("bump", services, item, IMAGE_PUSHED, services.bump.process)
+    now = now_iso()
     for pushed in result.no_target:
+        metrics.bump("no-target")
         log.info("no target uses %s:%s", pushed.image, pushed.tag, extra={"trace_id": pushed.trace_id})
     for outcome in result.outcomes:
+        metrics.bump(outcome.action)
         log.info("%s %s: %s", outcome.action, outcome.target.key, outcome.reason,
                  extra={"trace_id": outcome.item.trace_id if outcome.item else ""})
+        if outcome.action == "bump" and (result.commit or result.pull_requests):
+            seconds = latency_seconds(outcome.item.pushed_at or outcome.item.received_at, now)
+            if seconds is not None and seconds >= 0:
+                metrics.push_to_hld_commit(seconds)
+    for _ in result.pull_requests:
+        metrics.pull_request("bump")
     return result
 
 
 def run_generate(services, item: WorkItem):
     assert isinstance(item, HldChanged)
-    batch = take_waiting(services.storage, HLD_CHANGED, lambda text: decode(text, HLD_CHANGED))
-    try:
-        result = honour_retry_after(lambda: services.generation.process([item, *batch.items]))
-    except BaseException:
-        batch.release()
-        raise
-    batch.ack()
+    result = run_batch("generate", services, item, HLD_CHANGED, services.generation.process)
+    metrics.generation(result.action)
+    if result.pr_id:
+        metrics.pull_request("manifest")
     log.info("generation from HLD %s: %s %s", result.hld_commit[:7], result.action, result.manifest_commit or "",
              extra={"trace_id": item.trace_id})
     return result

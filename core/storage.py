@@ -6,7 +6,8 @@ from typing import Iterable
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ServiceRequestError, ServiceResponseError
 from azure.data.tables import TableClient, TableServiceClient
-from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue import (LinearRetry, QueueClient, QueueServiceClient, TextBase64DecodePolicy,
+                                 TextBase64EncodePolicy)
 
 IMAGE_PUSHED = "image-pushed"
 HLD_CHANGED = "hld-changed"
@@ -18,8 +19,13 @@ POISON_SUFFIX = "-poison"
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
-# Intake must answer ACR within 5 s: fail fast rather than retry storage for minutes.
+# Intake must answer ACR within 5 s: fail fast rather than retry storage for minutes. The queue SDK ignores
+# retry_backoff_factor (its default ExponentialRetry waits 15 s, then 45 s), so queues get their own policy.
 _CLIENT_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+
+
+def _queue_options() -> dict:
+    return {**_CLIENT_OPTIONS, "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0, retry_total=2)}
 
 
 class StorageUnavailable(Exception):
@@ -51,7 +57,7 @@ class Storage:
 
     def __init__(self, connection_string: str):
         self._conn = normalize_connection_string(connection_string)
-        self._queues = QueueServiceClient.from_connection_string(self._conn, **_CLIENT_OPTIONS)
+        self._queues = QueueServiceClient.from_connection_string(self._conn, **_queue_options())
         self._tables = TableServiceClient.from_connection_string(self._conn, **_CLIENT_OPTIONS)
         self._queue_clients: dict[str, QueueClient] = {}
         self._table_clients: dict[str, TableClient] = {}
@@ -67,7 +73,7 @@ class Storage:
             if client is None:
                 client = QueueClient.from_connection_string(
                     self._conn, name, message_encode_policy=TextBase64EncodePolicy(),
-                    message_decode_policy=TextBase64DecodePolicy(), **_CLIENT_OPTIONS)
+                    message_decode_policy=TextBase64DecodePolicy(), **_queue_options())
                 try:
                     client.create_queue()
                 except ResourceExistsError:

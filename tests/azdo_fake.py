@@ -329,6 +329,7 @@ class AzdoFake:
             ("GET", pr + r"/threads", self._list_threads),
             ("POST", pr + r"/threads", self._create_thread),
             ("PATCH", pr + r"/threads/(?P<thread_id>\d+)/comments/(?P<comment_id>\d+)", self._update_comment),
+            ("PATCH", pr + r"/threads/(?P<thread_id>\d+)", self._update_thread),
             ("GET", project + r"/policy/Evaluations", self._list_policy_evaluations),
         ]
         return [(method, re.compile(pattern, re.IGNORECASE), handler) for method, pattern, handler in table]
@@ -527,6 +528,14 @@ class AzdoFake:
                                 f"Comment {comment_id} of thread {thread_id} was not found.")
         comment["content"] = (call.body or {}).get("content", comment["content"])
         return _reply(200, comment)
+
+    def _update_thread(self, call: RecordedCall, project: str, repo: str, pr_id: str, thread_id: str):
+        pr = self._pull_request(project, repo, pr_id)
+        thread = pr.threads.get(int(thread_id))
+        if thread is None:
+            raise FakeHttpError(404, "CommentThreadNotFoundException", f"Thread {thread_id} was not found.")
+        thread.status = (call.body or {}).get("status", thread.status)
+        return _reply(200, _thread_json(thread))
 
     # -- handlers: policy and service hooks -------------------------------------------------------
 

@@ -337,3 +337,24 @@ def test_arbitrary_input_never_500_and_only_202_enqueues(app_env, storage, fn, b
     assert status < 500
     if status != 202:
         assert after == before
+
+
+def test_dead_storage_answers_503_within_acrs_five_seconds(app_env, monkeypatch):
+    import time
+
+    from core.storage import dev_connection_string
+    from tests.azurite import free_port
+
+    dead = free_port()
+    monkeypatch.setenv("AzureWebJobsStorage", dev_connection_string(queue_port=dead, table_port=dead))
+    reset_services()
+    started = time.monotonic()
+    status, _ = call("acr_webhook", fixture("acr_push.json"), acr_headers())
+    assert status == 503 and time.monotonic() - started < 5
+    from core.storage import Storage, StorageUnavailable
+
+    store = Storage(dev_connection_string(queue_port=dead, table_port=dead))
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable):
+        store.enqueue(IMAGE_PUSHED, "{}")
+    assert time.monotonic() - started < 5
