@@ -4,7 +4,7 @@
     python -m core.admin replay --event-id ID [--dry-run]
     python -m core.admin trace [--service S] [--env E] [--image I] [--tag T] [--top N] [--json]
     python -m core.admin health
-    python -m core.admin setup --url https://<app>.azurewebsites.net --project-id GUID [--function-key K]
+    python -m core.admin setup --url https://<app>.azurewebsites.net [--project-id GUID] [--function-key K]
                                [--registry NAME] [--dry-run] [--rotate-secret]
 
 Settings come from the environment first, then the `Values` of local.settings.json in the current folder (else
@@ -152,8 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
     setup = commands.add_parser("setup", help="create/update the Azure DevOps service hooks; print the ACR commands")
     setup.add_argument("--url", required=True, help="function app base URL, e.g. https://<app>.azurewebsites.net")
-    setup.add_argument("--project-id", required=True,
-                       help="project GUID (az devops project show -p <project> --query id -o tsv)")
+    setup.add_argument("--project-id", default="",
+                       help="project GUID (default: looked up from AZDO_PROJECT)")
     setup.add_argument("--function-key", help="function key for ?code= (default: the FUNCTIONS_KEY setting)")
     setup.add_argument("--registry", default="<registry>", help="ACR name for the printed az commands")
     setup.add_argument("--dry-run", action="store_true", help="print the plan; create or change nothing")
@@ -232,8 +232,8 @@ def _setup(args: argparse.Namespace, services: Services, out: TextIO) -> int:
         raise SettingsError("AZDO_ORG_URL is not set: setup creates Azure DevOps service hooks")
     function_key = services.settings.functions_key if args.function_key is None else args.function_key
     result = setup_subscriptions(services.gateway, services.settings, base_url=args.url,
-                                 project_id=args.project_id, function_key=function_key, dry_run=args.dry_run,
-                                 rotate_secret=args.rotate_secret)
+                                 project_id=args.project_id or services.gateway.project_id(),
+                                 function_key=function_key, dry_run=args.dry_run, rotate_secret=args.rotate_secret)
     print("\n".join(format_setup(result)), file=out)
     print("\nPoint ACR at the app with ONE of (export ACR_WEBHOOK_SECRET"
           + (" and FUNCTIONS_KEY" if function_key else "") + " first):", file=out)

@@ -127,6 +127,7 @@ class AzdoGateway:
         creds = _PatAuthentication(pat) if pat is not None else _CredentialAuthentication(credential)
         self._project = project
         self._clients = Connection(base_url=org_url, creds=creds).clients_v7_1
+        self._project_id: str | None = None
         self._identity_id: str | None = None
 
     # -- identity and repositories ---------------------------------------------------------------
@@ -270,6 +271,13 @@ class AzdoGateway:
         return replaced.serialize(keep_readonly=True)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def project_id(self) -> str:
+        """The project's GUID (service hook filters and policy artifact ids need it, not the name)."""
+        if self._project_id is None:
+            with _sdk_errors(f"get project {self._project}"):
+                self._project_id = self._clients.get_core_client().get_project(self._project).id
+        return self._project_id
 
     def _git(self):
         return self._clients.get_git_client()

@@ -58,6 +58,16 @@ def _dt(value: str) -> datetime | None:
     return _parse(value)
 
 
+def push_time(item: ImagePushed) -> str:
+    """When the push happened, for latencies: ACR's timestamp unless it is missing or implausible against our
+    own receive time (clock skew, or a hand-made delivery), then the time intake received it."""
+    pushed, received = _dt(item.pushed_at), _dt(item.received_at)
+    if pushed is None or received is None:
+        return item.pushed_at or item.received_at
+    lag = (received - pushed).total_seconds()
+    return item.pushed_at if -5 <= lag <= 600 else item.received_at
+
+
 def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: Policy,
                high_water: Callable[[Target], Mark | None]) -> tuple[list[Outcome], list[ImagePushed]]:
     """Decide, for every target using a pushed image, the newest allowed tag (folding the pushes in order)."""
@@ -214,9 +224,9 @@ class BumpService:
                           "imageTag": item.tag, "digest": item.digest, "targetFile": o.target.file,
                           "hldRepo": self.repo_url if self.is_hld else "",
                           "manifestRepo": "" if self.is_hld else self.repo_url}
-                self.trace.record(item.trace_id, o.target.key, "received", actor="acr", start=item.pushed_at
-                                  or item.received_at, at=item.received_at or None, fields=fields,
-                                  detail={"acrEventId": item.acr_event_id})
+                self.trace.record(item.trace_id, o.target.key, "received", actor="acr", start=push_time(item),
+                                  at=item.received_at or None, fields=fields,
+                                  detail={"acrEventId": item.acr_event_id, "pushedAt": item.pushed_at})
                 if o.action == "bump" and item is o.item:
                     self.trace.record(item.trace_id, o.target.key, stage_for_bump, actor="gitops-autopilot",
                                       fields=_bedrock_fields(stage_for_bump, detail_for(o)),
@@ -227,7 +237,7 @@ class BumpService:
                                       detail={"action": o.action if item is o.item else "skip", "reason": reason})
         for item in no_target:
             self.trace.record(item.trace_id, f"no-target:{item.image}", "no-target", actor="gitops-autopilot",
-                              start=item.pushed_at or item.received_at,
+                              start=push_time(item),
                               fields={"image": item.image, "imageTag": item.tag, "digest": item.digest},
                               detail={"reason": f"no file in {self.repo_url} uses {item.image}"})
 

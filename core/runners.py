@@ -9,6 +9,7 @@ import time
 from typing import Callable
 
 from core.azdo import AzdoTransientError
+from core.bump import push_time
 from core.queue_batch import take_waiting
 from core.telemetry import metrics, trace_context
 from core.trace import latency_seconds, now_iso
@@ -57,7 +58,7 @@ def run_bump(services, item: WorkItem):
         log.info("%s %s: %s", outcome.action, outcome.target.key, outcome.reason,
                  extra={"trace_id": outcome.item.trace_id if outcome.item else ""})
         if outcome.action == "bump" and (result.commit or result.pull_requests):
-            seconds = latency_seconds(outcome.item.pushed_at or outcome.item.received_at, now)
+            seconds = latency_seconds(push_time(outcome.item), now)
             if seconds is not None and seconds >= 0:
                 metrics.push_to_hld_commit(seconds)
     for _ in result.pull_requests:

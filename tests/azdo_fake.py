@@ -64,6 +64,7 @@ _LOCATIONS = [
     ("c23ddff5-229c-4d04-a80b-0fdce9f360c8", "policy", "Evaluations",
      "{project}/_apis/{area}/{resource}/{evaluationId}", 1),
     ("fc50d02a-849f-41fb-8af1-0a5216103269", "hooks", "subscriptions", "_apis/{area}/{resource}/{subscriptionId}", 1),
+    ("603fe2ac-9723-48b9-88ad-09305aa6c6e1", "core", "projects", "_apis/{resource}/{*projectId}", 4),
 ]
 
 
@@ -312,6 +313,7 @@ class AzdoFake:
             ("OPTIONS", r"/_apis", self._options),
             ("GET", r"/_apis/ResourceAreas", self._resource_areas),
             ("GET", r"/_apis/ConnectionData", self._connection_data),
+            ("GET", r"/_apis/projects/(?P<project>[^/]+)", self._get_project),
             ("GET", r"/_apis/hooks/subscriptions", self._list_subscriptions),
             ("POST", r"/_apis/hooks/subscriptions", self._create_subscription),
             ("PUT", r"/_apis/hooks/subscriptions/(?P<subscription_id>[^/]+)", self._replace_subscription),
@@ -377,6 +379,10 @@ class AzdoFake:
                 "descriptor": f"Microsoft.IdentityModel.Claims.ClaimsIdentity;{self.identity['uniqueName']}"}
         return _reply(200, {"authenticatedUser": user, "authorizedUser": user,
                             "instanceId": "d8e1c3b6-1f5a-4c1e-9d7e-2a6c0f0b8e31", "deploymentType": "hosted"})
+
+    def _get_project(self, call: RecordedCall, project: str):
+        self._check_project(project)
+        return _reply(200, {"id": PROJECT_ID, "name": PROJECT, "state": "wellFormed", "visibility": "private"})
 
     # -- handlers: repositories and content -------------------------------------------------------
 

@@ -291,6 +291,16 @@ def test_setup_creates_once_and_prints_the_acr_commands(settings_file, environ, 
     assert len(azdo.subscriptions) == 5
 
 
+def test_setup_looks_up_the_project_id_when_not_given(settings_file, environ, azdo):  # noqa: F811
+    azdo.add_repo("hld")
+    environ.update({"AZDO_ORG_URL": ORG, "AZDO_PROJECT": PROJECT, "AZDO_PAT": PAT,
+                    "HLD_REPO_URL": f"{ORG}/{PROJECT}/_git/hld"})
+    code, out, err = cli(settings_file, "setup", "--url", "https://autopilot.azurewebsites.net")
+    assert (code, err) == (0, "")
+    assert {s["publisherInputs"]["projectId"] for s in azdo.subscriptions.values()} == {PROJECT_ID}
+    assert azdo.find_calls("GET", r"/_apis/projects/")
+
+
 def test_setup_needs_azure_devops(settings_file):
     code, _, err = cli(settings_file, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
     assert (code, err) == (2, "error: AZDO_ORG_URL is not set: setup creates Azure DevOps service hooks\n")
