@@ -1,0 +1,48 @@
+"""Replaying already processed work through the replay path changes nothing, for every work queue.
+
+(pr-review: tests/test_review.py::test_a_pr_already_approved_with_our_auto_complete_costs_only_reads replays a
+review of an approved PR and asserts it makes no write calls.)
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from core.replay import Replayer
+from core.runners import run_bump, run_generate
+from core.storage import HLD_CHANGED, IMAGE_PUSHED, poison_queue
+from core.workitems import decode, encode
+from tests.gitrepos import branches
+from tests.test_bump import make_service, push
+from tests.test_generation import changed, make_generation, repos  # noqa: F401
+
+
+def replay_once(storage, queue: str, item) -> object:
+    """Put the processed item into the poison queue, replay it with the admin replayer, and dequeue it."""
+    storage.enqueue(poison_queue(queue), encode(item))
+    moved = Replayer(storage, None, None).poison(queue)
+    assert len(moved.moved) == 1
+    [message] = list(storage.queue(queue).receive_messages(max_messages=1))
+    storage.queue(queue).delete_message(message)
+    return decode(message.content, queue)
+
+
+def test_replayed_image_push_changes_nothing(repos, storage, tmp_path):  # noqa: F811
+    hld, _ = repos
+    bump, _ = make_service(hld, storage, tmp_path)
+    services = SimpleNamespace(storage=storage, bump=bump)
+    item = push("fabrikam/frontend", "1.4.3")
+    assert run_bump(services, item).commit is not None
+    head = branches(hld)["main"]
+    result = run_bump(services, replay_once(storage, IMAGE_PUSHED, item))
+    assert result.commit is None and {o.action for o in result.outcomes} == {"noop"}
+    assert branches(hld)["main"] == head
+
+
+def test_replayed_hld_change_changes_nothing(repos, storage, tmp_path):  # noqa: F811
+    _, manifests = repos
+    services = SimpleNamespace(storage=storage, generation=make_generation(repos, storage, tmp_path))
+    item = changed("push")
+    assert run_generate(services, item).action == "committed"
+    head = branches(manifests)["main"]
+    assert run_generate(services, replay_once(storage, HLD_CHANGED, item)).action == "up-to-date"
+    assert branches(manifests)["main"] == head
