@@ -19,7 +19,7 @@ from core.bump_decision import BumpDecision, decide_bump
 from core.git_workspace import GitWorkspace
 from core.highwater import HighWaterMarks, Mark
 from core.images import same_image
-from core.policy import Policy, load_policy
+from core.policy import Policy, load_policy_from
 from core.tag_order import sort_key
 from core.targets import Target, find_all_targets
 from core.trace import TraceLog, _parse
@@ -27,9 +27,6 @@ from core.workitems import HldChanged, ImagePushed
 from core.yaml_edit import apply_to_tree
 
 log = logging.getLogger("autopilot.bump")
-
-POLICY_FILE = "autopilot.yaml"
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -198,8 +195,7 @@ class BumpService:
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _plan(self, worktree: Path, items: Sequence[ImagePushed]) -> tuple[list[Outcome], list[ImagePushed], Policy]:
-        policy_path = worktree / POLICY_FILE
-        policy = load_policy(policy_path.read_text(encoding="utf-8") if policy_path.exists() else None)
+        policy = load_policy_from(worktree)
         targets = [t for t in find_all_targets(worktree) if any(same_image(t.repository, i.image) for i in items)]
         outcomes, no_target = plan_bumps(targets, items, policy,
                                          lambda t: self.high_water.get(self.repo_url, t.key))

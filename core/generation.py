@@ -13,7 +13,7 @@ from typing import Sequence
 
 from core.generate import GenerationError, generate, write_generation
 from core.git_workspace import GitRefNotFound, GitWorkspace
-from core.policy import load_policy
+from core.policy import load_policy_from
 from core.telemetry import metrics
 from core.trace import TraceLog, latency_seconds, now_iso
 from core.workitems import HldChanged
@@ -95,8 +95,7 @@ class GenerationService:
                 log.info("manifests already record HLD commit %s", hld_commit[:7])
                 return GenerationResult(hld_commit, "up-to-date")
             subject = _git_out(tree, "log", "-1", "--format=%s")
-            policy_file = tree / "autopilot.yaml"
-            policy = load_policy(policy_file.read_text(encoding="utf-8") if policy_file.exists() else None)
+            policy = load_policy_from(tree)
             generation = generate(tree, policy.environments, helm_mode=policy.helm_mode or self.helm_mode,
                                   helm_bin=self.helm_bin, cache_dir=self.cache_dir, hld_repo_url=self.hld_url)
         hld_history = self.hld.log_trailers(self.hld.branch, HISTORY_DEPTH)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -113,6 +114,19 @@ def auto_approves(allowed: str, change: str | None) -> bool:
     if change is None or allowed == "none":
         return False
     return AUTO_APPROVE_LEVELS.index(change) <= AUTO_APPROVE_LEVELS.index(allowed)
+
+
+POLICY_FILE = "autopilot.yaml"
+
+
+def read_policy_file(root: Path) -> str | None:
+    """The text of `autopilot.yaml` at the root of a checkout, or None when there is none."""
+    path = Path(root) / POLICY_FILE
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def load_policy_from(root: Path) -> Policy:
+    return load_policy(read_policy_file(root), POLICY_FILE)
 
 
 def load_policy(text: str | None, source: str = "autopilot.yaml") -> Policy:

@@ -22,7 +22,7 @@ from core.azdo import AzdoGateway, AzdoNotFound, ChangedFile, PullRequest
 from core.generate import GenerationError, generate
 from core.git_workspace import GitWorkspace
 from core.payloads import repo_name_from_url
-from core.policy import Policy, PolicyError, load_policy
+from core.policy import POLICY_FILE, Policy, PolicyError, load_policy, read_policy_file
 from core.review_records import ReviewRecord, ReviewRecords, RuleFailure
 from core.review_rules import (
     MANIFEST_SOURCE,
@@ -57,7 +57,6 @@ from core.workitems import PrReview
 
 log = logging.getLogger("autopilot.review")
 
-POLICY_FILE = "autopilot.yaml"
 APPROVE = 10
 
 
@@ -238,8 +237,7 @@ class ReviewService:
         s = self.settings
         with self.workspace(s.hld_repo_url, s.hld_branch).read() as tree:
             head = git.Repo(tree).head.commit.hexsha
-            policy_file = tree / POLICY_FILE
-            policy = _parse_policy(policy_file.read_text(encoding="utf-8") if policy_file.is_file() else None)
+            policy = _parse_policy(read_policy_file(tree))
             if not generation or policy.policy is None:
                 return _HldSnapshot(head, policy, None)
             try:

@@ -39,3 +39,26 @@ def storage(azurite):
     store = Storage(azurite)
     store.ensure()
     return store
+
+
+ACR_SECRET = "acr-secret-123"
+AZDO_SECRET = "azdo-secret-456"
+HLD_URL = "https://dev.azure.com/fabrikam/Fabrikam/_git/hld"
+
+
+@pytest.fixture
+def app_env(azurite, monkeypatch):
+    """App settings for the function app on a fresh Azurite, direct mode, Azure DevOps URLs for routing only."""
+    from core.services import reset_services
+
+    monkeypatch.setenv("AzureWebJobsStorage", azurite)
+    monkeypatch.setenv("ACR_WEBHOOK_SECRET", ACR_SECRET)
+    monkeypatch.setenv("AZDO_WEBHOOK_SECRET", AZDO_SECRET)
+    monkeypatch.setenv("HLD_REPO_URL", HLD_URL)
+    monkeypatch.setenv("HLD_BRANCH", "main")
+    monkeypatch.setenv("MANIFEST_REPO_URL", "https://dev.azure.com/fabrikam/Fabrikam/_git/manifests")
+    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
+    monkeypatch.setenv("WRITE_MODE", "direct")
+    reset_services()
+    yield azurite
+    reset_services()

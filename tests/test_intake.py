@@ -16,28 +16,11 @@ from core.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES
 from core.workitems import decode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deliveries"
-ACR_SECRET = "acr-secret-123"
-AZDO_SECRET = "azdo-secret-456"
-HLD_URL = "https://dev.azure.com/fabrikam/Fabrikam/_git/hld"
+from tests.conftest import ACR_SECRET, AZDO_SECRET
 
 
 def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
-
-
-@pytest.fixture
-def app_env(azurite, monkeypatch):
-    monkeypatch.setenv("AzureWebJobsStorage", azurite)
-    monkeypatch.setenv("ACR_WEBHOOK_SECRET", ACR_SECRET)
-    monkeypatch.setenv("AZDO_WEBHOOK_SECRET", AZDO_SECRET)
-    monkeypatch.setenv("HLD_REPO_URL", HLD_URL)
-    monkeypatch.setenv("HLD_BRANCH", "main")
-    monkeypatch.setenv("MANIFEST_REPO_URL", "https://dev.azure.com/fabrikam/Fabrikam/_git/manifests")
-    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
-    monkeypatch.setenv("WRITE_MODE", "direct")
-    reset_services()
-    yield azurite
-    reset_services()
 
 
 def call(fn_name: str, body: bytes, headers: dict[str, str] | None = None,

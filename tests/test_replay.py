@@ -15,22 +15,8 @@ from handlers import admin, intake
 from tests.azurite import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deliveries"
-ACR_SECRET = "acr-secret-123"
+from tests.conftest import ACR_SECRET
 ACR_EVENT_ID = "acr:cb8c3971-9adc-488b-bdd8-43cbb4974ff5"
-
-
-@pytest.fixture
-def app_env(azurite, monkeypatch):
-    monkeypatch.setenv("AzureWebJobsStorage", azurite)
-    monkeypatch.setenv("ACR_WEBHOOK_SECRET", ACR_SECRET)
-    monkeypatch.setenv("AZDO_WEBHOOK_SECRET", "azdo-secret-456")
-    monkeypatch.setenv("HLD_REPO_URL", "https://dev.azure.com/fabrikam/Fabrikam/_git/hld")
-    monkeypatch.setenv("MANIFEST_REPO_URL", "https://dev.azure.com/fabrikam/Fabrikam/_git/manifests")
-    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
-    monkeypatch.setenv("WRITE_MODE", "direct")
-    reset_services()
-    yield azurite
-    reset_services()
 
 
 def work_item(queue: str, n: int):
