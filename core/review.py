@@ -347,8 +347,13 @@ class ReviewService:
         if verdict.failed:
             detail["failed"] = [r.rule for r in verdict.failed]
         for trace_id in outcome.trace_ids:
-            self.trace.record(trace_id, f"pr:{repo.name}:{outcome.pr_id}", stage, actor="gitops-autopilot",
-                              fields={"pr": str(outcome.pr_id)}, detail=detail)
+            # Append to the push's own records (bump or manifest rows that opened this PR) so one trace shows
+            # the whole chain; a PR whose pushes were never traced here gets a record of its own.
+            keys = [row["targetKey"] for row in self.trace.rows_for_trace(trace_id)
+                    if any(stage_.get("pr") == outcome.pr_id for stage_ in row["stages"])]
+            for key in keys or [f"pr:{repo.name}:{outcome.pr_id}"]:
+                self.trace.record(trace_id, key, stage, actor="gitops-autopilot",
+                                  fields={"pr": str(outcome.pr_id)}, detail=detail)
 
 
 def _parse_policy(text: str | None) -> _Policy:

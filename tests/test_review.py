@@ -155,6 +155,18 @@ def test_a_pr_already_approved_with_our_auto_complete_costs_only_reads(world):
     assert [r.action for r in world.records(pr.id)] == ["approved", "already-approved"]
 
 
+def test_approval_is_appended_to_the_trace_of_the_push_that_opened_the_pr(world):
+    pr = bump_pr(world)
+    trace = TraceLog(world.services.storage)
+    key = "fabrikam-project/fabrikam/dev/config/common.yaml#subcomponents.chart.config.image"
+    trace.record(TRACE, key, "received", actor="acr")
+    trace.record(TRACE, key, "hld-pr", actor="gitops-autopilot", fields={"pr": str(pr.id)}, detail={"pr": pr.id})
+    assert world.review(pr).action == "approved"
+    [row] = trace.rows_for_trace(TRACE)
+    assert row["targetKey"] == key
+    assert [s["stage"] for s in row["stages"]] == ["received", "hld-pr", "pr-approved"]
+
+
 def test_a_build_event_without_pr_number_finds_the_pr_by_source_branch(world):
     pr = bump_pr(world)
     item = PrReview("evt-b", "t", "build.complete", repository_id=world.hld.id, project_id=PROJECT_ID,
