@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,20 @@ def is_newer_mark(order_for: Callable[[], object]):
     return newer
 
 
+def files_mentioning(worktree: Path, names: Sequence[str]) -> list[str]:
+    """Tracked files whose text contains one of `names` (git grep: one C process instead of reading every file
+    of a large HLD in Python)."""
+    args = ["git", "grep", "-l", "-z", "-F", "-I"]
+    for name in names:
+        args += ["-e", name]
+    run = subprocess.run(args, cwd=worktree, capture_output=True)
+    if run.returncode == 1:  # nothing matched
+        return []
+    if run.returncode != 0:
+        raise RuntimeError(f"git grep in {worktree} failed: {run.stderr.decode(errors='replace').strip()}")
+    return [path for path in run.stdout.decode("utf-8", "surrogateescape").split("\0") if path]
+
+
 def commit_message(bumps: Sequence[Outcome]) -> str:
     """Subject says service, environment, old -> new; trailers carry digest, ACR event id and trace ids."""
     if len(bumps) == 1:
@@ -191,12 +206,16 @@ class BumpService:
         self.enqueue = enqueue
         self.is_hld = is_hld
         self.pull_requests = pull_requests   # core.bump_prs.PullRequests in pull-request mode
-        self._lock = threading.Lock()
+        # Held by the runner while it takes the waiting messages and processes them, so concurrent invocations
+        # in one process queue up behind one batch instead of each committing its own slice of a burst.
+        self.lock = threading.RLock()
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _plan(self, worktree: Path, items: Sequence[ImagePushed]) -> tuple[list[Outcome], list[ImagePushed], Policy]:
         policy = load_policy_from(worktree)
-        targets = [t for t in find_all_targets(worktree) if any(same_image(t.repository, i.image) for i in items)]
+        names = sorted({i.repository.rsplit("/", 1)[-1] for i in items})
+        targets = [t for t in find_all_targets(worktree, mentioning=names, candidates=files_mentioning(worktree, names))
+                   if any(same_image(t.repository, i.image) for i in items)]
         outcomes, no_target = plan_bumps(targets, items, policy,
                                          lambda t: self.high_water.get(self.repo_url, t.key))
         return outcomes, no_target, policy
@@ -239,7 +258,7 @@ class BumpService:
 
     # -- the work -----------------------------------------------------------------------------------------------
     def process(self, items: Sequence[ImagePushed]) -> BumpResult:
-        with self._lock:
+        with self.lock:
             if self.mode == "direct":
                 return self._direct(items)
             return self._pull_request(items)

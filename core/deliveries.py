@@ -1,8 +1,9 @@
 """Delivery de-duplication and the raw-body journal, in Table storage.
 
-A delivery is claimed with an insert (atomic in Table storage, so two concurrent copies cannot both win), then
-journaled, enqueued and marked queued. A claim whose process died before marking it is taken over after
-`stale_after` seconds, so a crash never turns the sender's retry into a lost event.
+A delivery is claimed with an insert (atomic in Table storage, so two concurrent copies cannot both win) that
+also journals its body (bodies over one table property go to the journal table in chunks), then enqueued and
+marked queued: three storage calls per delivery. A claim whose process died before marking it is taken over
+after `stale_after` seconds, so a crash never turns the sender's retry into a lost event.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Callable
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
 
 from core.storage import Storage, StorageUnavailable
 
@@ -40,14 +42,21 @@ class DeliveryLog:
         self._clock = clock
         self._stale_after = stale_after
 
-    def claim(self, event_id: str) -> bool:
-        """True when this call owns the delivery; False for a duplicate (queued, or in flight elsewhere)."""
+    def claim(self, event_id: str, source: str, body: bytes, content_type: str) -> bool:
+        """True when this call owns the delivery (and has journaled it); False for a duplicate (queued, or in
+        flight elsewhere)."""
         table = self._storage.table(DELIVERIES_TABLE)
         key = _row_key(event_id)
         now = self._clock()
+        entity = {"PartitionKey": key[:2], "RowKey": key, "eventId": event_id, "state": "claimed",
+                  "claimedAt": now, "source": source, "contentType": content_type, "receivedAt": now}
+        inline = len(body) <= _CHUNK
+        if inline:
+            entity["body"] = body
         try:
-            table.create_entity({"PartitionKey": key[:2], "RowKey": key, "eventId": event_id,
-                                 "state": "claimed", "claimedAt": now})
+            table.create_entity(entity)
+            if not inline:
+                self.journal(event_id, source, body, content_type)
             return True
         except ResourceExistsError:
             pass
@@ -59,6 +68,8 @@ class DeliveryLog:
                 return False
             entity["claimedAt"] = now
             table.update_entity(entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+            if not inline:
+                self.journal(event_id, source, body, content_type)
             return True
         except (ResourceModifiedError, ResourceNotFoundError):
             return False
@@ -68,9 +79,9 @@ class DeliveryLog:
     def mark_queued(self, event_id: str, queued: list[str]) -> None:
         key = _row_key(event_id)
         try:
-            self._storage.table(DELIVERIES_TABLE).upsert_entity(
-                {"PartitionKey": key[:2], "RowKey": key, "eventId": event_id, "state": "queued",
-                 "queuedAt": self._clock(), "queues": ",".join(queued)})
+            self._storage.table(DELIVERIES_TABLE).update_entity(
+                {"PartitionKey": key[:2], "RowKey": key, "state": "queued", "queuedAt": self._clock(),
+                 "queues": ",".join(queued)}, mode=UpdateMode.MERGE)
         except AzureError as exc:
             raise StorageUnavailable(f"deliveries table: {type(exc).__name__}") from exc
 
@@ -83,6 +94,7 @@ class DeliveryLog:
             pass  # a stale claim is taken over after stale_after anyway
 
     def journal(self, event_id: str, source: str, body: bytes, content_type: str) -> None:
+        """Store a body too large for the delivery entity, in chunks, as one table transaction."""
         key = _row_key(event_id)
         chunks = [body[i:i + _CHUNK] for i in range(0, len(body), _CHUNK)] or [b""]
         ops = [("upsert", {"PartitionKey": key, "RowKey": "meta", "eventId": event_id, "source": source,
@@ -96,6 +108,15 @@ class DeliveryLog:
 
     def journaled(self, event_id: str) -> Journaled | None:
         key = _row_key(event_id)
+        try:
+            entity = self._storage.table(DELIVERIES_TABLE).get_entity(key[:2], key)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise StorageUnavailable(f"deliveries table: {type(exc).__name__}") from exc
+        if entity.get("body") is not None:
+            return Journaled(event_id, entity["source"], bytes(entity["body"]), entity.get("contentType", ""),
+                             float(entity.get("receivedAt", 0)))
         table = self._storage.table(JOURNAL_TABLE)
         try:
             rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": key}))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -77,6 +78,7 @@ class GenerationService:
         self.trace = trace
         self.cache_dir = cache_dir
         self.pull_requests = pull_requests
+        self.lock = threading.RLock()   # see BumpService.lock
 
     def _manifest_history(self) -> list[tuple[str, dict[str, str]]]:
         history = self.manifests.log_trailers(self.manifests.branch, HISTORY_DEPTH)
@@ -88,6 +90,10 @@ class GenerationService:
         return history
 
     def process(self, items: Sequence[HldChanged]) -> GenerationResult:
+        with self.lock:
+            return self._process(items)
+
+    def _process(self, items: Sequence[HldChanged]) -> GenerationResult:
         generated = recorded_hld_commits(self._manifest_history())
         with self.hld.read() as tree:
             hld_commit = _git_out(tree, "rev-parse", "HEAD")

@@ -76,6 +76,9 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
+DIRTY_MARKER = "autopilot-dirty"
+
+
 class GitError(Exception):
     """A git operation failed; the message is one line and carries no credential."""
 
@@ -239,6 +242,7 @@ class GitWorkspace:
         """A clean checkout of the branch head, locked against other users until the block ends."""
         with self._locked():
             self._sync()
+            (self.workdir / ".git" / DIRTY_MARKER).touch()  # the reader may leave files behind
             yield self.workdir
 
     def land(self, edit: Callable[[Path], str | None], *, max_attempts: int = 8) -> LandResult:
@@ -310,6 +314,7 @@ class GitWorkspace:
                         return LandResult(existing, target, attempt, paths)
                 commit = self._run("commit-tree", tree, "-p", base, "-m", _normalized(message)).out.strip()
                 if self._push(commit, target, force=force):
+                    (self.workdir / ".git" / DIRTY_MARKER).unlink(missing_ok=True)
                     log.info("landed %s on %s@%s (attempt %d)", commit, self.url, target, attempt)
                     return LandResult(commit, target, attempt, paths)
                 log.info("push to %s@%s rejected, remote moved (attempt %d/%d)",
@@ -319,6 +324,7 @@ class GitWorkspace:
         )
 
     def _stage(self, edit: Callable[[Path], str | None]) -> tuple[str, tuple[str, ...]] | None:
+        (self.workdir / ".git" / DIRTY_MARKER).touch()
         message = edit(self.workdir)
         if message is None:
             return None
@@ -372,7 +378,12 @@ class GitWorkspace:
     def _refresh(self, *extra_refspecs: str) -> None:
         self._fetch(*extra_refspecs)
         self._run("reset", "--quiet", "--hard", self._tracking)
-        self._run("clean", "-q", "-fdx")
+        # Untracked files can only come from an edit that did not end in a pushed commit (everything a pushed
+        # edit wrote was staged, and reset removes it); skipping the tree walk matters on large HLDs.
+        marker = self.workdir / ".git" / DIRTY_MARKER
+        if marker.exists():
+            self._run("clean", "-q", "-fdx")
+            marker.unlink()
 
     def _ensure_clone(self) -> bool:
         """Clone the branch shallowly unless a working copy is already there; True when it just cloned."""

@@ -190,12 +190,12 @@ class Intake:
                 log.info("ignored %s: %s", delivery.event_id, delivery.ignored)
                 continue
             try:
-                if dedupe and not self._deliveries.claim(delivery.event_id):
+                if dedupe and not self._deliveries.claim(delivery.event_id, source, delivery.raw, content_type):
                     outcome.duplicates.append(delivery.event_id)
                     metrics.duplicate(source)
                     log.info("duplicate %s", delivery.event_id)
                     continue
-                self._enqueue(source, delivery, content_type, outcome)
+                self._enqueue(delivery, outcome, mark=dedupe)
             except StorageUnavailable as exc:
                 if dedupe:
                     self._deliveries.release(delivery.event_id)
@@ -203,14 +203,14 @@ class Intake:
                 return _error(503, f"storage unavailable: {exc}")
         return _reply(outcome)
 
-    def _enqueue(self, source: str, delivery: Delivery, content_type: str, outcome: _Outcome) -> None:
-        self._deliveries.journal(delivery.event_id, source, delivery.raw, content_type)
+    def _enqueue(self, delivery: Delivery, outcome: _Outcome, *, mark: bool) -> None:
         queues = []
         for item in delivery.items:
             self._storage.enqueue(item.queue, encode(item))
             queues.append(item.queue)
             log.info("queued %s on %s", delivery.event_id, item.queue, extra={"trace_id": item.trace_id})
-        self._deliveries.mark_queued(delivery.event_id, queues)
+        if mark:
+            self._deliveries.mark_queued(delivery.event_id, queues)
         outcome.queued.extend(queues)
 
 

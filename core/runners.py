@@ -30,25 +30,27 @@ def honour_retry_after(fn: Callable[[], object], sleep: Callable[[float], None] 
         raise
 
 
-def run_batch(stage: str, services, item: WorkItem, queue: str, process: Callable[[list], object]):
-    """Take the waiting messages of `queue` into this run; delete them only when the run succeeded."""
-    batch = take_waiting(services.storage, queue, lambda text: decode(text, queue))
-    items = [item] + [i for i in batch.items if i.event_id != item.event_id]
-    with trace_context(item.trace_id):
+def run_batch(stage: str, services, item: WorkItem, queue: str, worker) -> object:
+    """Take the waiting messages of `queue` into this run, under the worker's lock so that invocations running
+    side by side in one process wait for one batch rather than each committing a slice of a burst; delete the
+    taken messages only when the run succeeded."""
+    with trace_context(item.trace_id), worker.lock:
+        batch = take_waiting(services.storage, queue, lambda text: decode(text, queue))
+        items = [item] + [i for i in batch.items if i.event_id != item.event_id]
         try:
-            result = honour_retry_after(lambda: process(items))
+            result = honour_retry_after(lambda: worker.process(items))
         except BaseException:
             batch.release()
             metrics.failure(stage)
             log.exception("%s failed; the queue will retry", stage)
             raise
-    batch.ack()
+        batch.ack()
     return result
 
 
 def run_bump(services, item: WorkItem):
     assert isinstance(item, ImagePushed)
-    result = run_batch("bump", services, item, IMAGE_PUSHED, services.bump.process)
+    result = run_batch("bump", services, item, IMAGE_PUSHED, services.bump)
     now = now_iso()
     for pushed in result.no_target:
         metrics.bump("no-target")
@@ -68,7 +70,7 @@ def run_bump(services, item: WorkItem):
 
 def run_generate(services, item: WorkItem):
     assert isinstance(item, HldChanged)
-    result = run_batch("generate", services, item, HLD_CHANGED, services.generation.process)
+    result = run_batch("generate", services, item, HLD_CHANGED, services.generation)
     metrics.generation(result.action)
     if result.pr_id:
         metrics.pull_request("manifest")

@@ -21,9 +21,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -305,10 +307,21 @@ def find_targets(root: Path, image_name: str) -> list[Target]:
     return [target for target in find_all_targets(root) if same_image(target.repository, image_name)]
 
 
-def find_all_targets(root: Path) -> list[Target]:
+def find_all_targets(root: Path, mentioning: Iterable[str] | None = None,
+                     candidates: Iterable[str] | None = None) -> list[Target]:
+    """Every image field in the tree. With `mentioning` (repository names), files whose bytes contain none of
+    them are not parsed: they cannot hold those images (ancestor configs are still read for override checks).
+    `candidates` (repo-relative paths, e.g. from `git grep -l`) replaces the walk of the whole tree."""
     tree = _Tree(Path(root))
+    needles = None if mentioning is None else [n.encode("utf-8") for n in mentioning if n]
     found: list[tuple[str, int, Target]] = []
-    for rel in tree.yaml_files():
+    files = tree.yaml_files() if candidates is None else sorted(
+        rel for rel in candidates if rel.endswith((".yaml", ".yml")) or PurePosixPath(rel).name in KUSTOMIZATION_NAMES)
+    for rel in files:
+        if needles is not None:
+            data = tree.read(rel)
+            if data is None or not any(needle in data for needle in needles):
+                continue
         index = tree.index(rel)
         if index is None:
             continue
@@ -321,25 +334,73 @@ def find_all_targets(root: Path) -> list[Target]:
     return [target for _, _, target in sorted(found, key=lambda item: (item[0], item[1]))]
 
 
+_FileKey = tuple[int, int, int]
+_FILE_CACHE_LIMIT = 50_000
+_RACY_NS = 2_000_000_000
+# Parsed files of warm working copies, reused across runs while (mtime, size, inode) is unchanged: git rewrites
+# only the files a fetch changed, so a bump in an HLD of 1,000 services parses a handful of files, not thousands.
+_file_cache: dict[str, tuple[_FileKey, bytes, "YamlIndex | None | bool"]] = {}
+_component_cache: dict[str, tuple["YamlIndex", dict[str, str | None]]] = {}
+
+
+def _cached_file(path: str) -> tuple[_FileKey, bytes, "YamlIndex | None | bool"] | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    key = (st.st_mtime_ns, st.st_size, st.st_ino)
+    entry = _file_cache.get(path)
+    # Like git's "racily clean" rule: a file changed within the timestamp granularity may have been rewritten
+    # with the same size and time, so recent files are compared by content.
+    if entry is not None and entry[0] == key and time.time_ns() - st.st_mtime_ns > _RACY_NS:
+        return entry
+    if st.st_size > MAX_FILE_BYTES or not stat.S_ISREG(st.st_mode):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    if entry is not None and entry[1] == data:
+        entry = (key, data, entry[2])
+    else:
+        if len(_file_cache) >= _FILE_CACHE_LIMIT:
+            _file_cache.clear()
+        entry = (key, data, False)  # False: not parsed yet
+    _file_cache[path] = entry
+    return entry
+
+
 class _Tree:
     """Reads a repository tree once: YAML indexes and Fabrikate component maps, cached."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._root = str(root)
         self._indexes: dict[str, YamlIndex | None] = {}
         self._subcomponents: dict[str, dict[str, str | None]] = {}
 
     def yaml_files(self) -> list[str]:
-        files = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git" and not os.path.islink(os.path.join(dirpath, d)))
-            for name in sorted(filenames):
-                if not (name.endswith((".yaml", ".yml")) or name in KUSTOMIZATION_NAMES):
+        """Repo-relative YAML files (symlinks and .git skipped), each directory's files before its subdirectories'.
+        Plain os.scandir and strings: this runs on every bump over trees of thousands of files."""
+        files: list[str] = []
+
+        def walk(directory: str, prefix: str) -> None:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+            subdirs = []
+            for entry in entries:
+                if entry.is_symlink():
                     continue
-                full = os.path.join(dirpath, name)
-                if os.path.islink(full) or os.path.getsize(full) > MAX_FILE_BYTES:
-                    continue
-                files.append(Path(full).relative_to(self.root).as_posix())
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != ".git":
+                        subdirs.append(entry)
+                elif entry.name.endswith((".yaml", ".yml")) or entry.name in KUSTOMIZATION_NAMES:
+                    files.append(prefix + entry.name)
+            for entry in subdirs:
+                walk(entry.path, prefix + entry.name + "/")
+
+        walk(str(self.root), "")
         return files
 
     def index(self, rel: str) -> YamlIndex | None:
@@ -347,14 +408,23 @@ class _Tree:
             self._indexes[rel] = self._load(rel)
         return self._indexes[rel]
 
+    def read(self, rel: str) -> bytes | None:
+        entry = _cached_file(os.path.join(self._root, rel))
+        return None if entry is None else entry[1]
+
     def _load(self, rel: str) -> YamlIndex | None:
-        path = self.root / rel
-        try:
-            if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_FILE_BYTES:
-                return None
-            return index_yaml(path.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, YamlIndexError):
+        path = os.path.join(self._root, rel)
+        entry = _cached_file(path)
+        if entry is None:
             return None
+        key, data, index = entry
+        if index is False:
+            try:
+                index = index_yaml(data.decode("utf-8"))
+            except (UnicodeDecodeError, YamlIndexError):
+                index = None
+            _file_cache[path] = (key, data, index)
+        return index
 
     def config_files(self, component_dir: str) -> list[str]:
         config = self.root / component_dir / "config"
@@ -371,28 +441,19 @@ class _Tree:
 
     def _read_component(self, component_dir: str) -> dict[str, str | None]:
         for name in ("component.yaml", "component.json"):
-            index = self.index(_rel(component_dir, name))
+            rel = _rel(component_dir, name)
+            index = self.index(rel)
             if index is not None:
                 break
         else:
             return {}
-        dirs: dict[str, str | None] = {}
-        entries = index.get((0, "subcomponents"))
-        for i in entries.children if entries and entries.kind == "sequence" else ():
-            name = index.scalar_text((0, "subcomponents", i, "name"))
-            if not name:
-                continue
-            kind = index.scalar_text((0, "subcomponents", i, "type")) or "component"
-            if kind != "component":
-                dirs[name] = None
-                continue
-            sub_path = index.scalar_text((0, "subcomponents", i, "path")) or ""
-            if index.scalar_text((0, "subcomponents", i, "method")) == "git":
-                location = _rel(component_dir, "components", name, sub_path)
-            else:
-                location = _rel(component_dir, index.scalar_text((0, "subcomponents", i, "source")) or "", sub_path)
-            if location is not None:
-                dirs[name] = location
+        # A project component.yaml can list a thousand services: map it once per content, not once per bump.
+        path = os.path.join(self._root, rel)
+        cached = _component_cache.get(path)
+        if cached is not None and cached[0] is index:
+            return cached[1]
+        dirs = _subcomponent_dirs(index, component_dir)
+        _component_cache[path] = (index, dirs)
         return dirs
 
     def child_dir(self, component_dir: str, name: str) -> str | None:
@@ -401,6 +462,27 @@ class _Tree:
             return dirs[name]
         fallback = _rel(component_dir, name)
         return fallback if fallback is not None and (self.root / fallback).is_dir() else None
+
+
+def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | None]:
+    dirs: dict[str, str | None] = {}
+    entries = index.get((0, "subcomponents"))
+    for i in entries.children if entries and entries.kind == "sequence" else ():
+        name = index.scalar_text((0, "subcomponents", i, "name"))
+        if not name:
+            continue
+        kind = index.scalar_text((0, "subcomponents", i, "type")) or "component"
+        if kind != "component":
+            dirs[name] = None
+            continue
+        sub_path = index.scalar_text((0, "subcomponents", i, "path")) or ""
+        if index.scalar_text((0, "subcomponents", i, "method")) == "git":
+            location = _rel(component_dir, "components", name, sub_path)
+        else:
+            location = _rel(component_dir, index.scalar_text((0, "subcomponents", i, "source")) or "", sub_path)
+        if location is not None:
+            dirs[name] = location
+    return dirs
 
 
 def _rel(*parts: str) -> str | None:

@@ -249,3 +249,19 @@ def test_index_positions_and_duplicates():
         index_yaml("a: 1\na: 2\n")
     with pytest.raises(YamlIndexError):
         index_yaml("a: [\n")
+
+
+def test_a_file_rewritten_with_the_same_size_and_time_is_read_again(tmp_path):
+    """The parse cache must not serve a stale tag when git rewrites a file within one timestamp tick."""
+    import os
+
+    path = tmp_path / "prod" / "app.yaml"
+    path.parent.mkdir()
+    path.write_text("kind: Pod\nspec:\n  containers:\n  - image: r.io/app:1.0.1\n")
+    stat = path.stat()
+    assert [t.tag for t in find_targets(tmp_path, "r.io/app")] == ["1.0.1"]
+    path.write_text("kind: Pod\nspec:\n  containers:\n  - image: r.io/app:1.0.2\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert [t.tag for t in find_targets(tmp_path, "r.io/app")] == ["1.0.2"]
+    assert [t.tag for t in find_all_targets(tmp_path, mentioning=["app"])] == ["1.0.2"]
+    assert find_all_targets(tmp_path, mentioning=["other"]) == []
