@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from core.bump_decision import BumpDecision, decide_bump
-from core.git_workspace import GitWorkspace
+from core.git_workspace import Edited, GitWorkspace
 from core.highwater import HighWaterMarks, Mark
 from core.images import same_image
 from core.policy import Policy, load_policy_from
@@ -275,7 +275,7 @@ class BumpService:
             if not bumps:
                 return None
             self._apply(worktree, bumps)
-            return commit_message(bumps)
+            return Edited(commit_message(bumps), tuple(sorted({o.target.file for o in bumps})))
 
         landed = self.workspace.land(edit)
         bumps = [o for o in attempt.outcomes if o.action == "bump"]
@@ -314,9 +314,9 @@ class BumpService:
         for outcome in [o for o in outcomes if o.action == "bump"]:
             branch = bot_branch(outcome.target)
 
-            def edit(worktree: Path, outcome=outcome) -> str | None:
+            def edit(worktree: Path, outcome=outcome) -> Edited:
                 self._apply(worktree, [outcome])
-                return commit_message([outcome])
+                return Edited(commit_message([outcome]), (outcome.target.file,))
 
             landed = self.workspace.land_on_branch(branch, edit)
             attempts += landed.attempts

@@ -103,6 +103,16 @@ class GitRefNotFound(GitError):
 
 
 @dataclass(frozen=True)
+class Edited:
+    """What an edit may return instead of a bare message: the message and every path it created or changed.
+
+    Only those paths are staged, and the working copy is not swept for other files after the push (that walk is
+    what costs on large trees), so the list must be complete; an edit that raises is cleaned up as usual."""
+    message: str
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LandResult:
     commit: str | None  # sha of the pushed commit; None when the edit produced no change
     branch: str
@@ -245,17 +255,18 @@ class GitWorkspace:
             (self.workdir / ".git" / DIRTY_MARKER).touch()  # the reader may leave files behind
             yield self.workdir
 
-    def land(self, edit: Callable[[Path], str | None], *, max_attempts: int = 8) -> LandResult:
+    def land(self, edit: Callable[[Path], "str | Edited | None"], *, max_attempts: int = 8) -> LandResult:
         """Apply ``edit`` to the branch head and push the result to the branch.
 
-        ``edit(worktree)`` changes files and returns the commit message, or None when there is nothing to do.
+        ``edit(worktree)`` changes files and returns the commit message, or None when there is nothing to do;
+        returning ``Edited(message, paths)`` instead limits staging to those paths (faster on large trees).
         When the push is rejected because the branch moved, the working copy is reset to the new head and
         ``edit`` runs again there (so it re-decides), up to ``max_attempts`` times with jittered backoff.
         """
         return self._land(edit, self.branch, force=False, max_attempts=max_attempts)
 
     def land_on_branch(
-        self, bot_branch: str, edit: Callable[[Path], str | None], *, max_attempts: int = 8
+        self, bot_branch: str, edit: Callable[[Path], "str | Edited | None"], *, max_attempts: int = 8
     ) -> LandResult:
         """Build ``edit`` on top of the branch head and force-push it as the only commit of ``bot_branch``
         (superseding whatever was there). When ``bot_branch`` already holds the identical tree on top of the
@@ -290,7 +301,7 @@ class GitWorkspace:
 
     # ---- landing -----------------------------------------------------------------------------------------
 
-    def _land(self, edit: Callable[[Path], str | None], target: str, *, force: bool, max_attempts: int) -> LandResult:
+    def _land(self, edit: Callable[[Path], "str | Edited | None"], target: str, *, force: bool, max_attempts: int) -> LandResult:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         # One bot branch per target is fetched with the base in the same round trip; a glob refspec (not an
@@ -323,15 +334,19 @@ class GitWorkspace:
             scrub(f"push to {self.url} branch {target} rejected {max_attempts} times: other writers kept moving it")
         )
 
-    def _stage(self, edit: Callable[[Path], str | None]) -> tuple[str, tuple[str, ...]] | None:
+    def _stage(self, edit: Callable[[Path], "str | Edited | None"]) -> tuple[str, tuple[str, ...]] | None:
         (self.workdir / ".git" / DIRTY_MARKER).touch()
-        message = edit(self.workdir)
-        if message is None:
+        result = edit(self.workdir)
+        if result is None:
             return None
+        message, scope = (result.message, ["--", *result.paths]) if isinstance(result, Edited) else (result, [])
         if not message.strip():
             raise ValueError("edit returned an empty commit message (return None when there is nothing to do)")
-        self._run("add", "--all")
-        names = self._run("diff", "--cached", "--name-only", "--no-renames", "-z").out
+        if isinstance(result, Edited) and not result.paths:
+            return None
+        # A pathspec keeps git from examining every file of a large tree when the edit says what it touched.
+        self._run("add", "--all", *scope)
+        names = self._run("diff", "--cached", "--name-only", "--no-renames", "-z", *scope).out
         paths = tuple(name for name in names.split("\0") if name)
         return (message, paths) if paths else None
 

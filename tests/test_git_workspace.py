@@ -417,3 +417,19 @@ def test_default_working_copy_lives_under_the_temp_dir_per_url_and_branch():
     repo_dir = Path(tempfile.gettempdir()) / "gitops-autopilot" / "work" / hashlib.sha1(url.encode()).hexdigest()
     assert GitWorkspace(url, "main").workdir == repo_dir / "main"
     assert GitWorkspace(url, "feature/x").workdir == repo_dir / "feature%2Fx"
+
+
+def test_an_edit_naming_its_paths_stages_only_those(remote, tmp_path):
+    from core.git_workspace import Edited
+
+    ws = workspace(remote, tmp_path)
+
+    def edit(tree: Path):
+        (tree / "README.md").write_text("hld, edited\n")
+        (tree / "stray.txt").write_text("not part of the change")
+        return Edited("Edit the README only", ("README.md",))
+
+    result = ws.land(edit)
+    assert result.changed_paths == ("README.md",)
+    assert gitrepos.file_at(remote, "main", "README.md") == b"hld, edited\n"
+    assert gitrepos.file_at(remote, "main", "stray.txt") is None
