@@ -21,7 +21,7 @@ from core.git_workspace import Edited, GitWorkspace
 from core.highwater import HighWaterMarks, Mark
 from core.images import same_image
 from core.policy import Policy, load_policy_from
-from core.tag_order import sort_key
+from core.tag_order import TagOrder, sort_key
 from core.targets import Target, find_all_targets
 from core.trace import TraceLog, _parse
 from core.workitems import HldChanged, ImagePushed
@@ -101,9 +101,9 @@ def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: 
     return outcomes, no_target
 
 
-def is_newer_mark(order_for: Callable[[], object]):
+def is_newer_mark(order: TagOrder) -> Callable[[Mark, Mark], bool]:
+    """Compare high-water marks under a target's ordering; an unorderable stored mark never blocks."""
     def newer(candidate: Mark, stored: Mark) -> bool:
-        order = order_for()
         a = sort_key(candidate.tag, order, _dt(candidate.pushed_at))
         b = sort_key(stored.tag, order, _dt(stored.pushed_at))
         if a is None:
@@ -229,7 +229,7 @@ class BumpService:
         for o in bumps:
             tp = policy.for_target(o.target.repository, o.target.file)
             self.high_water.raise_to(self.repo_url, o.target.key, Mark(o.item.tag, o.item.pushed_at),
-                                     is_newer_mark(lambda tp=tp: tp.order))
+                                     is_newer_mark(tp.order))
 
     def _trace_outcomes(self, outcomes: Sequence[Outcome], no_target: Sequence[ImagePushed], stage_for_bump: str,
                         detail_for: Callable[[Outcome], dict]) -> None:
