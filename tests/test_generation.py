@@ -143,3 +143,19 @@ def test_acr_push_flows_through_bump_and_generation_with_trace(repos, storage, t
     dev = next(r for r in rows if r["env"] == "dev")
     assert [s["stage"] for s in dev["stages"]] == ["received", "hld-commit", "manifest-commit"]
     assert dev["manifestCommitId"] == result.manifest_commit
+
+
+def test_a_completed_hld_pr_adds_merge_and_manifest_stages_to_the_push_trace(repos, storage, tmp_path):
+    hld, manifests = repos
+    trace = TraceLog(storage)
+    key = f"{FRONTEND_DEV}#subcomponents.chart.config.image"
+    trace.record("a" * 32, key, "received", actor="acr")
+    trace.record("a" * 32, key, "hld-pr", actor="gitops-autopilot", fields={"pr": "5"}, detail={"pr": 5})
+    text = file_at(hld, "main", FRONTEND_DEV).decode().replace('"1.4.0"', '"1.4.4"')
+    merge = push_files(hld, "main", {FRONTEND_DEV: text},
+                       "Merged PR 5: Bump frontend in dev: 1.4.0 -> 1.4.4\n\nTrace-Id: " + "a" * 32)
+    result = make_generation(repos, storage, tmp_path).process([changed("pr-completed", pr_id=5, commit=merge)])
+    assert result.action == "committed" and result.trace_ids == ("a" * 32,)
+    [row] = trace.rows_for_trace("a" * 32)
+    assert [s["stage"] for s in row["stages"]] == ["received", "hld-pr", "hld-merge", "manifest-commit"]
+    assert row["hldCommitId"] == merge and row["manifestCommitId"] == result.manifest_commit
