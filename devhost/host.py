@@ -21,6 +21,15 @@ DEFAULT_LEASE_SECONDS = 30
 DEFAULT_GRACE_SECONDS = 20.0
 
 
+def disabled(function_name: str, environ: Mapping[str, str]) -> bool:
+    """The Functions host's `AzureWebJobs.<name>.Disabled` app setting (`AzureWebJobs__<name>__Disabled` on
+    Linux): the function is neither triggered nor routed."""
+    for key in (f"AzureWebJobs.{function_name}.Disabled", f"AzureWebJobs__{function_name}__Disabled"):
+        if environ.get(key, "").strip().lower() in ("true", "1"):
+            return True
+    return False
+
+
 class DevHost:
     """`DevHost(app, host_json, environ).start()`; `.url`, `.port`; `.stop()` drains and releases messages.
 
@@ -37,8 +46,9 @@ class DevHost:
         # get_functions() records names in app.functions_bindings and then rejects them as duplicates on a second
         # call (azure-functions 1.26.0); start from an empty record so an app can be hosted (or indexed) again.
         app.functions_bindings = {}
-        self.index: FunctionIndex = index_functions(app.get_functions(), self.config.route_prefix)
         self._environ = dict(os.environ if environ is None else environ)
+        enabled = [fn for fn in app.get_functions() if not disabled(fn.get_function_name(), self._environ)]
+        self.index: FunctionIndex = index_functions(enabled, self.config.route_prefix)
         self._bind = (host, port)
         self._lease_seconds = lease_seconds
         self._grace_seconds = grace_seconds

@@ -491,3 +491,25 @@ def test_cli_sigterm_past_the_grace_period_releases_the_message(tmp_path, azurit
     # Released at once (lease is 30 s by default), so the message is not lost.
     again = storage.queue(sample.WORK_QUEUE).receive_message()
     assert again is not None and again.content == "slow:60" and again.dequeue_count == 2
+
+
+def test_disabled_functions_are_neither_routed_nor_triggered(azurite, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from devhost.host import DevHost, disabled
+    from tests import devhost_sample_app as sample
+
+    assert disabled("f", {"AzureWebJobs.f.Disabled": "true"}) and disabled("f", {"AzureWebJobs__f__Disabled": "1"})
+    assert not disabled("f", {"AzureWebJobs.f.Disabled": "false"})
+    sample.app.functions_bindings = {}  # azure-functions refuses a second get_functions() otherwise
+    names = [fn.get_function_name() for fn in sample.app.get_functions()]
+    environ = {"AzureWebJobsStorage": azurite, **{f"AzureWebJobs.{n}.Disabled": "true" for n in names}}
+    host = DevHost(sample.app, {"version": "2.0"}, environ).start()
+    try:
+        assert host.index.http == () and host.index.queue == ()
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{host.url}/api/anything", timeout=5)
+        assert err.value.code == 404
+    finally:
+        host.stop()
