@@ -104,6 +104,7 @@ def format_deployments(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(line(values))
         if row.get("stages"):
             lines.append("    " + _stage_line(row["stages"]))
+            lines += [f"    {stage['stage']}: {stage['reason']}" for stage in row["stages"] if stage.get("reason")]
         for review in row.get("reviews", []):
             failed = "; ".join(f"{f['rule']}: {f['reason']}" for f in review["failed"]) or "-"
             lines.append(f"    review PR {review['pr']} iteration {review['iteration']}: {review['action'] or '?'}"

@@ -321,3 +321,18 @@ def test_runs_as_a_module(settings_file):
                           "--top", "0"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr == "error: top='0' must be an integer from 1 to 1000\n"
+
+
+def test_trace_prints_why_a_push_was_skipped(settings_file, storage):
+    from core.trace import TraceLog
+
+    trace = TraceLog(storage)
+    trace.record("t-skip", "prod/app.yaml#doc[0].spec.containers[0].image", "received", actor="acr",
+                 start="2024-05-02T10:00:00+00:00", at="2024-05-02T10:00:00+00:00",
+                 fields={"service": "app", "env": "prod", "imageTag": "1.3.0"})
+    trace.record("t-skip", "prod/app.yaml#doc[0].spec.containers[0].image", "skipped", actor="gitops-autopilot",
+                 at="2024-05-02T10:00:01+00:00", detail={"action": "skip",
+                                                        "reason": "1.3.0 is older than current 1.4.0; never downgrade"})
+    code, out, _ = cli(settings_file, "trace")
+    assert code == 0
+    assert "    skipped: 1.3.0 is older than current 1.4.0; never downgrade" in out.splitlines()
