@@ -14,7 +14,7 @@ from core.highwater import HighWaterMarks
 from core.intake import Intake
 from core.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
-from core.storage import Storage
+from core.storage import Storage, StorageIdentity
 from core.trace import TraceLog
 from core.workitems import encode
 
@@ -25,7 +25,15 @@ class Services:
 
     @cached_property
     def storage(self) -> Storage:
-        return Storage(self.settings.storage_connection)
+        s = self.settings
+        if s.storage_connection:
+            return Storage(s.storage_connection)
+        if s.storage_client_id:
+            from azure.identity import ManagedIdentityCredential
+            credential = ManagedIdentityCredential(client_id=s.storage_client_id)
+        else:
+            credential = self._credential
+        return Storage(identity=StorageIdentity(s.storage_queue_url, s.storage_table_url, credential))
 
     @cached_property
     def deliveries(self) -> DeliveryLog:

@@ -23,7 +23,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    storage_connection: str
+    storage_connection: str           # empty when the account is reached with an identity (below)
     acr_webhook_secret: str = ""
     azdo_webhook_secret: str = ""
     hld_repo_url: str = ""
@@ -42,6 +42,9 @@ class Settings:
     functions_key: str = field(default="", repr=False)
     work_dir: str = ""
     appinsights_connection: str = field(default="", repr=False)
+    storage_queue_url: str = ""       # identity-based storage: AzureWebJobsStorage__accountName / __queueServiceUri
+    storage_table_url: str = ""
+    storage_client_id: str = ""       # AzureWebJobsStorage__clientId: a user-assigned managed identity
 
     @property
     def bump_repo_url(self) -> str:
@@ -71,8 +74,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         return (env.get(name) or default).strip()
 
     storage = get("AzureWebJobsStorage")
-    if not storage:
-        raise SettingsError("AzureWebJobsStorage is not set (use UseDevelopmentStorage=true for Azurite)")
+    account = get("AzureWebJobsStorage__accountName")
+    queue_url = get("AzureWebJobsStorage__queueServiceUri") or (f"https://{account}.queue.core.windows.net"
+                                                               if account else "")
+    table_url = get("AzureWebJobsStorage__tableServiceUri") or (f"https://{account}.table.core.windows.net"
+                                                               if account else "")
+    if not storage and not (queue_url and table_url):
+        raise SettingsError("AzureWebJobsStorage is not set (use UseDevelopmentStorage=true for Azurite, or "
+                            "AzureWebJobsStorage__accountName for a managed identity)")
     for name in ("HLD_REPO_URL", "MANIFEST_REPO_URL", "AZDO_ORG_URL"):
         if get(name) and not _url_ok(get(name)):
             raise SettingsError(f"{name}={get(name)!r} is not a URL (expected https://..., ssh://... or file://...)")
@@ -116,6 +125,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         functions_key=get("FUNCTIONS_KEY"),
         work_dir=get("WORK_DIR"),
         appinsights_connection=get("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        storage_queue_url="" if storage else queue_url,
+        storage_table_url="" if storage else table_url,
+        storage_client_id=get("AzureWebJobsStorage__clientId"),
     )
 
 

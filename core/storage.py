@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable
 
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.exceptions import AzureError, ResourceExistsError, ServiceRequestError, ServiceResponseError
@@ -54,17 +55,34 @@ def poison_queue(name: str) -> str:
     return name + POISON_SUFFIX
 
 
+@dataclass(frozen=True)
+class StorageIdentity:
+    """An account reached with an Entra identity instead of a key (AzureWebJobsStorage__accountName etc.)."""
+    queue_url: str
+    table_url: str
+    credential: Any
+
+
 class Storage:
     """Queue and table clients for one storage account, created once per process and reused."""
 
-    def __init__(self, connection_string: str):
+    def __init__(self, connection_string: str = "", identity: StorageIdentity | None = None):
+        if bool(connection_string) == bool(identity):
+            raise ValueError("Storage needs a connection string or an identity, not both")
         self._conn = normalize_connection_string(connection_string)
+        self._identity = identity
         # One connection pool for every client; no proxy/netrc lookups from the environment on each request
         # (they cost more CPU than the request itself on the intake path).
         self._transport = RequestsTransport(use_env_settings=False)
-        self._queues = QueueServiceClient.from_connection_string(self._conn, **_queue_options(self._transport))
-        self._tables = TableServiceClient.from_connection_string(self._conn, transport=self._transport,
-                                                                 **_CLIENT_OPTIONS)
+        if identity is None:
+            self._queues = QueueServiceClient.from_connection_string(self._conn, **_queue_options(self._transport))
+            self._tables = TableServiceClient.from_connection_string(self._conn, transport=self._transport,
+                                                                     **_CLIENT_OPTIONS)
+        else:
+            self._queues = QueueServiceClient(identity.queue_url, credential=identity.credential,
+                                              **_queue_options(self._transport))
+            self._tables = TableServiceClient(identity.table_url, credential=identity.credential,
+                                              transport=self._transport, **_CLIENT_OPTIONS)
         self._queue_clients: dict[str, QueueClient] = {}
         self._table_clients: dict[str, TableClient] = {}
         self._lock = threading.Lock()
@@ -73,13 +91,19 @@ class Storage:
     def connection_string(self) -> str:
         return self._conn
 
+    @property
+    def service_clients(self) -> tuple[QueueServiceClient, TableServiceClient]:
+        return self._queues, self._tables
+
     def queue(self, name: str) -> QueueClient:
         with self._lock:
             client = self._queue_clients.get(name)
             if client is None:
-                client = QueueClient.from_connection_string(
-                    self._conn, name, message_encode_policy=TextBase64EncodePolicy(),
-                    message_decode_policy=TextBase64DecodePolicy(), **_queue_options(self._transport))
+                codecs = {"message_encode_policy": TextBase64EncodePolicy(),
+                          "message_decode_policy": TextBase64DecodePolicy(), **_queue_options(self._transport)}
+                client = (QueueClient.from_connection_string(self._conn, name, **codecs) if self._identity is None
+                          else QueueClient(self._identity.queue_url, name, credential=self._identity.credential,
+                                           **codecs))
                 try:
                     client.create_queue()
                 except ResourceExistsError:
