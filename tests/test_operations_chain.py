@@ -88,9 +88,15 @@ def test_push_flows_to_manifests_and_the_trace_shows_every_stage(host):
     assert subjects(hld)[0] == "Bump 2 images: frontend/dev 1.4.2, frontend/prod 1.4.2"
 
     assert request(f"{running.url}/api/ops/deployments?service=frontend")[0] == 401
-    status, body = request(f"{running.url}/api/ops/deployments?service=frontend&code={KEY}")
-    assert status == 200
-    rows = body["deployments"]
+
+    def traced() -> list | None:
+        # The manifest-commit stage is recorded just after the push lands, so the commit can be seen first.
+        status, body = request(f"{running.url}/api/ops/deployments?service=frontend&code={KEY}")
+        assert status == 200
+        rows = body["deployments"]
+        return rows if len(rows) == 2 and all(len(r["stages"]) == 3 for r in rows) else None
+
+    rows = wait_for(traced, "the manifest-commit stage in the trace")
     assert {r["env"] for r in rows} == {"dev", "prod"}
     for row in rows:
         assert [s["stage"] for s in row["stages"]] == ["received", "hld-commit", "manifest-commit"]
