@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from core.bump_decision import BumpDecision, decide_bump
-from core.git_workspace import Edited, GitWorkspace
+from core.git_workspace import Edited, GitWorkspace, files_mentioning
 from core.highwater import HighWaterMarks, Mark
 from core.images import same_image
 from core.policy import Policy, load_policy_from
@@ -110,20 +109,6 @@ def is_newer_mark(order: TagOrder) -> Callable[[Mark, Mark], bool]:
             return False
         return b is None or a > b
     return newer
-
-
-def files_mentioning(worktree: Path, names: Sequence[str]) -> list[str]:
-    """Tracked files whose text contains one of `names` (git grep: one C process instead of reading every file
-    of a large HLD in Python)."""
-    args = ["git", "grep", "-l", "-z", "-F", "-I"]
-    for name in names:
-        args += ["-e", name]
-    run = subprocess.run(args, cwd=worktree, capture_output=True)
-    if run.returncode == 1:  # nothing matched
-        return []
-    if run.returncode != 0:
-        raise RuntimeError(f"git grep in {worktree} failed: {run.stderr.decode(errors='replace').strip()}")
-    return [path for path in run.stdout.decode("utf-8", "surrogateescape").split("\0") if path]
 
 
 def commit_message(bumps: Sequence[Outcome]) -> str:

@@ -6,14 +6,13 @@ Always generates from the newest HLD commit; does nothing when the manifest repo
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from core.generate import GenerationError, generate, write_generation
-from core.git_workspace import GitRefNotFound, GitWorkspace
+from core.git_workspace import GitRefNotFound, GitWorkspace, checkout_head
 from core.policy import load_policy_from
 from core.telemetry import metrics
 from core.trace import TraceLog, latency_seconds, now_iso
@@ -33,10 +32,6 @@ class GenerationResult:
     pr_id: int | None = None
     changed_paths: tuple[str, ...] = ()
     trace_ids: tuple[str, ...] = ()
-
-
-def _git_out(tree: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=tree, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def manifest_message(hld_commit: str, subject: str, pr_ids: Sequence[int], trace_ids: Sequence[str]) -> str:
@@ -96,11 +91,12 @@ class GenerationService:
     def _process(self, items: Sequence[HldChanged]) -> GenerationResult:
         generated = recorded_hld_commits(self._manifest_history())
         with self.hld.read() as tree:
-            hld_commit = _git_out(tree, "rev-parse", "HEAD")
+            head = checkout_head(tree)
+            hld_commit = head.sha
             if hld_commit in generated:
                 log.info("manifests already record HLD commit %s", hld_commit[:7])
                 return GenerationResult(hld_commit, "up-to-date")
-            subject = _git_out(tree, "log", "-1", "--format=%s")
+            subject = head.subject
             policy = load_policy_from(tree)
             generation = generate(tree, policy.environments, helm_mode=policy.helm_mode or self.helm_mode,
                                   helm_bin=self.helm_bin, cache_dir=self.cache_dir, hld_repo_url=self.hld_url)

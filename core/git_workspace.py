@@ -18,10 +18,11 @@ import logging
 import random
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -531,6 +532,37 @@ class GitWorkspace:
     @staticmethod
     def _failure(operation: str, run: _Run) -> GitError:
         return classify(operation, run.err, run.secrets)
+
+
+@dataclass(frozen=True)
+class CheckoutHead:
+    sha: str
+    subject: str
+    message: str
+
+
+def checkout_head(worktree: Path) -> CheckoutHead:
+    """The commit a checkout handed out by ``read()`` (or seen inside an edit) stands on."""
+    out = subprocess.run(["git", "log", "-1", "--format=%H%x1f%s%x1f%B"], cwd=worktree, check=True,
+                         capture_output=True, text=True).stdout
+    sha, subject, message = out.split("\x1f", 2)
+    return CheckoutHead(sha.strip(), subject, message.rstrip("\n"))
+
+
+def files_mentioning(worktree: Path, needles: Sequence[str]) -> list[str]:
+    """Tracked files of a checkout whose text contains one of ``needles`` (git grep: one C process instead of
+    reading every file of a large tree in Python)."""
+    if not needles:
+        return []
+    args = ["git", "grep", "-l", "-z", "-F", "-I"]
+    for needle in needles:
+        args += ["-e", needle]
+    run = subprocess.run(args, cwd=worktree, capture_output=True)
+    if run.returncode == 1:  # nothing matched
+        return []
+    if run.returncode != 0:
+        raise GitError(scrub(f"git grep in {worktree} failed: {run.stderr.decode(errors='replace').strip()}"))
+    return [path for path in run.stdout.decode("utf-8", "surrogateescape").split("\0") if path]
 
 
 def parse_trailer_record(record: str) -> tuple[str, dict[str, str]]:

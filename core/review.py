@@ -16,11 +16,10 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
-import git
 
 from core.azdo import AzdoGateway, AzdoNotFound, ChangedFile, PullRequest
 from core.generate import GenerationError, generate
-from core.git_workspace import GitWorkspace
+from core.git_workspace import GitWorkspace, checkout_head
 from core.payloads import repo_name_from_url
 from core.policy import POLICY_FILE, Policy, PolicyError, load_policy, read_policy_file
 from core.review_records import ReviewRecord, ReviewRecords, RuleFailure
@@ -236,7 +235,7 @@ class ReviewService:
     def _hld_snapshot(self, generation: bool) -> _HldSnapshot:
         s = self.settings
         with self.workspace(s.hld_repo_url, s.hld_branch).read() as tree:
-            head = git.Repo(tree).head.commit.hexsha
+            head = checkout_head(tree).sha
             policy = _parse_policy(read_policy_file(tree))
             if not generation or policy.policy is None:
                 return _HldSnapshot(head, policy, None)
@@ -251,10 +250,10 @@ class ReviewService:
     def _manifest_facts(self, pr: PullRequest, repo: ReviewedRepo, hld: _HldSnapshot,
                         environments: Sequence[str]) -> ManifestFacts:
         with self.workspace(repo.url, MANIFEST_SOURCE.removeprefix("refs/heads/")).read() as tree:
-            head = git.Repo(tree).head.commit
+            head = checkout_head(tree)
             hld_commit = hld_commit_in(pr.description) or hld_commit_in(head.message)
             actual = _files_under(tree, environments)
-        return ManifestFacts(hld_commit, hld.head, pr.last_merge_source_commit, head.hexsha, hld.files, actual,
+        return ManifestFacts(hld_commit, hld.head, pr.last_merge_source_commit, head.sha, hld.files, actual,
                              hld.error)
 
     def _bump_files(self, pr: PullRequest, changed: Sequence[ChangedFile]) -> list[FileVersions]:

@@ -433,3 +433,18 @@ def test_an_edit_naming_its_paths_stages_only_those(remote, tmp_path):
     assert result.changed_paths == ("README.md",)
     assert gitrepos.file_at(remote, "main", "README.md") == b"hld, edited\n"
     assert gitrepos.file_at(remote, "main", "stray.txt") is None
+
+
+def test_checkout_helpers_read_the_head_and_grep_tracked_files(remote, tmp_path):
+    from core.git_workspace import checkout_head, files_mentioning
+
+    sha = gitrepos.push_files(remote, "main", {"apps/api.yaml": "image: r.io/api:1.0.0\n"},
+                              "Add api\n\nTrace-Id: abc")
+    ws = workspace(remote, tmp_path)
+    with ws.read() as tree:
+        head = checkout_head(tree)
+        assert (head.sha, head.subject) == (sha, "Add api")
+        assert head.message.endswith("Trace-Id: abc")
+        assert files_mentioning(tree, ["r.io/api"]) == ["apps/api.yaml"]
+        assert files_mentioning(tree, ["nothing-mentions-this"]) == []
+        assert files_mentioning(tree, []) == []
