@@ -77,7 +77,8 @@ _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
-DIRTY_MARKER = "autopilot-dirty"
+DIRTY_MARKER = "autopilot-dirty"     # an edit or reader may have changed files since the last sync
+LANDED_MARKER = "autopilot-landed"   # index and files hold the tree of this pushed commit
 
 
 class GitError(Exception):
@@ -326,6 +327,7 @@ class GitWorkspace:
                         return LandResult(existing, target, attempt, paths)
                 commit = self._run("commit-tree", tree, "-p", base, "-m", _normalized(message)).out.strip()
                 if self._push(commit, target, force=force):
+                    (self.workdir / ".git" / LANDED_MARKER).write_text(commit)
                     (self.workdir / ".git" / DIRTY_MARKER).unlink(missing_ok=True)
                     log.info("landed %s on %s@%s (attempt %d)", commit, self.url, target, attempt)
                     return LandResult(commit, target, attempt, paths)
@@ -393,10 +395,18 @@ class GitWorkspace:
 
     def _refresh(self, *extra_refspecs: str) -> None:
         self._fetch(*extra_refspecs)
-        self._run("reset", "--quiet", "--hard", self._tracking)
+        git_dir = self.workdir / ".git"
+        marker, landed = git_dir / DIRTY_MARKER, git_dir / LANDED_MARKER
+        head = self._run("rev-parse", self._tracking).out.strip()
+        if not marker.exists() and landed.exists() and landed.read_text().strip() == head:
+            # Our own pushed commit is still the head: index and files already hold its tree, so only HEAD
+            # moves (a hard reset would re-examine every file of a large tree).
+            self._run("reset", "--quiet", "--soft", head)
+            return
+        landed.unlink(missing_ok=True)
+        self._run("reset", "--quiet", "--hard", head)
         # Untracked files can only come from an edit that did not end in a pushed commit (everything a pushed
         # edit wrote was staged, and reset removes it); skipping the tree walk matters on large HLDs.
-        marker = self.workdir / ".git" / DIRTY_MARKER
         if marker.exists():
             self._run("clean", "-q", "-fdx")
             marker.unlink()
