@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -156,7 +155,7 @@ def pr_text(outcome: Outcome) -> tuple[str, str]:
     o, item = outcome, outcome.item
     title = f"Bump {o.target.service} in {o.target.env}: {o.target.tag or '(none)'} -> {item.tag}"
     description = "\n".join([
-        f"Automated image bump by gitops-autopilot.",
+        "Automated image bump by gitops-autopilot.",
         "",
         f"- Image: `{item.image}`",
         f"- Old tag: `{o.target.tag or '(none)'}`",
@@ -181,7 +180,7 @@ class _Attempt:
 class BumpService:
     def __init__(self, *, repo_url: str, branch: str, workspace: GitWorkspace, high_water: HighWaterMarks,
                  trace: TraceLog, mode: str, enqueue: Callable[[object], None] | None = None,
-                 is_hld: bool = True, pull_requests=None, sleep: Callable[[float], None] = time.sleep):
+                 is_hld: bool = True, pull_requests=None):
         self.repo_url = repo_url
         self.branch = branch
         self.workspace = workspace
@@ -190,7 +189,7 @@ class BumpService:
         self.mode = mode
         self.enqueue = enqueue
         self.is_hld = is_hld
-        self.pull_requests = pull_requests   # core.bump_prs.PullRequests in pull-request mode
+        self.pull_requests = pull_requests   # core.pull_requests.PullRequests in pull-request mode
         # Held by the runner while it takes the waiting messages and processes them, so concurrent invocations
         # in one process queue up behind one batch instead of each committing its own slice of a burst.
         self.lock = threading.RLock()
@@ -199,7 +198,7 @@ class BumpService:
     def _plan(self, worktree: Path, items: Sequence[ImagePushed]) -> tuple[list[Outcome], list[ImagePushed], Policy]:
         policy = load_policy_from(worktree)
         names = sorted({i.repository.rsplit("/", 1)[-1] for i in items})
-        targets = [t for t in find_all_targets(worktree, mentioning=names, candidates=files_mentioning(worktree, names))
+        targets = [t for t in find_all_targets(worktree, candidates=files_mentioning(worktree, names))
                    if any(same_image(t.repository, i.image) for i in items)]
         outcomes, no_target = plan_bumps(targets, items, policy,
                                          lambda t: self.high_water.get(self.repo_url, t.key))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from azure.core.pipeline.transport import RequestsTransport
-from azure.core.exceptions import AzureError, ResourceExistsError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import (LinearRetry, QueueClient, QueueServiceClient, TextBase64DecodePolicy,
                                  TextBase64EncodePolicy)
@@ -128,8 +128,6 @@ class Storage:
     def enqueue(self, queue: str, text: str, visibility_timeout: int | None = None) -> str:
         try:
             sent = self.queue(queue).send_message(text, visibility_timeout=visibility_timeout)
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
         except AzureError as exc:
             raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
         return sent.id

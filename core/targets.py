@@ -307,21 +307,15 @@ def find_targets(root: Path, image_name: str) -> list[Target]:
     return [target for target in find_all_targets(root) if same_image(target.repository, image_name)]
 
 
-def find_all_targets(root: Path, mentioning: Iterable[str] | None = None,
-                     candidates: Iterable[str] | None = None) -> list[Target]:
-    """Every image field in the tree. With `mentioning` (repository names), files whose bytes contain none of
-    them are not parsed: they cannot hold those images (ancestor configs are still read for override checks).
-    `candidates` (repo-relative paths, e.g. from `git grep -l`) replaces the walk of the whole tree."""
+def find_all_targets(root: Path, candidates: Iterable[str] | None = None) -> list[Target]:
+    """Every image field in the tree. `candidates` (repo-relative paths, e.g. the files `git grep -l` finds
+    mentioning a repository) replaces the walk of the whole tree; ancestor configs are still read for override
+    checks."""
     tree = _Tree(Path(root))
-    needles = None if mentioning is None else [n.encode("utf-8") for n in mentioning if n]
     found: list[tuple[str, int, Target]] = []
     files = tree.yaml_files() if candidates is None else sorted(
         rel for rel in candidates if rel.endswith((".yaml", ".yml")) or PurePosixPath(rel).name in KUSTOMIZATION_NAMES)
     for rel in files:
-        if needles is not None:
-            data = tree.read(rel)
-            if data is None or not any(needle in data for needle in needles):
-                continue
         index = tree.index(rel)
         if index is None:
             continue
@@ -407,10 +401,6 @@ class _Tree:
         if rel not in self._indexes:
             self._indexes[rel] = self._load(rel)
         return self._indexes[rel]
-
-    def read(self, rel: str) -> bytes | None:
-        entry = _cached_file(os.path.join(self._root, rel))
-        return None if entry is None else entry[1]
 
     def _load(self, rel: str) -> YamlIndex | None:
         path = os.path.join(self._root, rel)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,9 @@ from core.git_workspace import GitContention, GitError, GitWorkspace
 from core.highwater import HighWaterMarks
 from core.policy import PolicyError
 from core.pull_requests import PullRequests
-from core.storage import HLD_CHANGED, IMAGE_PUSHED
+from core.storage import IMAGE_PUSHED
 from core.trace import TraceLog
-from core.workitems import HldChanged, ImagePushed, decode, encode
+from core.workitems import HldChanged, ImagePushed, encode
 from tests.azdo_fake import azdo  # noqa: F401
 from tests.gitrepos import bare_repo, branches, commits, file_at, push_files
 

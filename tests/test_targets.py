@@ -263,5 +263,5 @@ def test_a_file_rewritten_with_the_same_size_and_time_is_read_again(tmp_path):
     path.write_text("kind: Pod\nspec:\n  containers:\n  - image: r.io/app:1.0.2\n")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert [t.tag for t in find_targets(tmp_path, "r.io/app")] == ["1.0.2"]
-    assert [t.tag for t in find_all_targets(tmp_path, mentioning=["app"])] == ["1.0.2"]
-    assert find_all_targets(tmp_path, mentioning=["other"]) == []
+    assert [t.tag for t in find_all_targets(tmp_path, candidates=["prod/app.yaml"])] == ["1.0.2"]
+    assert find_all_targets(tmp_path, candidates=[]) == []
