@@ -22,6 +22,7 @@ from typing import Any, Sequence, TextIO
 from azure.core.exceptions import AzureError
 
 from core.azdo import AzdoError
+from core.errors import Permanent
 from core.health import RepoProbe, check_health
 from core.hook_setup import HookSetupError, SetupResult, acr_commands, setup_subscriptions
 from core.replay import Replayer, ReplayRequestError, parse_replay_request
@@ -36,7 +37,7 @@ MAX_TOP = 1000
 SETTINGS_FILES = ("local.settings.json", "local.settings.sample.json")
 
 
-class UsageError(ValueError):
+class UsageError(Permanent, ValueError):
     """A command-line argument or query parameter is wrong; the message names it."""
 
 

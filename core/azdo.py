@@ -30,6 +30,8 @@ from msrest.authentication import Authentication, BasicAuthentication
 from msrest.exceptions import ClientException
 from urllib3.util.retry import Retry
 
+from core.errors import AutopilotError, Permanent, Retryable
+
 ADO_SCOPE = "499b84ac-1321-427f-aa17-267ca6975798/.default"
 EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 DESCRIPTION_LIMIT = 4000
@@ -43,7 +45,7 @@ _RETRY = Retry(total=2, connect=2, read=0, status=0, other=0, status_forcelist=f
                respect_retry_after_header=False, raise_on_status=False, backoff_factor=0.5)
 
 
-class AzdoError(Exception):
+class AzdoError(AutopilotError):
     """An Azure DevOps call failed. `status` is the HTTP status, `type_key` the server's exception type."""
 
     def __init__(self, message: str, *, status: int | None = None, type_key: str | None = None):
@@ -52,15 +54,15 @@ class AzdoError(Exception):
         self.type_key = type_key
 
 
-class AzdoAuthError(AzdoError):
+class AzdoAuthError(AzdoError, Permanent):
     """401/403, or no token could be obtained."""
 
 
-class AzdoNotFound(AzdoError):
+class AzdoNotFound(AzdoError, Permanent):
     """404."""
 
 
-class AzdoTransientError(AzdoError):
+class AzdoTransientError(AzdoError, Retryable):
     """408/429/5xx or a connection failure; worth retrying after `retry_after` seconds when given."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None,

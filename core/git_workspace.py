@@ -31,6 +31,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import git
 
+from core.errors import AutopilotError, Permanent, Retryable
+
 log = logging.getLogger(__name__)
 
 DEFAULT_AUTHOR_NAME = "gitops-autopilot"
@@ -81,18 +83,18 @@ DIRTY_MARKER = "autopilot-dirty"     # an edit or reader may have changed files 
 LANDED_MARKER = "autopilot-landed"   # index and files hold the tree of this pushed commit
 
 
-class GitError(Exception):
+class GitError(AutopilotError):
     """A git operation failed; the message is one line and carries no credential."""
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
 
 
-class GitAuthError(GitError):
+class GitAuthError(GitError, Permanent):
     """The remote refused our credentials: retrying will not help, fail the work item."""
 
 
-class GitUnavailable(GitError):
+class GitUnavailable(GitError, Retryable):
     """The remote could not be reached (or kept moving): raise so the queue retries later."""
 
 
@@ -100,7 +102,7 @@ class GitContention(GitUnavailable):
     """Every push attempt was rejected because other writers kept moving the branch."""
 
 
-class GitRefNotFound(GitError):
+class GitRefNotFound(GitError, Permanent):
     """The branch or commit does not exist on the remote (including an empty remote)."""
 
 

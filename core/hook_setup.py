@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Iterable, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from core.errors import Permanent
 from core.payloads import repo_name_from_url
 from core.settings import Settings
 
@@ -34,7 +35,7 @@ FILTER_INPUTS = ("repository", "branch", "pushedBy", "pullrequestCreatedBy", "pu
 _COMPARED = ("publisherId", "resourceVersion", "consumerId", "consumerActionId")
 
 
-class HookSetupError(ValueError):
+class HookSetupError(Permanent, ValueError):
     """Setup cannot run as configured; the message names the setting or argument."""
 
 

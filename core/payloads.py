@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.errors import Permanent
 
-class PayloadError(ValueError):
+
+class PayloadError(Permanent, ValueError):
     """The JSON has the wrong shape; the message names the field."""
 
 

@@ -13,6 +13,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
 from core.deliveries import DeliveryLog
+from core.errors import Permanent
 from core.intake import Intake, Reply
 from core.storage import WORK_QUEUES, Storage, StorageUnavailable, poison_queue
 from core.workitems import WorkItemError, decode
@@ -24,7 +25,7 @@ LEASE_SECONDS = 300  # poison messages stay hidden from other readers while a re
 MAX_MESSAGES = 5000  # per call: a bigger backlog is replayed by calling again
 
 
-class ReplayRequestError(ValueError):
+class ReplayRequestError(Permanent, ValueError):
     """The replay request is malformed; the message names the field."""
 
 

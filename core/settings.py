@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from core.errors import Permanent
+
 WRITE_MODES = ("direct", "pull-request")
 HELM_MODES = ("rendered", "helmrelease")
 
 
-class SettingsError(ValueError):
+class SettingsError(Permanent, ValueError):
     """A setting is missing or has a bad value; the message names the setting."""
 
 

@@ -5,11 +5,18 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from azure.core.pipeline.transport import RequestsTransport
 from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient
-from azure.storage.queue import (LinearRetry, QueueClient, QueueServiceClient, TextBase64DecodePolicy,
-                                 TextBase64EncodePolicy)
+from azure.storage.queue import (
+    LinearRetry,
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from core.errors import Retryable
 
 IMAGE_PUSHED = "image-pushed"
 HLD_CHANGED = "hld-changed"
@@ -31,7 +38,7 @@ def _queue_options(transport: RequestsTransport) -> dict:
             "retry_policy": LinearRetry(backoff=0.2, random_jitter_range=0, retry_total=2)}
 
 
-class StorageUnavailable(Exception):
+class StorageUnavailable(Retryable):
     """Storage could not be reached or answered with a server error."""
 
 

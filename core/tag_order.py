@@ -41,15 +41,17 @@ from functools import lru_cache
 
 import semver
 
+from core.errors import Permanent
 
-class PolicyError(ValueError):
+
+class PolicyError(Permanent, ValueError):
     """A policy setting (autopilot.yaml, a range constraint, an ordering regex) is invalid.
 
     Defined here, the lowest layer, because ranges and orderings are validated here; core.policy re-exports it.
     """
 
 
-class UnorderableTag(ValueError):
+class UnorderableTag(Permanent, ValueError):
     """A tag cannot be placed in the requested ordering."""
 
 

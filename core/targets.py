@@ -44,6 +44,7 @@ from ruamel.yaml.events import (
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
+from core.errors import Permanent
 from core.images import ImageRef, ImageRefError, parse_image_ref, same_image
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -64,11 +65,11 @@ PathKey = str | int
 YamlPath = tuple[PathKey, ...]  # (document index, key or sequence index, ...)
 
 
-class YamlIndexError(ValueError):
+class YamlIndexError(Permanent, ValueError):
     """YAML text that cannot be indexed (syntax error, duplicate key, nesting too deep)."""
 
 
-class LocatorError(ValueError):
+class LocatorError(Permanent, ValueError):
     """A locator string that does not follow the locator grammar."""
 
 

@@ -6,12 +6,13 @@ import uuid
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import ClassVar, Union
 
+from core.errors import Permanent
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
 
 SCHEMA_VERSION = 1
 
 
-class WorkItemError(ValueError):
+class WorkItemError(Permanent, ValueError):
     """A queue message is not a valid work item; the message names what is wrong."""
 
 

@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.error import YAMLError
 
+from core.errors import Permanent
 from core.images import ImageRefError, parse_image_ref, same_image, validate_digest, validate_tag
 from core.targets import (
     CONTAINER_LISTS,
@@ -37,7 +38,7 @@ from core.targets import (
 )
 
 
-class EditError(ValueError):
+class EditError(Permanent, ValueError):
     """An edit that cannot be made exactly as asked; nothing was written."""
 
 

@@ -1,5 +1,8 @@
 """The one exception the manifest generator raises."""
 
 
-class GenerationError(Exception):
+from core.errors import Permanent
+
+
+class GenerationError(Permanent):
     """A one-line reason naming the component, file or (credential-free) URL at fault."""
