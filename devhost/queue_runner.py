@@ -58,6 +58,7 @@ class QueueRunner:
         self.function = function
         self._watcher = watcher
         self._wake = threading.Event()
+        self.backoff_ends_at: float | None = None  # time.monotonic() when the current empty-poll wait ends
         self._conn = conn
         self._clients = clients
         self._client: QueueClient = clients.get(conn, function.queue_name)
@@ -124,7 +125,9 @@ class QueueRunner:
                 self._wake.wait(options.max_polling_interval)
                 continue
             if not messages:
+                self.backoff_ends_at = time.monotonic() + delay
                 self._wake.wait(delay)
+                self.backoff_ends_at = None
                 delay = min(delay * 2, options.max_polling_interval)
                 continue
             delay = MIN_POLLING_INTERVAL
