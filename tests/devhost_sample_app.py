@@ -122,6 +122,12 @@ async def sleep_async(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("slept")
 
 
+@app.route(route="public/ablock", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def blocks_the_loop(req: func.HttpRequest) -> func.HttpResponse:
+    time.sleep(float(req.params.get("s", "0")))  # a coroutine that blocks: it stalls the worker's event loop
+    return func.HttpResponse(json.dumps({"done_at": time.time()}), mimetype="application/json")
+
+
 @app.route(route="ops/secret", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def admin_only(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("secret")

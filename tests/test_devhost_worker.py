@@ -73,6 +73,19 @@ def test_blocking_queue_work_starves_sync_http_but_not_async_http(start_host, st
     assert len({e["thread"] for e in events(record) if e["event"] == "start"}) == 2
 
 
+def test_a_coroutine_that_blocks_the_loop_delays_sync_invocations_too(start_host):
+    """The worker receives every invocation on its event loop before handing a sync one to the pool."""
+    host = start_host()
+    blocker: dict[str, tuple[int, dict, float]] = {}
+    thread = threading.Thread(target=lambda: blocker.update(r=timed_get(host, "/api/public/ablock?s=2")))
+    thread.start()
+    time.sleep(0.5)  # the coroutine is now blocking the loop
+    status, _, answered = timed_get(host, "/api/public/sync-ping")
+    thread.join(timeout=15)
+    assert status == 200 and blocker["r"][0] == 200
+    assert answered >= blocker["r"][1]["done_at"]
+
+
 def test_async_queue_function_sets_its_output_binding(start_host, storage, record):
     start_host()
     storage.enqueue(sample.ASYNC_IN_QUEUE, "payload")
@@ -288,3 +301,17 @@ def test_a_body_shorter_than_its_content_length_is_answered_408_quickly(start_ho
         assert b"Connection: close" in answer
         assert 4.0 <= elapsed < 12.0, (name, elapsed)  # Kestrel: 240 B/s after a 5 s grace period
     assert call(host, "GET", "/api/public/hello")[0] == 201
+
+
+def test_polling_back_off_follows_the_webjobs_strategy():
+    import random
+
+    from devhost.queue_runner import BackoffStrategy
+
+    strategy = BackoffStrategy(0.1, 2.0, random.Random(7))
+    delays = [strategy.next_delay(found) for found in (True, False, False, False, False, False, False, False)]
+    assert delays[0] == 0.1  # right after a hit
+    for step, delay in enumerate(delays[1:6], start=1):  # 0.1 + 2^(n-1) x 0.1 x [0.8, 1.2]
+        assert 0.1 + 0.08 * 2 ** (step - 1) <= delay <= 0.1 + 0.12 * 2 ** (step - 1) + 1e-9, (step, delay)
+    assert delays[-1] == 2.0  # capped at maxPollingInterval
+    assert strategy.next_delay(True) == 0.1
