@@ -184,6 +184,24 @@ def test_timer_fires_per_schedule_with_a_timer_request():
     assert calls[-1][2].schedule_status["Last"] is not None
 
 
+def test_admin_api_runs_a_timer_function_on_demand():
+    app = func.FunctionApp()
+    calls: list[func.TimerRequest] = []
+
+    @app.timer_trigger(schedule="0 0 0 1 1 *", arg_name="timer", use_monitor=False)
+    async def yearly(timer: func.TimerRequest) -> None:
+        calls.append(timer)
+
+    host = DevHost(app, {"version": "2.0"}, {"FUNCTIONS_MASTER_KEY": MASTER}).start()
+    try:
+        assert call(host, "POST", "/admin/functions/yearly", body=b'{"input": ""}')[0] == 401
+        assert call(host, "POST", f"/admin/functions/yearly?code={MASTER}", body=b'{"input": ""}')[0] == 202
+        wait_for(lambda: calls)
+    finally:
+        host.stop(grace_seconds=2)
+    assert calls[0].past_due is False
+
+
 def test_failing_timer_keeps_its_schedule(caplog):
     caplog.set_level(logging.INFO, logger="devhost")
     app = func.FunctionApp()
