@@ -286,4 +286,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
 
 
 if __name__ == "__main__":
+    from core.telemetry import configure_json_logging
+
+    configure_json_logging()
     raise SystemExit(main())
