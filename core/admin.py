@@ -23,7 +23,7 @@ from azure.core.exceptions import AzureError
 
 from core.azdo import AzdoError
 from core.errors import Permanent
-from core.health import RepoProbe, check_health
+from core.health import HealthProbes, check_health
 from core.hook_setup import HookSetupError, SetupResult, acr_commands, setup_subscriptions
 from core.replay import Replayer, ReplayRequestError, parse_replay_request
 from core.review_records import ReviewRecord, ReviewRecords
@@ -222,7 +222,7 @@ def _trace(args: argparse.Namespace, services: Services, out: TextIO) -> int:
 
 
 def _health(args: argparse.Namespace, services: Services, out: TextIO) -> int:
-    report = check_health(lambda: services, RepoProbe())
+    report = check_health(lambda: services, HealthProbes())
     _print_json(report.body, out)
     if report.status != 200:
         raise _Failed("unhealthy: " + "; ".join(report.body.get("failing", [])))
@@ -286,4 +286,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
 
 
 if __name__ == "__main__":
+    from core.telemetry import configure_json_logging
+
+    configure_json_logging()
     raise SystemExit(main())

@@ -29,8 +29,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import git
-
 from core.errors import AutopilotError, Permanent, Retryable
 
 log = logging.getLogger(__name__)
@@ -104,6 +102,34 @@ class GitContention(GitUnavailable):
 
 class GitRefNotFound(GitError, Permanent):
     """The branch or commit does not exist on the remote (including an empty remote)."""
+
+
+class GitMissing(GitError, Permanent):
+    """This host has no git executable: nothing that clones or pushes can work until the image provides one."""
+
+
+GIT_MISSING = ("git executable not found on PATH: this host cannot clone or push; deploy the container image "
+               "(Dockerfile, README 'Deploying to Azure'), which installs git")
+
+
+def git_executable() -> str:
+    """Path of the git executable every command here runs; `GitMissing` when the host has none."""
+    found = shutil.which("git")
+    if found is None:
+        raise GitMissing(GIT_MISSING)
+    return found
+
+
+def gitpython() -> Any:
+    """The GitPython package, imported on first use. Importing it runs `git version` and raises
+    `ImportError: Bad git executable` when there is none (git/cmd.py `Git.refresh`), so no module imports it at
+    load time: every function of the app must load on a host without git and say so through /api/health."""
+    git_executable()
+    try:
+        import git
+    except ImportError as exc:  # git is on PATH but does not run
+        raise GitMissing(f"{GIT_MISSING} ({' '.join(str(exc).split())[:200]})") from None
+    return git
 
 
 @dataclass(frozen=True)
@@ -242,7 +268,7 @@ class GitWorkspace:
             "GIT_COMMITTER_NAME": author_name,
             "GIT_COMMITTER_EMAIL": author_email,
         }
-        self._git = git.Git()
+        self._git = gitpython().Git()
 
     # ---- public operations -------------------------------------------------------------------------------
 

@@ -1,30 +1,44 @@
-"""Can the service do its work right now? Storage and queue depths, the configured repos, Azure DevOps, version.
+"""Can the service do its work right now? Every store intake and workers use, the git and helm executables,
+the configured repos, Azure DevOps, version.
 
 Healthy (200) when every check passes; poison messages are reported as warnings, not failures, because the
 service still works and an operator decides what to replay. Nothing secret is put in the report: repos are
 named by role, git errors are scrubbed of credentials, and every failure text passes `redact` as well.
+
+`check_health` is plain blocking code over injected probes (`HealthProbes`), safe to call from any thread
+(e.g. `asyncio.to_thread`); the probes cache their answers so a health poll costs little.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
-from azure.core.exceptions import AzureError, ClientAuthenticationError
+from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
+from azure.data.tables import TableErrorCode
 
 import core
 from core.azdo import AzdoError
-from core.git_workspace import GitError, classify, clean_url, scrub, secret_forms
+from core.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
+from core.git_workspace import GIT_MISSING, GitError, classify, clean_url, git_executable, scrub, secret_forms
+from core.highwater import HIGHWATER_TABLE
+from core.review_records import REVIEW_TABLE
 from core.services import Services
 from core.settings import SettingsError
-from core.storage import WORK_QUEUES, StorageUnavailable, poison_queue
+from core.storage import WORK_QUEUES, Storage, StorageUnavailable, poison_queue
 from core.telemetry import redact
+from core.trace import TRACE_TABLE
 
 REPO_CACHE_SECONDS = 60.0
+STORE_CACHE_SECONDS = 10.0
 LS_REMOTE_TIMEOUT_SECONDS = 15.0
+# Every table intake and the workers read or write; a store they need that does not answer is a failure.
+TABLES = (DELIVERIES_TABLE, JOURNAL_TABLE, TRACE_TABLE, HIGHWATER_TABLE, REVIEW_TABLE)
+HEALTH_KEY = "~health"  # a row key no table holds: the point read answers "not found" when the table is fine
 
 
 @dataclass(frozen=True)
@@ -52,8 +66,9 @@ def ls_remote(url: str, branch: str, auth_header: Callable[[], str] | None = Non
         env[f"GIT_CONFIG_VALUE_{index}"] = value
     target = clean_url(url)
     secrets = secret_forms(header) if header else ()
+    git = git_executable()
     try:
-        run = subprocess.run(["git", "ls-remote", "--", target, f"refs/heads/{branch}"], env=env,
+        run = subprocess.run([git, "ls-remote", "--", target, f"refs/heads/{branch}"], env=env,
                              capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise GitError(scrub(f"git ls-remote {target} did not answer within {timeout:g} s", secrets)) from exc
@@ -94,7 +109,75 @@ class RepoProbe:
         return status
 
 
-def check_health(load_services: Callable[[], Services], probe: RepoProbe) -> HealthReport:
+@dataclass(frozen=True)
+class StoreStatus:
+    queues: dict[str, dict[str, int]]  # depth and poison depth of each work queue that answered
+    failing: tuple[str, ...]           # one line per store that did not answer, naming it
+
+
+class StoreProbe:
+    """The work queues (and their poison queues) and every table, checked at most once per `ttl` seconds for a
+    given `Storage` (a new one, e.g. after the settings changed, is checked at once)."""
+
+    def __init__(self, ttl: float = STORE_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 tables: tuple[str, ...] = TABLES, queues: tuple[str, ...] = WORK_QUEUES):
+        self._ttl = ttl
+        self._clock = clock
+        self._tables = tables
+        self._queues = queues
+        self._cached: tuple[Storage, float, StoreStatus] | None = None
+        self._lock = threading.Lock()
+
+    def check(self, storage: Storage) -> StoreStatus:
+        with self._lock:
+            cached = self._cached
+        if cached is not None and cached[0] is storage and self._clock() < cached[1]:
+            return cached[2]
+        failing: list[str] = []
+        queues = self._check_queues(storage, failing)
+        self._check_tables(storage, failing)
+        status = StoreStatus(queues, tuple(failing))
+        with self._lock:
+            self._cached = (storage, self._clock() + self._ttl, status)
+        return status
+
+    def _check_queues(self, storage: Storage, failing: list[str]) -> dict[str, dict[str, int]]:
+        queues: dict[str, dict[str, int]] = {}
+        for name in self._queues:
+            try:
+                queues[name] = {"depth": storage.queue_depth(name), "poison": storage.queue_depth(poison_queue(name))}
+            except (StorageUnavailable, AzureError) as exc:
+                failing.append(_store_failure(f"queue {name}", exc))
+                break  # the other queues are behind the same endpoint: do not wait for each to time out
+        return queues
+
+    def _check_tables(self, storage: Storage, failing: list[str]) -> None:
+        for name in self._tables:
+            try:
+                storage.table(name).get_entity(HEALTH_KEY, HEALTH_KEY)
+            except ResourceNotFoundError as exc:
+                if exc.error_code == TableErrorCode.TABLE_NOT_FOUND:
+                    failing.append(f"storage: table {name} does not exist (run `python -m core.admin setup`)")
+            except (StorageUnavailable, AzureError) as exc:
+                failing.append(_store_failure(f"table {name}", exc))
+                break
+
+
+def _store_failure(store: str, exc: Exception) -> str:
+    """`storage: <store>: <what>`, without the SDK's multi-line text (which can quote request headers);
+    `StorageUnavailable` already names its store."""
+    return f"storage: {exc}" if isinstance(exc, StorageUnavailable) else f"storage: {store}: {type(exc).__name__}"
+
+
+@dataclass
+class HealthProbes:
+    """What `check_health` asks; one per process so the caches span requests. `which` finds executables."""
+    repos: RepoProbe = field(default_factory=RepoProbe)
+    stores: StoreProbe = field(default_factory=StoreProbe)
+    which: Callable[[str], str | None] = shutil.which
+
+
+def check_health(load_services: Callable[[], Services], probes: HealthProbes) -> HealthReport:
     """Run every check against the services `load_services()` wires (a settings error is itself a failure)."""
     body: dict = {"version": core.__version__}
     failing: list[str] = []
@@ -105,27 +188,33 @@ def check_health(load_services: Callable[[], Services], probe: RepoProbe) -> Hea
         return _report(body, [f"settings: {exc}"], warnings)
     settings = services.settings
 
-    queues: dict[str, dict[str, int]] = {}
-    try:
-        for name in WORK_QUEUES:
-            queues[name] = {"depth": services.storage.queue_depth(name),
-                            "poison": services.storage.queue_depth(poison_queue(name))}
-        body["storage"] = {"reachable": True}
-    except (StorageUnavailable, AzureError) as exc:
-        body["storage"] = {"reachable": False}
-        failing.append(f"storage: {exc if isinstance(exc, StorageUnavailable) else type(exc).__name__}")
-    body["queues"] = queues
-    for name, depth in queues.items():
+    stores = probes.stores.check(services.storage)
+    body["storage"] = {"reachable": not stores.failing}
+    body["queues"] = stores.queues
+    failing += stores.failing
+    for name, depth in stores.queues.items():
         if depth["poison"]:
             warnings.append(f"{poison_queue(name)} holds {depth['poison']} message(s); inspect with "
                             f"`python -m core.admin replay --queue {name} --dry-run`")
 
+    has_git = probes.which("git") is not None
+    tools = {"git": has_git}
+    if not has_git:
+        failing.append(f"git: {GIT_MISSING}")
+    if settings.helm_mode == "rendered":
+        helm = settings.helm_bin or "helm"
+        tools["helm"] = probes.which(helm) is not None
+        if not tools["helm"]:
+            failing.append(f"helm: helm executable {helm!r} not found but HELM_MODE=rendered needs it; build the "
+                           "container image with --build-arg HELM_VERSION=... or set HELM_MODE=helmrelease")
+    body["tools"] = tools
+
     repos: dict[str, dict] = {}
     for role, url, branch in (("hld", settings.hld_repo_url, settings.hld_branch),
                               ("manifest", settings.manifest_repo_url, settings.manifest_branch)):
-        if not url:
+        if not url or not has_git:  # without git nothing can be asked of a remote; the git failure says why
             continue
-        status = probe.check(url, branch, services.git_auth(url))
+        status = probes.repos.check(url, branch, services.git_auth(url))
         repos[role] = {"reachable": status.reachable, "branch": branch}
         if status.reachable:
             repos[role]["head"] = status.head

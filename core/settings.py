@@ -38,7 +38,7 @@ class Settings:
     azdo_pat: str = field(default="", repr=False)
     git_author_name: str = "gitops-autopilot"
     git_author_email: str = "gitops-autopilot@users.noreply.local"
-    helm_mode: str = "rendered"
+    helm_mode: str = "helmrelease"
     helm_bin: str = ""
     auto_approve: bool = True
     functions_key: str = field(default="", repr=False)
@@ -97,7 +97,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("WRITE_MODE=pull-request needs AZDO_ORG_URL (pull requests are opened in Azure DevOps)")
     if azdo_org and not get("AZDO_PROJECT"):
         raise SettingsError("AZDO_PROJECT is not set but AZDO_ORG_URL is")
-    helm_mode = get("HELM_MODE", "rendered")
+    helm_mode = get("HELM_MODE", "helmrelease")
     if helm_mode not in HELM_MODES:
         raise SettingsError(f"HELM_MODE={helm_mode!r} is not one of {', '.join(HELM_MODES)}")
     auto_approve = get("AUTO_APPROVE", "on").lower()

@@ -1,13 +1,21 @@
-"""Observability: JSON log lines that carry the work item's trace id, and the service's OpenTelemetry metrics.
+"""Observability: log records that carry the work item's trace id (credentials redacted), and the service's
+OpenTelemetry metrics.
 
     from core.telemetry import metrics, trace_context
     with trace_context(item.trace_id):
-        log.info("bumped %s", tag)          # {"time": ..., "level": "INFO", ..., "trace_id": "<item.trace_id>"}
+        log.info("bumped %s", tag)          # the record carries trace_id=<item.trace_id>
         metrics.bump("bumped")
 
-`configure_telemetry(connection_string)` is called once by the function app and devhost. Metrics go to
-Application Insights only when a connection string is given; otherwise they are kept by a MeterProvider with no
-exporter (nothing leaves the process). Tests call `in_memory_metrics()` and read counts with `metric_points()`.
+Who configures what, each exactly once per process:
+- the function app (`handlers/__init__.py`) calls `configure_app_telemetry(connection_string)`: metrics, plus the
+  trace-id/redaction filter on the log handlers its host installed. It adds no log handler: under the Functions
+  worker, records go through the worker's own root handler, which forwards them to the host and from there to
+  Application Insights (azure-functions-python-worker, dispatcher.py `Dispatcher.dispatch_forever`: "Attach gRPC
+  logging to the root logger"), at their own level. A second handler would make every line arrive twice.
+- devhost and the command-line tools call `configure_json_logging()` first: JSON lines on stderr.
+Metrics go to Application Insights (Azure Monitor exporter, metrics only: no log or trace pipeline) when a
+connection string is given; otherwise to a MeterProvider with no reader (nothing leaves the process). Tests call
+`in_memory_metrics()` and read counts with `metric_points()`.
 """
 from __future__ import annotations
 
@@ -61,7 +69,14 @@ def current_trace_id() -> str:
 
 class LogContextFilter(logging.Filter):
     """Stamps the current trace id on records that have none (`extra={"trace_id": ...}` wins) and redacts
-    credentials from the message, so every handler it is attached to sees the same safe record."""
+    credentials from the message, so every handler it is attached to sees the same safe record.
+
+    `in_message=True` also appends ` [trace_id=...]` to the message, for handlers that send only the formatted
+    message on (the Functions worker's)."""
+
+    def __init__(self, in_message: bool = False) -> None:
+        super().__init__()
+        self._in_message = in_message
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "trace_id", ""):
@@ -71,6 +86,8 @@ class LogContextFilter(logging.Filter):
         except (TypeError, ValueError):
             return True  # a malformed call: the handler reports it when formatting, as logging always does
         safe = redact(message)
+        if self._in_message and record.trace_id and not getattr(record, "trace_in_message", False):
+            safe, record.trace_in_message = f"{safe} [trace_id={record.trace_id}]", True
         if safe != message or record.args:
             record.msg, record.args = safe, None
         return True
@@ -94,11 +111,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) -> logging.Handler:
-    """Install the JSON handler on the root logger (once) and the context filter on every root handler.
+def configure_json_logging(level: int = logging.INFO, stream: IO[str] | None = None) -> logging.Handler:
+    """devhost and the CLIs: JSON lines on `stream` (stderr) from the root logger, with trace ids, redacted.
 
-    Idempotent: a second call adds no handler; it attaches the filter to handlers installed since (such as the
-    Azure Monitor exporter's), so their records carry trace ids and are redacted too.
+    Idempotent: a second call adds no handler; it attaches the filter to root handlers installed since, so their
+    records carry trace ids and are redacted too. Never called by the function app itself.
     """
     root = logging.getLogger()
     ours = next((h for h in root.handlers if isinstance(h.formatter, JsonFormatter)), None)
@@ -106,12 +123,29 @@ def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) 
         ours = logging.StreamHandler(stream or sys.stderr)
         ours.setFormatter(JsonFormatter())
         root.addHandler(ours)
-    for handler in root.handlers:
-        if not any(isinstance(f, LogContextFilter) for f in handler.filters):
-            handler.addFilter(LogContextFilter())
+    _filter_root_handlers(in_message=False)
     root.setLevel(level)
-    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP request at INFO
+    _quiet_sdk_loggers()
     return ours
+
+
+def configure_app_telemetry(connection_string: str = "") -> None:
+    """The function app, once at import: metrics (to Application Insights when `connection_string` is set), and
+    trace ids and redaction on the root handlers the host already installed (the worker's gRPC handler, or
+    devhost's JSON handler). Adds no handler and leaves the root level to the host."""
+    configure_metrics(connection_string)
+    _filter_root_handlers(in_message=True)
+    _quiet_sdk_loggers()
+
+
+def _filter_root_handlers(in_message: bool) -> None:
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, LogContextFilter) for f in handler.filters):
+            handler.addFilter(LogContextFilter(in_message=in_message))
+
+
+def _quiet_sdk_loggers() -> None:
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP request at INFO
 
 
 # -- metrics ------------------------------------------------------------------------------------------------------
@@ -123,6 +157,7 @@ class Metrics:
         self.bind(provider or otel_metrics.get_meter_provider())
 
     def bind(self, provider: ApiMeterProvider) -> None:
+        self.provider = provider
         meter = provider.get_meter(METER_NAME, __version__)
         counter = meter.create_counter
         self._deliveries = counter("autopilot.deliveries", unit="1",
@@ -168,30 +203,28 @@ class Metrics:
 
 metrics = Metrics()
 _exporting = False
+EXPORT_INTERVAL_MS = 60_000
 
 
 def configure_metrics(connection_string: str = "") -> None:
-    """Export to Application Insights when `connection_string` is set; otherwise record into a MeterProvider that
-    has no reader, so nothing is sent anywhere. Azure Monitor installs process-wide providers, so once it is
-    configured later calls change nothing."""
+    """Export the service's metrics to Application Insights when `connection_string` is set (the Azure Monitor
+    metric exporter on a periodic reader: metrics only, no log handler, no tracing); otherwise record into a
+    MeterProvider that has no reader, so nothing is sent anywhere. Once exporting, later calls change nothing."""
     global _exporting
     if _exporting:
         return
     if connection_string:
-        from azure.monitor.opentelemetry import configure_azure_monitor
+        from azure.monitor.opentelemetry.exporter import AzureMonitorMetricExporter
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
 
-        configure_azure_monitor(connection_string=connection_string)
+        reader = PeriodicExportingMetricReader(AzureMonitorMetricExporter(connection_string=connection_string),
+                                               export_interval_millis=EXPORT_INTERVAL_MS)
+        resource = Resource.create({"service.name": METER_NAME, "service.version": __version__})
+        metrics.bind(MeterProvider(metric_readers=[reader], resource=resource))
         _exporting = True
-        metrics.bind(otel_metrics.get_meter_provider())
     else:
         metrics.bind(MeterProvider())
-
-
-def configure_telemetry(connection_string: str = "", level: int = logging.INFO,
-                        stream: IO[str] | None = None) -> None:
-    """Metrics first (Azure Monitor adds a log handler to the root logger), then logging over all handlers."""
-    configure_metrics(connection_string)
-    configure_logging(level, stream)
 
 
 def in_memory_metrics() -> InMemoryMetricReader:

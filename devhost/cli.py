@@ -13,7 +13,7 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 
 from core.settings import SettingsError
-from core.telemetry import configure_logging
+from core.telemetry import configure_json_logging
 from devhost.function_index import UnsupportedFunction
 from devhost.host import DEFAULT_GRACE_SECONDS, DEFAULT_LEASE_SECONDS, DevHost
 from devhost.host_config import HostConfigError, load_host_json
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # The app's own JSON log format (one object per line, with trace ids), so host and app lines look alike.
-    configure_logging(logging.DEBUG if args.verbose else logging.INFO, sys.stderr)
+    configure_json_logging(logging.DEBUG if args.verbose else logging.INFO, sys.stderr)
     script_root = args.script_root.resolve()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -6,7 +6,7 @@ import logging
 import azure.functions as func
 
 from core.admin import UsageError, deployments as query_deployments, parse_top
-from core.health import RepoProbe, check_health
+from core.health import HealthProbes, check_health
 from core.replay import Replayer, ReplayRequestError, parse_replay_request
 from core.review_records import ReviewRecords
 from core.services import get_services
@@ -16,7 +16,7 @@ from handlers.http import error_response, json_response
 
 log = logging.getLogger("autopilot.admin")
 
-_repo_probe = RepoProbe()  # one per process, so repo reachability is cached across requests
+_health_probes = HealthProbes()  # one per process, so store and repo answers are cached across requests
 
 
 def replay(req: func.HttpRequest) -> func.HttpResponse:
@@ -57,5 +57,5 @@ def deployments(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    report = check_health(get_services, _repo_probe)
+    report = check_health(get_services, _health_probes)
     return json_response(report.status, report.body)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -9,10 +10,12 @@ from urllib.parse import urlsplit
 import azure.functions as func
 import pytest
 
-from core.health import RepoProbe, ls_remote
+from core.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
+from core.health import TABLES, HealthProbes, RepoProbe, StoreProbe, check_health, ls_remote
 from core.git_workspace import GitError, pat_auth_header
-from core.services import reset_services
-from core.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, dev_connection_string, poison_queue
+from core.services import get_services, reset_services
+from core.storage import (DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, Storage, dev_connection_string,
+                          poison_queue)
 from handlers import admin
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, azdo  # noqa: F401  (the fixture)
 from tests.azurite import free_port
@@ -62,6 +65,7 @@ def test_healthy_reports_queues_repos_and_version(app_env, storage, remotes):
     assert body["status"] == "healthy" and body["version"] == "0.1.0"
     assert body["storage"] == {"reachable": True}
     assert body["queues"] == {name: {"depth": 0, "poison": 0} for name in WORK_QUEUES}
+    assert body["tools"] == {"git": True}  # helm is only needed (and checked) with HELM_MODE=rendered
     assert body["repos"] == {
         "hld": {"reachable": True, "branch": "main", "head": branches(remotes["hld"])["main"]},
         "manifest": {"reachable": True, "branch": "deploy", "head": branches(remotes["manifest"])["deploy"]}}
@@ -92,9 +96,85 @@ def test_storage_down_is_503_without_secrets(app_env, monkeypatch):
 
     assert status == 503 and body["status"] == "unhealthy"
     assert body["storage"] == {"reachable": False}
-    assert [f for f in body["failing"] if f.startswith("storage: ")]
+    storage_failures = [f for f in body["failing"] if f.startswith("storage: ")]
+    assert storage_failures[0].startswith(f"storage: queue {WORK_QUEUES[0]}: ")
+    assert storage_failures[1].startswith(f"storage: table {TABLES[0]}: ")
     assert body["repos"]["hld"]["reachable"] is True  # the other checks still ran
     assert_no_secrets(text)
+
+
+def port_of(connection: str, service: str) -> int:
+    return int(re.search(rf"{service}Endpoint=http://127\.0\.0\.1:(\d+)/", connection).group(1))
+
+
+def test_table_storage_down_is_503_naming_the_table(app_env, monkeypatch):
+    """#16.10: the queues answer but Table storage does not (intake answers 503 then): so must health."""
+    monkeypatch.setenv("AzureWebJobsStorage", dev_connection_string(queue_port=port_of(app_env, "Queue"),
+                                                                    table_port=free_port()))
+    reset_services()
+
+    status, body, text = get_health()
+
+    assert status == 503 and body["storage"] == {"reachable": False}
+    assert body["queues"] == {name: {"depth": 0, "poison": 0} for name in WORK_QUEUES}
+    [failure] = body["failing"]  # one line for the table service, not one timeout per table
+    assert failure == f"storage: table {DELIVERIES_TABLE}: ServiceRequestError"
+    assert_no_secrets(text)
+
+
+def test_every_table_intake_and_workers_use_is_checked(app_env):
+    assert get_health()[0] == 200
+    services = get_services()
+    services.storage.service_clients[1].delete_table(JOURNAL_TABLE)
+    admin._health_probes.stores = StoreProbe()  # the handler's probe caches its last answer for a few seconds
+
+    status, body, _ = get_health()
+
+    assert status == 503
+    assert body["failing"] == [f"storage: table {JOURNAL_TABLE} does not exist (run `python -m core.admin setup`)"]
+
+
+def test_store_answers_are_cached_for_the_ttl_per_storage(azurite):
+    now = [50.0]
+    probe = StoreProbe(ttl=10, clock=lambda: now[0])
+    storage = Storage(azurite)
+
+    first = probe.check(storage)
+    storage.enqueue(IMAGE_PUSHED, "{}")
+    now[0] += 9
+    cached = probe.check(storage)
+    fresh_storage = probe.check(Storage(azurite))
+    now[0] += 2
+    expired = probe.check(storage)
+
+    assert not first.failing and first.queues[IMAGE_PUSHED]["depth"] == 0
+    assert cached is first
+    assert fresh_storage.queues[IMAGE_PUSHED]["depth"] == 1 and expired.queues[IMAGE_PUSHED]["depth"] == 1
+
+
+def test_no_git_executable_is_503_naming_the_fix_and_skips_the_repos(app_env):
+    report = check_health(get_services, HealthProbes(which=lambda name: None if name == "git" else f"/bin/{name}"))
+
+    assert report.status == 503 and report.body["tools"] == {"git": False}
+    [failure] = report.body["failing"]
+    assert failure.startswith("git: git executable not found") and "container image" in failure
+    assert report.body["repos"] == {}  # asking a remote needs git: no second, confusing failure per repo
+
+
+def test_rendered_mode_needs_helm(app_env, monkeypatch):
+    monkeypatch.setenv("HELM_MODE", "rendered")
+    monkeypatch.setenv("HELM_BIN", "/opt/helm/helm")
+    reset_services()
+    found = {"git": "/usr/bin/git"}
+
+    report = check_health(get_services, HealthProbes(which=found.get))
+    assert report.status == 503 and report.body["tools"] == {"git": True, "helm": False}
+    [failure] = report.body["failing"]
+    assert failure.startswith("helm: helm executable '/opt/helm/helm' not found") and "HELM_MODE=helmrelease" in failure
+
+    found["/opt/helm/helm"] = "/opt/helm/helm"
+    report = check_health(get_services, HealthProbes(which=found.get))
+    assert report.status == 200 and report.body["tools"] == {"git": True, "helm": True}
 
 
 def test_missing_branch_and_missing_repo_fail(app_env, monkeypatch, remotes, tmp_path):

@@ -10,7 +10,7 @@ from core.settings import SettingsError, load_settings
 def test_defaults_and_direct_mode_without_azure_devops():
     s = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     assert (s.hld_branch, s.manifest_branch, s.write_mode, s.helm_mode, s.auto_approve) == (
-        "main", "main", "direct", "rendered", True)
+        "main", "main", "direct", "helmrelease", True)
 
 
 def test_pull_request_mode_is_the_default_with_azure_devops():

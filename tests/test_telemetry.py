@@ -4,12 +4,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from core import telemetry
-from core.telemetry import (JsonFormatter, LogContextFilter, configure_logging, configure_metrics,
+from core.telemetry import (JsonFormatter, LogContextFilter, configure_json_logging, configure_metrics,
                             in_memory_metrics, metric_points, metrics, redact, trace_context)
 
 CREDENTIAL = "OmZha2VwYXQtcTd3M2U5cjF0NXkydTh="
@@ -18,12 +21,12 @@ TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl"
 
 @pytest.fixture
 def root_logging():
-    """Put the root logger back as it was: configure_logging changes process-wide state."""
+    """Put the root logger back as it was: configure_json_logging changes process-wide state."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     filters = {h: list(h.filters) for h in handlers}
     azure_level = logging.getLogger("azure").level
-    earlier = [h for h in handlers if isinstance(h.formatter, JsonFormatter)]  # e.g. from importing function_app
+    earlier = [h for h in handlers if isinstance(h.formatter, JsonFormatter)]  # e.g. from a devhost test
     for handler in earlier:
         root.removeHandler(handler)
     yield root
@@ -44,7 +47,7 @@ def lines(buffer: io.StringIO) -> list[dict]:
 
 def test_log_lines_are_json_with_the_trace_id_of_the_context(root_logging):
     buffer = io.StringIO()
-    configure_logging(stream=buffer)
+    configure_json_logging(stream=buffer)
     log = logging.getLogger("autopilot.test")
 
     log.info("before")
@@ -62,15 +65,15 @@ def test_log_lines_are_json_with_the_trace_id_of_the_context(root_logging):
     assert "trace_id" not in before and "trace_id" not in after
 
 
-def test_configure_logging_is_idempotent_and_filters_other_root_handlers(root_logging):
+def test_configure_json_logging_is_idempotent_and_filters_other_root_handlers(root_logging):
     other_buffer = io.StringIO()
     other = logging.StreamHandler(other_buffer)
     other.setFormatter(logging.Formatter("%(trace_id)s|%(message)s"))
     root_logging.addHandler(other)
     buffer = io.StringIO()
 
-    first = configure_logging(stream=buffer)
-    second = configure_logging(stream=io.StringIO())
+    first = configure_json_logging(stream=buffer)
+    second = configure_json_logging(stream=io.StringIO())
     with trace_context("t-9"):
         logging.getLogger("autopilot.x").info("auth was Authorization: Bearer %s", TOKEN)
 
@@ -83,7 +86,7 @@ def test_configure_logging_is_idempotent_and_filters_other_root_handlers(root_lo
 
 def test_credentials_are_redacted_from_messages_and_exceptions(root_logging):
     buffer = io.StringIO()
-    configure_logging(stream=buffer)
+    configure_json_logging(stream=buffer)
     log = logging.getLogger("autopilot.test")
 
     log.info("headers %s", {"Authorization": f"Basic {CREDENTIAL}"})
@@ -112,7 +115,7 @@ def test_redact_keeps_ordinary_text():
 
 def test_trace_context_does_not_leak_into_other_threads(root_logging):
     buffer = io.StringIO()
-    configure_logging(stream=buffer)
+    configure_json_logging(stream=buffer)
     log = logging.getLogger("autopilot.test")
     with trace_context("main-thread"):
         worker = threading.Thread(target=lambda: log.info("from the worker"))
@@ -163,17 +166,94 @@ def test_without_a_connection_string_metrics_go_to_no_reader():
     assert metric_points(reader, "autopilot.bumps") == {}
 
 
-def test_a_connection_string_configures_azure_monitor_once(monkeypatch):
-    import azure.monitor.opentelemetry as azure_monitor
+def test_a_connection_string_exports_metrics_once_and_adds_no_log_path(monkeypatch, root_logging):
+    import azure.monitor.opentelemetry.exporter as exporter_module
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
 
-    calls = []
-    monkeypatch.setattr(azure_monitor, "configure_azure_monitor", lambda **kwargs: calls.append(kwargs))
+    made, exported = [], []
+
+    class FakeExporter(MetricExporter):
+        def __init__(self, **kwargs):
+            super().__init__()
+            made.append(kwargs)
+
+        def export(self, metrics_data, timeout_millis=10_000, **kwargs):
+            exported.append(metrics_data)
+            return MetricExportResult.SUCCESS
+
+        def force_flush(self, timeout_millis=10_000):
+            return True
+
+        def shutdown(self, timeout_millis=30_000, **kwargs):
+            pass
+
+    monkeypatch.setattr(exporter_module, "AzureMonitorMetricExporter", FakeExporter)
     monkeypatch.setattr(telemetry, "_exporting", False)
+    handlers_before = list(root_logging.handlers)
     connection = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://example.invalid/"
     try:
         configure_metrics(connection)
         configure_metrics(connection)
         configure_metrics("")
+        metrics.bump("bumped")
+        metrics.provider.force_flush()
     finally:
+        metrics.provider.shutdown()
         in_memory_metrics()
-    assert calls == [{"connection_string": connection}]
+    assert made == [{"connection_string": connection}]
+    names = {m.name for data in exported for rm in data.resource_metrics for sm in rm.scope_metrics
+             for m in sm.metrics}
+    assert "autopilot.bumps" in names
+    resource = exported[0].resource_metrics[0].resource.attributes
+    assert resource["service.name"] == "gitops-autopilot"
+    assert root_logging.handlers == handlers_before  # metrics only: no Azure Monitor log handler
+
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER_LIKE = r"""
+import io, json, logging, sys
+
+class WorkerHandler(logging.Handler):  # stands in for the worker's gRPC handler, attached before the app loads
+    def __init__(self):
+        super().__init__()
+        self.sent = []
+    def emit(self, record):
+        self.sent.append([record.levelname, self.format(record)])
+
+root = logging.getLogger()
+worker = WorkerHandler()
+root.addHandler(worker)
+root.setLevel(logging.INFO)
+before = list(root.handlers)
+
+import function_app
+from core.telemetry import trace_context
+
+with trace_context("trace-77"):
+    logging.getLogger("autopilot.intake").warning("refused Authorization: Bearer %s", sys.argv[1])
+logging.getLogger("autopilot.intake").info("no trace")
+print(json.dumps({"same_handlers": root.handlers == before, "sent": worker.sent}))
+"""
+
+
+def test_the_function_app_logs_only_through_the_hosts_handler(tmp_path):
+    """Importing function_app (as the worker does, its handler already on the root logger) adds no handler;
+    records reach that handler once, redacted and tagged with the trace id; nothing is written to stderr."""
+    run = subprocess.run([sys.executable, "-c", WORKER_LIKE, TOKEN], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={"PATH": "/nonexistent", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+                                          "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "ado"),
+                                          "APPLICATIONINSIGHTS_CONNECTION_STRING": ""})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr == ""
+    out = json.loads(run.stdout)
+    assert out["same_handlers"] is True
+    assert out["sent"] == [["WARNING", "refused Authorization: *** [trace_id=trace-77]"], ["INFO", "no trace"]]
+
+
+def test_devhost_configures_json_logging_on_stderr(root_logging, tmp_path, capsys):
+    from devhost import cli
+
+    assert not [h for h in root_logging.handlers if isinstance(h.formatter, JsonFormatter)]
+    assert cli.main(["--script-root", str(tmp_path), "--settings", str(tmp_path / "missing.json")]) == 2
+    [ours] = [h for h in root_logging.handlers if isinstance(h.formatter, JsonFormatter)]
+    assert ours.stream is sys.stderr

@@ -22,6 +22,10 @@ HELM_RELEASE_API = "helm.toolkit.fluxcd.io/v2"
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 
 
+class HelmMissing(GenerationError):
+    """Rendered mode on a host without a helm binary: permanent until the image provides one or the mode changes."""
+
+
 class HelmTemplate:
     """Runs `helm template`, each distinct invocation once per object (environments often share values)."""
 
@@ -36,9 +40,9 @@ class HelmTemplate:
             wanted = self._requested or os.environ.get("HELM_BIN") or "helm"
             found = shutil.which(wanted)
             if not found:
-                raise GenerationError(
-                    f"{label}: helm binary {wanted!r} not found (install Helm 3, set HELM_BIN, "
-                    "or use helmrelease mode)")
+                raise HelmMissing(
+                    f"{label}: helm binary {wanted!r} not found (build the container image with "
+                    "--build-arg HELM_VERSION=..., set HELM_BIN, or use HELM_MODE=helmrelease)")
             self._binary = found
         return self._binary
 

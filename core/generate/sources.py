@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from git import Git, GitCommandError, Repo
+from core.git_workspace import gitpython
 
 from .errors import GenerationError
 
@@ -64,7 +64,7 @@ def check_url(url: str, label: str) -> None:
         raise GenerationError(f"{label}: git source {strip_credentials(url)!r} has no host")
 
 
-def _last_line(error: GitCommandError) -> str:
+def _last_line(error) -> str:  # a git.GitCommandError
     lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
     return redact(lines[-1]) if lines else f"git exited with status {error.status}"
 
@@ -79,9 +79,10 @@ class GitCheckouts:
     def checkout(self, ref: GitRef, label: str) -> Path:
         if ref not in self._memo:
             check_url(ref.url, label)
+            command_error = gitpython().GitCommandError  # GitMissing (permanent) on a host without git
             try:
                 self._memo[ref] = self._checkout(ref, label)
-            except GitCommandError as error:
+            except command_error as error:
                 raise GenerationError(f"{label}: cannot fetch {ref.describe()}: {_last_line(error)}") from None
         return self._memo[ref]
 
@@ -96,7 +97,7 @@ class GitCheckouts:
         self._root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=self._root))
         try:
-            repo = Repo.init(work)
+            repo = gitpython().Repo.init(work)
             self._fetch(repo, ref, commit, label)
             actual = repo.git.rev_parse("HEAD")
             target = self._target(ref, actual)
@@ -111,7 +112,7 @@ class GitCheckouts:
 
     def _remote_commit(self, ref: GitRef) -> str | None:
         name = ref.version or ref.branch or "HEAD"
-        listing = Git().ls_remote(ref.url, name, f"{name}^{{}}", env=_ENVIRONMENT,
+        listing = gitpython().Git().ls_remote(ref.url, name, f"{name}^{{}}", env=_ENVIRONMENT,
                                   kill_after_timeout=GIT_TIMEOUT_SECONDS)
         commits = {}
         for line in listing.splitlines():
@@ -122,15 +123,15 @@ class GitCheckouts:
         order = (*tags, *heads) if ref.version else (*heads, *tags)
         return next((commits[refname] for refname in (*order, name) if refname in commits), None)
 
-    def _fetch(self, repo: Repo, ref: GitRef, commit: str | None, label: str) -> None:
-        git = repo.git
+    def _fetch(self, repo, ref: GitRef, commit: str | None, label: str) -> None:
+        git, command_error = repo.git, gitpython().GitCommandError
         options = {"env": _ENVIRONMENT, "kill_after_timeout": GIT_TIMEOUT_SECONDS}
         if commit:
             try:
                 git.fetch("--depth", "1", "--no-tags", ref.url, commit, **options)
                 git.checkout("--detach", "FETCH_HEAD", **options)
                 return
-            except GitCommandError:
+            except command_error:
                 if not ref.version:
                     raise
         if not ref.version:
@@ -139,6 +140,6 @@ class GitCheckouts:
         git.fetch(ref.url, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", **options)
         try:
             git.checkout("--detach", ref.version, **options)
-        except GitCommandError:
+        except command_error:
             raise GenerationError(f"{label}: version {ref.version!r} not found in "
                                   f"{strip_credentials(ref.url)}") from None
