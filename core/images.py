@@ -21,14 +21,14 @@ class ImageRefError(Permanent, ValueError):
 
 
 # What a registry itself accepts, for names that arrive in a push event (never normalised, only checked).
-# distribution/reference regexp.go and reference.go (github.com/distribution/reference): path components are
+# https://github.com/distribution/reference regexp.go and reference.go (the grammar comment): path components are
 # `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*` joined by `/`, at most RepositoryNameTotalLengthMax = 255 characters;
 # a tag is `[\w][\w.-]{0,127}` where Go's `\w` is ASCII `[0-9A-Za-z_]` (Python's would take any letter, so the
 # classes are spelled out); a domain is `domain-component ('.' domain-component)* [':' port]`, components
 # `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`. The bracketed IPv6 host form is left out: no ACR login
 # server is one, and `parse_image_ref` (the bump worker's matcher) does not read it.
-# Digests: OCI image-spec v1.1.1 descriptor.md#digests, registered algorithms sha256 (`[a-f0-9]{64}`) and
-# sha512 (`[a-f0-9]{128}`); "[A-F] MUST NOT be used".
+# Digests: https://github.com/opencontainers/image-spec descriptor.md#digests (v1.1.1), registered algorithms
+# sha256 (`[a-f0-9]{64}`) and sha512 (`[a-f0-9]{128}`); "[A-F] MUST NOT be used".
 MAX_REPOSITORY = 255
 _STRICT_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _STRICT_REPOSITORY = re.compile(rf"{_STRICT_COMPONENT}(?:/{_STRICT_COMPONENT})*")
