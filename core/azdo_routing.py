@@ -1,9 +1,15 @@
-"""Which work an Azure DevOps service hook delivery asks for (a pure decision over the payload)."""
+"""Which work an Azure DevOps service hook delivery asks for (a pure decision over the payload).
+
+Ids and refs that end up in work items (and from there in REST calls, table keys and logs) are checked here:
+Int32 ids, bounded printable string ids and refs, hex commit ids; a bad one is a PayloadError naming the field.
+"""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from core.payloads import AzdoEvent, Ignored, PayloadError, normalize_repo_url, repo_name_from_url
+from core.payloads import (MAX_ID, MAX_INT32, MAX_REF, AzdoEvent, Ignored, PayloadError, check_int_id, check_text,
+                           normalize_repo_url, repo_name_from_url, show)
 from core.workitems import HldChanged, PrReview, WorkItem
 
 PR_OPENED = {"git.pullrequest.created", "git.pullrequest.updated"}
@@ -19,33 +25,58 @@ class RepoConfig:
     manifest_branch: str
 
 
+_COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+_PR_NUMBER = re.compile(r"[0-9]{1,10}")
+
+
 def _which_repo(repository: dict, config: RepoConfig) -> str | None:
     remote = repository.get("remoteUrl")
     name = repository.get("name")
+    if isinstance(remote, str) and remote:
+        try:
+            remote = normalize_repo_url(remote)
+        except ValueError:  # urlsplit: "Invalid IPv6 URL"
+            raise PayloadError(f"resource.repository.remoteUrl: {show(remote)} is not a URL") from None
     for label, url in (("hld", config.hld_url), ("manifest", config.manifest_url)):
         if not url:
             continue
         if isinstance(remote, str) and remote:
-            if normalize_repo_url(remote) == normalize_repo_url(url):
+            if remote == normalize_repo_url(url):
                 return label
         elif isinstance(name, str) and name and name.lower() == repo_name_from_url(url).lower():
             return label
     return None
 
 
-def _ref(value: object, field: str) -> str:
+def _ref(value: object, field: str, limit: int = MAX_REF) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
         raise PayloadError(f"{field} must be a string")
-    return value
+    return check_text(value, field, limit)
+
+
+def _key(value: object, field: str) -> str:
+    """A repository or project id (a GUID from Azure DevOps; any bounded printable string is let through)."""
+    return _ref(value or None, field, MAX_ID)
+
+
+def _commit_id(value: object, field: str) -> str:
+    commit = _ref(value, field, MAX_ID)
+    if commit and not _COMMIT.fullmatch(commit):
+        raise PayloadError(f"{field}: {show(commit)} is not a commit id (40 or 64 hex digits)")
+    return commit
 
 
 def _pr_id(resource: dict) -> int:
-    pr_id = resource.get("pullRequestId")
-    if not isinstance(pr_id, int) or isinstance(pr_id, bool):
-        raise PayloadError("resource.pullRequestId must be an integer")
-    return pr_id
+    return check_int_id(resource.get("pullRequestId"), "resource.pullRequestId")
+
+
+def _pr_number(value: object) -> int | None:
+    """`triggerInfo["pr.number"]`, a string; anything but a plain Int32 number means no pull request."""
+    if isinstance(value, str) and _PR_NUMBER.fullmatch(value) and 0 < int(value) <= MAX_INT32:
+        return int(value)
+    return None
 
 
 def _repository(resource: dict) -> dict:
@@ -58,7 +89,7 @@ def _repository(resource: dict) -> dict:
 def _commit(resource: dict, key: str) -> str | None:
     commit = resource.get(key)
     if isinstance(commit, dict) and isinstance(commit.get("commitId"), str):
-        return commit["commitId"]
+        return _commit_id(commit["commitId"], f"resource.{key}.commitId") or None
     return None
 
 
@@ -70,16 +101,17 @@ def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: st
         if kind == "ms.vss-pipelines.run-state-changed-event":
             run = resource.get("run")
             build_id = run.get("id") if isinstance(run, dict) else None
-        if build_id is not None and (not isinstance(build_id, int) or isinstance(build_id, bool)):
-            raise PayloadError("resource.id must be an integer build id")
+        if build_id is not None:
+            check_int_id(build_id, "resource.run.id" if kind == "ms.vss-pipelines.run-state-changed-event"
+                         else "resource.id")
         repository = resource.get("repository") if isinstance(resource.get("repository"), dict) else {}
         trigger = resource.get("triggerInfo") if isinstance(resource.get("triggerInfo"), dict) else {}
-        pr_number = trigger.get("pr.number")
-        pr_id = int(pr_number) if isinstance(pr_number, str) and pr_number.isdigit() else None
         project = resource.get("project") if isinstance(resource.get("project"), dict) else {}
-        return [PrReview(event_id, trace_id, kind, repository_id=str(repository.get("id") or ""),
-                         project_id=str(project.get("id") or ""), pr_id=pr_id, build_id=build_id,
-                         source_ref=str(trigger.get("pr.sourceBranch") or ""))]
+        return [PrReview(event_id, trace_id, kind,
+                         repository_id=_key(repository.get("id"), "resource.repository.id"),
+                         project_id=_key(project.get("id"), "resource.project.id"),
+                         pr_id=_pr_number(trigger.get("pr.number")), build_id=build_id,
+                         source_ref=_ref(trigger.get("pr.sourceBranch"), 'resource.triggerInfo["pr.sourceBranch"]'))]
     if kind == "git.push":
         repository = _repository(resource)
         if _which_repo(repository, config) != "hld":
@@ -92,7 +124,7 @@ def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: st
             if not isinstance(update, dict):
                 raise PayloadError(f"resource.refUpdates[{i}] must be a JSON object")
             if _ref(update.get("name"), f"resource.refUpdates[{i}].name") == wanted:
-                new = _ref(update.get("newObjectId"), f"resource.refUpdates[{i}].newObjectId")
+                new = _commit_id(update.get("newObjectId"), f"resource.refUpdates[{i}].newObjectId")
                 if new and set(new) != {"0"}:
                     return [HldChanged(event_id, trace_id, "push", commit=new)]
         return Ignored(f"push did not update {wanted}")
@@ -111,9 +143,10 @@ def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: st
                                    commit=_commit(resource, "lastMergeCommit"), pr_id=pr_id)]
             return Ignored(f"completed pull request is not into the HLD branch {config.hld_branch}")
         if status == "active" and kind in PR_OPENED:
-            return [PrReview(event_id, trace_id, kind, repository_id=str(repository.get("id") or ""),
-                             repository_url=str(repository.get("remoteUrl") or ""),
-                             project_id=str(project.get("id") or ""), pr_id=pr_id,
+            return [PrReview(event_id, trace_id, kind,
+                             repository_id=_key(repository.get("id"), "resource.repository.id"),
+                             repository_url=_ref(repository.get("remoteUrl"), "resource.repository.remoteUrl"),
+                             project_id=_key(project.get("id"), "resource.repository.project.id"), pr_id=pr_id,
                              source_ref=_ref(resource.get("sourceRefName"), "resource.sourceRefName"))]
         return Ignored(f"{kind} with status {status or 'unknown'} needs no work")
     return Ignored(f"event type {kind} is not handled")

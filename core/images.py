@@ -20,6 +20,21 @@ class ImageRefError(Permanent, ValueError):
     """Text that is not a container image reference (or tag, or digest)."""
 
 
+# What a registry itself accepts, for names that arrive in a push event (never normalised, only checked).
+# https://github.com/distribution/reference regexp.go and reference.go (the grammar comment): path components are
+# `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*` joined by `/`, at most RepositoryNameTotalLengthMax = 255 characters;
+# a tag is `[\w][\w.-]{0,127}` where Go's `\w` is ASCII `[0-9A-Za-z_]` (Python's would take any letter, so the
+# classes are spelled out); a domain is `domain-component ('.' domain-component)* [':' port]`, components
+# `[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]`. The bracketed IPv6 host form is left out: no ACR login
+# server is one, and `parse_image_ref` (the bump worker's matcher) does not read it.
+# Digests: https://github.com/opencontainers/image-spec descriptor.md#digests (v1.1.1), registered algorithms
+# sha256 (`[a-f0-9]{64}`) and sha512 (`[a-f0-9]{128}`); "[A-F] MUST NOT be used".
+MAX_REPOSITORY = 255
+_STRICT_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_STRICT_REPOSITORY = re.compile(rf"{_STRICT_COMPONENT}(?:/{_STRICT_COMPONENT})*")
+_STRICT_DIGEST = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
+
+
 @dataclass(frozen=True)
 class ImageRef:
     registry: str | None
@@ -50,6 +65,31 @@ def validate_digest(digest: str) -> str:
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise ImageRefError(f"invalid image digest {digest!r}")
     return digest
+
+
+def is_registry_tag(text: str) -> bool:
+    """A tag a registry accepts (distribution/reference `tag`)."""
+    return isinstance(text, str) and len(text) <= 128 and _TAG.fullmatch(text) is not None
+
+
+def is_registry_repository(text: str) -> bool:
+    """A repository path a registry accepts: lower-case path components, at most 255 characters."""
+    return isinstance(text, str) and 0 < len(text) <= MAX_REPOSITORY and _STRICT_REPOSITORY.fullmatch(text) is not None
+
+
+def is_registry_host(text: str) -> bool:
+    """A registry login server: `domain[:port]`, the domain a DNS name (RFC 1035 2.3.4: 253 characters, labels
+    of 63 at most), the port a TCP port."""
+    if not isinstance(text, str) or len(text) > 253 + 6 or _HOST.fullmatch(text) is None:
+        return False
+    domain, _, port = text.partition(":")
+    return len(domain) <= 253 and all(len(label) <= 63 for label in domain.split(".")) and \
+        (not port or int(port) <= 65535)
+
+
+def is_registered_digest(text: str) -> bool:
+    """A digest of a registered OCI algorithm, in its canonical lower-case hex."""
+    return isinstance(text, str) and len(text) <= 7 + 128 and _STRICT_DIGEST.fullmatch(text) is not None
 
 
 def parse_image_ref(text: str) -> ImageRef:

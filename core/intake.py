@@ -110,7 +110,7 @@ class Intake:
             return _error(415, f"content type {content_type} is not JSON")
         try:
             return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an int over 4300 digits
             return _error(400, "body is not valid JSON")
 
     # -- interpretation (pure) ----------------------------------------------------------------------------------
