@@ -86,10 +86,11 @@ class Job(Protocol):
 
 
 def on_done(job: Job, items: Sequence[WorkItem]) -> None:
-    """The one place where work items leave their queue for good: processed, or poisoned with a reason. Called once
-    per run with every such item (for a trigger message the host deletes it, or writes its poison output, right
-    after the invocation returns). The intake outbox marks its deliveries picked up here."""
-    log.debug("%s: %d item(s) done", job.queue, len(items))
+    """The one place where a run reports the work items it settled: processed, poisoned with a reason, or failed and
+    left on the queue for the host's retry (from here on the queue owns them either way). Called once per run, after
+    the work and before the invocations return. The intake outbox marks its deliveries picked up here
+    (`DeliveryLog.mark_done`, on the branch that adds the outbox)."""
+    log.debug("%s: settled %d item(s)", job.queue, len(items))
 
 
 # -- one run, blocking (on QUEUE_WORK_EXECUTOR) -----------------------------------------------------------------
@@ -258,7 +259,7 @@ def settle(job: Job, triggers: Sequence[QueuedMessage]) -> list[_Verdict]:
         _enqueue_with_sdk(job, follow_ups)
     for u in pulled:
         _settle_taken(job, taken, u)
-    on_done(job, [u.item for u in units + pulled if u.item is not None and (u.done or is_permanent(u.error))])
+    on_done(job, [u.item for u in units + pulled if u.item is not None])
     return verdicts
 
 

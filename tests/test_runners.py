@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Callable
 
+import azure.functions as func
 import pytest
+from azure.functions._thirdparty import typing_inspect
 from azure.functions.queue import QueueMessageOutConverter
 
 from core.errors import Permanent, Retryable
@@ -218,21 +220,35 @@ def test_concurrent_invocations_hand_over_and_hold_no_thread_while_a_batch_runs(
     assert sum(len(s.follow_ups) for s in settled) == 2            # each batch's follow-up goes out once
 
 
+def worker_accepts_out_annotation(annotation) -> bool:
+    """The Python worker's load-time check of a `func.Out[X]` queue output parameter (azure_functions_worker/
+    functions.py, `FunctionRegistry` parameter validation, with its vendored typing_inspect): X must be a class or a
+    typing generic, and the queue converter must accept it; otherwise the function fails to load."""
+    [inner] = typing_inspect.get_args(annotation)
+    if not isinstance(inner, type) and not typing_inspect.is_generic_type(inner):
+        return False      # "binding ... has invalid non-type annotation", e.g. func.Out[list[str]]
+    return QueueMessageOutConverter.check_output_type_annotation(inner)
+
+
+def test_the_worker_check_refuses_builtin_list_annotations():
+    assert worker_accepts_out_annotation(func.Out[typing.List[str]])
+    assert not worker_accepts_out_annotation(func.Out[list[str]])
+
+
 def test_queue_functions_are_coroutines_with_output_bindings_the_worker_accepts():
     import function_app
 
     functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
     for name, outputs in {"bump_worker": {"hld-changed", "image-pushed-poison"},
                           "generate_worker": {"hld-changed-poison"}, "review_worker": {"pr-review-poison"}}.items():
-        fn = functions[name]
-        user = fn.get_user_function()
-        assert inspect.iscoroutinefunction(user), name
-        bindings = [json.loads(b) for b in fn.get_raw_bindings()]
+        assert inspect.iscoroutinefunction(functions[name].get_user_function()), name
+        bindings = [json.loads(b) for b in functions[name].get_raw_bindings()]
         assert {b["queueName"] for b in bindings if b["type"] == "queue"} == outputs
-        hints = typing.get_type_hints(user)
-        for binding in (b for b in bindings if b["type"] == "queue"):
-            [inner] = typing.get_args(hints[binding["name"]])   # func.Out[X]: the worker checks X
-            assert QueueMessageOutConverter.check_output_type_annotation(inner), (name, binding["name"])
+    for name, fn in functions.items():
+        hints = typing.get_type_hints(fn.get_user_function())
+        for binding in (json.loads(b) for b in fn.get_raw_bindings()):
+            if binding["type"] == "queue":
+                assert worker_accepts_out_annotation(hints[binding["name"]]), (name, binding["name"])
 
 
 # -- a permanent failure per class is poisoned on its first attempt, with its reason on the trace -------------------
