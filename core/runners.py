@@ -6,9 +6,10 @@ function on its event loop (`_handle__invocation_request`: `await self._run_asyn
 `await self._loop.run_in_executor(self._sync_call_tp, self._run_sync_func, ...)`; Azure/azure-functions-python-worker,
 azure_functions_worker/dispatcher.py). The queue functions are coroutines: an invocation hands its message to the
 queue's `QueueWorker` and awaits the verdict without holding any thread. The blocking work (git, Azure DevOps SDK,
-storage SDK) runs on `QUEUE_WORK_EXECUTOR`, a small pool of its own: neither the worker's sync pool nor the event
-loop's default executor (`run_in_executor(None)` / `asyncio.to_thread`, which async HTTP code may use), so queue work
-never takes a thread the HTTP side needs.
+storage SDK) runs on a small pool of the queue's own (one thread for a batching queue, whose batches run one at a
+time; `UNBATCHED_THREADS` for reviews): neither the worker's sync pool nor the event loop's default executor
+(`run_in_executor(None)` / `asyncio.to_thread`, which the worker never sets and async HTTP code may use), so queue
+work never takes a thread the HTTP side needs, and one queue's burst never delays another queue's work.
 
 Batching. Invocations that arrive while a batch runs hand their message over and are settled by the next batch; a
 batch also takes the messages still waiting on the queue (core.queue_batch), so one run commits a burst.
@@ -46,8 +47,7 @@ from core.workitems import HldChanged, ImagePushed, WorkItem, decode, encode
 
 log = logging.getLogger("autopilot.worker")
 
-QUEUE_WORK_THREADS = 4          # one batch per queue at a time, plus a spare for concurrent reviews
-QUEUE_WORK_EXECUTOR = ThreadPoolExecutor(max_workers=QUEUE_WORK_THREADS, thread_name_prefix="queue-work")
+UNBATCHED_THREADS = 2           # concurrent runs of a queue whose messages are each their own run (reviews)
 RETRY_DELAY_SECONDS = 5         # a taken message that failed comes back after this (host.json visibilityTimeout)
 MAX_RETRY_AFTER_WAIT = 30.0
 POISON_REASON_FIELD = "poisonReason"
@@ -93,7 +93,7 @@ def on_done(job: Job, items: Sequence[WorkItem]) -> None:
     log.debug("%s: settled %d item(s)", job.queue, len(items))
 
 
-# -- one run, blocking (on QUEUE_WORK_EXECUTOR) -----------------------------------------------------------------
+# -- one run, blocking (on the queue's executor) ------------------------------------------------------------------
 
 @dataclass(eq=False)
 class _Unit:
@@ -318,7 +318,7 @@ class _LoopState:
 
 class QueueWorker:
     """The invocations of one queue function in this process: each hands its message over and awaits its verdict;
-    one drain task at a time runs the handed-over messages as a batch on QUEUE_WORK_EXECUTOR."""
+    one drain task at a time runs the handed-over messages as a batch on the queue's own executor."""
 
     def __init__(self, queue: str, job: Callable[[], Job], *, batches: bool = True,
                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
@@ -327,6 +327,8 @@ class QueueWorker:
         self._batches = batches
         self._sleep = sleep
         self._state: _LoopState | None = None
+        self.executor = ThreadPoolExecutor(max_workers=1 if batches else UNBATCHED_THREADS,
+                                           thread_name_prefix=f"queue-{queue}")
 
     async def run(self, message: QueuedMessage) -> Settled:
         """Settle one trigger message: return what the output bindings write, or raise for a retry."""
@@ -343,7 +345,7 @@ class QueueWorker:
     async def _blocking(self, triggers: list[QueuedMessage]) -> list[_Verdict]:
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        return await loop.run_in_executor(QUEUE_WORK_EXECUTOR, context.run, self._settle, triggers)
+        return await loop.run_in_executor(self.executor, context.run, self._settle, triggers)
 
     def _settle(self, triggers: list[QueuedMessage]) -> list[_Verdict]:
         try:

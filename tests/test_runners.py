@@ -19,8 +19,7 @@ from azure.functions.queue import QueueMessageOutConverter
 
 from core.errors import Permanent, Retryable
 from core.replay import Replayer
-from core.runners import (POISON_REASON_FIELD, QUEUE_WORK_EXECUTOR, BumpJob, GenerateJob, QueuedMessage, QueueWorker,
-                          Settled)
+from core.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessage, QueueWorker, Settled
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, poison_queue
 from core.trace import TraceLog
 from core.workitems import HldChanged, ImagePushed, decode, encode
@@ -209,7 +208,7 @@ def test_concurrent_invocations_hand_over_and_hold_no_thread_while_a_batch_runs(
         rest = [asyncio.ensure_future(worker.run(QueuedMessage(f"m{n}", encode(item(f"t{n}"))))) for n in range(1, 13)]
         await asyncio.sleep(0.2)
         waiting = len(worker._state.pending)
-        queued_jobs = QUEUE_WORK_EXECUTOR._work_queue.qsize()
+        queued_jobs = worker.executor._work_queue.qsize()
         release.set()
         settled = await asyncio.gather(first, *rest)
         return waiting, queued_jobs, settled
