@@ -369,3 +369,33 @@ def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
     assert reason.startswith("GitAuthError: ")
     [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
     assert row["stages"][0]["reason"] == reason
+
+
+class Out:
+    def __init__(self):
+        self.value = None
+
+    def set(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_unbound_follow_up(storage):
+    from handlers import queues
+
+    job = FakeJob(storage, fail=lambda i: Broken("no") if i.tag == "bad" else None)
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job)
+    message = func.QueueMessage(id="m1", body=encode(item("ok")).encode())
+    changed_out, poison_out = Out(), Out()
+    asyncio.run(queues.run(worker, message, poison_out, {HLD_CHANGED: changed_out}))
+    [text] = changed_out.get()
+    assert decode(text, HLD_CHANGED).event_id == "gen-ok" and poison_out.get() is None
+
+    bad = func.QueueMessage(id="m2", body=encode(item("bad")).encode())
+    asyncio.run(queues.run(worker, bad, poison_out, {HLD_CHANGED: Out()}))
+    assert json.loads(poison_out.get()[0])[POISON_REASON_FIELD] == "Broken: no"
+
+    with pytest.raises(KeyError):
+        asyncio.run(queues.run(worker, func.QueueMessage(id="m3", body=encode(item("x")).encode()), Out()))
