@@ -1,4 +1,6 @@
 """Azure Functions entry points (Python v2 model): decorators only, each a one-line call into handlers/."""
+from typing import List
+
 import azure.functions as func
 
 from handlers import admin, bump, generate, intake, review
@@ -24,22 +26,29 @@ def azdo_webhook(req: func.HttpRequest) -> func.HttpResponse:
     return intake.receive("azdo", req)
 
 
+# Queue functions are coroutines: they wait for their batch on the worker's event loop, not on a pool thread.
+# Everything they enqueue goes through output bindings (the host then wakes the target queue's listener at once).
 @app.function_name("bump_worker")
 @app.queue_trigger(arg_name="msg", queue_name="image-pushed", connection="AzureWebJobsStorage")
-def bump_worker(msg: func.QueueMessage) -> None:
-    bump.run(msg)
+@app.queue_output(arg_name="hld_changed", queue_name="hld-changed", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="poison", queue_name="image-pushed-poison", connection="AzureWebJobsStorage")
+async def bump_worker(msg: func.QueueMessage, hld_changed: func.Out[List[str]],
+                      poison: func.Out[List[str]]) -> None:
+    await bump.run(msg, hld_changed, poison)
 
 
 @app.function_name("generate_worker")
 @app.queue_trigger(arg_name="msg", queue_name="hld-changed", connection="AzureWebJobsStorage")
-def generate_worker(msg: func.QueueMessage) -> None:
-    generate.run(msg)
+@app.queue_output(arg_name="poison", queue_name="hld-changed-poison", connection="AzureWebJobsStorage")
+async def generate_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
+    await generate.run(msg, poison)
 
 
 @app.function_name("review_worker")
 @app.queue_trigger(arg_name="msg", queue_name="pr-review", connection="AzureWebJobsStorage")
-def review_worker(msg: func.QueueMessage) -> None:
-    review.run(msg)
+@app.queue_output(arg_name="poison", queue_name="pr-review-poison", connection="AzureWebJobsStorage")
+async def review_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
+    await review.run(msg, poison)
 
 
 @app.function_name("ops_replay")

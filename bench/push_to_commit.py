@@ -1,25 +1,32 @@
 """push_to_commit: an ACR push through the running host until its HLD commit is on the bare repo's branch (direct
 mode, warm), vs committing and pushing the same tag change with the git CLI from a warm clone.
 
+The host runs with the project's host.json, whose `maxPollingInterval` must be at least 2 s (the cost-sane value:
+an idle listener polls at most every 2 s): push -> commit stays fast only because every message is written through a
+queue output binding, which wakes the target queue's listener at once (devhost emulates the host's
+SharedQueueWatcher for those writes only), never because the host polls often.
+
 One push at a time, each a new tag of the example HLD's frontend (both rings move: one commit, two lines). The next
 push waits until the manifest commit for the previous one has landed too, so every sample starts from an idle host.
 The commit is detected by reading the bare repo's ref file every few milliseconds (no git process in the loop).
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from bench.common import (EXAMPLE_HLD, EXAMPLE_MANIFESTS, LOG_DIR, BenchError, HookClient, acr_push, azurite,
+from bench.common import (EXAMPLE_HLD, EXAMPLE_MANIFESTS, LOG_DIR, ROOT, BenchError, HookClient, acr_push, azurite,
                           bare_repo, branch_head, devhost, files_at, git, host_settings, latency_ms, log_tail,
                           progress, result, tag_in, wait_until)
 from core.storage import Storage
 from core.trace import TraceLog
+from devhost.host_config import parse_timespan
 
-TARGET_P50_MS = 1000.0
 TARGET_BASELINE_FACTOR = 3.0
+MIN_POLLING_INTERVAL_S = 2.0
 WAIT_S = 30.0
 FRONTEND = "fabrikam/frontend"
 FRONTEND_RINGS = ("fabrikam-project/frontend/dev/config/common.yaml",
@@ -60,8 +67,14 @@ def _trace_latencies(conn: str, tags: list[str], stage: str) -> list[float]:
     return found
 
 
+def max_polling_interval_s(host_json: Path = ROOT / "host.json") -> float:
+    queues = json.loads(host_json.read_text(encoding="utf-8")).get("extensions", {}).get("queues", {})
+    return parse_timespan(queues.get("maxPollingInterval", "00:01:00"), "maxPollingInterval")
+
+
 def run(pushes: int = 30, warmup: int = 2, conn: str | None = None) -> dict:
     log = LOG_DIR / "push_to_commit-devhost.log"
+    polling = max_polling_interval_s()
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp, azurite(conn) as storage_conn:
         work = Path(tmp)
         progress(f"push_to_commit: git baseline, {pushes} commit+push rounds")
@@ -95,13 +108,15 @@ def run(pushes: int = 30, warmup: int = 2, conn: str | None = None) -> dict:
                     tags.append(tag)
             hook.close()
         traced = _trace_latencies(storage_conn, tags, "hld-commit")
-    figures = {"pushes": pushes, **latency_ms(to_commit), "push_to_manifest": latency_ms(to_manifest)}
+    figures = {"pushes": pushes, "max_polling_interval_s": polling, **latency_ms(to_commit),
+               "push_to_manifest": latency_ms(to_manifest)}
     if traced:
         figures["trace_hld_commit"] = latency_ms(traced)
     git_figures = latency_ms(baseline)
     figures["vs_baseline"] = round(figures["p50_ms"] / git_figures["p50_ms"], 2)
-    met = figures["p50_ms"] < TARGET_P50_MS and figures["vs_baseline"] <= TARGET_BASELINE_FACTOR
+    met = polling >= MIN_POLLING_INTERVAL_S and figures["vs_baseline"] <= TARGET_BASELINE_FACTOR
     return result("push_to_commit", figures, {"git_commit_push": git_figures},
-                  f"p50 < {TARGET_P50_MS:g} ms and p50 <= {TARGET_BASELINE_FACTOR:g}x the git baseline p50", met,
-                  "direct mode, warm workspaces, one push at a time; the host's queue polling (host.json "
-                  "maxPollingInterval) is part of each sample")
+                  f"push -> HLD commit with maxPollingInterval >= {MIN_POLLING_INTERVAL_S:g} s: p50 <= "
+                  f"{TARGET_BASELINE_FACTOR:g}x the git commit+push baseline of the same run", met,
+                  "direct mode, warm workspaces, one push at a time from an idle host (every listener backed off "
+                  "to maxPollingInterval); only output-binding writes wake a listener early")

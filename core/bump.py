@@ -22,7 +22,7 @@ from core.policy import Policy, load_policy_from
 from core.tag_order import TagOrder, sort_key
 from core.targets import Target, find_all_targets
 from core.trace import TraceLog, _parse
-from core.workitems import HldChanged, ImagePushed
+from core.workitems import HldChanged, ImagePushed, WorkItem
 from core.yaml_edit import apply_to_tree
 
 log = logging.getLogger("autopilot.bump")
@@ -44,6 +44,7 @@ class BumpResult:
     commit: str | None = None                # direct mode
     pull_requests: tuple[tuple[str, int], ...] = ()   # (bot branch, PR id) in pull-request mode
     attempts: int = 0
+    follow_ups: tuple[WorkItem, ...] = ()    # work the caller must enqueue (generation of a new HLD commit)
 
     @property
     def bumped(self) -> tuple[Outcome, ...]:
@@ -179,19 +180,17 @@ class _Attempt:
 
 class BumpService:
     def __init__(self, *, repo_url: str, branch: str, workspace: GitWorkspace, high_water: HighWaterMarks,
-                 trace: TraceLog, mode: str, enqueue: Callable[[object], None] | None = None,
-                 is_hld: bool = True, pull_requests=None):
+                 trace: TraceLog, mode: str, is_hld: bool = True, pull_requests=None):
         self.repo_url = repo_url
         self.branch = branch
         self.workspace = workspace
         self.high_water = high_water
         self.trace = trace
         self.mode = mode
-        self.enqueue = enqueue
         self.is_hld = is_hld
         self.pull_requests = pull_requests   # core.pull_requests.PullRequests in pull-request mode
-        # Held by the runner while it takes the waiting messages and processes them, so concurrent invocations
-        # in one process queue up behind one batch instead of each committing its own slice of a burst.
+        # One run at a time per service object (the queue runner already runs one batch at a time; callers such
+        # as the CLI or tests may not).
         self.lock = threading.RLock()
 
     # -- helpers ------------------------------------------------------------------------------------------------
@@ -263,31 +262,36 @@ class BumpService:
 
         landed = self.workspace.land(edit)
         bumps = [o for o in attempt.outcomes if o.action == "bump"]
-        if landed.commit and self.is_hld and self.enqueue:
-            self.enqueue(HldChanged(event_id=f"bump:{landed.commit}", trace_id=bumps[0].item.trace_id,
-                                    reason="bump", commit=landed.commit,
-                                    image_trace_ids=tuple(i.trace_id for i in _distinct(o.item for o in bumps))))
-        elif not landed.commit and self.is_hld and self.enqueue:
-            self._finish_crashed_attempt(attempt.outcomes)
+        follow_ups: tuple[WorkItem, ...] = ()
+        if landed.commit and self.is_hld:
+            follow_ups = (HldChanged(event_id=f"bump:{landed.commit}", trace_id=bumps[0].item.trace_id,
+                                     reason="bump", commit=landed.commit,
+                                     image_trace_ids=tuple(i.trace_id for i in _distinct(o.item for o in bumps))),)
+        elif not landed.commit and self.is_hld:
+            follow_ups = self._recheck_generation(attempt.outcomes)
         if policies:
             self._record_marks(bumps, policies[0])
         stage = "hld-commit" if self.is_hld else "manifest-commit"
         self._trace_outcomes(attempt.outcomes, attempt.no_target, stage,
                              lambda o: {"commit": landed.commit, "branch": self.branch, "attempts": landed.attempts})
         return BumpResult(tuple(attempt.outcomes), tuple(attempt.no_target), commit=landed.commit,
-                          attempts=landed.attempts)
+                          attempts=landed.attempts, follow_ups=follow_ups)
 
-    def _finish_crashed_attempt(self, outcomes: Sequence[Outcome]) -> None:
-        """A no-op whose tag is already in the repo but not yet in the high-water table means an earlier attempt
-        pushed and then died before it enqueued generation: enqueue it now (generation is idempotent)."""
-        unfinished = [o for o in outcomes if o.action == "noop" and o.item is not None
-                      and (self.high_water.get(self.repo_url, o.target.key) or Mark("", "")).tag != o.item.tag]
-        if unfinished:
-            o = unfinished[0]
-            self.enqueue(HldChanged(event_id=f"bump-retry:{o.item.event_id}", trace_id=o.item.trace_id,
-                                    reason="bump", image_trace_ids=tuple(u.item.trace_id for u in unfinished)))
-            self.high_water.raise_to(self.repo_url, o.target.key, Mark(o.item.tag, o.item.pushed_at),
-                                     lambda a, b: a.tag != b.tag)
+    def _recheck_generation(self, outcomes: Sequence[Outcome]) -> tuple[WorkItem, ...]:
+        """A no-op whose tag is already in the repo may be the retry of a run that pushed and then failed before
+        its generation request was written (the request is written by the host after the run returns, so the
+        high-water mark cannot tell): ask for generation again (it is idempotent, and cheap when up to date), and
+        repair a high-water mark that the failed run did not record."""
+        unfinished = [o for o in outcomes if o.action == "noop" and o.item is not None]
+        if not unfinished:
+            return ()
+        for o in unfinished:
+            if (self.high_water.get(self.repo_url, o.target.key) or Mark("", "")).tag != o.item.tag:
+                self.high_water.raise_to(self.repo_url, o.target.key, Mark(o.item.tag, o.item.pushed_at),
+                                         lambda a, b: a.tag != b.tag)
+        first = unfinished[0].item
+        return (HldChanged(event_id=f"bump-retry:{first.event_id}", trace_id=first.trace_id, reason="bump",
+                           image_trace_ids=tuple(dict.fromkeys(o.item.trace_id for o in unfinished))),)
 
     def _pull_request(self, items: Sequence[ImagePushed]) -> BumpResult:
         with self.workspace.read() as worktree:

@@ -1,62 +1,76 @@
 """Take the other messages waiting on a queue so one run can carry several work items (burst batching).
 
-Messages that do not decode are made visible again at once, so the host retries and poisons them as usual;
-the taken ones are deleted only after the run succeeded, and otherwise reappear after their visibility timeout.
+Taken messages are settled one by one with the storage SDK: deleted when their work is done, moved to
+`<queue>-poison` (written first, then deleted, so a failure in between leaves a copy, never none) when it failed for
+good, or made visible again after a delay when it should be retried. Azure Storage raises a message's dequeue count on
+every receive, so the runner only releases a taken message after it really was attempted (see core.runners).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Generic, TypeVar
+from typing import Any
 
 from azure.core.exceptions import AzureError
 
-from core.storage import Storage
-from core.workitems import WorkItemError
+from core.storage import Storage, StorageUnavailable, poison_queue
 
 log = logging.getLogger("autopilot.batch")
-T = TypeVar("T")
+
+TAKE_LIMIT = 64
+TAKE_VISIBILITY_SECONDS = 120
 
 
 @dataclass
-class Batch(Generic[T]):
-    items: list[T] = field(default_factory=list)
-    _messages: list = field(default_factory=list)
-    _queue: object = None
-
-    def ack(self) -> None:
-        for message in self._messages:
-            try:
-                self._queue.delete_message(message)
-            except AzureError as exc:  # it will be delivered again; the workers are idempotent
-                log.warning("could not delete batched message %s: %s", message.id, type(exc).__name__)
-
-    def release(self) -> None:
-        for message in self._messages:
-            try:
-                self._queue.update_message(message, visibility_timeout=0)
-            except AzureError:
-                pass
+class Taken:
+    """One message received with the SDK: its id, text and dequeue count (after this receive)."""
+    id: str
+    text: str
+    dequeue_count: int
+    _message: Any = field(default=None, repr=False)
 
 
-def take_waiting(storage: Storage, queue: str, decode: Callable[[str], T], *, limit: int = 64,
-                 visibility_timeout: int = 120) -> Batch[T]:
-    client = storage.queue(queue)
-    batch: Batch[T] = Batch(_queue=client)
-    received = 0
+class TakenMessages:
+    """Messages received from one queue for one run, and the SDK calls that settle each of them."""
+
+    def __init__(self, storage: Storage, queue: str, messages: list[Taken] | None = None):
+        self._storage = storage
+        self.queue = queue
+        self.messages = messages or []
+
+    def delete(self, taken: Taken) -> None:
+        try:
+            self._storage.queue(self.queue).delete_message(taken._message)
+        except AzureError as exc:  # it will be delivered again; the workers are idempotent
+            log.warning("could not delete taken message %s: %s", taken.id, type(exc).__name__)
+
+    def release(self, taken: Taken, delay_seconds: int) -> None:
+        try:
+            self._storage.queue(self.queue).update_message(taken._message, visibility_timeout=delay_seconds)
+        except AzureError as exc:
+            log.warning("could not release taken message %s (%s); visible again within %d s", taken.id,
+                        type(exc).__name__, TAKE_VISIBILITY_SECONDS)
+
+    def poison(self, taken: Taken, text: str) -> None:
+        """Write `text` to `<queue>-poison`, then delete the original (raises StorageUnavailable if the write
+        failed: the original then stays and comes back after its visibility timeout)."""
+        self._storage.enqueue(poison_queue(self.queue), text)
+        self.delete(taken)
+
+
+def take_waiting(storage: Storage, queue: str, *, limit: int = TAKE_LIMIT,
+                 visibility_timeout: int = TAKE_VISIBILITY_SECONDS) -> TakenMessages:
+    """Receive up to `limit` visible messages of `queue` (hidden for `visibility_timeout` seconds meanwhile).
+    Storage trouble is not an error here: the run goes on with what it has."""
+    taken = TakenMessages(storage, queue)
     try:
-        while received < limit:
-            page = list(client.receive_messages(max_messages=min(32, limit - received),
+        client = storage.queue(queue)
+        while len(taken.messages) < limit:
+            page = list(client.receive_messages(max_messages=min(32, limit - len(taken.messages)),
                                                 visibility_timeout=visibility_timeout))
             if not page:
                 break
-            received += len(page)
-            for message in page:
-                try:
-                    batch.items.append(decode(message.content))
-                    batch._messages.append(message)
-                except WorkItemError:
-                    client.update_message(message, visibility_timeout=1)
-    except AzureError as exc:
+            taken.messages += [Taken(m.id, m.content or "", int(m.dequeue_count or 1), m) for m in page]
+    except (AzureError, StorageUnavailable) as exc:
         log.warning("could not take waiting messages from %s: %s", queue, type(exc).__name__)
-    return batch
+    return taken

@@ -1,18 +1,19 @@
-"""Run one `pr-review` work item: wire the reviewer from the process's services and honour Retry-After.
+"""The `pr-review` queue job: wire the reviewer from the process's services and review one pull request.
 
-Raising means "retry me": Azure DevOps 401/429/5xx and git failures propagate to the queue, never to a vote.
+Failures follow core.runners: Azure DevOps 429/5xx and git trouble are retried (Retry-After honoured), refused
+credentials and other permanent errors poison the message with their reason; never a vote on a failure.
 """
 from __future__ import annotations
 
 import logging
-import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 from core.review import ReviewOutcome, ReviewService
 from core.review_records import ReviewRecords
-from core.runners import honour_retry_after
 from core.settings import SettingsError
-from core.telemetry import metrics, trace_context
+from core.storage import PR_REVIEW, Storage
+from core.telemetry import metrics
 from core.workitems import PrReview, WorkItem
 
 log = logging.getLogger("autopilot.review")
@@ -20,22 +21,34 @@ log = logging.getLogger("autopilot.review")
 WORKSPACE_PURPOSE = "review"
 
 
-def run_review(services, item: WorkItem, sleep: Callable[[float], None] = time.sleep) -> ReviewOutcome | None:
-    assert isinstance(item, PrReview)
-    if services.gateway is None:
-        raise SettingsError("AZDO_ORG_URL is not set: pull requests cannot be reviewed")
-    reviewer = ReviewService(
-        gateway=services.gateway, settings=services.settings, records=ReviewRecords(services.storage),
-        trace=services.trace, workspace=lambda url, branch: services.workspace(url, branch, WORKSPACE_PURPOSE),
-        cache_dir=services.work_base / "review-components")
-    with trace_context(item.trace_id):
-        try:
-            outcome = honour_retry_after(lambda: reviewer.review(item), sleep)
-        except BaseException:
-            metrics.failure("review")
-            raise
-    if outcome is not None:
-        metrics.approval(outcome.action)
-        log.info("PR %s iteration %s: %s", outcome.pr_id, outcome.iteration, outcome.action,
-                 extra={"trace_id": item.trace_id})
-    return outcome
+@dataclass
+class ReviewJob:
+    services: Any
+    queue: str = PR_REVIEW
+    stage: str = "review"
+    batches: bool = False       # each message is its own pull request
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
+
+    def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
+        [item] = items
+        assert isinstance(item, PrReview)
+        services = self.services
+        if services.gateway is None:
+            raise SettingsError("AZDO_ORG_URL is not set: pull requests cannot be reviewed")
+        reviewer = ReviewService(
+            gateway=services.gateway, settings=services.settings, records=ReviewRecords(services.storage),
+            trace=services.trace, workspace=lambda url, branch: services.workspace(url, branch, WORKSPACE_PURPOSE),
+            cache_dir=services.work_base / "review-components")
+        return reviewer.review(item)
+
+    def follow_ups(self, result: ReviewOutcome | None) -> Sequence[WorkItem]:
+        return ()
+
+    def report(self, outcome: ReviewOutcome | None, items: Sequence[WorkItem]) -> None:
+        if outcome is not None:
+            metrics.approval(outcome.action)
+            log.info("PR %s iteration %s: %s", outcome.pr_id, outcome.iteration, outcome.action,
+                     extra={"trace_id": items[0].trace_id})

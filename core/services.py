@@ -16,7 +16,6 @@ from core.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
 from core.storage import Storage, StorageIdentity
 from core.trace import TraceLog
-from core.workitems import encode
 
 
 @dataclass
@@ -102,9 +101,6 @@ class Services:
             return AzdoGateway(s.azdo_org_url, s.azdo_project, pat=s.azdo_pat)
         return AzdoGateway(s.azdo_org_url, s.azdo_project, credential=self._credential)
 
-    def enqueue(self, item) -> None:
-        self.storage.enqueue(item.queue, encode(item))
-
     @cached_property
     def bump(self):
         from core.bump import BumpService
@@ -117,7 +113,7 @@ class Services:
                if s.write_mode == "pull-request" else None)
         return BumpService(repo_url=s.bump_repo_url, branch=s.bump_branch,
                            workspace=self.workspace(s.bump_repo_url, s.bump_branch), high_water=self.high_water,
-                           trace=self.trace, mode=s.write_mode, enqueue=self.enqueue,
+                           trace=self.trace, mode=s.write_mode,
                            is_hld=bool(s.hld_repo_url), pull_requests=prs)
 
     @cached_property

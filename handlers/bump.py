@@ -1,13 +1,17 @@
-"""Queue worker: image-pushed -> image bump in the HLD (or manifest) repo."""
+"""Queue worker: image-pushed -> image bump in the HLD (or manifest) repo; a new HLD commit asks for generation."""
 from __future__ import annotations
+
+from typing import List
 
 import azure.functions as func
 
-from core.runners import run_bump
+from core.runners import BumpJob, QueueWorker
 from core.services import get_services
-from core.storage import IMAGE_PUSHED
-from core.workitems import decode
+from core.storage import HLD_CHANGED, IMAGE_PUSHED
+from handlers import queues
+
+worker = QueueWorker(IMAGE_PUSHED, lambda: BumpJob(get_services()))
 
 
-def run(msg: func.QueueMessage) -> None:
-    run_bump(get_services(), decode(msg.get_body(), IMAGE_PUSHED))
+async def run(msg: func.QueueMessage, hld_changed: func.Out[List[str]], poison: func.Out[List[str]]) -> None:
+    await queues.run(worker, msg, poison, {HLD_CHANGED: hld_changed})

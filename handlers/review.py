@@ -1,13 +1,18 @@
 """Queue worker: pr-review -> review a bot pull request (approve and auto-complete, or say why not)."""
 from __future__ import annotations
 
+from typing import List
+
 import azure.functions as func
 
-from core.review_runner import run_review
+from core.review_runner import ReviewJob
+from core.runners import QueueWorker
 from core.services import get_services
 from core.storage import PR_REVIEW
-from core.workitems import decode
+from handlers import queues
+
+worker = QueueWorker(PR_REVIEW, lambda: ReviewJob(get_services()), batches=False)
 
 
-def run(msg: func.QueueMessage) -> None:
-    run_review(get_services(), decode(msg.get_body(), PR_REVIEW))
+async def run(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
+    await queues.run(worker, msg, poison)

@@ -47,6 +47,8 @@ def test_push_to_commit(azurite, capsys):
     assert line["push_to_manifest"]["p50_ms"] >= line["p50_ms"]
     assert_latency(line["baseline"]["git_commit_push"])
     assert line["vs_baseline"] == round(line["p50_ms"] / line["baseline"]["git_commit_push"]["p50_ms"], 2)
+    assert line["max_polling_interval_s"] >= 2     # host.json: the cost-sane polling the target is stated for
+    assert line["met"] == (line["vs_baseline"] <= 3)
 
 
 def test_scale(azurite, capsys):

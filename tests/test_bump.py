@@ -1,8 +1,10 @@
 """The image bump worker end to end: real bare git repos, Azurite tables and queues, Azure DevOps fake."""
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +13,7 @@ from core.git_workspace import GitContention, GitError, GitWorkspace
 from core.highwater import HighWaterMarks
 from core.policy import PolicyError
 from core.pull_requests import PullRequests
+from core.runners import BumpJob, QueuedMessage, QueueWorker
 from core.storage import IMAGE_PUSHED
 from core.trace import TraceLog
 from core.workitems import HldChanged, ImagePushed, encode
@@ -25,6 +28,12 @@ BACKEND_DEV = "fabrikam-project/backend/dev/config/common.yaml"
 BACKEND_PROD = "fabrikam-project/backend/prod/config/common.yaml"
 
 _counter = iter(range(1, 1_000_000))
+
+
+def run_one(services, item, dequeue_count: int = 1):
+    """What one bump_worker invocation for `item` does (without the Functions host): its Settled, or it raises."""
+    worker = QueueWorker(IMAGE_PUSHED, lambda: BumpJob(services))
+    return asyncio.run(worker.run(QueuedMessage(f"m-{item.event_id}", encode(item), dequeue_count)))
 
 
 def push(repository: str, tag: str, *, registry: str = REGISTRY, pushed_at: str = "2026-01-01T00:00:00Z",
@@ -43,12 +52,10 @@ def hld(tmp_path) -> str:
 
 
 def make_service(url: str, storage, tmp_path: Path, *, mode: str = "direct", is_hld: bool = True,
-                 prs: PullRequests | None = None, work: str = "work") -> tuple[BumpService, list]:
-    queued: list = []
-    service = BumpService(repo_url=url, branch="main", workspace=GitWorkspace(url, "main", base_dir=tmp_path / work),
-                          high_water=HighWaterMarks(storage), trace=TraceLog(storage), mode=mode,
-                          enqueue=queued.append, is_hld=is_hld, pull_requests=prs)
-    return service, queued
+                 prs: PullRequests | None = None, work: str = "work") -> BumpService:
+    return BumpService(repo_url=url, branch="main", workspace=GitWorkspace(url, "main", base_dir=tmp_path / work),
+                       high_water=HighWaterMarks(storage), trace=TraceLog(storage), mode=mode, is_hld=is_hld,
+                       pull_requests=prs)
 
 
 def changed_lines(url: str, path: str, old_ref: str = "main~1", new_ref: str = "main") -> list[tuple[str, str]]:
@@ -59,7 +66,7 @@ def changed_lines(url: str, path: str, old_ref: str = "main~1", new_ref: str = "
 
 
 def test_push_changes_exactly_the_tag_lines_of_every_ring_using_the_image(hld, storage, tmp_path):
-    service, queued = make_service(hld, storage, tmp_path)
+    service = make_service(hld, storage, tmp_path)
     result = service.process([push("fabrikam/frontend", "1.4.1")])
     assert {o.target.file for o in result.bumped} == {FRONTEND_DEV, FRONTEND_PROD}
     assert changed_lines(hld, FRONTEND_DEV) == [('        tag: "1.4.0"', '        tag: "1.4.1"')]
@@ -72,12 +79,12 @@ def test_push_changes_exactly_the_tag_lines_of_every_ring_using_the_image(hld, s
     assert head.trailers["Trace-Id"] == result.outcomes[0].item.trace_id
     assert head.trailers["ACR-Event"] == result.outcomes[0].item.acr_event_id
     assert head.trailers["Image-Digest"] == result.outcomes[0].item.digest
-    [changed] = queued
+    [changed] = result.follow_ups
     assert isinstance(changed, HldChanged) and changed.commit == result.commit and changed.reason == "bump"
 
 
 def test_single_target_commit_message_names_service_env_and_tags(hld, storage, tmp_path):
-    service, _ = make_service(hld, storage, tmp_path)
+    service = make_service(hld, storage, tmp_path)
     result = service.process([push("fabrikam/backend", "2.0.4")])
     head = commits(hld, "main", 1)[0]
     assert head.subject == "Bump backend in dev: 2.0.3 -> 2.0.4"
@@ -87,20 +94,24 @@ def test_single_target_commit_message_names_service_env_and_tags(hld, storage, t
 
 
 def test_out_of_order_duplicate_and_replayed_deliveries_change_nothing(hld, storage, tmp_path):
-    service, queued = make_service(hld, storage, tmp_path)
+    service = make_service(hld, storage, tmp_path)
     newer = push("fabrikam/frontend", "1.5.0")
-    service.process([newer])
+    first = service.process([newer])
     head = branches(hld)["main"]
     older = service.process([push("fabrikam/frontend", "1.4.9")])
-    assert {o.action for o in older.outcomes} == {"skip"} and older.commit is None
+    assert {o.action for o in older.outcomes} == {"skip"} and older.commit is None and older.follow_ups == ()
     again = service.process([newer])
     assert {o.action for o in again.outcomes} == {"noop"} and again.commit is None
     assert branches(hld)["main"] == head
-    assert len(queued) == 1
+    assert [f.commit for f in first.follow_ups] == [head]
+    # A redelivery may be the retry of a run whose generation request was never written: generation is asked to
+    # check again (it finds the HLD head already generated and does nothing).
+    [recheck] = again.follow_ups
+    assert isinstance(recheck, HldChanged) and recheck.commit is None and recheck.trace_id == newer.trace_id
 
 
 def test_high_water_mark_survives_a_manual_rollback_in_the_hld(hld, storage, tmp_path):
-    service, _ = make_service(hld, storage, tmp_path)
+    service = make_service(hld, storage, tmp_path)
     service.process([push("fabrikam/frontend", "1.6.0")])
     text = file_at(hld, "main", FRONTEND_DEV).decode().replace('"1.6.0"', '"1.4.0"')
     push_files(hld, "main", {FRONTEND_DEV: text}, "Roll frontend dev back to 1.4.0")
@@ -117,7 +128,7 @@ def test_burst_of_fifty_pushes_for_five_services_is_one_commit(tmp_path, storage
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: svc{0}\nspec:\n  template:\n    spec:\n"
             "      containers:\n      - name: app\n        image: {1}/svc{0}:1.0.0\n").format(i, REGISTRY)
     url = bare_repo(tmp_path, files, name="manifests")
-    service, _ = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, storage, tmp_path, is_hld=False)
     pushes = [push(f"svc{i % 5}", f"1.0.{1 + i // 5}") for i in range(50)]
     before = len(commits(url, "main"))
     result = service.process(pushes)
@@ -127,21 +138,14 @@ def test_burst_of_fifty_pushes_for_five_services_is_one_commit(tmp_path, storage
     assert len(result.bumped) == 5
 
 
-def test_queue_batching_takes_waiting_messages_into_one_run(tmp_path, storage, monkeypatch):
-    from core.runners import run_bump
-
+def test_queue_batching_takes_waiting_messages_into_one_run(tmp_path, storage):
     url = bare_repo(tmp_path, {"k/kustomization.yaml": f"images:\n- name: {REGISTRY}/api\n  newTag: 1.0.0\n",
                                "k/other.yaml": "a: 1\n"}, name="manifests")
-    service, _ = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, storage, tmp_path, is_hld=False)
     for i in range(1, 20):
         storage.enqueue(IMAGE_PUSHED, encode(push("api", f"1.0.{i}")))
-
-    class Services:
-        pass
-
-    services = Services()
-    services.storage, services.bump = storage, service
-    run_bump(services, push("api", "1.0.20"))
+    settled = run_one(SimpleNamespace(storage=storage, bump=service), push("api", "1.0.20"))
+    assert settled.poison == () and settled.result.commit is not None
     assert storage.queue_depth(IMAGE_PUSHED) == 0
     assert [c.subject for c in commits(url, "main")][0] == "Bump api in k: 1.0.0 -> 1.0.20"
     assert len(commits(url, "main")) == 2
@@ -153,7 +157,7 @@ def test_numeric_ordering_from_autopilot_yaml(tmp_path, storage):
         "autopilot.yaml": "rules:\n  - image: '*/web'\n    ordering: numeric\n    tagFilter: '^main-(?P<n>\\d+)$'\n",
         "prod/web.yaml": f"kind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - image: {REGISTRY}/web:main-9\n",
     }, name="m")
-    service, _ = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, storage, tmp_path, is_hld=False)
     assert service.process([push("web", "main-10")]).commit is not None
     skipped = service.process([push("web", "feature-99"), push("web", "main-8")])
     assert skipped.commit is None
@@ -164,7 +168,7 @@ def test_malformed_policy_fails_naming_file_and_line_and_writes_nothing(tmp_path
     url = bare_repo(tmp_path, {
         "autopilot.yaml": "defaults:\n  ordering: semver\nrules:\n  - image: x\n    ordering: sideways\n",
         "prod/web.yaml": f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"}, name="m")
-    service, _ = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, storage, tmp_path, is_hld=False)
     head = branches(url)["main"]
     with pytest.raises(PolicyError, match=r"autopilot\.yaml:5"):
         service.process([push("web", "1.0.1")])
@@ -175,22 +179,22 @@ def test_paused_policy_is_a_recorded_skip(tmp_path, storage):
     url = bare_repo(tmp_path, {"autopilot.yaml": "paused: true\n",
                                "prod/web.yaml": f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"},
                     name="m")
-    service, _ = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, storage, tmp_path, is_hld=False)
     result = service.process([push("web", "1.0.1")])
     assert result.commit is None and "paused" in result.outcomes[0].reason
 
 
 def test_image_no_target_uses_is_recorded_not_an_error(hld, storage, tmp_path):
-    service, queued = make_service(hld, storage, tmp_path)
+    service = make_service(hld, storage, tmp_path)
     item = push("fabrikam/unknown", "1.0.0")
     result = service.process([item])
-    assert result.no_target == (item,) and result.commit is None and queued == []
+    assert result.no_target == (item,) and result.commit is None and result.follow_ups == ()
     [row] = TraceLog(storage).rows_for_trace(item.trace_id)
     assert row["stages"][0]["stage"] == "no-target"
 
 
 def test_trace_records_received_and_hld_commit(hld, storage, tmp_path):
-    service, _ = make_service(hld, storage, tmp_path)
+    service = make_service(hld, storage, tmp_path)
     item = push("fabrikam/backend", "2.0.9")
     result = service.process([item])
     rows = TraceLog(storage).rows_for_trace(item.trace_id)
@@ -202,7 +206,7 @@ def test_trace_records_received_and_hld_commit(hld, storage, tmp_path):
 
 
 def test_unreachable_repo_raises_so_the_queue_retries(tmp_path, storage):
-    service, _ = make_service((tmp_path / "missing.git").as_uri(), storage, tmp_path)
+    service = make_service((tmp_path / "missing.git").as_uri(), storage, tmp_path)
     with pytest.raises(GitError):
         service.process([push("fabrikam/frontend", "1.4.1")])
 
@@ -211,7 +215,7 @@ def _bump_in_process(url: str, conn: str, work: str, service_name: str, tags: li
     from core.storage import Storage
 
     storage = Storage(conn)
-    service, _ = make_service(url, storage, Path(work), work="w")
+    service = make_service(url, storage, Path(work), work="w")
     for tag in tags:
         item = push(service_name, tag)
         for _ in range(5):  # what the queue does when every push attempt lost the race
@@ -249,12 +253,12 @@ def test_four_processes_bumping_different_services_lose_nothing(tmp_path, storag
 def pr_service(hld, storage, tmp_path, azdo):  # noqa: F811
     azdo.add_repo("hld")
     prs = PullRequests(azdo.gateway(), "hld")
-    service, queued = make_service(hld, storage, tmp_path, mode="pull-request", prs=prs)
-    return service, azdo, queued
+    service = make_service(hld, storage, tmp_path, mode="pull-request", prs=prs)
+    return service, azdo
 
 
 def test_pull_request_mode_pushes_a_bot_branch_and_opens_one_pr(pr_service, hld):
-    service, fake, queued = pr_service
+    service, fake = pr_service
     result = service.process([push("fabrikam/backend", "2.0.4")])
     assert branches(hld)["autopilot/backend/dev"] != branches(hld)["main"]
     assert b'"2.0.4"' in file_at(hld, "autopilot/backend/dev", BACKEND_DEV)
@@ -264,11 +268,11 @@ def test_pull_request_mode_pushes_a_bot_branch_and_opens_one_pr(pr_service, hld)
     assert (pr.source_ref, pr.target_ref) == ("refs/heads/autopilot/backend/dev", "refs/heads/main")
     assert pr.title == "Bump backend in dev: 2.0.3 -> 2.0.4"
     assert "Trace id: `" in pr.description and result.outcomes[0].item.acr_event_id in pr.description
-    assert queued == []
+    assert result.follow_ups == ()
 
 
 def test_newer_push_supersedes_the_open_pr_instead_of_opening_another(pr_service, hld):
-    service, fake, _ = pr_service
+    service, fake = pr_service
     first = service.process([push("fabrikam/backend", "2.0.4")])
     second = service.process([push("fabrikam/backend", "2.0.5")])
     assert first.pull_requests[0][1] == second.pull_requests[0][1]
@@ -281,7 +285,7 @@ def test_newer_push_supersedes_the_open_pr_instead_of_opening_another(pr_service
 def test_crash_between_push_and_pr_creation_then_retry_yields_one_pr(pr_service, hld):
     from core.azdo import AzdoTransientError
 
-    service, fake, _ = pr_service
+    service, fake = pr_service
     item = push("fabrikam/backend", "2.0.4")
     fake.fail_next("POST", r"/pullRequests$", status=503)
     with pytest.raises(AzdoTransientError):

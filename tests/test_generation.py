@@ -1,7 +1,9 @@
 """The hld-changed worker: HLD branch head -> manifest repo, on real bare repos and Azurite."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,7 +13,7 @@ from core.generation import MANIFEST_BOT_BRANCH, GenerationService
 from core.git_workspace import GitWorkspace
 from core.highwater import HighWaterMarks
 from core.pull_requests import PullRequests
-from core.runners import run_generate
+from core.runners import GenerateJob, QueuedMessage, QueueWorker
 from core.storage import HLD_CHANGED
 from core.trace import TraceLog
 from core.workitems import HldChanged, encode
@@ -69,18 +71,19 @@ def test_regenerating_the_same_hld_commits_nothing_and_ten_items_make_one_genera
     assert branches(manifests)["main"] == before
 
 
+def run_one(services, item: HldChanged, dequeue_count: int = 1):
+    """What one generate_worker invocation for `item` does (without the Functions host): its Settled, or it raises."""
+    worker = QueueWorker(HLD_CHANGED, lambda: GenerateJob(services))
+    return asyncio.run(worker.run(QueuedMessage(f"m-{item.event_id}", encode(item), dequeue_count)))
+
+
 def test_queued_items_for_one_hld_are_taken_into_one_run(repos, storage, tmp_path):
     hld, manifests = repos
     for i in range(9):
         storage.enqueue(HLD_CHANGED, encode(changed(f"q{i}")))
-
-    class Services:
-        pass
-
-    services = Services()
-    services.storage, services.generation = storage, make_generation(repos, storage, tmp_path)
-    result = run_generate(services, changed("first"))
-    assert result.action == "committed"
+    services = SimpleNamespace(storage=storage, generation=make_generation(repos, storage, tmp_path))
+    settled = run_one(services, changed("first"))
+    assert settled.result.action == "committed" and settled.poison == ()
     assert storage.queue_depth(HLD_CHANGED) == 0
     assert len(commits(manifests, "main")) == 2
 
@@ -124,12 +127,10 @@ def test_pull_request_mode_uses_one_superseded_bot_branch(repos, storage, tmp_pa
 def test_acr_push_flows_through_bump_and_generation_with_trace(repos, storage, tmp_path):
     """Issue 4 done-when: bump + generation in direct mode; prod/ holds the new tag; regenerating commits nothing."""
     hld, manifests = repos
-    queued: list = []
     bump = BumpService(repo_url=hld, branch="main", workspace=GitWorkspace(hld, "main", base_dir=tmp_path / "w"),
-                       high_water=HighWaterMarks(storage), trace=TraceLog(storage), mode="direct",
-                       enqueue=queued.append)
+                       high_water=HighWaterMarks(storage), trace=TraceLog(storage), mode="direct")
     item = push("fabrikam/frontend", "1.4.7")
-    bump.process([item])
+    queued = list(bump.process([item]).follow_ups)
     generation = make_generation(repos, storage, tmp_path)
     result = generation.process(queued)
     assert result.action == "committed" and result.hld_commit == branches(hld)["main"]

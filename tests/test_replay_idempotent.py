@@ -8,12 +8,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from core.replay import Replayer
-from core.runners import run_bump, run_generate
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, poison_queue
 from core.workitems import decode, encode
 from tests.gitrepos import branches
-from tests.test_bump import make_service, push
-from tests.test_generation import changed, make_generation, repos  # noqa: F401
+from tests.test_bump import make_service, push, run_one as bump_one
+from tests.test_generation import changed, make_generation, repos, run_one as generate_one  # noqa: F401
 
 
 def replay_once(storage, queue: str, item) -> object:
@@ -28,12 +27,12 @@ def replay_once(storage, queue: str, item) -> object:
 
 def test_replayed_image_push_changes_nothing(repos, storage, tmp_path):  # noqa: F811
     hld, _ = repos
-    bump, _ = make_service(hld, storage, tmp_path)
+    bump = make_service(hld, storage, tmp_path)
     services = SimpleNamespace(storage=storage, bump=bump)
     item = push("fabrikam/frontend", "1.4.3")
-    assert run_bump(services, item).commit is not None
+    assert bump_one(services, item).result.commit is not None
     head = branches(hld)["main"]
-    result = run_bump(services, replay_once(storage, IMAGE_PUSHED, item))
+    result = bump_one(services, replay_once(storage, IMAGE_PUSHED, item)).result
     assert result.commit is None and {o.action for o in result.outcomes} == {"noop"}
     assert branches(hld)["main"] == head
 
@@ -42,7 +41,7 @@ def test_replayed_hld_change_changes_nothing(repos, storage, tmp_path):  # noqa:
     _, manifests = repos
     services = SimpleNamespace(storage=storage, generation=make_generation(repos, storage, tmp_path))
     item = changed("push")
-    assert run_generate(services, item).action == "committed"
+    assert generate_one(services, item).result.action == "committed"
     head = branches(manifests)["main"]
-    assert run_generate(services, replay_once(storage, HLD_CHANGED, item)).action == "up-to-date"
+    assert generate_one(services, replay_once(storage, HLD_CHANGED, item)).result.action == "up-to-date"
     assert branches(manifests)["main"] == head

@@ -2,7 +2,9 @@
 real bare git repositories for the HLD and manifest repos where generation is involved."""
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +17,14 @@ from core.git_workspace import GitWorkspace
 from core.pull_requests import PullRequests
 from core.review_records import ReviewRecords, RuleFailure
 from core.review_rules import MARKER
-from core.review_runner import run_review
+from core.review_runner import ReviewJob
+from core.runners import QueuedMessage, QueueWorker, Settled
+from core.storage import PR_REVIEW
 from core.services import Services
 from core.settings import load_settings
 from core.targets import find_all_targets
 from core.trace import TraceLog
-from core.workitems import HldChanged, ImagePushed, PrReview
+from core.workitems import HldChanged, ImagePushed, PrReview, encode
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, PROJECT_ID, FakeIteration, azdo  # noqa: F401
 from tests.gitrepos import bare_repo, branches, git, push_files, repo_path
 
@@ -38,6 +42,14 @@ def tagged(tag: str, text: str = BASE_TEXT) -> str:
     return text.replace('tag: "1.4.0"', f'tag: "{tag}"')
 
 
+def run_review(services, item: PrReview, sleeps: list | None = None):
+    async def sleep(seconds: float) -> None:
+        (sleeps if sleeps is not None else []).append(seconds)
+
+    worker = QueueWorker(PR_REVIEW, lambda: ReviewJob(services), batches=False, sleep=sleep)
+    return asyncio.run(worker.run(QueuedMessage("m", encode(item))))
+
+
 @dataclass
 class World:
     azdo: object
@@ -49,11 +61,17 @@ class World:
     tmp: Path
     sleeps: list
 
-    def review(self, pr, event_type: str = "git.pullrequest.updated", repo=None):
+    def settle(self, pr, event_type: str = "git.pullrequest.updated", repo=None) -> Settled:
+        """One review_worker invocation (without the Functions host): its Settled, or it raises for a retry."""
         repo = repo or self.hld
-        item = PrReview(event_id=f"evt-{next(_shas)}", trace_id="t", event_type=event_type, repository_id=repo.id,
-                        project_id=PROJECT_ID, pr_id=pr.id, source_ref=pr.source_ref)
-        return run_review(self.services, item, sleep=self.sleeps.append)
+        item = PrReview(event_id=f"evt-{next(_shas)}", trace_id="t", event_type=event_type,
+                        repository_id=repo.id, project_id=PROJECT_ID, pr_id=pr.id, source_ref=pr.source_ref)
+        return run_review(self.services, item, self.sleeps)
+
+    def review(self, pr, event_type: str = "git.pullrequest.updated", repo=None):
+        settled = self.settle(pr, event_type, repo)
+        assert settled.poison == ()
+        return settled.result
 
     def records(self, pr_id: int):
         return ReviewRecords(self.services.storage).for_pr(pr_id)
@@ -171,14 +189,14 @@ def test_a_build_event_without_pr_number_finds_the_pr_by_source_branch(world):
     pr = bump_pr(world)
     item = PrReview("evt-b", "t", "build.complete", repository_id=world.hld.id, project_id=PROJECT_ID,
                     build_id=42, source_ref=BOT_BRANCH)
-    assert run_review(world.services, item).action == "approved"
+    assert run_review(world.services, item).result.action == "approved"
     assert pr.reviewers[BOT_ID] == 10
 
 
 def test_a_build_event_without_any_pr_is_finished_without_a_record(world, caplog):
     item = PrReview("evt-c", "t", "build.complete", repository_id=world.hld.id, project_id=PROJECT_ID, build_id=43)
     with caplog.at_level("INFO", logger="autopilot.review"):
-        assert run_review(world.services, item) is None
+        assert run_review(world.services, item).result is None
     assert "no PR involved" in caplog.text
     assert world.writes() == []
 
@@ -345,21 +363,33 @@ def test_the_policy_is_read_from_the_target_branch_not_the_pr(world):
 
 # -- failures of Azure DevOps: retry, never approve -----------------------------------------------------------
 
-@pytest.mark.parametrize("method, path, status, retry_after, error", [
-    ("GET", r"/pullRequests/\d+$", 401, None, AzdoAuthError),
-    ("GET", r"/iterations/\d+/changes", 429, 7, AzdoTransientError),
-    ("GET", r"/policy/Evaluations", 503, None, AzdoTransientError),
-    ("GET", r"/items", 503, 2, AzdoTransientError),
+@pytest.mark.parametrize("method, path, status, retry_after", [
+    ("GET", r"/iterations/\d+/changes", 429, 7),
+    ("GET", r"/policy/Evaluations", 503, None),
+    ("GET", r"/items", 503, 2),
 ])
-def test_azure_devops_errors_raise_for_a_retry_and_never_approve(world, method, path, status, retry_after, error):
+def test_azure_devops_errors_raise_for_a_retry_and_never_approve(world, method, path, status, retry_after):
     pr = bump_pr(world)
     world.azdo.fail_next(method, path, status=status, retry_after=retry_after)
-    with pytest.raises(error):
+    with pytest.raises(AzdoTransientError):
         world.review(pr)
     assert world.azdo.find_calls("PUT", r"/reviewers/") == [] and pr.auto_complete_set_by is None
     assert world.sleeps == ([retry_after] if retry_after else [])
     assert world.records(pr.id) == []
     assert world.review(pr).action == "approved"      # the queue's retry
+
+
+def test_refused_credentials_poison_the_message_at_once_with_the_reason_on_the_trace(world):
+    pr = bump_pr(world)
+    world.azdo.fail_next("GET", r"/pullRequests/\d+$", status=401)
+    settled = world.settle(pr)
+    [poisoned] = settled.poison
+    assert settled.result is None and json.loads(poisoned)["poisonReason"].startswith(f"{AzdoAuthError.__name__}: ")
+    assert world.azdo.find_calls("PUT", r"/reviewers/") == [] and world.records(pr.id) == []
+    [row] = TraceLog(world.services.storage).rows_for_trace("t")
+    [failed] = [s for s in row["stages"] if s["stage"] == "failed"]
+    assert failed["reason"].startswith("AzdoAuthError: ") and failed["queue"] == PR_REVIEW
+    assert world.review(pr).action == "approved"      # a replay after the fix
 
 
 def test_a_failure_while_acting_is_retried_to_completion(world):

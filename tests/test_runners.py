@@ -1,0 +1,401 @@
+"""The queue runner: failures decided by class, batches that never poison a healthy neighbour, invocations that wait
+for their batch without a thread, and output bindings the real worker accepts."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import threading
+import time
+import typing
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Callable
+
+import azure.functions as func
+import pytest
+from azure.functions._thirdparty import typing_inspect
+from azure.functions.queue import QueueMessageOutConverter
+
+from core.errors import Permanent, Retryable
+from core.replay import Replayer
+from core.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessage, QueueWorker, Settled
+from core.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, poison_queue
+from core.trace import TraceLog
+from core.workitems import HldChanged, ImagePushed, decode, encode
+from tests.gitrepos import bare_repo, branches, commits, file_at, push_files
+from tests.test_bump import EXAMPLE_HLD, REGISTRY, make_service, push
+from tests.test_generation import changed, make_generation
+
+EXAMPLES = EXAMPLE_HLD.parent
+
+
+class Flaky(Retryable):
+    """Fails every time, but a retry could help in principle."""
+
+
+class Broken(Permanent):
+    """Fails every time, and says so."""
+
+
+@dataclass
+class FakeJob:
+    """An image-pushed job over real Azurite queues whose work fails for the tags `fail` names."""
+    storage: Storage
+    fail: Callable[[ImagePushed], Exception | None] = lambda item: None
+    runs: list[list[str]] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    queue: str = IMAGE_PUSHED
+    stage: str = "bump"
+    batches: bool = True
+
+    def process(self, items):
+        self.runs.append([i.tag for i in items])
+        for item in items:
+            error = self.fail(item)
+            if error is not None:
+                raise error
+        self.done += [i.tag for i in items]
+        return [i.tag for i in items]
+
+    def follow_ups(self, tags):
+        return (HldChanged(event_id="gen-" + "-".join(tags), trace_id="f" * 32, reason="bump"),)
+
+    def report(self, result, items) -> None:
+        pass
+
+
+def item(tag: str, trace_id: str = "") -> ImagePushed:
+    return ImagePushed(event_id=f"acr:{tag}", trace_id=trace_id or f"{tag:0>32}"[-32:], registry=REGISTRY,
+                       repository="fabrikam/api", tag=tag, digest="", media_type="", pushed_at="2026-01-01T00:00:00Z",
+                       acr_event_id=tag, received_at="2026-01-01T00:00:01+00:00")
+
+
+def host_round(storage: Storage, worker: QueueWorker, queue: str, *, batch_size: int, max_dequeue: int = 5,
+               outputs: dict[str, list[str]] | None = None) -> list[int]:
+    """One poll of the Functions host's queue listener: receive `batch_size` messages, run their invocations side by
+    side on one event loop, then delete (writing the output bindings), release, or poison after `max_dequeue`.
+    Returns the dequeue counts the host saw."""
+    client = storage.queue(queue)
+    messages = list(client.receive_messages(max_messages=batch_size, visibility_timeout=60))[:batch_size]
+
+    async def invoke_all():
+        return await asyncio.gather(*(worker.run(QueuedMessage(m.id, m.content, m.dequeue_count)) for m in messages),
+                                    return_exceptions=True)
+
+    for message, outcome in zip(messages, asyncio.run(invoke_all()) if messages else []):
+        if isinstance(outcome, Settled):
+            for text in outcome.poison:
+                storage.enqueue(poison_queue(queue), text)
+            for follow_up in outcome.follow_ups:
+                (outputs if outputs is not None else {}).setdefault(follow_up.queue, []).append(encode(follow_up))
+            client.delete_message(message)
+        elif message.dequeue_count >= max_dequeue:
+            storage.enqueue(poison_queue(queue), message.content)
+            client.delete_message(message)
+        else:
+            client.update_message(message, visibility_timeout=0)
+    return [m.dequeue_count for m in messages]
+
+
+def poisoned(storage: Storage, queue: str = IMAGE_PUSHED) -> list[str]:
+    return [m.content for m in storage.queue(poison_queue(queue)).peek_messages(max_messages=32)]
+
+
+def drain(storage: Storage, worker: QueueWorker, queue: str, *, batch_size: int, rounds: int = 20,
+          outputs: dict | None = None) -> list[int]:
+    seen: list[int] = []
+    for _ in range(rounds):
+        counts = host_round(storage, worker, queue, batch_size=batch_size, outputs=outputs)
+        seen += counts
+        if not counts:
+            if storage.queue_depth(queue) == 0:
+                return seen
+            time.sleep(0.2)
+    raise AssertionError(f"{queue} not drained after {rounds} rounds")
+
+
+# -- batching never poisons a healthy neighbour --------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def quick_release(monkeypatch):
+    monkeypatch.setattr("core.runners.RETRY_DELAY_SECONDS", 0)   # a released taken message is visible again at once
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_a_repeating_retryable_failure_next_to_healthy_messages_poisons_only_itself(storage, batch_size):
+    job = FakeJob(storage, fail=lambda i: Flaky("registry answered 503") if i.tag == "bad" else None)
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job)
+    tags = ["h1", "h2", "bad", "h3", "h4", "h5", "h6"]
+    for tag in tags:
+        storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
+    outputs: dict[str, list[str]] = {}
+    drain(storage, worker, IMAGE_PUSHED, batch_size=batch_size, outputs=outputs)
+
+    assert sorted(job.done) == sorted(t for t in tags if t != "bad")     # every healthy one committed, once
+    [poison] = poisoned(storage)
+    assert decode(poison, IMAGE_PUSHED).tag == "bad"                     # after maxDequeueCount attempts
+    assert job.runs.count(["bad"]) == 5                                  # maxDequeueCount attempts, each alone
+    assert len([run for run in job.runs if "bad" in run and len(run) > 1]) == 1   # only its first was in a batch
+    assert outputs[HLD_CHANGED]                                          # the healthy runs' follow-ups went out
+
+
+def test_a_permanent_failure_next_to_healthy_messages_is_poisoned_on_its_first_attempt(storage):
+    job = FakeJob(storage, fail=lambda i: Broken("autopilot.yaml:3: bad rule") if i.tag == "bad" else None)
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job)
+    for tag in ["h1", "bad", "h2"]:
+        storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
+    counts = drain(storage, worker, IMAGE_PUSHED, batch_size=1)   # h1 triggers, takes bad and h2 into its batch
+
+    assert counts == [1] and sorted(job.done) == ["h1", "h2"]
+    assert job.runs == [["h1", "bad", "h2"], ["h1"], ["bad"], ["h2"]]
+    [poison] = poisoned(storage)
+    body = json.loads(poison)
+    assert body["tag"] == "bad" and body[POISON_REASON_FIELD] == "Broken: autopilot.yaml:3: bad rule"
+    [row] = TraceLog(storage).rows_for_trace(item("bad").trace_id)
+    assert row["imageTag"] == "bad" and row["stages"][0]["reason"] == "Broken: autopilot.yaml:3: bad rule"
+
+
+def test_a_trigger_that_fails_is_retried_while_the_taken_neighbours_commit_and_their_follow_ups_go_out(storage):
+    job = FakeJob(storage, fail=lambda i: Flaky("git remote hung up") if i.tag == "bad" else None)
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job)
+    storage.enqueue(IMAGE_PUSHED, encode(item("h1")))
+    storage.enqueue(IMAGE_PUSHED, encode(item("h2")))
+    with pytest.raises(Flaky):
+        asyncio.run(worker.run(QueuedMessage("trigger", encode(item("bad")))))
+    assert sorted(job.done) == ["h1", "h2"] and storage.queue_depth(IMAGE_PUSHED) == 0   # the taken ones deleted
+    [follow_up] = storage.queue(HLD_CHANGED).peek_messages()    # no invocation returned: written with the SDK
+    assert decode(follow_up.content, HLD_CHANGED).event_id in ("gen-h1", "gen-h2")
+
+
+def test_a_message_that_failed_before_runs_alone_and_takes_no_others(storage):
+    job = FakeJob(storage)
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job)
+    storage.enqueue(IMAGE_PUSHED, encode(item("waiting")))
+    settled = asyncio.run(worker.run(QueuedMessage("again", encode(item("retried")), dequeue_count=2)))
+    assert job.runs == [["retried"]] and settled.result == ["retried"]
+    assert storage.queue_depth(IMAGE_PUSHED) == 1
+
+
+def test_an_undecodable_taken_message_is_poisoned_directly(storage):
+    job = FakeJob(storage)
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job)
+    storage.enqueue(IMAGE_PUSHED, "not a work item")
+    settled = asyncio.run(worker.run(QueuedMessage("t", encode(item("ok")))))
+    assert settled.poison == () and job.done == ["ok"]
+    assert poisoned(storage) == ["not a work item"] and storage.queue_depth(IMAGE_PUSHED) == 0
+
+
+# -- invocations wait for their batch without a thread ------------------------------------------------------------
+
+def test_concurrent_invocations_hand_over_and_hold_no_thread_while_a_batch_runs(storage):
+    release = threading.Event()
+    started = threading.Event()
+    job = FakeJob(storage)
+    original = job.process
+
+    def slow(items):
+        started.set()
+        assert release.wait(30)
+        return original(items)
+
+    job.process = slow
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job)
+
+    async def scenario():
+        first = asyncio.ensure_future(worker.run(QueuedMessage("m0", encode(item("t0")))))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 30)
+        rest = [asyncio.ensure_future(worker.run(QueuedMessage(f"m{n}", encode(item(f"t{n}"))))) for n in range(1, 13)]
+        await asyncio.sleep(0.2)
+        waiting = len(worker._state.pending)
+        queued_jobs = worker.executor._work_queue.qsize()
+        release.set()
+        settled = await asyncio.gather(first, *rest)
+        return waiting, queued_jobs, settled
+
+    waiting, queued_jobs, settled = asyncio.run(scenario())
+    assert (waiting, queued_jobs) == (12, 0)   # twelve invocations wait on the event loop: no thread, no pool slot
+    assert job.runs == [["t0"], [f"t{n}" for n in range(1, 13)]]   # and were handed over to one batch
+    assert sum(len(s.follow_ups) for s in settled) == 2            # each batch's follow-up goes out once
+
+
+def worker_accepts_out_annotation(annotation) -> bool:
+    """The Python worker's load-time check of a `func.Out[X]` queue output parameter (azure_functions_worker/
+    functions.py, `FunctionRegistry` parameter validation, with its vendored typing_inspect): X must be a class or a
+    typing generic, and the queue converter must accept it; otherwise the function fails to load."""
+    [inner] = typing_inspect.get_args(annotation)
+    if not isinstance(inner, type) and not typing_inspect.is_generic_type(inner):
+        return False      # "binding ... has invalid non-type annotation", e.g. func.Out[list[str]]
+    return QueueMessageOutConverter.check_output_type_annotation(inner)
+
+
+def test_the_worker_check_refuses_builtin_list_annotations():
+    assert worker_accepts_out_annotation(func.Out[typing.List[str]])
+    assert not worker_accepts_out_annotation(func.Out[list[str]])
+
+
+def test_queue_functions_are_coroutines_with_output_bindings_the_worker_accepts():
+    import function_app
+
+    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    for name, outputs in {"bump_worker": {"hld-changed", "image-pushed-poison"},
+                          "generate_worker": {"hld-changed-poison"}, "review_worker": {"pr-review-poison"}}.items():
+        assert inspect.iscoroutinefunction(functions[name].get_user_function()), name
+        bindings = [json.loads(b) for b in functions[name].get_raw_bindings()]
+        assert {b["queueName"] for b in bindings if b["type"] == "queue"} == outputs
+    for name, fn in functions.items():
+        hints = typing.get_type_hints(fn.get_user_function())
+        for binding in (json.loads(b) for b in fn.get_raw_bindings()):
+            if binding["type"] == "queue":
+                assert worker_accepts_out_annotation(hints[binding["name"]]), (name, binding["name"])
+
+
+# -- a permanent failure per class is poisoned on its first attempt, with its reason on the trace -------------------
+
+def run_invocation(worker: QueueWorker, text: str) -> Settled:
+    return asyncio.run(worker.run(QueuedMessage("msg-1", text)))
+
+
+def test_policy_error_is_poisoned_at_once_and_a_replay_after_the_fix_commits(tmp_path, storage):
+    good = f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"
+    url = bare_repo(tmp_path, {"autopilot.yaml": "rules:\n  - image: x\n    ordering: sideways\n",
+                               "prod/web.yaml": good}, name="m")
+    services = SimpleNamespace(storage=storage, bump=make_service(url, storage, tmp_path, is_hld=False))
+    worker = QueueWorker(IMAGE_PUSHED, lambda: BumpJob(services))
+    pushed = push("web", "1.0.1")
+    settled = run_invocation(worker, encode(pushed))
+    [copy] = settled.poison
+    reason = json.loads(copy)[POISON_REASON_FIELD]
+    assert reason.startswith("PolicyError: ") and "autopilot.yaml:3" in reason
+    [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
+    assert [s["stage"] for s in row["stages"]] == ["failed"] and row["stages"][0]["reason"] == reason
+    assert row["image"] == pushed.image and row["imageTag"] == "1.0.1"
+
+    push_files(url, "main", {"autopilot.yaml": "rules: []\n"}, "Fix the policy")
+    storage.enqueue(poison_queue(IMAGE_PUSHED), copy)                  # what the host wrote from the binding
+    assert len(Replayer(storage, None, None).poison(IMAGE_PUSHED).moved) == 1
+    [message] = storage.queue(IMAGE_PUSHED).receive_messages(max_messages=1)
+    replayed = asyncio.run(worker.run(QueuedMessage(message.id, message.content, message.dequeue_count)))
+    assert replayed.poison == () and replayed.result.commit == branches(url)["main"]
+    assert b"web:1.0.1" in file_at(url, "main", "prod/web.yaml")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("not json", "WorkItemError: image-pushed: message is not JSON"),
+    ('{"v": 1, "kind": "image-pushed", "trace_id": "abc123"}', "WorkItemError: image-pushed: missing field(s)"),
+])
+def test_work_item_decode_error_is_poisoned_at_once(storage, text, reason):
+    job = FakeJob(storage)
+    settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), text)
+    [copy] = settled.poison
+    assert job.runs == [] and settled.result is None
+    if text.startswith("{"):
+        assert json.loads(copy)[POISON_REASON_FIELD].startswith(reason)
+        [row] = TraceLog(storage).rows_for_trace("abc123")
+        assert row["stages"][0]["stage"] == "failed" and row["stages"][0]["reason"].startswith(reason)
+    else:
+        assert copy == text      # kept as it is; the reason is logged (and shown by the replay summary)
+
+
+def test_generation_error_is_poisoned_at_once_with_the_reason_on_the_pushs_record(tmp_path, storage):
+    hld = bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
+    manifests = bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests")
+    trace = TraceLog(storage)
+    trace.record("p" * 32, "frontend/dev", "received", actor="acr")
+    trace.record("p" * 32, "frontend/dev", "hld-commit", actor="gitops-autopilot")
+    push_files(hld, "main", {"fabrikam-project/frontend/dev/component.yaml":
+                             "name: dev\nsubcomponents:\n- name: evil\n  method: local\n  path: ../../../../etc\n"},
+               "Point a component outside the checkout")
+    services = SimpleNamespace(storage=storage, generation=make_generation((hld, manifests), storage, tmp_path))
+    before = branches(manifests)["main"]
+    settled = run_invocation(QueueWorker(HLD_CHANGED, lambda: GenerateJob(services)),
+                             encode(changed("bump", image_trace_ids=("p" * 32,))))
+    [copy] = settled.poison
+    reason = json.loads(copy)[POISON_REASON_FIELD]
+    assert reason.startswith("GenerationError: ") and branches(manifests)["main"] == before
+    [row] = trace.rows_for_trace("p" * 32)
+    assert [s["stage"] for s in row["stages"]] == ["received", "hld-commit", "failed"]
+    assert row["stages"][-1]["reason"] == reason and row["stages"][-1]["queue"] == HLD_CHANGED
+
+
+def test_a_settings_error_poisons_without_running(storage):
+    from core.settings import SettingsError
+
+    def unwired():
+        raise SettingsError("HLD_REPO_URL is not set")
+
+    settled = run_invocation(QueueWorker(IMAGE_PUSHED, unwired), encode(item("x")))
+    assert json.loads(settled.poison[0])[POISON_REASON_FIELD] == "SettingsError: HLD_REPO_URL is not set"
+
+
+def test_retry_after_is_waited_on_the_event_loop_before_the_retry(storage):
+    from core.azdo import AzdoTransientError
+
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    job = FakeJob(storage, fail=lambda i: AzdoTransientError("429", retry_after=90, status=429))
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job, sleep=sleep)
+    with pytest.raises(AzdoTransientError):
+        run_invocation(worker, encode(item("x")))
+    assert sleeps == [30.0]      # bounded
+
+
+def test_commits_through_the_runner_record_no_failure(tmp_path, storage):
+    url = bare_repo(tmp_path, {"prod/web.yaml": f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"},
+                    name="m")
+    services = SimpleNamespace(storage=storage, bump=make_service(url, storage, tmp_path))
+    settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(services)), encode(push("web", "1.0.1")))
+    [follow_up] = settled.follow_ups
+    assert settled.poison == () and follow_up.commit == branches(url)["main"] == commits(url, "main")[0].sha
+    assert all(s["stage"] != "failed" for row in TraceLog(storage).query() for s in row["stages"])
+
+
+def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
+    from core.bump import BumpService
+    from core.git_workspace import GitWorkspace
+    from core.highwater import HighWaterMarks
+
+    url = bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
+    bump = BumpService(repo_url=url, branch="main", high_water=HighWaterMarks(storage), trace=TraceLog(storage),
+                       mode="direct", workspace=GitWorkspace(url, "main", base_dir=tmp_path / "w",
+                                                             auth_header=lambda: "Basic a\nInjected: b"))
+    pushed = push("fabrikam/frontend", "1.4.9")
+    settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(SimpleNamespace(storage=storage, bump=bump))),
+                             encode(pushed))
+    reason = json.loads(settled.poison[0])[POISON_REASON_FIELD]
+    assert reason.startswith("GitAuthError: ")
+    [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
+    assert row["stages"][0]["reason"] == reason
+
+
+class Out:
+    def __init__(self):
+        self.value = None
+
+    def set(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_unbound_follow_up(storage):
+    from handlers import queues
+
+    job = FakeJob(storage, fail=lambda i: Broken("no") if i.tag == "bad" else None)
+    worker = QueueWorker(IMAGE_PUSHED, lambda: job)
+    message = func.QueueMessage(id="m1", body=encode(item("ok")).encode())
+    changed_out, poison_out = Out(), Out()
+    asyncio.run(queues.run(worker, message, poison_out, {HLD_CHANGED: changed_out}))
+    [text] = changed_out.get()
+    assert decode(text, HLD_CHANGED).event_id == "gen-ok" and poison_out.get() is None
+
+    bad = func.QueueMessage(id="m2", body=encode(item("bad")).encode())
+    asyncio.run(queues.run(worker, bad, poison_out, {HLD_CHANGED: Out()}))
+    assert json.loads(poison_out.get()[0])[POISON_REASON_FIELD] == "Broken: no"
+
+    with pytest.raises(KeyError):
+        asyncio.run(queues.run(worker, func.QueueMessage(id="m3", body=encode(item("x")).encode()), Out()))
