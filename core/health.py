@@ -157,7 +157,8 @@ class StoreProbe:
                 storage.table(name).get_entity(HEALTH_KEY, HEALTH_KEY)
             except ResourceNotFoundError as exc:
                 if exc.error_code == TableErrorCode.TABLE_NOT_FOUND:
-                    failing.append(f"storage: table {name} does not exist (run `python -m core.admin setup`)")
+                    failing.append(f"storage: table {name} was deleted (restart the app: it creates its tables "
+                                   "on first use)")
             except (StorageUnavailable, AzureError) as exc:
                 failing.append(_store_failure(f"table {name}", exc))
                 break

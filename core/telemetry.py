@@ -69,14 +69,7 @@ def current_trace_id() -> str:
 
 class LogContextFilter(logging.Filter):
     """Stamps the current trace id on records that have none (`extra={"trace_id": ...}` wins) and redacts
-    credentials from the message, so every handler it is attached to sees the same safe record.
-
-    `in_message=True` also appends ` [trace_id=...]` to the message, for handlers that send only the formatted
-    message on (the Functions worker's)."""
-
-    def __init__(self, in_message: bool = False) -> None:
-        super().__init__()
-        self._in_message = in_message
+    credentials from the message, so every handler it is attached to sees the same safe record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "trace_id", ""):
@@ -86,11 +79,24 @@ class LogContextFilter(logging.Filter):
         except (TypeError, ValueError):
             return True  # a malformed call: the handler reports it when formatting, as logging always does
         safe = redact(message)
-        if self._in_message and record.trace_id and not getattr(record, "trace_in_message", False):
-            safe, record.trace_in_message = f"{safe} [trace_id={record.trace_id}]", True
         if safe != message or record.args:
             record.msg, record.args = safe, None
         return True
+
+
+class TraceSuffixFormatter(logging.Formatter):
+    """A handler's own formatting plus ` [trace_id=...]` when the record has one: for handlers that pass only the
+    formatted text on (the Functions worker's sends it to the host as the log message). Changes that handler's
+    output only; the record itself is left as it is."""
+
+    def __init__(self, inner: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self._inner.format(record)
+        trace_id = getattr(record, "trace_id", "")
+        return f"{text} [trace_id={trace_id}]" if trace_id else text
 
 
 class JsonFormatter(logging.Formatter):
@@ -123,7 +129,8 @@ def configure_json_logging(level: int = logging.INFO, stream: IO[str] | None = N
         ours = logging.StreamHandler(stream or sys.stderr)
         ours.setFormatter(JsonFormatter())
         root.addHandler(ours)
-    _filter_root_handlers(in_message=False)
+    for handler in root.handlers:
+        _add_context_filter(handler)
     root.setLevel(level)
     _quiet_sdk_loggers()
     return ours
@@ -131,17 +138,22 @@ def configure_json_logging(level: int = logging.INFO, stream: IO[str] | None = N
 
 def configure_app_telemetry(connection_string: str = "") -> None:
     """The function app, once at import: metrics (to Application Insights when `connection_string` is set), and
-    trace ids and redaction on the root handlers the host already installed (the worker's gRPC handler, or
-    devhost's JSON handler). Adds no handler and leaves the root level to the host."""
+    redaction and trace ids on the root handlers the host already installed: the worker's gRPC handler gets the
+    filter and a `TraceSuffixFormatter`; devhost's JSON handler already has both. Adds no handler and leaves the
+    root level to the host."""
     configure_metrics(connection_string)
-    _filter_root_handlers(in_message=True)
+    for handler in logging.getLogger().handlers:
+        if _add_context_filter(handler) and not isinstance(handler.formatter, (JsonFormatter, TraceSuffixFormatter)):
+            handler.setFormatter(TraceSuffixFormatter(handler.formatter))
     _quiet_sdk_loggers()
 
 
-def _filter_root_handlers(in_message: bool) -> None:
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, LogContextFilter) for f in handler.filters):
-            handler.addFilter(LogContextFilter(in_message=in_message))
+def _add_context_filter(handler: logging.Handler) -> bool:
+    """Attach the trace-id/redaction filter unless the handler has it; True when it was added now."""
+    if any(isinstance(f, LogContextFilter) for f in handler.filters):
+        return False
+    handler.addFilter(LogContextFilter())
+    return True
 
 
 def _quiet_sdk_loggers() -> None:

@@ -131,7 +131,8 @@ def test_every_table_intake_and_workers_use_is_checked(app_env):
     status, body, _ = get_health()
 
     assert status == 503
-    assert body["failing"] == [f"storage: table {JOURNAL_TABLE} does not exist (run `python -m core.admin setup`)"]
+    assert body["failing"] == [f"storage: table {JOURNAL_TABLE} was deleted (restart the app: it creates its tables "
+                               "on first use)"]
 
 
 def test_store_answers_are_cached_for_the_ttl_per_storage(azurite):

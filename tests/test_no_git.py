@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ACR_SECRET, AZDO_SECRET, HLD_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = r"""
 import asyncio, inspect, json, sys
 from pathlib import Path
+
+import pytest
 
 import azure.functions as func
 
@@ -111,3 +115,26 @@ def test_import_alone_needs_no_storage_and_no_git(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert int(run.stdout.strip()) >= 9
     assert "Bad git executable" not in run.stderr
+
+
+def test_rendered_mode_without_helm_is_one_permanent_error(tmp_path, monkeypatch):
+    from core.errors import is_permanent
+    from core.generate.helm import HelmMissing, HelmTemplate
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("HELM_BIN", raising=False)
+    with pytest.raises(HelmMissing) as raised:
+        HelmTemplate(None, tmp_path).render(release="web", chart="./chart", namespace="prod", values="",
+                                            limit=1 << 20, label="component web (prod)")
+    assert is_permanent(raised.value)
+    assert "helm binary 'helm' not found" in str(raised.value) and "HELM_MODE=helmrelease" in str(raised.value)
+
+
+def test_git_missing_is_permanent_and_names_the_fix(monkeypatch, tmp_path):
+    from core.errors import is_permanent
+    from core.git_workspace import GitMissing, GitWorkspace
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(GitMissing) as raised:
+        GitWorkspace("https://dev.azure.com/fabrikam/Fabrikam/_git/hld", "main", base_dir=tmp_path)
+    assert is_permanent(raised.value) and "deploy the container image" in str(raised.value)

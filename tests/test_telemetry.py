@@ -25,6 +25,7 @@ def root_logging():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     filters = {h: list(h.filters) for h in handlers}
+    formatters = {h: h.formatter for h in handlers}
     azure_level = logging.getLogger("azure").level
     earlier = [h for h in handlers if isinstance(h.formatter, JsonFormatter)]  # e.g. from a devhost test
     for handler in earlier:
@@ -37,6 +38,7 @@ def root_logging():
         root.addHandler(handler)
     for handler, kept in filters.items():
         handler.filters[:] = kept
+        handler.setFormatter(formatters[handler])
     root.setLevel(level)
     logging.getLogger("azure").setLevel(azure_level)
 
@@ -248,6 +250,23 @@ def test_the_function_app_logs_only_through_the_hosts_handler(tmp_path):
     out = json.loads(run.stdout)
     assert out["same_handlers"] is True
     assert out["sent"] == [["WARNING", "refused Authorization: *** [trace_id=trace-77]"], ["INFO", "no trace"]]
+
+
+def test_the_apps_trace_suffix_changes_only_the_hosts_handler(root_logging):
+    """configure_app_telemetry formats the host's handler; the record, and so every other handler, is unchanged."""
+    host_buffer, json_buffer = io.StringIO(), io.StringIO()
+    host = logging.StreamHandler(host_buffer)
+    root_logging.addHandler(host)
+    telemetry.configure_app_telemetry("")
+    configure_json_logging(stream=json_buffer)
+    telemetry.configure_app_telemetry("")  # idempotent: no second suffix
+
+    with trace_context("t-5"):
+        logging.getLogger("autopilot.x").info("bumped %s", "web")
+
+    assert host_buffer.getvalue() == "bumped web [trace_id=t-5]\n"
+    [line] = lines(json_buffer)
+    assert line["message"] == "bumped web" and line["trace_id"] == "t-5"
 
 
 def test_devhost_configures_json_logging_on_stderr(root_logging, tmp_path, capsys):
