@@ -237,7 +237,8 @@ def test_the_worker_check_refuses_builtin_list_annotations():
 def test_queue_functions_are_coroutines_with_output_bindings_the_worker_accepts():
     import function_app
 
-    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    # get_functions() may only be called once per process (it refuses names it has seen): build each one instead
+    functions = {f.get_function_name(): f for f in (b.build() for b in function_app.app._function_builders)}
     for name, outputs in {"bump_worker": {"hld-changed", "image-pushed-poison"},
                           "generate_worker": {"hld-changed-poison"}, "review_worker": {"pr-review-poison"}}.items():
         assert inspect.iscoroutinefunction(functions[name].get_user_function()), name
