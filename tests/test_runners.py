@@ -400,3 +400,42 @@ def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_u
 
     with pytest.raises(KeyError):
         asyncio.run(queues.run(worker, func.QueueMessage(id="m3", body=encode(item("x")).encode()), Out()))
+
+
+def test_under_devhost_a_permanent_failure_is_poisoned_by_the_function_itself_with_its_reason(
+        azurite, tmp_path, monkeypatch):
+    """The whole app under devhost: a malformed autopilot.yaml poisons the push at its first attempt, through the
+    bump_worker's poison output binding (the host's own poisoning would copy the text as it is, after retries)."""
+    import function_app
+    from core.services import reset_services
+    from devhost import DevHost
+
+    hld = bare_repo(tmp_path, {**{p.relative_to(EXAMPLE_HLD).as_posix(): p.read_text()
+                                  for p in EXAMPLE_HLD.rglob("*") if p.is_file()},
+                               "autopilot.yaml": "rules:\n  - image: x\n    ordering: sideways\n"}, name="hld")
+    manifests = bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests")
+    for name, value in {"AzureWebJobsStorage": azurite, "ACR_WEBHOOK_SECRET": "s", "AZDO_WEBHOOK_SECRET": "s",
+                        "HLD_REPO_URL": hld, "MANIFEST_REPO_URL": manifests, "WRITE_MODE": "direct",
+                        "HELM_MODE": "helmrelease", "WORK_DIR": str(tmp_path / "work")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
+    reset_services()
+    storage = Storage(azurite)
+    storage.ensure()
+    pushed = push("fabrikam/frontend", "1.4.9")
+    storage.enqueue(IMAGE_PUSHED, encode(pushed))
+    host_json = {"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.200",
+                                                             "visibilityTimeout": "00:00:10", "maxDequeueCount": 5}}}
+    running = DevHost(function_app.app, host_json).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not poisoned(storage) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        running.stop()
+        reset_services()
+    [copy] = poisoned(storage)
+    reason = json.loads(copy)[POISON_REASON_FIELD]
+    assert reason.startswith("PolicyError: ") and storage.queue_depth(IMAGE_PUSHED) == 0
+    [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
+    assert row["stages"][-1]["stage"] == "failed" and row["stages"][-1]["reason"] == reason
