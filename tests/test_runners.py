@@ -17,6 +17,7 @@ import pytest
 from azure.functions._thirdparty import typing_inspect
 from azure.functions.queue import QueueMessageOutConverter
 
+import core.runners
 from core.errors import Permanent, Retryable
 from core.replay import Replayer
 from core.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessage, QueueWorker, Settled
@@ -28,6 +29,7 @@ from tests.test_bump import EXAMPLE_HLD, REGISTRY, make_service, push
 from tests.test_generation import changed, make_generation
 
 EXAMPLES = EXAMPLE_HLD.parent
+RETRY_DELAY_AS_DECLARED = core.runners.RETRY_DELAY_SECONDS   # before the autouse fixture below sets it to 0
 
 
 class Flaky(Retryable):
@@ -439,3 +441,12 @@ def test_under_devhost_a_permanent_failure_is_poisoned_by_the_function_itself_wi
     assert reason.startswith("PolicyError: ") and storage.queue_depth(IMAGE_PUSHED) == 0
     [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
     assert row["stages"][-1]["stage"] == "failed" and row["stages"][-1]["reason"] == reason
+
+
+def test_a_released_taken_message_comes_back_after_the_hosts_visibility_timeout():
+    from devhost.host_config import parse_timespan
+    from tests.conftest import ROOT
+
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert parse_timespan(queues["maxPollingInterval"], "maxPollingInterval") >= 2    # cost-sane idle polling
+    assert RETRY_DELAY_AS_DECLARED == parse_timespan(queues["visibilityTimeout"], "visibilityTimeout")
