@@ -127,7 +127,11 @@ def _unit(queue: str, text: str, message_id: str, *, dequeue_count: int = 1, tri
 
 
 def _distinct(items: Sequence[WorkItem]) -> list[WorkItem]:
-    return list({item.event_id: item for item in reversed(items)}.values())[::-1]
+    """The items in their order, each event once (the first delivery of it)."""
+    first: dict[str, WorkItem] = {}
+    for item in items:
+        first.setdefault(item.event_id, item)
+    return list(first.values())
 
 
 def _run(job: Job, units: Sequence[_Unit]) -> list[WorkItem]:

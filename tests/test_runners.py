@@ -450,3 +450,11 @@ def test_a_released_taken_message_comes_back_after_the_hosts_visibility_timeout(
     queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
     assert parse_timespan(queues["maxPollingInterval"], "maxPollingInterval") >= 2    # cost-sane idle polling
     assert RETRY_DELAY_AS_DECLARED == parse_timespan(queues["visibilityTimeout"], "visibilityTimeout")
+
+
+def test_a_batch_keeps_the_delivery_order_and_runs_each_event_once(storage):
+    job = FakeJob(storage)
+    for tag in ["b", "a", "c"]:
+        storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
+    run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), encode(item("a")))
+    assert job.runs == [["a", "b", "c"]] and storage.queue_depth(IMAGE_PUSHED) == 0
