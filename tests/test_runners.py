@@ -458,3 +458,13 @@ def test_a_batch_keeps_the_delivery_order_and_runs_each_event_once(storage):
         storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
     run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), encode(item("a")))
     assert job.runs == [["a", "b", "c"]] and storage.queue_depth(IMAGE_PUSHED) == 0
+
+
+def test_when_the_cause_is_not_one_message_a_failed_batch_is_not_run_item_by_item_to_the_end(storage):
+    job = FakeJob(storage, fail=lambda i: Flaky("remote unreachable"))
+    for n in range(6):
+        storage.enqueue(IMAGE_PUSHED, encode(item(f"w{n}")))
+    with pytest.raises(Flaky):
+        run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), encode(item("t")))
+    assert len(job.runs) == 1 + 2       # the batch, then two single runs that fail the same way
+    assert storage.queue_depth(IMAGE_PUSHED) == 6     # the taken ones are back for a retry
