@@ -24,6 +24,7 @@ Failures, by class (core.errors):
 - A batch that fails is run again item by item, so one bad message cannot fail (or poison) its neighbours: the
   healthy ones commit and only the failing one is retried or poisoned. A message that failed before
   (dequeue count > 1) runs alone and takes no others, so messages are not taken into a batch not known to be good.
+  When the single runs keep failing for a retryable reason (the remote is down), the rest are not run now.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ log = logging.getLogger("autopilot.worker")
 UNBATCHED_THREADS = 2           # concurrent runs of a queue whose messages are each their own run (reviews)
 RETRY_DELAY_SECONDS = 5         # a taken message that failed comes back after this (host.json visibilityTimeout)
 MAX_RETRY_AFTER_WAIT = 30.0
+SYSTEMIC_FAILURES = 2           # retryable failures in a row, running a failed batch item by item, that end it
 POISON_REASON_FIELD = "poisonReason"
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -127,7 +129,11 @@ def _unit(queue: str, text: str, message_id: str, *, dequeue_count: int = 1, tri
 
 
 def _distinct(items: Sequence[WorkItem]) -> list[WorkItem]:
-    return list({item.event_id: item for item in reversed(items)}.values())[::-1]
+    """The items in their order, each event once (the first delivery of it)."""
+    first: dict[str, WorkItem] = {}
+    for item in items:
+        first.setdefault(item.event_id, item)
+    return list(first.values())
 
 
 def _run(job: Job, units: Sequence[_Unit]) -> list[WorkItem]:
@@ -146,14 +152,30 @@ def _run(job: Job, units: Sequence[_Unit]) -> list[WorkItem]:
             return []
         log.warning("%s: a batch of %d items failed (%s); running each alone", job.stage, len(items),
                     type(exc).__name__)
-        follow_ups: list[WorkItem] = []
-        for u in units:
-            follow_ups += _run(job, [u])
-        return follow_ups
+        return _run_each(job, units)
     job.report(result, items)
     for u in units:
         u.result, u.done = result, True
     return list(job.follow_ups(result))
+
+
+def _run_each(job: Job, units: Sequence[_Unit]) -> list[WorkItem]:
+    """Each unit alone, so only the failing ones fail. When SYSTEMIC_FAILURES runs in a row fail for a reason a retry
+    may cure, the cause is not one message (the remote or storage is down): the rest are failed with that error
+    instead of each waiting for it again, and come back for a retry."""
+    follow_ups: list[WorkItem] = []
+    in_a_row: list[_Unit] = []
+    skipped = 0
+    for u in units:
+        if len(in_a_row) >= SYSTEMIC_FAILURES:
+            u.error, skipped = in_a_row[-1].error, skipped + 1
+            continue
+        follow_ups += _run(job, [u])
+        in_a_row = [] if u.done or is_permanent(u.error) else in_a_row + [u]
+    if skipped:
+        log.warning("%s: %d runs in a row failed (%s); the other %d item(s) of the batch are left for a retry",
+                    job.stage, len(in_a_row), type(in_a_row[-1].error).__name__, skipped)
+    return follow_ups
 
 
 def reason_of(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ import pytest
 from azure.functions._thirdparty import typing_inspect
 from azure.functions.queue import QueueMessageOutConverter
 
+import core.runners
 from core.errors import Permanent, Retryable
 from core.replay import Replayer
 from core.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessage, QueueWorker, Settled
@@ -28,6 +29,7 @@ from tests.test_bump import EXAMPLE_HLD, REGISTRY, make_service, push
 from tests.test_generation import changed, make_generation
 
 EXAMPLES = EXAMPLE_HLD.parent
+RETRY_DELAY_AS_DECLARED = core.runners.RETRY_DELAY_SECONDS   # before the autouse fixture below sets it to 0
 
 
 class Flaky(Retryable):
@@ -237,7 +239,8 @@ def test_the_worker_check_refuses_builtin_list_annotations():
 def test_queue_functions_are_coroutines_with_output_bindings_the_worker_accepts():
     import function_app
 
-    functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    # get_functions() may only be called once per process (it refuses names it has seen): build each one instead
+    functions = {f.get_function_name(): f for f in (b.build() for b in function_app.app._function_builders)}
     for name, outputs in {"bump_worker": {"hld-changed", "image-pushed-poison"},
                           "generate_worker": {"hld-changed-poison"}, "review_worker": {"pr-review-poison"}}.items():
         assert inspect.iscoroutinefunction(functions[name].get_user_function()), name
@@ -399,3 +402,69 @@ def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_u
 
     with pytest.raises(KeyError):
         asyncio.run(queues.run(worker, func.QueueMessage(id="m3", body=encode(item("x")).encode()), Out()))
+
+
+def test_under_devhost_a_permanent_failure_is_poisoned_by_the_function_itself_with_its_reason(
+        azurite, tmp_path, monkeypatch):
+    """The whole app under devhost: a malformed autopilot.yaml poisons the push at its first attempt, through the
+    bump_worker's poison output binding (the host's own poisoning would copy the text as it is, after retries)."""
+    import function_app
+    from core.services import reset_services
+    from devhost import DevHost
+
+    hld = bare_repo(tmp_path, {**{p.relative_to(EXAMPLE_HLD).as_posix(): p.read_text()
+                                  for p in EXAMPLE_HLD.rglob("*") if p.is_file()},
+                               "autopilot.yaml": "rules:\n  - image: x\n    ordering: sideways\n"}, name="hld")
+    manifests = bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests")
+    for name, value in {"AzureWebJobsStorage": azurite, "ACR_WEBHOOK_SECRET": "s", "AZDO_WEBHOOK_SECRET": "s",
+                        "HLD_REPO_URL": hld, "MANIFEST_REPO_URL": manifests, "WRITE_MODE": "direct",
+                        "HELM_MODE": "helmrelease", "WORK_DIR": str(tmp_path / "work")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
+    reset_services()
+    storage = Storage(azurite)
+    storage.ensure()
+    pushed = push("fabrikam/frontend", "1.4.9")
+    storage.enqueue(IMAGE_PUSHED, encode(pushed))
+    host_json = {"version": "2.0", "extensions": {"queues": {"maxPollingInterval": "00:00:00.200",
+                                                             "visibilityTimeout": "00:00:10", "maxDequeueCount": 5}}}
+    running = DevHost(function_app.app, host_json).start()
+    try:
+        deadline = time.monotonic() + 60
+        while not poisoned(storage) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        running.stop()
+        reset_services()
+    [copy] = poisoned(storage)
+    reason = json.loads(copy)[POISON_REASON_FIELD]
+    assert reason.startswith("PolicyError: ") and storage.queue_depth(IMAGE_PUSHED) == 0
+    [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
+    assert row["stages"][-1]["stage"] == "failed" and row["stages"][-1]["reason"] == reason
+
+
+def test_a_released_taken_message_comes_back_after_the_hosts_visibility_timeout():
+    from devhost.host_config import parse_timespan
+    from tests.conftest import ROOT
+
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert parse_timespan(queues["maxPollingInterval"], "maxPollingInterval") >= 2    # cost-sane idle polling
+    assert RETRY_DELAY_AS_DECLARED == parse_timespan(queues["visibilityTimeout"], "visibilityTimeout")
+
+
+def test_a_batch_keeps_the_delivery_order_and_runs_each_event_once(storage):
+    job = FakeJob(storage)
+    for tag in ["b", "a", "c"]:
+        storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
+    run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), encode(item("a")))
+    assert job.runs == [["a", "b", "c"]] and storage.queue_depth(IMAGE_PUSHED) == 0
+
+
+def test_when_the_cause_is_not_one_message_a_failed_batch_is_not_run_item_by_item_to_the_end(storage):
+    job = FakeJob(storage, fail=lambda i: Flaky("remote unreachable"))
+    for n in range(6):
+        storage.enqueue(IMAGE_PUSHED, encode(item(f"w{n}")))
+    with pytest.raises(Flaky):
+        run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), encode(item("t")))
+    assert len(job.runs) == 1 + 2       # the batch, then two single runs that fail the same way
+    assert storage.queue_depth(IMAGE_PUSHED) == 6     # the taken ones are back for a retry
