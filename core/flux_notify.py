@@ -4,11 +4,11 @@ notification-controller Receiver of every cluster that serves a changed environm
 Where it runs. Not in the generation worker: the generation run only hands a `FluxNotify` work item to the
 `flux-notify` queue through its output binding (so the host wakes this queue's listener at once, see
 handlers/queues.py), and returns. The `flux_notify_worker` queue function then notifies every receiver of the item
-in parallel, each on its own thread with a bounded attempt timeout and a few quick retries with back-off inside one
-overall deadline, so a dead or slow receiver delays neither the generation batch nor any other receiver. Receivers
-still failing with a retryable outcome (timeout, connection error, 5xx, 408, 429) when the deadline is near are
-handed to the queue again as one new message naming only those clusters, made visible after a growing delay
-(`ROUND_DELAYS_S`): the queue carries the slow retries, not a held thread. A 4xx other than 408/429 (400 is how
+in parallel, each on its own thread with a bounded attempt timeout, so a dead or slow receiver delays neither the
+generation batch nor any other receiver. A quick failure (5xx, 408, 429, connection refused) is retried in the run
+after a short back-off (`BACKOFF_S`, within `DEADLINE_S`); a timeout is not retried in the run. Receivers still
+failing with such a retryable outcome are handed to the queue again as one new message naming only those clusters,
+made visible after a growing delay (`ROUND_DELAYS_S`): the queue carries the slow retries, not a held thread. A 4xx other than 408/429 (400 is how
 notification-controller answers a bad signature, 404 an unknown webhook path) is not retried: it needs a fix.
 
 Each attempt and its outcome go on the deployment trace as `notified@<cluster>` or `notify-failed@<cluster>` (with
@@ -39,7 +39,8 @@ from core.workitems import FluxNotify, WorkItem, encode
 log = logging.getLogger("autopilot.flux")
 
 ATTEMPT_TIMEOUT_S = 2.0              # one POST: connect and each read (a Receiver answers in milliseconds)
-DEADLINE_S = 6.0                     # all in-run attempts of one item, every receiver in parallel
+DEADLINE_S = 5.0                     # all in-run attempts of one item, every receiver in parallel
+RUN_THREADS = 8                      # flux-notify runs at once in one instance (each mostly waits on the network)
 BACKOFF_S = (0.2, 0.6, 1.5)          # waits before the 2nd, 3rd, 4th in-run attempt (x 0.8..1.2 jitter)
 ROUND_DELAYS_S = (15, 60, 300, 900)  # queue retry rounds: visible again after these many seconds
 MAX_ROUNDS = 1 + len(ROUND_DELAYS_S)
@@ -51,6 +52,7 @@ class Posted:
     """What one POST got back: the HTTP status, or None and the error when none came."""
     status: int | None
     error: str = ""
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def post_http(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
     except (TimeoutError, OSError, urllib.error.URLError) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            return Posted(None, f"timed out after {timeout:.1f} s")
+            return Posted(None, f"timed out after {timeout:.1f} s", timed_out=True)
         return Posted(None, f"{type(reason).__name__}: {str(reason)[:120]}" if str(reason) else type(reason).__name__)
 
 
@@ -164,7 +166,9 @@ class Notifier:
                 elapsed = self._clock() - began
                 ok = posted.status is not None and 200 <= posted.status < 300
                 wait = None
-                if not ok and retryable(posted) and number <= len(self.backoff):
+                # A quick failure (5xx, refused) is retried here after a short back-off; a timeout is not: another
+                # full attempt_timeout would hold this run (and a queue thread) for nothing, the queue round retries it.
+                if not ok and retryable(posted) and not posted.timed_out and number <= len(self.backoff):
                     wait = self.backoff[number - 1] * (0.8 + 0.4 * self._jitter())
                     if elapsed + wait + min(self.attempt_timeout, 0.5) > self.deadline:
                         wait = None   # no time left for a useful attempt: the queue retries it

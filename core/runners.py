@@ -322,13 +322,13 @@ class QueueWorker:
     one drain task at a time runs the handed-over messages as a batch on the queue's own executor."""
 
     def __init__(self, queue: str, job: Callable[[], Job], *, batches: bool = True,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, threads: int | None = None):
         self.queue = queue
         self._job = job
         self._batches = batches
         self._sleep = sleep
         self._state: _LoopState | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1 if batches else UNBATCHED_THREADS,
+        self.executor = ThreadPoolExecutor(max_workers=threads or (1 if batches else UNBATCHED_THREADS),
                                            thread_name_prefix=f"queue-{queue}")
 
     async def run(self, message: QueuedMessage) -> Settled:

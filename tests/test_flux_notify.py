@@ -192,16 +192,20 @@ def test_5xx_is_retried_with_growing_back_off_until_it_answers():
     assert last["prod-eastus"].ok
 
 
-def test_a_timeout_is_retried_and_a_4xx_is_not():
+def test_a_timeout_goes_to_the_queue_a_refused_connection_is_retried_and_a_4xx_is_not():
     with StandInReceiver("tok", delay=1.0) as slow, StandInReceiver("tok") as strict:
         attempts = []
         notifier = Notifier(attempt_timeout=0.3, deadline=2.0, backoff=(0.05, 0.05), sleep=time.sleep)
         last = notifier.notify([(receiver("slow", slow.url, secret="tok"), b"{}"),
+                                (receiver("dead", dead_url(), secret="tok"), b"{}"),
                                 (receiver("wrong-token", strict.url, secret="not-the-token"), b"{}")],
                                attempts.append)
-    slow_attempts = [a for a in attempts if a.cluster == "slow"]
-    assert len(slow_attempts) == 3 and all(a.status is None and "timed out" in a.error for a in slow_attempts)
-    assert last["slow"].retryable and not last["slow"].ok
+    [timed_out] = [a for a in attempts if a.cluster == "slow"]   # not retried in the run: it would hold it
+    assert timed_out.status is None and "timed out" in timed_out.error and timed_out.retry_in is None
+    assert last["slow"].retryable and not last["slow"].ok           # ... the queue round retries it
+    refused = [a for a in attempts if a.cluster == "dead"]
+    assert [a.number for a in refused] == [1, 2, 3] and all(a.retryable for a in refused)
+    assert [a.retry_in is not None for a in refused] == [True, True, False]
     assert [(a.status, a.retryable) for a in attempts if a.cluster == "wrong-token"] == [(400, False)]
     assert len(strict.calls) == 1
 
