@@ -12,8 +12,8 @@ made visible after a growing delay (`ROUND_DELAYS_S`): the queue carries the slo
 notification-controller answers a bad signature, 404 an unknown webhook path) is not retried: it needs a fix.
 
 Each attempt and its outcome go on the deployment trace as `notified@<cluster>` or `notify-failed@<cluster>` (with
-the HTTP status or error, the attempt and what happens next), on the records of the pushes the commit carries whose
-environment the cluster serves, else on a record of the commit itself.
+the HTTP status or error, the attempt and what happens next), on the records of the pushes the commit carries (see
+`FluxTrace`), else on a record of the commit itself.
 """
 from __future__ import annotations
 
@@ -210,8 +210,8 @@ def _failure_reason(attempt: Attempt, item: FluxNotify, next_delay: int | None) 
 
 
 class FluxTrace:
-    """Where a notification's attempts are recorded: the records of the item's pushes whose env the cluster
-    serves (or that have no env), else one record of the commit itself (trace `item.trace_id`)."""
+    """Where a notification's attempts are recorded: the records of the item's pushes (those whose env is the
+    cluster's folder when there are such), else one record of the commit itself (trace `item.trace_id`)."""
 
     def __init__(self, trace: TraceLog, item: FluxNotify, repository: str):
         self._trace = trace
@@ -232,7 +232,9 @@ class FluxTrace:
                   "commit": item.commit, "seconds": attempt.seconds,
                   **({"status": attempt.status} if attempt.status is not None else {}),
                   **({"reason": reason} if reason else {})}
-        rows = [r for r in self._rows if not r.get("env") or r.get("env") == attempt.env]
+        # A record's env is its target's environment: the manifest folder for plain manifests, but the Bedrock ring
+        # for an HLD (rings of one folder). Records of the cluster's folder when some are named so, else all.
+        rows = [r for r in self._rows if r.get("env") == attempt.env] or self._rows
         try:
             for row in rows:
                 self._trace.record(row["traceId"], row["targetKey"], stage, actor="flux-notify", at=attempt.at,

@@ -273,6 +273,20 @@ def test_job_notifies_the_clusters_of_the_changed_folders_and_records_each_on_th
     assert all(s["cluster"] in ("prod-1", "prod-2") and s["seconds"] >= 0 for s in rows["web/prod"]["stages"][1:])
 
 
+def test_bedrock_rings_of_one_folder_all_get_the_cluster_s_outcome(storage, azurite):
+    with StandInReceiver("t-prod") as prod:
+        settings = fleet_settings(azurite, {"prod-1": ("prod", prod)})
+        trace = TraceLog(storage)
+        for ring in ("dev", "canary"):   # Bedrock records name the ring; both rings live in the prod/ folder
+            trace.record("push2", f"web/{ring}", "manifest-commit", actor="t", fields={"env": ring})
+        trace.record("push2", "web/other", "hld-commit", actor="t", fields={"env": "qa"})   # no manifest commit
+        services = SimpleNamespace(settings=settings, storage=storage, trace=trace)
+        run_job(services, item(envs=("prod",), image_trace_ids=("push2",)))
+    rows = {r["targetKey"]: [s["stage"] for s in r["stages"]] for r in trace.rows_for_trace("push2")}
+    assert rows == {"web/dev": ["manifest-commit", "notified@prod-1"],
+                    "web/canary": ["manifest-commit", "notified@prod-1"], "web/other": ["hld-commit"]}
+
+
 def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(storage, azurite, monkeypatch):
     monkeypatch.setattr("core.flux_notify.ROUND_DELAYS_S", (0, 60))   # visible at once, so the test can read it
     with StandInReceiver("t-ok") as ok, StandInReceiver("t-bad") as down:
