@@ -209,9 +209,19 @@ def _failure_reason(attempt: Attempt, item: FluxNotify, next_delay: int | None) 
     return f"{attempt.describe}; {then}"
 
 
+def _serves(row: dict[str, Any], env: str) -> bool:
+    """Is a push record's target in environment folder `env` of the manifest repo? Known only when the push bumped
+    the manifest repo itself (light-weight flow: `targetFile` is a manifest path, its first segment the folder); an
+    HLD target's folder is decided by generation (a record's `env` is then the Bedrock ring), so it counts as yes."""
+    target = str(row.get("targetFile") or "")
+    if row.get("hldRepo") or "/" not in target:
+        return True
+    return target.split("/", 1)[0] == env
+
+
 class FluxTrace:
-    """Where a notification's attempts are recorded: the records of the item's pushes (those whose env is the
-    cluster's folder when there are such), else one record of the commit itself (trace `item.trace_id`)."""
+    """Where a notification's attempts are recorded: the records of the item's pushes with a manifest stage whose
+    target the cluster serves (`_serves`), else one record of the commit itself (trace `item.trace_id`)."""
 
     def __init__(self, trace: TraceLog, item: FluxNotify, repository: str):
         self._trace = trace
@@ -232,9 +242,7 @@ class FluxTrace:
                   "commit": item.commit, "seconds": attempt.seconds,
                   **({"status": attempt.status} if attempt.status is not None else {}),
                   **({"reason": reason} if reason else {})}
-        # A record's env is its target's environment: the manifest folder for plain manifests, but the Bedrock ring
-        # for an HLD (rings of one folder). Records of the cluster's folder when some are named so, else all.
-        rows = [r for r in self._rows if r.get("env") == attempt.env] or self._rows
+        rows = [r for r in self._rows if _serves(r, attempt.env)]
         try:
             for row in rows:
                 self._trace.record(row["traceId"], row["targetKey"], stage, actor="flux-notify", at=attempt.at,

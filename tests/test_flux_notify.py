@@ -254,9 +254,9 @@ def test_job_notifies_the_clusters_of_the_changed_folders_and_records_each_on_th
         settings = fleet_settings(azurite, {"prod-1": ("prod", p1), "prod-2": ("prod", p2), "dev-1": ("dev", dev)})
         trace = TraceLog(storage)
         # the push's trace: one record per target env, each with its manifest commit
-        for env in ("prod", "dev"):
+        for env in ("prod", "dev"):   # light-weight flow: the push bumped prod/ and dev/ files of the manifest repo
             trace.record("push1", f"web/{env}", "manifest-commit", actor="t", start="2026-01-01T00:00:00+00:00",
-                         fields={"env": env, "service": "web"})
+                         fields={"env": env, "service": "web", "targetFile": f"{env}/web.yaml"})
         services = SimpleNamespace(settings=settings, storage=storage, trace=trace)
         settled = run_job(services, item(envs=("prod",), image_trace_ids=("push1",)))
     assert settled.result.notified == ("prod-1", "prod-2") and settled.result.failed == ()
@@ -277,13 +277,14 @@ def test_bedrock_rings_of_one_folder_all_get_the_cluster_s_outcome(storage, azur
     with StandInReceiver("t-prod") as prod:
         settings = fleet_settings(azurite, {"prod-1": ("prod", prod)})
         trace = TraceLog(storage)
-        for ring in ("dev", "canary"):   # Bedrock records name the ring; both rings live in the prod/ folder
-            trace.record("push2", f"web/{ring}", "manifest-commit", actor="t", fields={"env": ring})
+        for ring in ("prod", "canary"):   # Bedrock records name the ring; both rings live in the prod/ folder
+            trace.record("push2", f"web/{ring}", "manifest-commit", actor="t",
+                         fields={"env": ring, "hldRepo": "https://h", "targetFile": f"web/{ring}/config/common.yaml"})
         trace.record("push2", "web/other", "hld-commit", actor="t", fields={"env": "qa"})   # no manifest commit
         services = SimpleNamespace(settings=settings, storage=storage, trace=trace)
         run_job(services, item(envs=("prod",), image_trace_ids=("push2",)))
     rows = {r["targetKey"]: [s["stage"] for s in r["stages"]] for r in trace.rows_for_trace("push2")}
-    assert rows == {"web/dev": ["manifest-commit", "notified@prod-1"],
+    assert rows == {"web/prod": ["manifest-commit", "notified@prod-1"],
                     "web/canary": ["manifest-commit", "notified@prod-1"], "web/other": ["hld-commit"]}
 
 
