@@ -227,14 +227,21 @@ class FluxTrace:
         self._trace = trace
         self._item = item
         self._repository = repository
-        self._rows: list[dict[str, Any]] = []
-        for trace_id in item.image_trace_ids:
-            try:
-                rows = trace.rows_for_trace(trace_id)
-            except StorageUnavailable as exc:
-                log.warning("flux: cannot read trace %s: %s", trace_id, exc)
-                continue
-            self._rows += [r for r in rows if any(s.get("stage") in MANIFEST_STAGES for s in r.get("stages", []))]
+        self._rows: list[dict[str, Any]] | None = None
+
+    def _push_rows(self) -> list[dict[str, Any]]:
+        """Read when the first attempt is recorded, not before the POSTs: the receivers are not kept waiting."""
+        if self._rows is None:
+            self._rows = []
+            for trace_id in self._item.image_trace_ids:
+                try:
+                    rows = self._trace.rows_for_trace(trace_id)
+                except StorageUnavailable as exc:
+                    log.warning("flux: cannot read trace %s: %s", trace_id, exc)
+                    continue
+                self._rows += [r for r in rows
+                               if any(s.get("stage") in MANIFEST_STAGES for s in r.get("stages", []))]
+        return self._rows
 
     def record(self, attempt: Attempt, stage: str, reason: str = "") -> None:
         item = self._item
@@ -242,7 +249,7 @@ class FluxTrace:
                   "commit": item.commit, "seconds": attempt.seconds,
                   **({"status": attempt.status} if attempt.status is not None else {}),
                   **({"reason": reason} if reason else {})}
-        rows = [r for r in self._rows if _serves(r, attempt.env)]
+        rows = [r for r in self._push_rows() if _serves(r, attempt.env)]
         try:
             for row in rows:
                 self._trace.record(row["traceId"], row["targetKey"], stage, actor="flux-notify", at=attempt.at,
