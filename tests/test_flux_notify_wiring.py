@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from types import SimpleNamespace
 
 import azure.functions as func
@@ -106,13 +107,18 @@ def test_a_merged_manifest_pr_into_another_branch_is_ignored(app_env, storage):
 
 @pytest.fixture
 def flux_env(azurite, monkeypatch):
-    for name in ("HLD_REPO_URL", "MANIFEST_REPO_URL", "AZDO_ORG_URL", "AZDO_PAT"):
+    """App settings in os.environ; the whole environment is put back afterwards (the CLI copies a settings file's
+    values into it, as the app does)."""
+    saved = dict(os.environ)
+    for name in ("HLD_REPO_URL", "MANIFEST_REPO_URL", "AZDO_ORG_URL", "AZDO_PAT", "FLUX_RECEIVERS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AzureWebJobsStorage", azurite)
     monkeypatch.setenv("WRITE_MODE", "direct")
     monkeypatch.setenv("FLUX_TOKEN_PROD", "health-token-Zx81")
     reset_services()
     yield monkeypatch
+    os.environ.clear()
+    os.environ.update(saved)
     reset_services()
 
 
