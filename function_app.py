@@ -3,7 +3,7 @@ from typing import List
 
 import azure.functions as func
 
-from handlers import admin, bump, generate, intake, review
+from handlers import admin, bump, flux, generate, intake, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -31,17 +31,27 @@ def azdo_webhook(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("bump_worker")
 @app.queue_trigger(arg_name="msg", queue_name="image-pushed", connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="hld_changed", queue_name="hld-changed", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="flux_notify", queue_name="flux-notify", connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="poison", queue_name="image-pushed-poison", connection="AzureWebJobsStorage")
-async def bump_worker(msg: func.QueueMessage, hld_changed: func.Out[List[str]],
+async def bump_worker(msg: func.QueueMessage, hld_changed: func.Out[List[str]], flux_notify: func.Out[List[str]],
                       poison: func.Out[List[str]]) -> None:
-    await bump.run(msg, hld_changed, poison)
+    await bump.run(msg, hld_changed, flux_notify, poison)
 
 
 @app.function_name("generate_worker")
 @app.queue_trigger(arg_name="msg", queue_name="hld-changed", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="flux_notify", queue_name="flux-notify", connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="poison", queue_name="hld-changed-poison", connection="AzureWebJobsStorage")
-async def generate_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
-    await generate.run(msg, poison)
+async def generate_worker(msg: func.QueueMessage, flux_notify: func.Out[List[str]],
+                          poison: func.Out[List[str]]) -> None:
+    await generate.run(msg, flux_notify, poison)
+
+
+@app.function_name("flux_notify_worker")
+@app.queue_trigger(arg_name="msg", queue_name="flux-notify", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="poison", queue_name="flux-notify-poison", connection="AzureWebJobsStorage")
+async def flux_notify_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
+    await flux.run(msg, poison)
 
 
 @app.function_name("review_worker")

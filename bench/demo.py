@@ -2,11 +2,13 @@
 
 A private Azurite and `python -m devhost` on free ports, with fresh demo repos from `examples.demo_workspace` (direct
 mode, helmrelease); an ACR push of the frontend image with a new tag; then the HLD commit, the manifest commit (a
-HelmRelease under `prod/` carrying the tag) and the deployment trace (`python -m core.admin trace`). Everything it
-started is stopped. Exit 0, or 1 with "demo failed: <stage>: <what>".
+HelmRelease under `prod/` carrying the tag), the Flux Receiver of the cluster serving `prod/` woken with a signed
+request (a stand-in that validates it as notification-controller does) and the deployment trace
+(`python -m core.admin trace`). Everything it started is stopped. Exit 0, or 1 with "demo failed: <stage>: <what>".
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -24,12 +26,15 @@ from core.storage import Storage
 from core.trace import TraceLog
 from examples.demo_workspace import prepare
 from tests.azurite import running_azurite
+from tests.flux_receiver import StandInReceiver
 
 REPOSITORY = "fabrikam/frontend"
 NEW_TAG = "1.4.1"  # the demo repos are fresh: prod runs 1.3.2, dev 1.4.0
 SECRETS = {"ACR_WEBHOOK_SECRET": "demo-acr-secret", "AZDO_WEBHOOK_SECRET": "demo-azdo-secret", "FUNCTIONS_KEY": ""}
 WAIT_S = 30.0
 TRACE_WAIT_S = 10.0
+FLUX_CLUSTER = "demo-prod"
+FLUX_TOKEN = "demo-flux-token"
 LOG = LOG_DIR / "demo-devhost.log"
 T = TypeVar("T")
 
@@ -72,7 +77,7 @@ def started(stage: str, context: ContextManager[T]) -> Iterator[T]:
         yield value
 
 
-def push_and_follow(url: str, hld: str, manifests: str, conn: str) -> None:
+def push_and_follow(url: str, hld: str, manifests: str, conn: str, flux: StandInReceiver) -> None:
     """Post the push; wait for the HLD commit, the manifest commit and the trace's manifest-commit stage."""
     hld_seed, manifests_seed = branch_head(hld), branch_head(manifests)
     event = f"demo-{uuid.uuid4().hex[:12]}"
@@ -98,10 +103,19 @@ def push_and_follow(url: str, hld: str, manifests: str, conn: str) -> None:
     say(f"manifest commit {branch_head(manifests)[:7]} after {landed - began:.2f} s: "
         f"{', '.join(releases_with_tag(manifests, image, NEW_TAG))} runs {NEW_TAG}")
 
+    commit = branch_head(manifests)
+    if not flux.wait_accepted(1, WAIT_S) or json.loads(flux.accepted()[0].body).get("commit") != commit:
+        raise DemoFailed("flux", f"the Flux Receiver of {FLUX_CLUSTER} was not notified of {commit[:7]} within "
+                                 f"{WAIT_S:g} s\n{log_tail(LOG)}")
+    say(f"Flux Receiver of {FLUX_CLUSTER} woken after {time.perf_counter() - began:.2f} s "
+        f"(X-Signature verified as notification-controller does)")
+
     trace = TraceLog(Storage(conn))
-    if wait_until(lambda: any(stage["stage"] == "manifest-commit" for row in trace.query(tag=NEW_TAG)
-                              for stage in row["stages"]), TRACE_WAIT_S, 0.1) is None:
-        raise DemoFailed("trace", f"no manifest-commit stage in the trace within {TRACE_WAIT_S:g} s")
+    if wait_until(lambda: {"manifest-commit", f"notified@{FLUX_CLUSTER}"} <= {
+            stage["stage"] for row in trace.query(tag=NEW_TAG) for stage in row["stages"]},
+            TRACE_WAIT_S, 0.1) is None:
+        raise DemoFailed("trace", f"no manifest-commit and notified@{FLUX_CLUSTER} stages in the trace within "
+                                  f"{TRACE_WAIT_S:g} s")
 
 
 def print_trace(settings: dict[str, str]) -> None:
@@ -117,10 +131,14 @@ def demo(demo_dir: Path) -> None:
     repos = prepare(demo_dir, reset=True)
     say(f"demo repos: {repos['HLD_REPO_URL']} (HLD), {repos['MANIFEST_REPO_URL']} (manifests)")
     with started("storage (Azurite)", running_azurite()) as conn:
-        settings = {**repos, **SECRETS, "AzureWebJobsStorage": conn}
-        with started("host (python -m devhost)", devhost(settings, LOG)) as url:
-            say(f"host listening on {url} (log: {LOG.relative_to(ROOT)})")
-            push_and_follow(url, repos["HLD_REPO_URL"], repos["MANIFEST_REPO_URL"], conn)
+        with started("Flux Receiver stand-in", StandInReceiver(FLUX_TOKEN, "/hook/demo")) as flux:
+            receivers = [{"cluster": FLUX_CLUSTER, "env": "prod", "url": flux.url, "secretSetting": "FLUX_TOKEN_DEMO"}]
+            settings = {**repos, **SECRETS, "AzureWebJobsStorage": conn, "FLUX_RECEIVERS": json.dumps(receivers),
+                        "FLUX_TOKEN_DEMO": FLUX_TOKEN}
+            say(f"Flux Receiver stand-in for cluster {FLUX_CLUSTER} (serves prod/) on {flux.url}")
+            with started("host (python -m devhost)", devhost(settings, LOG)) as url:
+                say(f"host listening on {url} (log: {LOG.relative_to(ROOT)})")
+                push_and_follow(url, repos["HLD_REPO_URL"], repos["MANIFEST_REPO_URL"], conn, flux)
         print_trace(settings)
 
 
@@ -131,7 +149,7 @@ def main() -> int:
         except DemoFailed as exc:
             print(f"demo failed: {exc}", file=sys.stderr, flush=True)
             return 1
-    say("demo done: push -> HLD commit -> manifest commit; Azurite and the host are stopped")
+    say("demo done: push -> HLD commit -> manifest commit -> Flux woken; Azurite and the host are stopped")
     return 0
 
 

@@ -6,6 +6,7 @@
     python -m core.admin health
     python -m core.admin setup --url https://<app>.azurewebsites.net [--project-id GUID] [--function-key K]
                                [--registry NAME] [--dry-run] [--rotate-secret]
+                               [--flux-namespace NS] [--flux-source NAME]
 
 Settings come from the environment first, then the `Values` of local.settings.json in the current folder (else
 local.settings.sample.json), as the function app reads them. Exit status: 0 done, 1 the operation failed
@@ -23,6 +24,7 @@ from azure.core.exceptions import AzureError
 
 from core.azdo import AzdoError
 from core.errors import Permanent
+from core.flux_receivers import RECEIVER_NAME, receiver_check, receiver_yaml
 from core.health import HealthProbes, check_health
 from core.hook_setup import HookSetupError, SetupResult, acr_commands, setup_subscriptions
 from core.replay import Replayer, ReplayRequestError, parse_replay_request
@@ -161,6 +163,9 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--dry-run", action="store_true", help="print the plan; create or change nothing")
     setup.add_argument("--rotate-secret", action="store_true",
                        help="rewrite subscriptions whose (masked) password cannot be compared")
+    setup.add_argument("--flux-namespace", default="flux-system", help="namespace of the printed Flux Receivers")
+    setup.add_argument("--flux-source", default="flux-system",
+                       help="name of the GitRepository (the manifest repo) the Receivers reconcile")
     return parser
 
 
@@ -231,6 +236,10 @@ def _health(args: argparse.Namespace, services: Services, out: TextIO) -> int:
 
 def _setup(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     if services.gateway is None:
+        if services.settings.flux.receivers:   # e.g. a manifest repo outside Azure DevOps: the Flux part only
+            print("AZDO_ORG_URL is not set: no Azure DevOps service hooks to set up.\n", file=out)
+            _print_flux(args, services, out)
+            return 0
         raise SettingsError("AZDO_ORG_URL is not set: setup creates Azure DevOps service hooks")
     function_key = services.settings.functions_key if args.function_key is None else args.function_key
     result = setup_subscriptions(services.gateway, services.settings, base_url=args.url,
@@ -241,7 +250,28 @@ def _setup(args: argparse.Namespace, services: Services, out: TextIO) -> int:
           + (" and FUNCTIONS_KEY" if function_key else "") + " first):", file=out)
     for command in acr_commands(args.registry, args.url, bool(function_key)):
         print(f"  {command}", file=out)
+    if services.settings.flux.receivers or services.settings.flux.problems:
+        print("", file=out)
+        _print_flux(args, services, out)
     return 0
+
+
+def _print_flux(args: argparse.Namespace, services: Services, out: TextIO) -> None:
+    """Per FLUX_RECEIVERS cluster: the Secret and Receiver to apply there, and how to read its webhook path."""
+    flux = services.settings.flux
+    for problem in flux.problems:
+        print(f"skipped: {problem}", file=out)
+    if not flux.receivers:
+        return
+    ns = args.flux_namespace
+    print(f"Flux Receivers ({len(flux.receivers)}): apply on each cluster, put the token in its Secret, then read "
+          f"the path its notification-controller serves:\n"
+          f"  kubectl -n {ns} get receiver {RECEIVER_NAME} -o jsonpath='{{.status.webhookPath}}'\n"
+          f"The receiver URL in FLUX_RECEIVERS is the notification-controller's webhook-receiver service as "
+          f"exposed to the app (Ingress or LoadBalancer, https) + that path.", file=out)
+    for receiver in flux.receivers:
+        print(f"\n# {receiver.cluster}: {receiver_check(receiver, ns)}", file=out)
+        print(receiver_yaml(receiver, namespace=ns, source=args.flux_source), end="", file=out)
 
 
 def format_setup(result: SetupResult) -> list[str]:

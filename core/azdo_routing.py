@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from core.payloads import (MAX_ID, MAX_INT32, MAX_REF, AzdoEvent, Ignored, PayloadError, check_int_id, check_text,
                            normalize_repo_url, repo_name_from_url, show)
-from core.workitems import HldChanged, PrReview, WorkItem
+from core.workitems import FluxNotify, HldChanged, PrReview, WorkItem
 
 PR_OPENED = {"git.pullrequest.created", "git.pullrequest.updated"}
 PR_MERGED = {"git.pullrequest.merged", "git.pullrequest.merge.attempted", "git.pullrequest.updated"}
@@ -27,6 +27,8 @@ class RepoConfig:
 
 _COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _PR_NUMBER = re.compile(r"[0-9]{1,10}")
+_TRACE_LINE = re.compile(r"^Trace-Id:((?: [A-Za-z0-9._-]{1,64})+) *$", re.MULTILINE)
+MAX_TRACE_IDS = 50
 
 
 def _which_repo(repository: dict, config: RepoConfig) -> str | None:
@@ -93,6 +95,15 @@ def _commit(resource: dict, key: str) -> str | None:
     return None
 
 
+def _trace_ids(description: object) -> tuple[str, ...]:
+    """Trace ids of the `Trace-Id:` lines our manifest PR descriptions carry (core.generation.manifest_message);
+    anything else in the (hostile) description is ignored."""
+    if not isinstance(description, str):
+        return ()
+    ids = [i for line in _TRACE_LINE.findall(description[:20000]) for i in line.split()]
+    return tuple(dict.fromkeys(ids))[:MAX_TRACE_IDS]
+
+
 def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: str) -> list[WorkItem] | Ignored:
     resource = event.resource
     kind = event.event_type
@@ -141,7 +152,16 @@ def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: st
             if which == "hld" and target == f"refs/heads/{config.hld_branch}":
                 return [HldChanged(event_id, trace_id, "pr-completed",
                                    commit=_commit(resource, "lastMergeCommit"), pr_id=pr_id)]
-            return Ignored(f"completed pull request is not into the HLD branch {config.hld_branch}")
+            if which == "manifest" and target == f"refs/heads/{config.manifest_branch}":
+                # The merge is the manifest commit the clusters wait for: wake their Flux (which folders changed is
+                # not in the payload, so every cluster). The PR description carries the pushes' Trace-Id lines.
+                commit = _commit(resource, "lastMergeCommit")
+                if commit is None:
+                    return Ignored("completed manifest pull request carries no lastMergeCommit")
+                return [FluxNotify(event_id, trace_id, commit, reason="manifest-pr-merged", pr_id=pr_id,
+                                   image_trace_ids=_trace_ids(resource.get("description")))]
+            return Ignored(f"completed pull request is not into the HLD branch {config.hld_branch} "
+                           f"or the manifest branch {config.manifest_branch}")
         if status == "active" and kind in PR_OPENED:
             return [PrReview(event_id, trace_id, kind,
                              repository_id=_key(repository.get("id"), "resource.repository.id"),

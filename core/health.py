@@ -188,6 +188,11 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
     except SettingsError as exc:
         return _report(body, [f"settings: {exc}"], warnings)
     settings = services.settings
+    if settings.flux.receivers or settings.flux.problems:
+        # Bad FLUX_RECEIVERS entries are a configuration failure like any other setting (the good entries are
+        # still notified); no URL or token is shown, only the cluster names.
+        body["flux"] = {"receivers": [r.cluster for r in settings.flux.receivers]}
+        failing += [f"flux: {problem}" for problem in settings.flux.problems]
 
     stores = probes.stores.check(services.storage)
     body["storage"] = {"reachable": not stores.failing}

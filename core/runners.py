@@ -40,11 +40,12 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 from core.azdo import AzdoTransientError
 from core.bump import BumpResult, push_time
 from core.errors import Retryable, is_permanent
+from core.flux_notify import changed_envs, manifest_notification
 from core.queue_batch import Taken, TakenMessages, take_waiting
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, StorageUnavailable, poison_queue
 from core.telemetry import metrics, trace_context
 from core.trace import TraceLog, latency_seconds, now_iso
-from core.workitems import HldChanged, ImagePushed, WorkItem, decode, encode
+from core.workitems import FluxNotify, HldChanged, ImagePushed, WorkItem, decode, encode
 
 log = logging.getLogger("autopilot.worker")
 
@@ -199,7 +200,7 @@ def with_reason(text: str, reason: str) -> str:
 def _trace_ids(unit: _Unit) -> list[str]:
     if unit.item is not None:
         ids = [unit.item.trace_id]
-        if isinstance(unit.item, HldChanged):
+        if isinstance(unit.item, (HldChanged, FluxNotify)):
             ids += list(unit.item.image_trace_ids)
         return list(dict.fromkeys(i for i in ids if i))
     try:
@@ -343,13 +344,13 @@ class QueueWorker:
     one drain task at a time runs the handed-over messages as a batch on the queue's own executor."""
 
     def __init__(self, queue: str, job: Callable[[], Job], *, batches: bool = True,
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep, threads: int | None = None):
         self.queue = queue
         self._job = job
         self._batches = batches
         self._sleep = sleep
         self._state: _LoopState | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1 if batches else UNBATCHED_THREADS,
+        self.executor = ThreadPoolExecutor(max_workers=threads or (1 if batches else UNBATCHED_THREADS),
                                            thread_name_prefix=f"queue-{queue}")
 
     async def run(self, message: QueuedMessage) -> Settled:
@@ -407,6 +408,12 @@ class QueueWorker:
 
 # -- the jobs ---------------------------------------------------------------------------------------------------
 
+def _wakes_flux(services: Any) -> bool:
+    """Are Flux receivers configured (FLUX_RECEIVERS)? A manifest commit then asks flux-notify to wake them."""
+    settings = getattr(services, "settings", None)   # test doubles wire only what their job uses
+    return bool(settings is not None and settings.flux.receivers)
+
+
 @dataclass
 class BumpJob:
     services: Any
@@ -423,6 +430,11 @@ class BumpJob:
         return self.services.bump.process(items)
 
     def follow_ups(self, result: BumpResult) -> Sequence[WorkItem]:
+        if result.commit and _wakes_flux(self.services) and not self.services.bump.is_hld:
+            # light-weight flow: the bump itself is the manifest commit; Flux is woken for the folders it touched
+            envs = changed_envs([o.target.file for o in result.bumped], root_is_env=False)
+            return (*result.follow_ups,
+                    manifest_notification(result.commit, envs, [o.item.trace_id for o in result.bumped]))
         return result.follow_ups
 
     def report(self, result: BumpResult, items: Sequence[WorkItem]) -> None:
@@ -458,6 +470,10 @@ class GenerateJob:
         return self.services.generation.process(items)
 
     def follow_ups(self, result) -> Sequence[WorkItem]:
+        if result.action == "committed" and _wakes_flux(self.services):
+            # The notification runs on its own queue: this batch returns now, whatever the receivers do.
+            return (manifest_notification(result.manifest_commit, changed_envs(result.changed_paths, root_is_env=True),
+                                          result.trace_ids),)
         return ()
 
     def report(self, result, items: Sequence[WorkItem]) -> None:

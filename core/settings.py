@@ -14,6 +14,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from core.errors import Permanent
+from core.flux_receivers import SETTING as FLUX_RECEIVERS, ReceiverConfig, parse_receivers
 
 WRITE_MODES = ("direct", "pull-request")
 HELM_MODES = ("rendered", "helmrelease")
@@ -47,6 +48,9 @@ class Settings:
     storage_queue_url: str = ""       # identity-based storage: AzureWebJobsStorage__accountName / __queueServiceUri
     storage_table_url: str = ""
     storage_client_id: str = ""       # AzureWebJobsStorage__clientId: a user-assigned managed identity
+    # FLUX_RECEIVERS: the clusters to wake after a manifest commit; bad entries are kept as problems (health names
+    # them) rather than failing the load, since every other part of the service works without them.
+    flux: ReceiverConfig = field(default=ReceiverConfig(), repr=False)
 
     @property
     def bump_repo_url(self) -> str:
@@ -130,6 +134,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage_queue_url="" if storage else queue_url,
         storage_table_url="" if storage else table_url,
         storage_client_id=get("AzureWebJobsStorage__clientId"),
+        flux=parse_receivers(get(FLUX_RECEIVERS), env),
     )
 
 

@@ -21,7 +21,8 @@ from core.errors import Retryable
 IMAGE_PUSHED = "image-pushed"
 HLD_CHANGED = "hld-changed"
 PR_REVIEW = "pr-review"
-WORK_QUEUES = (IMAGE_PUSHED, HLD_CHANGED, PR_REVIEW)
+FLUX_NOTIFY = "flux-notify"
+WORK_QUEUES = (IMAGE_PUSHED, HLD_CHANGED, PR_REVIEW, FLUX_NOTIFY)
 POISON_SUFFIX = "-poison"
 
 # Azurite's well-known development account (public, documented by Microsoft).

@@ -7,7 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import ClassVar, Union
 
 from core.errors import Permanent
-from core.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
+from core.storage import FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
 
 SCHEMA_VERSION = 1
 
@@ -65,8 +65,24 @@ class PrReview:
     source_ref: str = ""
 
 
-WorkItem = Union[ImagePushed, HldChanged, PrReview]
-_BY_QUEUE: dict[str, type] = {cls.queue: cls for cls in (ImagePushed, HldChanged, PrReview)}
+@dataclass(frozen=True)
+class FluxNotify:
+    """Wake the Flux Receivers of the clusters serving `envs` (all when empty) for manifest commit `commit`."""
+    queue: ClassVar[str] = FLUX_NOTIFY
+    event_id: str
+    trace_id: str
+    commit: str
+    reason: str = "manifest-commit"          # manifest-commit | manifest-pr-merged
+    envs: tuple[str, ...] = ()               # changed environment folders; empty: unknown
+    clusters: tuple[str, ...] = ()           # a retry round: only these clusters
+    round: int = 1                           # 1, then 2, 3, ... for the queue's retry rounds
+    image_trace_ids: tuple[str, ...] = ()    # the pushes this commit carries (their traces get the outcomes)
+    committed_at: str = ""                   # when the commit landed (ISO 8601, UTC)
+    pr_id: int | None = None
+
+
+WorkItem = Union[ImagePushed, HldChanged, PrReview, FluxNotify]
+_BY_QUEUE: dict[str, type] = {cls.queue: cls for cls in (ImagePushed, HldChanged, PrReview, FluxNotify)}
 
 
 def encode(item: WorkItem) -> str:
@@ -94,8 +110,11 @@ def decode(text: str | bytes, queue: str) -> WorkItem:
     for f in fields(cls):
         if f.name in data:
             value = data[f.name]
-            if f.name == "image_trace_ids":
-                value = tuple(value or ())
+            if f.type.startswith("tuple"):
+                value = [] if value is None else value
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise WorkItemError(f"{queue}: field {f.name} must be an array of strings")
+                value = tuple(value)
             values[f.name] = value
     try:
         item = cls(**values)
@@ -107,6 +126,8 @@ def decode(text: str | bytes, queue: str) -> WorkItem:
         value = getattr(item, f.name)
         if f.type == "str" and not isinstance(value, str):
             raise WorkItemError(f"{queue}: field {f.name} must be a string")
+        if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+            raise WorkItemError(f"{queue}: field {f.name} must be an integer")
         if f.type == "int | None" and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise WorkItemError(f"{queue}: field {f.name} must be an integer")
     return item

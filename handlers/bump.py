@@ -7,11 +7,12 @@ import azure.functions as func
 
 from core.runners import BumpJob, QueueWorker
 from core.services import get_services
-from core.storage import HLD_CHANGED, IMAGE_PUSHED
+from core.storage import FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED
 from handlers import queues
 
 worker = QueueWorker(IMAGE_PUSHED, lambda: BumpJob(get_services()))
 
 
-async def run(msg: func.QueueMessage, hld_changed: func.Out[List[str]], poison: func.Out[List[str]]) -> None:
-    await queues.run(worker, msg, poison, {HLD_CHANGED: hld_changed})
+async def run(msg: func.QueueMessage, hld_changed: func.Out[List[str]], flux_notify: func.Out[List[str]],
+              poison: func.Out[List[str]]) -> None:
+    await queues.run(worker, msg, poison, {HLD_CHANGED: hld_changed, FLUX_NOTIFY: flux_notify})

@@ -211,7 +211,7 @@ def test_replay_failures_exit_non_zero_with_one_line(settings_file, storage):
 
     code, _, err = cli(settings_file, "replay", "--queue", "images")
     assert code == 2 and err == ("error: queue 'images' is not a work queue "
-                                 "(valid: image-pushed, hld-changed, pr-review)\n")
+                                 "(valid: image-pushed, hld-changed, pr-review, flux-notify)\n")
 
     code, _, err = cli(settings_file, "replay", "--event-id", "x", "--message-id", "y")
     assert (code, err) == (2, "error: --message-id goes with --queue, not with --event-id\n")

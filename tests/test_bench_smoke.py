@@ -97,7 +97,8 @@ def test_demo_runs_the_whole_chain_and_prints_the_trace(capsys):
 def test_unknown_benchmark_name_is_refused(capsys):
     assert main(["intake", "nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
-    assert list(BENCHMARKS) == ["intake", "push_to_commit", "scale", "burst", "generation", "race"]
+    assert list(BENCHMARKS) == ["intake", "push_to_commit", "scale", "burst", "generation", "race",
+                               "flux_notify"]
 
 
 def test_percentile_is_nearest_rank():

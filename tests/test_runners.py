@@ -241,8 +241,10 @@ def test_queue_functions_are_coroutines_with_output_bindings_the_worker_accepts(
 
     # get_functions() may only be called once per process (it refuses names it has seen): build each one instead
     functions = {f.get_function_name(): f for f in (b.build() for b in function_app.app._function_builders)}
-    for name, outputs in {"bump_worker": {"hld-changed", "image-pushed-poison"},
-                          "generate_worker": {"hld-changed-poison"}, "review_worker": {"pr-review-poison"}}.items():
+    for name, outputs in {"bump_worker": {"hld-changed", "flux-notify", "image-pushed-poison"},
+                          "generate_worker": {"flux-notify", "hld-changed-poison"},
+                          "review_worker": {"pr-review-poison"},
+                          "flux_notify_worker": {"flux-notify-poison"}}.items():
         assert inspect.iscoroutinefunction(functions[name].get_user_function()), name
         bindings = [json.loads(b) for b in functions[name].get_raw_bindings()]
         assert {b["queueName"] for b in bindings if b["type"] == "queue"} == outputs
