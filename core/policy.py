@@ -12,7 +12,7 @@ The file is optional; without it (or when it is empty) every default below appli
     allowedAuthors: []            # PR author ids / uniqueNames the reviewer trusts besides the service identity
     defaults:                     # tag settings for every image unless a rule overrides them
       ordering: semver            # semver | numeric | alphabetical | pushed (default semver)
-      tagFilter: '^v?\d+\.\d+\.\d+$'   # Python regex, re.search (anchor it); tags that do not match are ignored
+      tagFilter: '^v?\d+\.\d+\.\d+$'   # RE2 regex, searched (anchor it); tags that do not match are ignored
       range: '>=1.0.0'            # semver range constraint (semver ordering only)
     rules:                        # first matching rule wins; unmatched targets get the defaults
       - image: "myacr.azurecr.io/app-*"   # glob on "<registry host>/<repository>" (no tag); case-insensitive
@@ -37,6 +37,11 @@ are letters, digits, ``.``, ``_`` and ``-``, compared exactly (Bedrock rings are
 
 Every problem is reported as ``PolicyError("<file>:<line>: <what is wrong>")``: unknown keys, wrong types, bad
 regexes, globs, ordering names, ranges and autoApprove levels, and the combinations above.
+
+The file is hostile input. ``tagFilter`` patterns and rule globs run on RE2 (``core.tag_order.compile_repo_regex``:
+linear time; a pattern RE2 cannot compile, such as a back-reference or look-around, is refused at load). The file
+must be a regular file at the checkout root, not a symbolic link, and at most ``MAX_POLICY_BYTES``; its YAML is
+loaded through ``core.repo_yaml`` (bounded alias expansion).
 """
 from __future__ import annotations
 
@@ -46,12 +51,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import re2
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
-from core.tag_order import Ordering, PolicyError, TagOrder, parse_range, quoted
+from core.tag_order import Ordering, PolicyError, Regex, RegexError, TagOrder, compile_repo_regex, parse_range, quoted
 
 __all__ = ["AUTO_APPROVE_LEVELS", "Policy", "PolicyError", "Rule", "TargetPolicy", "auto_approves", "load_policy"]
 
@@ -71,7 +77,7 @@ _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 class TargetPolicy:
     """The effective settings for one image reference in one file."""
     order: TagOrder
-    tag_filter: re.Pattern[str] | None
+    tag_filter: Regex | None
     range: str | None
     environments: frozenset[str] | None
     auto_approve: str
@@ -163,7 +169,7 @@ def _normalise_path(path: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _glob_regex(glob: str) -> re.Pattern[str]:
+def _glob_regex(glob: str) -> Regex:
     out: list[str] = []
     i = 0
     while i < len(glob):
@@ -182,15 +188,15 @@ def _glob_regex(glob: str) -> re.Pattern[str]:
         elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
             body = glob[i + 1:end]
             negate = body.startswith("!")
-            chars = "".join(c if c == "-" else re.escape(c) for c in (body[1:] if negate else body))
+            chars = "".join(c if c == "-" else re2.escape(c) for c in (body[1:] if negate else body))
             out.append(f"[^/{chars}]" if negate else f"[{chars}]")
             i = end + 1
         else:
-            out.append(re.escape(glob[i]))
+            out.append(re2.escape(glob[i]))
             i += 1
     try:
-        return re.compile("".join(out))
-    except re.error as exc:
+        return compile_repo_regex("".join(out))
+    except RegexError as exc:
         raise PolicyError(f"invalid glob {glob!r}: {exc}") from None
 
 
@@ -307,11 +313,12 @@ class _Parser:
                                    else self.range(text, where, line), line)
         return fields
 
-    def tag_filter(self, text: str, where: str, line: int) -> re.Pattern[str]:
+    def tag_filter(self, text: str, where: str, line: int) -> Regex:
         try:
-            return re.compile(text)
-        except re.error as exc:
-            raise self.error(line, f"{_field(where, 'tagFilter')} {quoted(text)} is not a valid regex: {exc}") from None
+            return compile_repo_regex(text)
+        except RegexError as exc:
+            raise self.error(line, f"{_field(where, 'tagFilter')} {quoted(text)} is not a valid regex "
+                                   f"(RE2 syntax): {exc}") from None
 
     def range(self, text: str, where: str, line: int) -> str:
         try:
