@@ -54,9 +54,9 @@ from typing import Any
 import re2
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from core.repo_yaml import RepoYamlError, load_one, read_repo_text
 from core.tag_order import Ordering, PolicyError, Regex, RegexError, TagOrder, compile_repo_regex, parse_range, quoted
 
 __all__ = ["AUTO_APPROVE_LEVELS", "Policy", "PolicyError", "Rule", "TargetPolicy", "auto_approves", "load_policy"]
@@ -123,12 +123,19 @@ def auto_approves(allowed: str, change: str | None) -> bool:
 
 
 POLICY_FILE = "autopilot.yaml"
+MAX_POLICY_BYTES = 256 * 1024
 
 
 def read_policy_file(root: Path) -> str | None:
-    """The text of `autopilot.yaml` at the root of a checkout, or None when there is none."""
-    path = Path(root) / POLICY_FILE
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    """The text of `autopilot.yaml` at the root of a checkout, or None when there is none.
+
+    Raises PolicyError (naming the file, never showing its content) when it is a symbolic link or resolves
+    outside the checkout, is not a regular file, is larger than MAX_POLICY_BYTES (checked before reading it)
+    or is not UTF-8."""
+    try:
+        return read_repo_text(Path(root), POLICY_FILE, limit=MAX_POLICY_BYTES)
+    except RepoYamlError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def load_policy_from(root: Path) -> Policy:
@@ -140,26 +147,12 @@ def load_policy(text: str | None, source: str = "autopilot.yaml") -> Policy:
     if text is None or not text.strip():
         return Policy()
     try:
-        data = YAML(typ="rt").load(text)
-    except YAMLError as exc:
-        raise PolicyError(f"{source}:{_yaml_error_line(exc, text)}: invalid YAML: {_one_line(exc)}") from None
+        data = load_one(text, source, yaml=YAML(typ="rt"), max_bytes=MAX_POLICY_BYTES)
+    except RepoYamlError as exc:
+        raise PolicyError(str(exc)) from None
     if data is None:
         return Policy()
     return _Parser(source).policy(data)
-
-
-def _yaml_error_line(exc: YAMLError, text: str) -> int:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if mark is not None:
-        return mark.line + 1
-    position = getattr(exc, "position", None)
-    return text[:position].count("\n") + 1 if isinstance(position, int) else 1
-
-
-def _one_line(exc: Exception) -> str:
-    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
-    message = "; ".join(str(p) for p in parts if p) or str(exc)
-    return " ".join(message.split())
 
 
 def _normalise_path(path: str) -> str:
@@ -404,7 +397,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, (bool, ScalarBoolean)):
         return f"boolean {bool(value)}".lower()
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {value!r}" if len(value) <= 60 else f"string {value[:57]!r}..."
     if isinstance(value, (int, float)):
         return f"number {value!r}"
     if isinstance(value, CommentedSeq):

@@ -236,7 +236,10 @@ class ReviewService:
         s = self.settings
         with self.workspace(s.hld_repo_url, s.hld_branch).read() as tree:
             head = checkout_head(tree).sha
-            policy = _parse_policy(read_policy_file(tree))
+            try:
+                policy = _parse_policy(read_policy_file(tree))
+            except PolicyError as exc:  # a symlinked, oversized or non-UTF-8 autopilot.yaml
+                policy = _Policy(None, str(exc))
             if not generation or policy.policy is None:
                 return _HldSnapshot(head, policy, None)
             try:
