@@ -44,7 +44,7 @@ def test_failure_exits_1_with_one_line_reason(tmp_path, capsys):
 def test_check_reports_a_broken_hld(tmp_path, capsys):
     hld = write(tmp_path / "hld", {"component.yaml": "name: [broken\n"})
     assert main(["--hld", str(hld), "--check"]) == 1
-    assert capsys.readouterr().err.startswith("error: component.yaml: invalid YAML: ")
+    assert capsys.readouterr().err.startswith("error: component.yaml:2: invalid YAML: ")
 
 
 def test_out_is_required_without_check(tmp_path, capsys):
