@@ -245,7 +245,8 @@ class ReviewService:
             try:
                 generated = generate(tree, policy.policy.environments,
                                      helm_mode=policy.policy.helm_mode or s.helm_mode, helm_bin=s.helm_bin or None,
-                                     cache_dir=self.cache_dir, hld_repo_url=s.hld_repo_url)
+                                     cache_dir=self.cache_dir, hld_repo_url=s.hld_repo_url,
+                                     allowed_sources=s.allowed_source_hosts)
             except GenerationError as exc:
                 return _HldSnapshot(head, policy, None, str(exc))
         return _HldSnapshot(head, policy, {f.path: f.content for f in generated.files})

@@ -14,6 +14,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from core.errors import Permanent
+from core.source_hosts import default_allowed_sources, parse_allowed_sources
 
 WRITE_MODES = ("direct", "pull-request")
 HELM_MODES = ("rendered", "helmrelease")
@@ -47,6 +48,8 @@ class Settings:
     storage_queue_url: str = ""       # identity-based storage: AzureWebJobsStorage__accountName / __queueServiceUri
     storage_table_url: str = ""
     storage_client_id: str = ""       # AzureWebJobsStorage__clientId: a user-assigned managed identity
+    # Hosts component.yaml git sources may come from (core.source_hosts); default: the HLD repository's host.
+    allowed_source_hosts: tuple[str, ...] = ()
 
     @property
     def bump_repo_url(self) -> str:
@@ -97,6 +100,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("WRITE_MODE=pull-request needs AZDO_ORG_URL (pull requests are opened in Azure DevOps)")
     if azdo_org and not get("AZDO_PROJECT"):
         raise SettingsError("AZDO_PROJECT is not set but AZDO_ORG_URL is")
+    try:
+        allowed_sources = (parse_allowed_sources(get("ALLOWED_SOURCE_HOSTS")) if get("ALLOWED_SOURCE_HOSTS")
+                           else default_allowed_sources(get("HLD_REPO_URL")))
+    except ValueError as exc:
+        raise SettingsError(f"ALLOWED_SOURCE_HOSTS: {exc}") from None
     helm_mode = get("HELM_MODE", "rendered")
     if helm_mode not in HELM_MODES:
         raise SettingsError(f"HELM_MODE={helm_mode!r} is not one of {', '.join(HELM_MODES)}")
@@ -130,6 +138,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage_queue_url="" if storage else queue_url,
         storage_table_url="" if storage else table_url,
         storage_client_id=get("AzureWebJobsStorage__clientId"),
+        allowed_source_hosts=allowed_sources,
     )
 
 

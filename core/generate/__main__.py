@@ -6,10 +6,13 @@ Environments and the helm mode default to `environments:` and `helmMode:` in `<h
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from core.source_hosts import parse_allowed_sources
 
 from .documents import load_yaml
 from .errors import GenerationError
@@ -62,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hld-repo-url", help="URL of the HLD repository (helmrelease mode, local charts)")
     parser.add_argument("--helm-bin", help="helm binary (default: $HELM_BIN, then helm on PATH)")
     parser.add_argument("--cache-dir", type=Path, help="cache for git-sourced components")
+    parser.add_argument("--allowed-source-hosts", metavar="LIST",
+                        default=os.environ.get("ALLOWED_SOURCE_HOSTS", ""),
+                        help="comma list of hosts git sources may come from: host (https), ssh://host, file:// "
+                             "(default: $ALLOWED_SOURCE_HOSTS, else the host of --hld-repo-url)")
     return parser
 
 
@@ -71,11 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments.check and arguments.out is None:
         parser.error("--out is required unless --check is given")
     try:
+        allowed = parse_allowed_sources(arguments.allowed_source_hosts) if arguments.allowed_source_hosts else None
+    except ValueError as error:
+        parser.error(f"--allowed-source-hosts: {error}")
+    try:
         defaults = read_defaults(arguments.hld)
         generation = generate(
             arguments.hld, arguments.environments or defaults.environments,
             helm_mode=arguments.helm_mode or defaults.helm_mode, helm_bin=arguments.helm_bin,
-            cache_dir=arguments.cache_dir, hld_repo_url=arguments.hld_repo_url)
+            cache_dir=arguments.cache_dir, hld_repo_url=arguments.hld_repo_url, allowed_sources=allowed)
         if arguments.check:
             print(f"ok: {len(generation.files)} files for {', '.join(generation.environments)}")
             return 0
