@@ -12,16 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from core.policy import MAX_POLICY_BYTES
+from core.repo_yaml import RepoYamlError, read_repo_text
 from core.source_hosts import parse_allowed_sources
 
 from .documents import load_yaml
 from .errors import GenerationError
 from .output import write_generation
-from .paths import decode, read_capped
 from .walk import HELM_MODES, generate
 
 SETTINGS_FILE = "autopilot.yaml"
-SETTINGS_LIMIT = 1 << 20
+SETTINGS_LIMIT = MAX_POLICY_BYTES
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,13 @@ class Defaults:
 
 def read_defaults(hld: Path) -> Defaults:
     """`environments` and `helmMode` from autopilot.yaml; any other key is someone else's and ignored."""
-    root = hld.resolve()
-    data = read_capped(root / SETTINGS_FILE, root, SETTINGS_LIMIT, SETTINGS_FILE)
-    if data is None:
+    try:  # the same refusals as the service's policy reader: no symlink, at most SETTINGS_LIMIT bytes
+        text = read_repo_text(hld.resolve(), SETTINGS_FILE, limit=SETTINGS_LIMIT)
+    except RepoYamlError as error:
+        raise GenerationError(str(error)) from None
+    if text is None:
         return Defaults()
-    document = load_yaml(decode(data, SETTINGS_FILE), SETTINGS_FILE)
+    document = load_yaml(text, SETTINGS_FILE)
     if not isinstance(document, dict):
         return Defaults()
     environments = document.get("environments")
