@@ -291,12 +291,8 @@ class GitWorkspace:
             return blob
 
         with self._locked():
-            status, content, err = self._recovering(read_blob)
-        if status == 0:
-            return content
-        if _MISSING_PATH.search(err):
-            return None
-        raise classify(f"git cat-file {ref}:{path} in {self.url}", err)
+            status, content, _ = self._recovering(read_blob)
+        return content if status == 0 else None  # read_blob raised for anything but a missing path
 
     def log_trailers(self, ref: str, max_count: int = 50) -> list[tuple[str, dict[str, str]]]:
         """(sha, trailers) of the last ``max_count`` commits reachable from ``ref``, newest first. Trailers are

@@ -14,7 +14,7 @@ from core.errors import Permanent
 from core.generate import GenerationError, generate
 from core.policy import PolicyError, load_policy
 from core.repo_yaml import ALIAS_EXPANSION_BUDGET, MAX_REPO_YAML_BYTES, RepoYamlError, load_all
-from core.targets import find_targets
+from core.targets import Target, find_targets
 from core.yaml_edit import EditError, apply_to_tree, diff_image_fields, set_image
 from tests.gitrepos import bare_repo, branches, file_at
 from tests.test_bump import REGISTRY, make_service, push
@@ -76,49 +76,41 @@ def test_bump_of_a_bombed_file_fails_permanently_and_unrelated_bumps_still_land(
     assert f"{REGISTRY}/api:2.0.1".encode() in file_at(url, "main", "prod/api.yaml")
 
 
+WEB_POD_IMAGE = "doc[0].spec.containers[0].image"
+
+
 def test_aliases_within_the_budget_still_load_and_edit():
     # 10^4 expanded nodes: a generous config that shares blocks through anchors is fine.
     text = pod("web", "1.0.0", "shared:\n" + laughs(4, "  "))
     assert len(load_all(text, "prod/web.yaml")) == 1
-    target = next(t for t in find_targets_in(text))
-    assert "web:1.0.1" in set_image(text, target, "1.0.1").text
+    target = Target("prod/web.yaml", "manifest", WEB_POD_IMAGE, f"{REGISTRY}/web", "1.0.0", None, "web", "prod")
+    assert f"{REGISTRY}/web:1.0.1" in set_image(text, target, "1.0.1").text
 
 
-def find_targets_in(text: str):
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as scratch:
-        (Path(scratch) / "web.yaml").write_text(text)
-        return find_targets(Path(scratch), f"{REGISTRY}/web")
+def aliased(copies: int) -> str:
+    """An anchored list of 1,000 scalars (1,001 nodes) and a list of `copies` aliases of it."""
+    return "a: &a [" + ", ".join(["x"] * 1000) + "]\nb: [" + ", ".join(["*a"] * copies) + "]\n"
 
 
 def test_budget_counts_only_what_aliases_add():
-    one_over = "a: &a [" + ", ".join(["x"] * 1000) + "]\nb: [" + ", ".join(["*a"] * 100) + "]\n"
-    with pytest.raises(RepoYamlError, match=r"^f\.yaml:2: document expands"):
-        load_all(one_over, "f.yaml")
-    assert load_all(one_over.replace("* 100", "* 99").replace(", ".join(["*a"] * 100), ", ".join(["*a"] * 99)),
-                    "f.yaml")
+    # 1,005 nodes are written. 100 aliases of the 1,001-node list expand to 100,100 nodes that are not written:
+    # just over the 100,000 budget. 99 aliases (99,099 more) stay within it.
+    with pytest.raises(RepoYamlError, match=r"^f\.yaml:2: document expands to more than 101,005 nodes"):
+        load_all(aliased(100), "f.yaml")
+    assert len(load_all(aliased(99), "f.yaml")[0]["b"]) == 99
     many_written = "k: [" + ", ".join(["x"] * (ALIAS_EXPANSION_BUDGET + 10)) + "]\n"  # no alias at all
     assert len(load_all(many_written, "f.yaml")[0]["k"]) == ALIAS_EXPANSION_BUDGET + 10
 
 
 def test_self_containing_document_is_refused_with_its_line():
+    target = Target("c.yaml", "fabrikate", "config.image", "r.io/app", "1", None, "app", "default")
     with pytest.raises(EditError, match=r"^c\.yaml:2: the document contains itself"):
-        set_image("config:\n  loop: &l [*l]\n  image: {repository: r.io/app, tag: '1'}\n",
-                  find_fabrikate_target(), "2")
-
-
-def find_fabrikate_target():
-    from core.targets import Target
-
-    return Target("c.yaml", "fabrikate", "config.image", "r.io/app", "1", None, "app", "default")
+        set_image("config:\n  loop: &l [*l]\n  image: {repository: r.io/app, tag: '1'}\n", target, "2")
 
 
 def test_oversized_file_being_bumped_is_refused_before_it_is_read(tmp_path):
     (tmp_path / "big.yaml").write_text(pod("web", "1.0.0") + "#" * MAX_REPO_YAML_BYTES + "\n")
-    target = find_fabrikate_target().__class__("big.yaml", "manifest", "doc[0].spec.containers[0].image",
-                                               f"{REGISTRY}/web", "1.0.0", None, "web", "default")
+    target = Target("big.yaml", "manifest", WEB_POD_IMAGE, f"{REGISTRY}/web", "1.0.0", None, "web", "default")
     with pytest.raises(EditError, match=r"^big\.yaml: is [\d,]+ bytes, more than the 1,048,576-byte limit"):
         apply_to_tree(tmp_path, [(target, "1.0.1", None)])
 
