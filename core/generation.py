@@ -62,7 +62,7 @@ def trace_ids_since(hld_history: Sequence[tuple[str, dict[str, str]]], generated
 class GenerationService:
     def __init__(self, *, hld: GitWorkspace, manifests: GitWorkspace, hld_url: str, manifest_url: str,
                  mode: str, helm_mode: str, helm_bin: str, trace: TraceLog, cache_dir: Path | None = None,
-                 pull_requests=None):
+                 pull_requests=None, allowed_sources: Sequence[str] | None = None):
         self.hld = hld
         self.manifests = manifests
         self.hld_url = hld_url
@@ -73,6 +73,7 @@ class GenerationService:
         self.trace = trace
         self.cache_dir = cache_dir
         self.pull_requests = pull_requests
+        self.allowed_sources = allowed_sources  # None: the HLD's own host (core.source_hosts)
         self.lock = threading.RLock()   # see BumpService.lock
 
     def _manifest_history(self) -> list[tuple[str, dict[str, str]]]:
@@ -99,7 +100,8 @@ class GenerationService:
             subject = head.subject
             policy = load_policy_from(tree)
             generation = generate(tree, policy.environments, helm_mode=policy.helm_mode or self.helm_mode,
-                                  helm_bin=self.helm_bin, cache_dir=self.cache_dir, hld_repo_url=self.hld_url)
+                                  helm_bin=self.helm_bin, cache_dir=self.cache_dir, hld_repo_url=self.hld_url,
+                                  allowed_sources=self.allowed_sources)
         hld_history = self.hld.log_trailers(self.hld.branch, HISTORY_DEPTH)
         trace_ids = trace_ids_since(hld_history, generated)
         for item in items:

@@ -15,6 +15,7 @@ import base64
 import fcntl
 import hashlib
 import logging
+import os
 import random
 import re
 import shutil
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from core.errors import AutopilotError, Permanent, Retryable
@@ -230,6 +231,7 @@ class _Run:
 
 
 _held = threading.local()
+_T = TypeVar("_T")
 
 
 class GitWorkspace:
@@ -275,14 +277,13 @@ class GitWorkspace:
     def head(self) -> str:
         """Sha of ``origin/<branch>`` right after a fetch (a clone when the cache is cold)."""
         with self._locked():
-            return self._sync()
+            return self._recovering(self._sync)
 
     @contextmanager
     def read(self) -> Iterator[Path]:
         """A clean checkout of the branch head, locked against other users until the block ends."""
         with self._locked():
-            self._sync()
-            (self.workdir / ".git" / DIRTY_MARKER).touch()  # the reader may leave files behind
+            self._recovering(self._sync_for_reader)
             yield self.workdir
 
     def land(self, edit: Callable[[Path], "str | Edited | None"], *, max_attempts: int = 8) -> LandResult:
@@ -307,26 +308,29 @@ class GitWorkspace:
 
     def file_at(self, ref: str, path: str) -> bytes | None:
         """Content of ``path`` at ``ref`` (a branch name or a commit sha) on the remote; None when absent."""
-        with self._locked():
+        def read_blob() -> tuple[int, bytes, str]:
             self._ensure_clone()
             sha = self._fetch_ref(ref, depth=1)
-            status, content, err = self._blob(f"{sha}:{path.lstrip('/')}")
-        if status == 0:
-            return content
-        if _MISSING_PATH.search(err):
-            return None
-        raise classify(f"git cat-file {ref}:{path} in {self.url}", err)
+            blob = self._blob(f"{sha}:{path.lstrip('/')}")
+            if blob[0] != 0 and not _MISSING_PATH.search(blob[2]):
+                raise classify(f"git cat-file {ref}:{path} in {self.url}", blob[2])
+            return blob
+
+        with self._locked():
+            status, content, _ = self._recovering(read_blob)
+        return content if status == 0 else None  # read_blob raised for anything but a missing path
 
     def log_trailers(self, ref: str, max_count: int = 50) -> list[tuple[str, dict[str, str]]]:
         """(sha, trailers) of the last ``max_count`` commits reachable from ``ref``, newest first. Trailers are
         the ``Key: value`` lines of a message's last paragraph, as git parses them; a repeated key keeps its
         last value."""
-        with self._locked():
+        def read_log() -> str:
             self._ensure_clone()
             sha = self._fetch_ref(ref, depth=max_count)
-            out = self._run(
-                "log", f"--max-count={max_count}", "--format=%H%x1f%(trailers:only,unfold)%x1e", sha
-            ).out
+            return self._run("log", f"--max-count={max_count}", "--format=%H%x1f%(trailers:only,unfold)%x1e", sha).out
+
+        with self._locked():
+            out = self._recovering(read_log)
         return [parse_trailer_record(record) for record in out.split("\x1e") if record.strip()]
 
     # ---- landing -----------------------------------------------------------------------------------------
@@ -338,29 +342,33 @@ class GitWorkspace:
         # exact one) so a bot branch that does not exist yet is no error. --prune drops a deleted one.
         extra = (f"+refs/heads/{target}*:refs/remotes/origin/{target}*",) if force else ()
         with self._locked():
-            for attempt in range(1, max_attempts + 1):
-                if attempt > 1:
-                    time.sleep(backoff_delay(attempt))
-                base = self._sync(*extra)
-                staged = self._stage(edit)
-                if staged is None:
-                    log.info("edit on %s@%s changed nothing; no commit", self.url, target)
-                    return LandResult(None, target, attempt, ())
-                message, paths = staged
-                tree = self._run("write-tree").out.strip()
-                if force:
-                    existing = self._same_commit_on(target, tree, base)
-                    if existing:
-                        log.info("%s@%s already holds this change as %s", self.url, target, existing)
-                        return LandResult(existing, target, attempt, paths)
-                commit = self._run("commit-tree", tree, "-p", base, "-m", _normalized(message)).out.strip()
-                if self._push(commit, target, force=force):
-                    (self.workdir / ".git" / LANDED_MARKER).write_text(commit)
-                    (self.workdir / ".git" / DIRTY_MARKER).unlink(missing_ok=True)
-                    log.info("landed %s on %s@%s (attempt %d)", commit, self.url, target, attempt)
-                    return LandResult(commit, target, attempt, paths)
-                log.info("push to %s@%s rejected, remote moved (attempt %d/%d)",
-                         self.url, target, attempt, max_attempts)
+            return self._recovering(lambda: self._attempts(edit, target, extra, force=force, max_attempts=max_attempts))
+
+    def _attempts(self, edit: Callable[[Path], "str | Edited | None"], target: str, extra: tuple[str, ...], *,
+                  force: bool, max_attempts: int) -> LandResult:
+        for attempt in range(1, max_attempts + 1):
+            if attempt > 1:
+                time.sleep(backoff_delay(attempt))
+            base = self._sync(*extra)
+            staged = self._stage(edit)
+            if staged is None:
+                log.info("edit on %s@%s changed nothing; no commit", self.url, target)
+                return LandResult(None, target, attempt, ())
+            message, paths = staged
+            tree = self._run("write-tree").out.strip()
+            if force:
+                existing = self._same_commit_on(target, tree, base)
+                if existing:
+                    log.info("%s@%s already holds this change as %s", self.url, target, existing)
+                    return LandResult(existing, target, attempt, paths)
+            commit = self._run("commit-tree", tree, "-p", base, "-m", _normalized(message)).out.strip()
+            if self._push(commit, target, force=force):
+                (self.workdir / ".git" / LANDED_MARKER).write_text(commit)
+                (self.workdir / ".git" / DIRTY_MARKER).unlink(missing_ok=True)
+                log.info("landed %s on %s@%s (attempt %d)", commit, self.url, target, attempt)
+                return LandResult(commit, target, attempt, paths)
+            log.info("push to %s@%s rejected, remote moved (attempt %d/%d)",
+                     self.url, target, attempt, max_attempts)
         raise GitContention(
             scrub(f"push to {self.url} branch {target} rejected {max_attempts} times: other writers kept moving it")
         )
@@ -407,6 +415,46 @@ class GitWorkspace:
 
     # ---- working copy ------------------------------------------------------------------------------------
 
+    def _recovering(self, operation: Callable[[], _T]) -> _T:
+        """Run ``operation`` (under the lock); when it fails and the cached working copy proves broken (a
+        deleted ``.git/HEAD``, a corrupt index, lost objects, the folder replaced by a file), discard the copy
+        and run the operation once more on a fresh clone. Network, auth and missing-ref failures are never
+        blamed on the cache."""
+        try:
+            return operation()
+        except (GitAuthError, GitUnavailable, GitRefNotFound):
+            raise
+        except (GitError, OSError) as exc:
+            if not self._broken():
+                raise
+            log.warning("working copy %s is broken (%s); discarding it and cloning afresh",
+                        self.workdir, scrub(str(exc))[:300])
+            self._discard()
+        return operation()
+
+    def _broken(self) -> bool:
+        """True when a working copy exists here but git cannot use it."""
+        if not os.path.lexists(self.workdir):
+            return False
+        git_dir = self.workdir / ".git"
+        if self.workdir.is_symlink() or not self.workdir.is_dir() or git_dir.is_symlink() or not git_dir.is_dir():
+            return True
+        if self._run("rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False).status != 0:
+            return True
+        # Reads the whole index (its checksum is verified) and the HEAD tree: 0 same, 1 differs, else broken.
+        return self._run("diff-index", "--cached", "--quiet", "HEAD", "--", check=False).status not in (0, 1)
+
+    def _discard(self) -> None:
+        if self.workdir.is_symlink() or not self.workdir.is_dir():
+            self.workdir.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.workdir)
+
+    def _sync_for_reader(self) -> str:
+        head = self._sync()
+        (self.workdir / ".git" / DIRTY_MARKER).touch()  # the reader may leave files behind
+        return head
+
     def _sync(self, *extra_refspecs: str) -> str:
         """Make the working copy a clean checkout of the freshly fetched branch head; return its sha."""
         if not self._ensure_clone() or extra_refspecs:
@@ -416,7 +464,7 @@ class GitWorkspace:
                 raise
             except GitError as exc:
                 log.warning("working copy %s is unusable (%s); cloning it afresh", self.workdir, exc)
-                shutil.rmtree(self.workdir)
+                self._discard()
                 self._ensure_clone()
                 self._refresh(*extra_refspecs)
         return self._run("rev-parse", "HEAD").out.strip()
@@ -441,11 +489,11 @@ class GitWorkspace:
 
     def _ensure_clone(self) -> bool:
         """Clone the branch shallowly unless a working copy is already there; True when it just cloned."""
-        if (self.workdir / ".git").is_dir():
+        if (self.workdir / ".git").is_dir() and not self.workdir.is_symlink():
             self._clear_stale_git_locks()
             return False
-        if self.workdir.exists():
-            shutil.rmtree(self.workdir)
+        if os.path.lexists(self.workdir):
+            self._discard()
         # Clone beside the final place and rename, so a working copy that exists is always a complete one.
         partial = self.workdir.with_name(self.workdir.name + ".cloning")
         shutil.rmtree(partial, ignore_errors=True)

@@ -12,7 +12,7 @@ The file is optional; without it (or when it is empty) every default below appli
     allowedAuthors: []            # PR author ids / uniqueNames the reviewer trusts besides the service identity
     defaults:                     # tag settings for every image unless a rule overrides them
       ordering: semver            # semver | numeric | alphabetical | pushed (default semver)
-      tagFilter: '^v?\d+\.\d+\.\d+$'   # Python regex, re.search (anchor it); tags that do not match are ignored
+      tagFilter: '^v?\d+\.\d+\.\d+$'   # RE2 regex, searched (anchor it); tags that do not match are ignored
       range: '>=1.0.0'            # semver range constraint (semver ordering only)
     rules:                        # first matching rule wins; unmatched targets get the defaults
       - image: "myacr.azurecr.io/app-*"   # glob on "<registry host>/<repository>" (no tag); case-insensitive
@@ -37,6 +37,11 @@ are letters, digits, ``.``, ``_`` and ``-``, compared exactly (Bedrock rings are
 
 Every problem is reported as ``PolicyError("<file>:<line>: <what is wrong>")``: unknown keys, wrong types, bad
 regexes, globs, ordering names, ranges and autoApprove levels, and the combinations above.
+
+The file is hostile input. ``tagFilter`` patterns and rule globs run on RE2 (``core.tag_order.compile_repo_regex``:
+linear time; a pattern RE2 cannot compile, such as a back-reference or look-around, is refused at load). The file
+must be a regular file at the checkout root, not a symbolic link, and at most ``MAX_POLICY_BYTES``; its YAML is
+loaded through ``core.repo_yaml`` (bounded alias expansion).
 """
 from __future__ import annotations
 
@@ -46,12 +51,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import re2
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
-from core.tag_order import Ordering, PolicyError, TagOrder, parse_range, quoted
+from core.repo_yaml import RepoYamlError, load_one, read_repo_text
+from core.tag_order import Ordering, PolicyError, Regex, RegexError, TagOrder, compile_repo_regex, parse_range, quoted
 
 __all__ = ["AUTO_APPROVE_LEVELS", "Policy", "PolicyError", "Rule", "TargetPolicy", "auto_approves", "load_policy"]
 
@@ -71,7 +77,7 @@ _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 class TargetPolicy:
     """The effective settings for one image reference in one file."""
     order: TagOrder
-    tag_filter: re.Pattern[str] | None
+    tag_filter: Regex | None
     range: str | None
     environments: frozenset[str] | None
     auto_approve: str
@@ -117,12 +123,19 @@ def auto_approves(allowed: str, change: str | None) -> bool:
 
 
 POLICY_FILE = "autopilot.yaml"
+MAX_POLICY_BYTES = 256 * 1024
 
 
 def read_policy_file(root: Path) -> str | None:
-    """The text of `autopilot.yaml` at the root of a checkout, or None when there is none."""
-    path = Path(root) / POLICY_FILE
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    """The text of `autopilot.yaml` at the root of a checkout, or None when there is none.
+
+    Raises PolicyError (naming the file, never showing its content) when it is a symbolic link or resolves
+    outside the checkout, is not a regular file, is larger than MAX_POLICY_BYTES (checked before reading it)
+    or is not UTF-8."""
+    try:
+        return read_repo_text(Path(root), POLICY_FILE, limit=MAX_POLICY_BYTES)
+    except RepoYamlError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def load_policy_from(root: Path) -> Policy:
@@ -134,26 +147,12 @@ def load_policy(text: str | None, source: str = "autopilot.yaml") -> Policy:
     if text is None or not text.strip():
         return Policy()
     try:
-        data = YAML(typ="rt").load(text)
-    except YAMLError as exc:
-        raise PolicyError(f"{source}:{_yaml_error_line(exc, text)}: invalid YAML: {_one_line(exc)}") from None
+        data = load_one(text, source, yaml=YAML(typ="rt"), max_bytes=MAX_POLICY_BYTES)
+    except RepoYamlError as exc:
+        raise PolicyError(str(exc)) from None
     if data is None:
         return Policy()
     return _Parser(source).policy(data)
-
-
-def _yaml_error_line(exc: YAMLError, text: str) -> int:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if mark is not None:
-        return mark.line + 1
-    position = getattr(exc, "position", None)
-    return text[:position].count("\n") + 1 if isinstance(position, int) else 1
-
-
-def _one_line(exc: Exception) -> str:
-    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
-    message = "; ".join(str(p) for p in parts if p) or str(exc)
-    return " ".join(message.split())
 
 
 def _normalise_path(path: str) -> str:
@@ -163,7 +162,7 @@ def _normalise_path(path: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _glob_regex(glob: str) -> re.Pattern[str]:
+def _glob_regex(glob: str) -> Regex:
     out: list[str] = []
     i = 0
     while i < len(glob):
@@ -182,15 +181,15 @@ def _glob_regex(glob: str) -> re.Pattern[str]:
         elif glob[i] == "[" and (end := glob.find("]", i + 2)) != -1:
             body = glob[i + 1:end]
             negate = body.startswith("!")
-            chars = "".join(c if c == "-" else re.escape(c) for c in (body[1:] if negate else body))
+            chars = "".join(c if c == "-" else re2.escape(c) for c in (body[1:] if negate else body))
             out.append(f"[^/{chars}]" if negate else f"[{chars}]")
             i = end + 1
         else:
-            out.append(re.escape(glob[i]))
+            out.append(re2.escape(glob[i]))
             i += 1
     try:
-        return re.compile("".join(out))
-    except re.error as exc:
+        return compile_repo_regex("".join(out))
+    except RegexError as exc:
         raise PolicyError(f"invalid glob {glob!r}: {exc}") from None
 
 
@@ -307,11 +306,12 @@ class _Parser:
                                    else self.range(text, where, line), line)
         return fields
 
-    def tag_filter(self, text: str, where: str, line: int) -> re.Pattern[str]:
+    def tag_filter(self, text: str, where: str, line: int) -> Regex:
         try:
-            return re.compile(text)
-        except re.error as exc:
-            raise self.error(line, f"{_field(where, 'tagFilter')} {quoted(text)} is not a valid regex: {exc}") from None
+            return compile_repo_regex(text)
+        except RegexError as exc:
+            raise self.error(line, f"{_field(where, 'tagFilter')} {quoted(text)} is not a valid regex "
+                                   f"(RE2 syntax): {exc}") from None
 
     def range(self, text: str, where: str, line: int) -> str:
         try:
@@ -397,7 +397,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, (bool, ScalarBoolean)):
         return f"boolean {bool(value)}".lower()
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {value!r}" if len(value) <= 60 else f"string {value[:57]!r}..."
     if isinstance(value, (int, float)):
         return f"number {value!r}"
     if isinstance(value, CommentedSeq):

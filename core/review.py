@@ -236,13 +236,17 @@ class ReviewService:
         s = self.settings
         with self.workspace(s.hld_repo_url, s.hld_branch).read() as tree:
             head = checkout_head(tree).sha
-            policy = _parse_policy(read_policy_file(tree))
+            try:
+                policy = _parse_policy(read_policy_file(tree))
+            except PolicyError as exc:  # a symlinked, oversized or non-UTF-8 autopilot.yaml
+                policy = _Policy(None, str(exc))
             if not generation or policy.policy is None:
                 return _HldSnapshot(head, policy, None)
             try:
                 generated = generate(tree, policy.policy.environments,
                                      helm_mode=policy.policy.helm_mode or s.helm_mode, helm_bin=s.helm_bin or None,
-                                     cache_dir=self.cache_dir, hld_repo_url=s.hld_repo_url)
+                                     cache_dir=self.cache_dir, hld_repo_url=s.hld_repo_url,
+                                     allowed_sources=s.allowed_source_hosts)
             except GenerationError as exc:
                 return _HldSnapshot(head, policy, None, str(exc))
         return _HldSnapshot(head, policy, {f.path: f.content for f in generated.files})

@@ -130,7 +130,8 @@ class Services:
             hld=self.workspace(s.hld_repo_url, s.hld_branch, purpose="generate"),
             manifests=self.workspace(s.manifest_repo_url, s.manifest_branch),
             hld_url=s.hld_repo_url, manifest_url=s.manifest_repo_url, mode=s.write_mode, helm_mode=s.helm_mode,
-            helm_bin=s.helm_bin, trace=self.trace, cache_dir=self.work_base / "components", pull_requests=prs)
+            helm_bin=s.helm_bin, trace=self.trace, cache_dir=self.work_base / "components", pull_requests=prs,
+            allowed_sources=s.allowed_source_hosts)
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from core.errors import Permanent
 from core.flux_receivers import SETTING as FLUX_RECEIVERS, ReceiverConfig, parse_receivers
+from core.source_hosts import default_allowed_sources, parse_allowed_sources
 
 WRITE_MODES = ("direct", "pull-request")
 HELM_MODES = ("rendered", "helmrelease")
@@ -51,6 +52,8 @@ class Settings:
     # FLUX_RECEIVERS: the clusters to wake after a manifest commit; bad entries are kept as problems (health names
     # them) rather than failing the load, since every other part of the service works without them.
     flux: ReceiverConfig = field(default=ReceiverConfig(), repr=False)
+    # Hosts component.yaml git sources may come from (core.source_hosts); default: the HLD repository's host.
+    allowed_source_hosts: tuple[str, ...] = ()
 
     @property
     def bump_repo_url(self) -> str:
@@ -101,6 +104,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("WRITE_MODE=pull-request needs AZDO_ORG_URL (pull requests are opened in Azure DevOps)")
     if azdo_org and not get("AZDO_PROJECT"):
         raise SettingsError("AZDO_PROJECT is not set but AZDO_ORG_URL is")
+    try:
+        allowed_sources = (parse_allowed_sources(get("ALLOWED_SOURCE_HOSTS")) if get("ALLOWED_SOURCE_HOSTS")
+                           else default_allowed_sources(get("HLD_REPO_URL")))
+    except ValueError as exc:
+        raise SettingsError(f"ALLOWED_SOURCE_HOSTS: {exc}") from None
     helm_mode = get("HELM_MODE", "helmrelease")
     if helm_mode not in HELM_MODES:
         raise SettingsError(f"HELM_MODE={helm_mode!r} is not one of {', '.join(HELM_MODES)}")
@@ -135,6 +143,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage_table_url="" if storage else table_url,
         storage_client_id=get("AzureWebJobsStorage__clientId"),
         flux=parse_receivers(get(FLUX_RECEIVERS), env),
+        allowed_source_hosts=allowed_sources,
     )
 
 

@@ -16,7 +16,13 @@ Orderings (``TagOrder.ordering``):
   date), ties broken alphabetically. A naive datetime is taken to be UTC.
 
 A tag that does not fit the ordering (or does not match ``extract``) is *unorderable*: ``sort_key`` returns None and
-``compare`` raises ``UnorderableTag``. ``extract`` is searched with ``re.search``; anchor it with ``^...$``.
+``compare`` raises ``UnorderableTag``. ``extract`` is searched (unanchored); anchor it with ``^...$``.
+
+Every pattern that comes from a repository (``extract``, ``tagFilter``, the globs of policy rules) is compiled by
+``compile_repo_regex`` onto RE2: matching takes linear time, so no pattern can stall the process (Python's ``re``
+backtracks while holding the GIL, freezing every function of the host). RE2 has Go's ``regexp`` syntax, the one
+Flux, Argo CD Image Updater and Kargo use for the same settings: no back-references or look-around, ``\d`` is
+ASCII, ``$`` without ``(?m)`` is the end of the text.
 
 Range constraints (``in_range``; semver only) are comparator sets, OR-ed with ``||``; comparators inside a set are
 separated by spaces and/or commas and AND-ed:
@@ -39,9 +45,12 @@ from datetime import datetime, timezone
 from enum import Enum
 from functools import lru_cache
 
+import re2
 import semver
 
 from core.errors import Permanent
+
+Regex = re2._Regexp  # a compiled repo pattern: .search/.fullmatch/.pattern/.groupindex like re.Pattern
 
 
 class PolicyError(Permanent, ValueError):
@@ -91,12 +100,32 @@ _SEMVER_CHARS = re.compile(r"[0-9A-Za-z.+-]+")
 _DIGITS = re.compile(r"[0-9]+")
 
 
-@lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported by PolicyError, not written to stderr by RE2
+
+
+class RegexError(PolicyError):
+    """A repository pattern RE2 cannot compile; the message is RE2's reason."""
+
+
+@lru_cache(maxsize=512)
+def compile_repo_regex(pattern: str) -> Regex:
+    """``pattern`` (from a repository) compiled on RE2; raises RegexError when RE2 cannot run it."""
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise PolicyError(f"invalid regex {quoted(pattern)}: {exc}") from None
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "invalid pattern"
+        reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        raise RegexError(" ".join(reason.split())) from None
+    except (TypeError, UnicodeError) as exc:
+        raise RegexError(str(exc)) from None
+
+
+def _compile(pattern: str) -> Regex:
+    try:
+        return compile_repo_regex(pattern)
+    except RegexError as exc:
+        raise PolicyError(f"invalid regex {quoted(pattern)} (RE2 syntax): {exc}") from None
 
 
 def parse_semver(tag: str) -> semver.Version | None:

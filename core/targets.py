@@ -46,8 +46,9 @@ from ruamel.yaml.resolver import VersionedResolver
 
 from core.errors import Permanent
 from core.images import ImageRef, ImageRefError, parse_image_ref, same_image
+from core.repo_yaml import MAX_REPO_YAML_BYTES
 
-MAX_FILE_BYTES = 1024 * 1024
+MAX_FILE_BYTES = MAX_REPO_YAML_BYTES  # larger files are not indexed, so never targets
 KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",),

@@ -2,7 +2,9 @@
 
 An edit locates the targeted scalar with the YAML event index (exact character span) and splices the new value
 into the original text; every other byte stays. The result is re-parsed and must differ from the original in the
-targeted fields only, else `EditError` and nothing is written.
+targeted fields only, else `EditError` and nothing is written. Files are read and loaded through `core.repo_yaml`:
+at most `MAX_REPO_YAML_BYTES`, and a document whose aliases expand beyond the budget (a YAML bomb) is refused
+before anything is expanded.
 """
 from __future__ import annotations
 
@@ -17,10 +19,10 @@ from typing import Any, Iterator
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
-from ruamel.yaml.error import YAMLError
 
 from core.errors import Permanent
 from core.images import ImageRefError, parse_image_ref, same_image, validate_digest, validate_tag
+from core.repo_yaml import RepoYamlError, check_size, load_all, read_repo_text
 from core.targets import (
     CONTAINER_LISTS,
     FABRIKATE_IMAGE_FIELDS,
@@ -125,7 +127,10 @@ def set_image(text: str, target: Target, new_tag: str, new_digest: str | None = 
 
 def _index(text: str, file: str) -> YamlIndex:
     try:
+        check_size(text, file)
         return index_yaml(text)
+    except RepoYamlError as exc:
+        raise EditError(str(exc)) from None
     except YamlIndexError as exc:
         raise EditError(f"{file}: does not parse: {exc}") from None
 
@@ -277,14 +282,14 @@ def _insert_key(text: str, index: YamlIndex, edit: _FieldEdit, file: str) -> str
 _MISSING = object()
 
 
-def _load_plain(text: str) -> list[Any]:
-    """All documents as plain Python data (aliases and merge keys resolved, comments and styles gone)."""
+def _load_plain(text: str, file: str) -> list[Any]:
+    """All documents as plain Python data (aliases and merge keys resolved, comments and styles gone).
+    Raises RepoYamlError (`file:line: ...`) for text that is not YAML, too large, or an alias bomb."""
+    documents = load_all(text, file, yaml=YAML(typ="rt"))
     try:
-        return [_plain(doc) for doc in YAML(typ="rt").load_all(text)]
-    except YAMLError as exc:
-        raise YamlIndexError(" ".join(str(exc).split())) from None
+        return [_plain(doc) for doc in documents]
     except RecursionError:
-        raise YamlIndexError("YAML nesting too deep") from None
+        raise RepoYamlError(file, None, "YAML nesting too deep") from None
 
 
 def _plain(value: Any) -> Any:
@@ -327,9 +332,13 @@ def _diff(old: Any, new: Any, path: tuple) -> Iterator[tuple[tuple, Any, Any]]:
 
 def _verify(old_text: str, new_text: str, file: str, expected: dict[YamlPath, str]) -> None:
     try:
-        old_docs, new_docs = _load_plain(old_text), _load_plain(new_text)
-    except YamlIndexError as exc:
-        raise EditError(f"{file}: edited text does not load: {exc}") from None
+        old_docs = _load_plain(old_text, file)
+    except RepoYamlError as exc:
+        raise EditError(str(exc)) from None
+    try:
+        new_docs = _load_plain(new_text, file)
+    except RepoYamlError as exc:
+        raise EditError(f"edited text does not load: {exc}") from None
     differences = {path: new for path, _, new in _diff(old_docs, new_docs, ())}
     if differences != expected or not all(type(value) is str for value in differences.values()):
         described = ", ".join(f"{format_locator(('doc',) + path)}={value!r}" for path, value in differences.items())
@@ -340,12 +349,12 @@ def _verify(old_text: str, new_text: str, file: str, expected: dict[YamlPath, st
 def diff_image_fields(old_text: str, new_text: str, file: str) -> ImageDiff:
     """Whether two versions of a file differ only in image tag/repository/digest values."""
     try:
-        old_docs = _load_plain(old_text)
-    except YamlIndexError as exc:
+        old_docs = _load_plain(old_text, file)
+    except RepoYamlError as exc:
         return ImageDiff(False, (), (f"old version does not parse: {exc}",))
     try:
-        new_docs = _load_plain(new_text)
-    except YamlIndexError as exc:
+        new_docs = _load_plain(new_text, file)
+    except RepoYamlError as exc:
         return ImageDiff(False, (), (f"new version does not parse: {exc}",))
     kustomization = PurePosixPath(file).name in KUSTOMIZATION_NAMES
     multi_doc = len(old_docs) != 1 or len(new_docs) != 1
@@ -420,9 +429,11 @@ def apply_to_tree(root: Path, edits: list[tuple[Target, str, str | None]]) -> li
     for file, file_edits in sorted(by_file.items()):
         path = _inside(root, file)
         try:
-            original = text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise EditError(f"{file}: cannot read: {exc}") from None
+            original = text = read_repo_text(root, file)
+        except RepoYamlError as exc:
+            raise EditError(str(exc)) from None
+        if text is None:
+            raise EditError(f"{file}: cannot read: the file does not exist")
         for target, new_tag, new_digest in file_edits:
             result = set_image(text, target, new_tag, new_digest)
             text = result.text

@@ -16,18 +16,20 @@ def test_module_generates_and_writes(tmp_path):
     out = tmp_path / "manifests"
     result = subprocess.run(
         [sys.executable, "-m", "core.generate", "--hld", str(hld), "--env", "prod", "--env", "dev", "--out", str(out),
-         "--helm-mode", "helmrelease"], cwd=REPOSITORY, capture_output=True, text=True)
+         "--helm-mode", "helmrelease", "--allowed-source-hosts", "dev.azure.com"], cwd=REPOSITORY,
+        capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "12 paths changed\n"
     chart = documents((out / "dev/fabrikam-project/fabrikam/dev/chart.yaml").read_bytes())
     assert chart[1]["spec"]["values"]["image"]["tag"] == "dev-20200405.3"
     assert main(["--hld", str(hld), "--env", "prod", "--env", "dev", "--out", str(out),
-                 "--helm-mode", "helmrelease"]) == 0
+                 "--helm-mode", "helmrelease", "--allowed-source-hosts", "dev.azure.com"]) == 0
 
 
 def test_check_validates_without_writing(tmp_path, capsys):
     hld = bedrock_hld(tmp_path / "hld")
-    assert main(["--hld", str(hld), "--check", "--helm-mode", "helmrelease", "--out", str(tmp_path / "out")]) == 0
+    assert main(["--hld", str(hld), "--check", "--helm-mode", "helmrelease", "--out", str(tmp_path / "out"),
+                 "--hld-repo-url", "https://dev.azure.com/fabrikam/project/_git/hld"]) == 0
     assert capsys.readouterr().out == "ok: 6 files for prod\n"
     assert not (tmp_path / "out").exists()
 
@@ -44,7 +46,7 @@ def test_failure_exits_1_with_one_line_reason(tmp_path, capsys):
 def test_check_reports_a_broken_hld(tmp_path, capsys):
     hld = write(tmp_path / "hld", {"component.yaml": "name: [broken\n"})
     assert main(["--hld", str(hld), "--check"]) == 1
-    assert capsys.readouterr().err.startswith("error: component.yaml: invalid YAML: ")
+    assert capsys.readouterr().err.startswith("error: component.yaml:2: invalid YAML: ")
 
 
 def test_out_is_required_without_check(tmp_path, capsys):
@@ -53,10 +55,11 @@ def test_out_is_required_without_check(tmp_path, capsys):
     assert result.returncode == 2 and "--out is required" in result.stderr
 
 
-def test_environments_and_helm_mode_default_from_autopilot_yaml(tmp_path, capsys):
+def test_environments_and_helm_mode_default_from_autopilot_yaml(tmp_path, capsys, monkeypatch):
     hld = bedrock_hld(tmp_path / "hld")
     write(hld, {"autopilot.yaml": "environments: [staging, prod]\nhelmMode: helmrelease\nautoMerge: {other: keys}\n"})
     out = tmp_path / "out"
+    monkeypatch.setenv("ALLOWED_SOURCE_HOSTS", "dev.azure.com")
     assert main(["--hld", str(hld), "--out", str(out)]) == 0
     assert sorted(path.name for path in out.iterdir()) == ["prod", "staging"]
     assert documents((out / "staging/fabrikam-project/fabrikam/dev/chart.yaml").read_bytes())[1]["kind"] == \

@@ -142,7 +142,7 @@ def test_chart_with_a_symlink_leaving_the_checkout_is_refused(tmp_path, helm):
 
 def test_bedrock_hld_becomes_helm_releases_with_the_ring_image_tag(tmp_path):
     root = bedrock_hld(tmp_path / "hld", image_tag="dev-20240101.7")
-    generation = generate(root, ["prod"], helm_mode="helmrelease")
+    generation = generate(root, ["prod"], helm_mode="helmrelease", allowed_sources=("dev.azure.com",))
     files = files_of(generation)
     assert sorted(files) == [
         "prod/default-component.yaml",
@@ -198,7 +198,8 @@ def test_git_chart_reference(tmp_path, version, branch, reference):
     chart = {"name": "c", "type": "helm", "method": "git", "source": "https://example.com/charts.git", "path": "x"}
     chart.update({key: value for key, value in (("version", version), ("branch", branch)) if value})
     root = write(tmp_path / "hld", {"component.yaml": component("root", chart)})
-    source = documents(files_of(generate(root, ["prod"], helm_mode="helmrelease"))["prod/c.yaml"])[0]
+    source = documents(files_of(generate(root, ["prod"], helm_mode="helmrelease",
+                                         hld_repo_url="https://example.com/hld.git"))["prod/c.yaml"])[0]
     assert source["spec"].get("ref") == reference
 
 

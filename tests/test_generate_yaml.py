@@ -31,14 +31,14 @@ def test_mapping_keys_keep_their_text_and_merge_keys_work():
 
 
 def test_duplicate_keys_and_complex_keys_are_refused():
-    with pytest.raises(GenerationError, match=r"t: invalid YAML: found duplicate key \"a\""):
+    with pytest.raises(GenerationError, match=r"t:2: invalid YAML: .*found duplicate key \"a\""):
         load_yaml("a: 1\na: 2\n", "t")
     with pytest.raises(GenerationError, match="mapping keys must be scalars"):
         load_yaml("? [a]\n: 1\n", "t")
 
 
 def test_self_referencing_documents_are_refused():
-    with pytest.raises(GenerationError, match="nests deeper than"):
+    with pytest.raises(GenerationError, match="t:1: the document contains itself through a YAML alias"):
         load_yaml("a: &a [*a]\n", "t")
 
 

@@ -6,19 +6,23 @@ Environments and the helm mode default to `environments:` and `helmMode:` in `<h
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from core.policy import MAX_POLICY_BYTES
+from core.repo_yaml import RepoYamlError, read_repo_text
+from core.source_hosts import parse_allowed_sources
+
 from .documents import load_yaml
 from .errors import GenerationError
 from .output import write_generation
-from .paths import decode, read_capped
 from .walk import HELM_MODES, generate
 
 SETTINGS_FILE = "autopilot.yaml"
-SETTINGS_LIMIT = 1 << 20
+SETTINGS_LIMIT = MAX_POLICY_BYTES
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,13 @@ class Defaults:
 
 def read_defaults(hld: Path) -> Defaults:
     """`environments` and `helmMode` from autopilot.yaml; any other key is someone else's and ignored."""
-    root = hld.resolve()
-    data = read_capped(root / SETTINGS_FILE, root, SETTINGS_LIMIT, SETTINGS_FILE)
-    if data is None:
+    try:  # the same refusals as the service's policy reader: no symlink, at most SETTINGS_LIMIT bytes
+        text = read_repo_text(hld.resolve(), SETTINGS_FILE, limit=SETTINGS_LIMIT)
+    except RepoYamlError as error:
+        raise GenerationError(str(error)) from None
+    if text is None:
         return Defaults()
-    document = load_yaml(decode(data, SETTINGS_FILE), SETTINGS_FILE)
+    document = load_yaml(text, SETTINGS_FILE)
     if not isinstance(document, dict):
         return Defaults()
     environments = document.get("environments")
@@ -62,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hld-repo-url", help="URL of the HLD repository (helmrelease mode, local charts)")
     parser.add_argument("--helm-bin", help="helm binary (default: $HELM_BIN, then helm on PATH)")
     parser.add_argument("--cache-dir", type=Path, help="cache for git-sourced components")
+    parser.add_argument("--allowed-source-hosts", metavar="LIST",
+                        default=os.environ.get("ALLOWED_SOURCE_HOSTS", ""),
+                        help="comma list of hosts git sources may come from: host (https), ssh://host, file:// "
+                             "(default: $ALLOWED_SOURCE_HOSTS, else the host of --hld-repo-url)")
     return parser
 
 
@@ -71,11 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not arguments.check and arguments.out is None:
         parser.error("--out is required unless --check is given")
     try:
+        allowed = parse_allowed_sources(arguments.allowed_source_hosts) if arguments.allowed_source_hosts else None
+    except ValueError as error:
+        parser.error(f"--allowed-source-hosts: {error}")
+    try:
         defaults = read_defaults(arguments.hld)
         generation = generate(
             arguments.hld, arguments.environments or defaults.environments,
             helm_mode=arguments.helm_mode or defaults.helm_mode, helm_bin=arguments.helm_bin,
-            cache_dir=arguments.cache_dir, hld_repo_url=arguments.hld_repo_url)
+            cache_dir=arguments.cache_dir, hld_repo_url=arguments.hld_repo_url, allowed_sources=allowed)
         if arguments.check:
             print(f"ok: {len(generation.files)} files for {', '.join(generation.environments)}")
             return 0

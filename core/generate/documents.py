@@ -4,6 +4,8 @@ Helm, kubectl and Fabrikate read YAML with go-yaml v2, so a value must get the t
 `yes`/`on` are booleans, `0644` is octal, `12:30` and `2020-01-01` stay strings. ruamel's YAML 1.2 rules (and its
 1.1 rules, which add sexagesimal numbers) differ, so scalars are resolved here. The libyaml parser is used when
 ruamel.yaml.clib is installed (it is a dependency of ruamel.yaml): same safe constructor, about five times faster.
+Documents go through `core.repo_yaml` (the loader every repository YAML shares): an alias bomb or a document that
+contains itself is refused before it is constructed, and errors read `<file>:<line>: <what is wrong>`.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.nodes import ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.tag import Tag
+
+from core.repo_yaml import ALIAS_EXPANSION_BUDGET, RepoYamlError, load_one
 
 from .errors import GenerationError
 
@@ -169,15 +173,16 @@ def check_structure(value: Any, limit: int, label: str) -> None:
             stack.extend((child, depth + 1) for child in node)
 
 
-def load_yaml(text: str, label: str, *, typed: bool = True) -> Any:
-    """One YAML document, safely loaded. `typed=False` keeps every scalar a string."""
+def load_yaml(text: str, label: str, *, typed: bool = True, first_line: int = 1) -> Any:
+    """One YAML document, safely loaded. `typed=False` keeps every scalar a string. `first_line` is the line of
+    the file `text` starts at (for a document cut out of a stream), so errors name the file's own line."""
     try:
-        value = _loader(typed).load(text)
-    except GenerationError as error:
-        raise GenerationError(f"{label}: invalid YAML: {error}") from None
-    except Exception as error:  # ruamel raises many unrelated classes; RecursionError for deep nesting
-        raise GenerationError(f"{label}: invalid YAML: {_describe(error)}") from None
-    check_structure(value, len(text) + 10_000, label)
+        # Sizes are capped by the callers (read_capped, the helm output budget).
+        value = load_one(text, label, yaml=_loader(typed), max_bytes=None)
+    except RepoYamlError as error:
+        where = f"{label}:{error.line + first_line - 1}" if error.line else label
+        raise GenerationError(f"{where}: {error.problem}") from None
+    check_structure(value, len(text) + ALIAS_EXPANSION_BUDGET + 10_000, label)
     return value
 
 
@@ -190,26 +195,33 @@ def load_json(text: str, label: str) -> Any:
     return value
 
 
-def split_documents(text: str) -> list[str]:
-    """The source text of each document of a stream, split at `---` lines (anything after `---` on the marker
-    line belongs to the document that follows). Documents stay as written so comments and scalar styles
-    survive; each piece is parsed on its own to check it."""
+def _pieces(text: str) -> list[tuple[str, int]]:
+    """(source text, first line) of each document of a stream, split at `---` lines."""
     starts = [match.start() for match in _DOCUMENT_START.finditer(text)]
     bounds = [0, *starts, len(text)]
     pieces = []
+    line = 1
     for begin, end in zip(bounds, bounds[1:]):
         piece = text[begin:end]
         if piece.startswith("---"):
             piece = piece[3:].lstrip(" \t")
-        pieces.append(piece)
+        pieces.append((piece, line))
+        line += text.count("\n", begin, end)
     return pieces
+
+
+def split_documents(text: str) -> list[str]:
+    """The source text of each document of a stream, split at `---` lines (anything after `---` on the marker
+    line belongs to the document that follows). Documents stay as written so comments and scalar styles
+    survive; each piece is parsed on its own to check it."""
+    return [piece for piece, _ in _pieces(text)]
 
 
 def load_documents(text: str, label: str) -> list[tuple[str, Any]]:
     """(source text, value) of every non-empty document in a stream."""
     documents = []
-    for index, piece in enumerate(split_documents(text), start=1):
-        value = load_yaml(piece, f"{label} (document {index})")
+    for piece, first_line in _pieces(text):
+        value = load_yaml(piece, label, first_line=first_line)
         if value is not None:
             documents.append((_LEADING_BLANK_LINES.sub("", piece).rstrip(), value))
     return documents

@@ -4,6 +4,11 @@ A checkout is cached under `<cache_dir>/git/<url digest>-<commit>`, so a cached 
 written and concurrent generations can read it without locks. A pinned full commit needs no network at all once
 cached; a branch or tag is resolved with `git ls-remote` on every generation, so a moved branch is picked up
 (Fabrikate re-cloned on every run). Git never prompts (GIT_TERMINAL_PROMPT=0, ssh BatchMode).
+
+Before a cached checkout is used it is checked with one local `git diff-index` against its commit: a checkout
+without HEAD, with a corrupt index or lost objects, with files changed or missing, or that is no longer a
+directory is discarded and fetched again. Only sources on the `ALLOWED_SOURCE_HOSTS` allow-list are fetched
+(`core.source_hosts`): never `file://` unless listed, never plain http or git://.
 """
 from __future__ import annotations
 
@@ -11,12 +16,15 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from core.git_workspace import gitpython
+from core.source_hosts import source_allowed
 
 from .errors import GenerationError
 
@@ -56,12 +64,39 @@ class GitRef:
         return f"{strip_credentials(self.url)}@{at}" if at else strip_credentials(self.url)
 
 
-def check_url(url: str, label: str) -> None:
-    """Only ordinary transports: no `ext::` commands, no option-looking or local-path sources."""
+def check_url(url: str, label: str, allowed: Iterable[str]) -> None:
+    """Only ordinary transports (no `ext::` commands, no option-looking or local-path sources), and only
+    sources the allow-list admits."""
     if not (url.startswith(_SCHEMES) or _SCP_LIKE.match(url)) or any(char.isspace() for char in url):
         raise GenerationError(f"{label}: unsupported git source {strip_credentials(url)!r}")
     if url.startswith(_SCHEMES) and not urlsplit(url).netloc and not url.startswith("file://"):
         raise GenerationError(f"{label}: git source {strip_credentials(url)!r} has no host")
+    allowed = tuple(allowed)
+    if not source_allowed(url, allowed):
+        raise GenerationError(
+            f"{label}: git source {strip_credentials(url)!r} is not allowed: only https:// (or ssh:// where "
+            f"configured) sources on a host in ALLOWED_SOURCE_HOSTS ({', '.join(allowed) or 'none'})")
+
+
+def _intact(checkout: Path, commit: str) -> bool:
+    """Whether a cached checkout still holds exactly `commit` (HEAD, index, objects and files all usable)."""
+    if checkout.is_symlink() or not checkout.is_dir():
+        return False
+    git_dir = checkout / ".git"
+    try:
+        run = subprocess.run(["git", "--git-dir", str(git_dir), "--work-tree", str(checkout), "diff-index",
+                              "--quiet", commit, "--"], cwd=checkout, env={**os.environ, **_ENVIRONMENT},
+                             capture_output=True, timeout=GIT_TIMEOUT_SECONDS, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return run.returncode == 0 and (git_dir / "HEAD").is_file()
+
+
+def _discard(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _last_line(error) -> str:  # a git.GitCommandError
@@ -72,13 +107,14 @@ def _last_line(error) -> str:  # a git.GitCommandError
 class GitCheckouts:
     """Checkouts of git sources under a cache directory, memoised for the lifetime of one object."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, allowed: Iterable[str] = ()) -> None:
         self._root = cache_dir / "git"
+        self._allowed = tuple(allowed)
         self._memo: dict[GitRef, Path] = {}
 
     def checkout(self, ref: GitRef, label: str) -> Path:
         if ref not in self._memo:
-            check_url(ref.url, label)
+            check_url(ref.url, label, self._allowed)
             command_error = gitpython().GitCommandError  # GitMissing (permanent) on a host without git
             try:
                 self._memo[ref] = self._checkout(ref, label)
@@ -92,8 +128,11 @@ class GitCheckouts:
 
     def _checkout(self, ref: GitRef, label: str) -> Path:
         commit = ref.version if is_full_sha(ref.version) else self._remote_commit(ref)
-        if commit and self._target(ref, commit).is_dir():
-            return self._target(ref, commit)
+        if commit:
+            cached = self._target(ref, commit)
+            if _intact(cached, commit):
+                return cached
+            _discard(cached)
         self._root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=self._root))
         try:
@@ -101,6 +140,8 @@ class GitCheckouts:
             self._fetch(repo, ref, commit, label)
             actual = repo.git.rev_parse("HEAD")
             target = self._target(ref, actual)
+            if not _intact(target, actual):
+                _discard(target)
             try:
                 os.rename(work, target)
             except OSError:  # another generation cached the same commit first

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from core.source_hosts import default_allowed_sources
+
 from .component import Component, load_component
 from .config import EMPTY, ComponentConfig, load_config_file, merge
 from .documents import load_documents
@@ -58,8 +60,10 @@ class Location:
 
 class _Walker:
     def __init__(self, root: Path, *, helm_mode: str, helm: HelmTemplate, checkouts: GitCheckouts,
-                 max_file_bytes: int, max_output_bytes: int, hld_repo_url: str | None) -> None:
+                 max_file_bytes: int, max_output_bytes: int, hld_repo_url: str | None,
+                 allowed_sources: tuple[str, ...]) -> None:
         self._root = root
+        self._allowed_sources = allowed_sources
         self._helm_mode = helm_mode
         self._helm = helm
         self._checkouts = checkouts
@@ -216,7 +220,7 @@ class _Walker:
         if component.method == "helm":
             source = ChartSource.helm_repository(component.source, component.path, component.version)
         elif component.method == "git":
-            check_url(component.source, label)
+            check_url(component.source, label, self._allowed_sources)
             ref = GitRef(component.source, component.version, component.branch)
             source = ChartSource.git(ref, chart_path_in_repository(component.path, label))
         else:
@@ -234,9 +238,12 @@ class _Walker:
 
 def generate(hld_root: Path, environments: Sequence[str], *, helm_mode: str = "rendered",
              helm_bin: str | None = None, cache_dir: Path | None = None, max_file_bytes: int = 1 << 20,
-             max_output_bytes: int = 64 << 20, hld_repo_url: str | None = None) -> Generation:
+             max_output_bytes: int = 64 << 20, hld_repo_url: str | None = None,
+             allowed_sources: Sequence[str] | None = None) -> Generation:
     """Generate the manifests of every environment (one top-level folder each) from the HLD at `hld_root`.
-    The same HLD always gives byte-identical files, sorted by path."""
+    The same HLD always gives byte-identical files, sorted by path. Git sources must be on `allowed_sources`
+    (entries as in `core.source_hosts`; default: the host of `hld_repo_url`, so none without it)."""
+    allowed = tuple(allowed_sources) if allowed_sources is not None else default_allowed_sources(hld_repo_url)
     if helm_mode not in HELM_MODES:
         raise GenerationError(f"unknown helm mode {helm_mode!r} (expected one of {', '.join(HELM_MODES)})")
     if isinstance(environments, str):
@@ -253,8 +260,9 @@ def generate(hld_root: Path, environments: Sequence[str], *, helm_mode: str = "r
     files: list[GeneratedFile] = []
     with tempfile.TemporaryDirectory(prefix="generate-") as scratch:
         walker = _Walker(root, helm_mode=helm_mode, helm=HelmTemplate(helm_bin, Path(scratch)),
-                         checkouts=GitCheckouts(Path(cache_dir) if cache_dir else Path(scratch) / "cache"),
-                         max_file_bytes=max_file_bytes, max_output_bytes=max_output_bytes, hld_repo_url=hld_repo_url)
+                         checkouts=GitCheckouts(Path(cache_dir) if cache_dir else Path(scratch) / "cache", allowed),
+                         max_file_bytes=max_file_bytes, max_output_bytes=max_output_bytes, hld_repo_url=hld_repo_url,
+                         allowed_sources=allowed)
         for spec in specs:
             files.extend(walker.environment(spec))
     return Generation(files=tuple(sorted(files, key=lambda generated: generated.path)),
