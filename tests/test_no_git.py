@@ -3,7 +3,7 @@
 The app runs in a subprocess whose PATH holds a python and no git, the way the Python worker loads it: import
 `function_app`, index with `app.get_functions()`, then invoke functions. Every function must load, intake must
 accept (202), health must answer 503 naming git and the fix, and a worker that needs git must fail with the one
-permanent `GitMissing` error (poisoned at once, not retried).
+permanent `GitMissing` error: poisoned at once with that reason, not retried.
 """
 from __future__ import annotations
 
@@ -29,9 +29,29 @@ import azure.functions as func
 
 import function_app
 
+class Out(func.Out):
+    def __init__(self):
+        self.value = None
+
+    def set(self, value):
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+loop = asyncio.new_event_loop()
+outputs = {}
+
 def call(fn, arg):
-    result = fn.get_user_function()(arg)
-    return asyncio.run(result) if inspect.iscoroutine(result) else result
+    # invoke as the worker does: the trigger argument plus a func.Out for every output binding
+    bindings = [json.loads(b) for b in fn.get_raw_bindings()]
+    trigger = next(b["name"] for b in bindings if b["direction"].lower() == "in")
+    outs = {b["name"]: Out() for b in bindings if b["direction"].lower() == "out" and b["name"] != "$return"}
+    result = fn.get_user_function()(**{trigger: arg}, **outs)
+    result = loop.run_until_complete(result) if inspect.iscoroutine(result) else result
+    outputs[fn.get_function_name()] = {name: out.get() for name, out in outs.items()}
+    return result
 
 out = {"modules": sorted(m for m in sys.modules if m == "git" or m.startswith("git."))}
 functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
@@ -59,9 +79,9 @@ for name, queue in (("bump_worker", "image-pushed"), ("generate_worker", "hld-ch
     message = get_services().storage.queue(queue).receive_message(visibility_timeout=60)
     try:
         call(functions[name], func.QueueMessage(id=message.id, body=message.content.encode()))
-        out["workers"][name] = None
+        out["workers"][name] = {"poisoned": [json.loads(m) for m in outputs[name]["poison"] or []]}
     except Exception as exc:
-        out["workers"][name] = [type(exc).__name__, is_permanent(exc), str(exc)]
+        out["workers"][name] = {"raised": [type(exc).__name__, is_permanent(exc), str(exc)]}
 print(json.dumps(out))
 """
 
@@ -99,9 +119,12 @@ def test_the_app_loads_and_answers_without_git(azurite, tmp_path):
     assert status == 202 and body["eventId"].startswith("acr:")
 
     for name in ("bump_worker", "generate_worker"):
-        kind, permanent, message = out["workers"][name]
-        assert (kind, permanent) == ("GitMissing", True), (name, message)
-        assert message.startswith("git executable not found on PATH") and "container image" in message
+        # GitMissing is Permanent: the message goes to its poison queue on the first attempt, with the reason
+        assert out["workers"][name].get("poisoned"), (name, out["workers"][name])
+        [poisoned] = out["workers"][name]["poisoned"]
+        reason = poisoned["poisonReason"]
+        assert "GitMissing" in reason and "git executable not found on PATH" in reason, (name, reason)
+        assert "container image" in reason
 
 
 def test_import_alone_needs_no_storage_and_no_git(tmp_path):
