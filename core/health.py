@@ -17,6 +17,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError
 
 import core
 from core.azdo import AzdoError
+from core.deliveries import DeliveryLog
 from core.git_workspace import GitError, classify, clean_url, scrub, secret_forms
 from core.services import Services
 from core.settings import SettingsError
@@ -120,6 +121,9 @@ def check_health(load_services: Callable[[], Services], probe: RepoProbe) -> Hea
             warnings.append(f"{poison_queue(name)} holds {depth['poison']} message(s); inspect with "
                             f"`python -m core.admin replay --queue {name} --dry-run`")
 
+    if body["storage"]["reachable"]:
+        _outbox(services, body, warnings)
+
     repos: dict[str, dict] = {}
     for role, url, branch in (("hld", settings.hld_repo_url, settings.hld_branch),
                               ("manifest", settings.manifest_repo_url, settings.manifest_branch)):
@@ -140,6 +144,20 @@ def check_health(load_services: Callable[[], Services], probe: RepoProbe) -> Hea
             body["azdo"] = {"reachable": False}
             failing.append(f"azdo: {exc}")
     return _report(body, failing, warnings)
+
+
+def _outbox(services: Services, body: dict, warnings: list[str]) -> None:
+    """Accepted deliveries the outbox re-enqueued OUTBOX_MAX_REENQUEUES times without a worker taking them."""
+    limit = services.settings.outbox_max_reenqueues
+    try:
+        stuck = DeliveryLog(services.storage).stuck(limit)
+    except StorageUnavailable:
+        return
+    body["outbox"] = {"stuck": len(stuck)}
+    if stuck:
+        warnings.append(f"{len(stuck)} accepted deliveries re-enqueued {limit} times and still not taken by a "
+                        f"worker (stuck): {', '.join(p.event_id for p in stuck[:5])}; is the worker for their "
+                        "queue disabled or failing to start?")
 
 
 def _report(body: dict, failing: list[str], warnings: list[str]) -> HealthReport:

@@ -10,7 +10,7 @@ from typing import Callable
 
 from core.review import ReviewOutcome, ReviewService
 from core.review_records import ReviewRecords
-from core.runners import honour_retry_after
+from core.runners import honour_retry_after, work_taken
 from core.settings import SettingsError
 from core.telemetry import metrics, trace_context
 from core.workitems import PrReview, WorkItem
@@ -34,6 +34,8 @@ def run_review(services, item: WorkItem, sleep: Callable[[float], None] = time.s
         except BaseException:
             metrics.failure("review")
             raise
+        finally:
+            work_taken(services, [item])
     if outcome is not None:
         metrics.approval(outcome.action)
         log.info("PR %s iteration %s: %s", outcome.pr_id, outcome.iteration, outcome.action,

@@ -10,6 +10,7 @@ from typing import Callable
 
 from core.azdo import AzdoTransientError
 from core.bump import push_time
+from core.deliveries import DeliveryLog
 from core.queue_batch import take_waiting
 from core.telemetry import metrics, trace_context
 from core.trace import latency_seconds, now_iso
@@ -30,6 +31,12 @@ def honour_retry_after(fn: Callable[[], object], sleep: Callable[[float], None] 
         raise
 
 
+def work_taken(services, items) -> None:
+    """Outbox: a worker has these items, so the queue owns their retries from here; their intake deliveries are
+    done (never raises; core/deliveries.py)."""
+    DeliveryLog(services.storage).mark_done(i.event_id for i in items)
+
+
 def run_batch(stage: str, services, item: WorkItem, queue: str, worker) -> object:
     """Take the waiting messages of `queue` into this run, under the worker's lock so that invocations running
     side by side in one process wait for one batch rather than each committing a slice of a burst; delete the
@@ -44,6 +51,8 @@ def run_batch(stage: str, services, item: WorkItem, queue: str, worker) -> objec
             metrics.failure(stage)
             log.exception("%s failed; the queue will retry", stage)
             raise
+        finally:
+            work_taken(services, items)
         batch.ack()
     return result
 

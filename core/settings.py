@@ -47,6 +47,8 @@ class Settings:
     storage_queue_url: str = ""       # identity-based storage: AzureWebJobsStorage__accountName / __queueServiceUri
     storage_table_url: str = ""
     storage_client_id: str = ""       # AzureWebJobsStorage__clientId: a user-assigned managed identity
+    outbox_reenqueue_after: float = 120.0  # OUTBOX_REENQUEUE_AFTER_SECONDS: accepted work no worker took by then
+    outbox_max_reenqueues: int = 3         # OUTBOX_MAX_REENQUEUES: then health reports the delivery as stuck
 
     @property
     def bump_repo_url(self) -> str:
@@ -107,6 +109,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         branch = get(name, "main")
         if branch.startswith("refs/") or " " in branch or ".." in branch:
             raise SettingsError(f"{name}={branch!r} is not a plain branch name (e.g. main)")
+    outbox_after = _number(get("OUTBOX_REENQUEUE_AFTER_SECONDS", "120"), "OUTBOX_REENQUEUE_AFTER_SECONDS", float)
+    outbox_max = _number(get("OUTBOX_MAX_REENQUEUES", "3"), "OUTBOX_MAX_REENQUEUES", int)
     return Settings(
         storage_connection=storage,
         acr_webhook_secret=get("ACR_WEBHOOK_SECRET"),
@@ -130,7 +134,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage_queue_url="" if storage else queue_url,
         storage_table_url="" if storage else table_url,
         storage_client_id=get("AzureWebJobsStorage__clientId"),
+        outbox_reenqueue_after=outbox_after,
+        outbox_max_reenqueues=outbox_max,
     )
+
+
+def _number(raw: str, name: str, kind: type):
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or value != value:
+        raise SettingsError(f"{name}={raw!r} is not a number >= 0")
+    return value
 
 
 def read_local_settings(path: Path) -> dict[str, str]:

@@ -147,3 +147,72 @@ class Storage:
         for name in queues:
             self.queue(name)
             self.queue(poison_queue(name))
+
+
+class AsyncStorage:
+    """The aio twins of `Storage`'s queue and table clients, for coroutine functions (the HTTP front doors and
+    the outbox timer), on aiohttp. Bound to the event loop it is first used on: the Python worker runs every
+    coroutine function on its one loop, so there is one per process (`Services.async_storage`)."""
+
+    def __init__(self, connection_string: str = "", identity: StorageIdentity | None = None):
+        if bool(connection_string) == bool(identity):
+            raise ValueError("AsyncStorage needs a connection string or an identity, not both")
+        from azure.core.pipeline.transport import AioHttpTransport
+        from azure.data.tables.aio import TableServiceClient as AioTableServiceClient
+
+        self._conn = normalize_connection_string(connection_string)
+        self._identity = identity
+        self._transport = AioHttpTransport(use_env_settings=False)
+        if identity is None:
+            self._tables = AioTableServiceClient.from_connection_string(self._conn, transport=self._transport,
+                                                                        **_CLIENT_OPTIONS)
+        else:
+            self._tables = AioTableServiceClient(identity.table_url, credential=identity.credential,
+                                                 transport=self._transport, **_CLIENT_OPTIONS)
+        self._table_clients: dict[str, Any] = {}
+        self._queue_clients: dict[str, Any] = {}
+
+    async def table(self, name: str):
+        client = self._table_clients.get(name)
+        if client is None:
+            try:
+                await self._tables.create_table_if_not_exists(name)
+            except AzureError as exc:
+                raise StorageUnavailable(f"table {name}: {type(exc).__name__}") from exc
+            client = self._table_clients.setdefault(name, self._tables.get_table_client(name))
+        return client
+
+    async def queue(self, name: str):
+        from azure.storage.queue.aio import QueueClient as AioQueueClient
+
+        client = self._queue_clients.get(name)
+        if client is None:
+            # The aio queue client builds its async ExponentialRetry from these keywords (the sync LinearRetry
+            # policy cannot run in an async pipeline): 0.2 s between two retries, as for the sync clients.
+            codecs = {"message_encode_policy": TextBase64EncodePolicy(),
+                      "message_decode_policy": TextBase64DecodePolicy(), **_CLIENT_OPTIONS,
+                      "transport": self._transport, "initial_backoff": 0.2, "increment_base": 0,
+                      "random_jitter_range": 0}
+            client = (AioQueueClient.from_connection_string(self._conn, name, **codecs) if self._identity is None
+                      else AioQueueClient(self._identity.queue_url, name, credential=self._identity.credential,
+                                          **codecs))
+            try:
+                await client.create_queue()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise StorageUnavailable(f"queue {name}: {type(exc).__name__}") from exc
+            client = self._queue_clients.setdefault(name, client)
+        return client
+
+    async def enqueue(self, queue: str, text: str) -> str:
+        client = await self.queue(queue)
+        try:
+            sent = await client.send_message(text)
+        except AzureError as exc:
+            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
+        return sent.id
+
+    async def close(self) -> None:
+        """Close the shared aiohttp session (every client here uses the one transport)."""
+        await self._transport.close()
