@@ -10,10 +10,13 @@ from typing import Any, Mapping
 from devhost.admin import AdminInvocations
 from devhost.function_index import FunctionIndex, index_functions
 from devhost.host_config import HostConfig, host_config_from_json
-from devhost.http_server import DevHttpServer, Dispatcher
+from devhost.http_server import DevHttpServer, Dispatcher, HostKeys
 from devhost.invocation import Invoker
 from devhost.queue_runner import QueueRunner
 from devhost.queue_storage import QueueClients, connection_string
+from devhost.queue_watcher import SharedQueueWatcher
+from devhost.timer_runner import TimerRunner
+from devhost.worker import WorkerRuntime, sync_thread_count
 
 log = logging.getLogger("devhost")
 
@@ -33,7 +36,8 @@ def disabled(function_name: str, environ: Mapping[str, str]) -> bool:
 class DevHost:
     """`DevHost(app, host_json, environ).start()`; `.url`, `.port`; `.stop()` drains and releases messages.
 
-    `environ` holds the app settings (FUNCTIONS_KEY, the bindings' connection settings); default os.environ.
+    `environ` holds the app settings (FUNCTIONS_KEY, FUNCTIONS_MASTER_KEY, PYTHON_THREADPOOL_THREAD_COUNT, the
+    bindings' connection settings); default os.environ.
     `lease_seconds` is how long a fetched message stays invisible before its lease is renewed/lost.
     """
 
@@ -55,25 +59,36 @@ class DevHost:
         self._server: DevHttpServer | None = None
         self._server_thread: threading.Thread | None = None
         self._runners: list[QueueRunner] = []
+        self._timers: list[TimerRunner] = []
         self._admin: AdminInvocations | None = None
+        self.worker: WorkerRuntime | None = None
         self._stopped = False
 
     def start(self) -> "DevHost":
         connections = {name: connection_string(self._environ, name) for name in self.index.connections()}
         clients = QueueClients()
-        invoker = Invoker(connections, self.config.queues.message_encoding, clients)
+        watcher = SharedQueueWatcher()
+        self.worker = WorkerRuntime(sync_thread_count(self._environ))
+        invoker = Invoker(connections, self.config.queues.message_encoding, clients, self.worker, watcher,
+                          self.config.function_timeout)
         self._admin = AdminInvocations(invoker)
         self._runners = [QueueRunner(fn, connections[fn.connection], clients, invoker, self.config.queues,
-                                     self._lease_seconds) for fn in self.index.queue]
-        dispatcher = Dispatcher(self.index, invoker, (self._environ.get("FUNCTIONS_KEY") or "").strip(), self._admin)
+                                     self._lease_seconds, watcher) for fn in self.index.queue]
+        self._timers = [TimerRunner(fn, invoker) for fn in self.index.timer]
+        keys = HostKeys(function_key=(self._environ.get("FUNCTIONS_KEY") or "").strip(),
+                        master_key=(self._environ.get("FUNCTIONS_MASTER_KEY") or "").strip())
+        dispatcher = Dispatcher(self.index, invoker, keys, self._admin)
         self._server = DevHttpServer(*self._bind, dispatcher)
         self._server_thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                                name="devhost-http", daemon=True)
         self._server_thread.start()
         for runner in self._runners:
             runner.start()
-        log.info("serving %d HTTP function(s), %d queue function(s) on %s", len(self.index.http),
-                 len(self.index.queue), self.url)
+        for timer in self._timers:
+            timer.start()
+        log.info("serving %d HTTP, %d queue and %d timer function(s) on %s (%d sync worker threads)",
+                 len(self.index.http), len(self.index.queue), len(self.index.timer), self.url,
+                 self.worker.thread_count)
         return self
 
     @property
@@ -96,14 +111,20 @@ class DevHost:
         deadline = time.monotonic() + (self._grace_seconds if grace_seconds is None else grace_seconds)
         for runner in self._runners:
             runner.request_stop()
+        for timer in self._timers:
+            timer.request_stop()
         self._server.draining.set()
         self._server.shutdown()
         self._server.server_close()
         self._server.in_flight.wait_idle(deadline)
         for runner in self._runners:
             runner.finish(deadline)
+        for timer in self._timers:
+            timer.finish(deadline)
         if self._admin is not None:
             self._admin.wait(deadline)
+        if self.worker is not None:
+            self.worker.shutdown()
 
     def __enter__(self) -> "DevHost":
         return self.start()

@@ -1,4 +1,5 @@
-"""host.json: the HTTP route prefix and the queue trigger settings (`extensions.queues`), with Azure's defaults."""
+"""host.json: the HTTP route prefix, `functionTimeout` and the queue trigger settings (`extensions.queues`), with
+Azure's defaults."""
 from __future__ import annotations
 
 import json
@@ -39,10 +40,28 @@ class QueueOptions:
     message_encoding: str = "base64"
 
 
+# `functionTimeout` when host.json has none: 30 minutes on Premium/Dedicated (5 on Consumption); "-1" is
+# unbounded, allowed on Premium/Dedicated only (learn.microsoft.com, "host.json reference", functionTimeout).
+DEFAULT_FUNCTION_TIMEOUT = 30 * 60.0
+
+
 @dataclass(frozen=True)
 class HostConfig:
     route_prefix: str = "api"
     queues: QueueOptions = field(default_factory=QueueOptions)
+    function_timeout: float | None = DEFAULT_FUNCTION_TIMEOUT  # seconds; None: unbounded ("-1")
+
+
+def _function_timeout(data: Mapping[str, Any]) -> float | None:
+    value = data.get("functionTimeout")
+    if value is None:
+        return DEFAULT_FUNCTION_TIMEOUT
+    if isinstance(value, str) and value.strip() == "-1":
+        return None
+    seconds = parse_timespan(value, "functionTimeout")
+    if seconds <= 0:
+        raise HostConfigError(f"host.json functionTimeout={value!r} must be positive (or -1 for no limit)")
+    return seconds
 
 
 def _int_setting(section: Mapping[str, Any], key: str, default: int, low: int, high: int | None = None) -> int:
@@ -78,6 +97,7 @@ def host_config_from_json(data: Mapping[str, Any]) -> HostConfig:
         raise HostConfigError(f"host.json extensions.queues.messageEncoding={encoding!r} is not base64 or none")
     return HostConfig(
         route_prefix=prefix.strip("/"),
+        function_timeout=_function_timeout(data),
         queues=QueueOptions(
             max_polling_interval=max_polling,
             visibility_timeout=parse_timespan(queues.get("visibilityTimeout", "00:00:00"),

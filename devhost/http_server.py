@@ -1,14 +1,25 @@
 """The HTTP front: HTTP-triggered functions at `/<routePrefix>/<route>` and the admin API, on a threaded server.
 
-Routing answers 404 (no route) and 405 (route, wrong method) before auth; auth answers 401. A function that
-raises answers 500 with a one-line body. Each response is written in one send with TCP_NODELAY, on HTTP/1.1
-keep-alive connections, so small requests are not held back by Nagle/delayed-ACK stalls.
+As the Functions host does:
+- Routing answers 404 when no route matches, and also when a route matches but not the method: the host's
+  route constraint includes the method, so a wrong method or a HEAD on a GET-only function is a plain 404
+  (azure-functions-host#10098, #11625). Routing comes before auth.
+- Keys (`HostKeys`): function-level routes take the function key or the master key (`?code=` or
+  `x-functions-key`); admin-level routes and `POST /admin/functions/<name>` take the master key only
+  ("Work with access keys in Azure Functions", learn.microsoft.com). 401 otherwise.
+- A function that raises (or times out) answers 500 with a one-line body.
+- A request body must arrive at Kestrel's minimum data rate, 240 bytes/s after a 5 s grace period
+  (`KestrelServerLimits.MinRequestBodyDataRate`); a body that stalls (a Content-Length larger than what is
+  sent) is answered 408 and the connection closed, instead of holding a thread until the idle timeout.
+Each response is written in one send with TCP_NODELAY, on HTTP/1.1 keep-alive connections, so small requests
+are not held back by Nagle/delayed-ACK stalls.
 """
 from __future__ import annotations
 
 import hmac
 import json
 import logging
+import socket
 import socketserver
 import threading
 import time
@@ -29,6 +40,9 @@ log = logging.getLogger("devhost")
 
 ADMIN_PREFIX = "/admin/functions/"
 MAX_BODY = 100 * 1024 * 1024  # the Functions host's request size limit
+BODY_GRACE_SECONDS = 5.0  # Kestrel MinRequestBodyDataRate: grace period ...
+BODY_MIN_RATE = 240.0  # ... and bytes per second
+_READ_CHUNK = 64 * 1024
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 
 
@@ -55,20 +69,42 @@ def _reply_from_result(result: Any) -> Reply:
     raise TypeError(f"returned {type(result).__name__}, not an HttpResponse")
 
 
+@dataclass(frozen=True)
+class HostKeys:
+    """`FUNCTIONS_KEY` (function-level) and `FUNCTIONS_MASTER_KEY` (the host's master key).
+
+    In Azure both always exist. Locally, with neither set, no key is checked (as under Core Tools); once either
+    is set, function-level routes need one of them and admin-level ones the master key.
+    """
+
+    function_key: str = ""
+    master_key: str = ""
+
+    @property
+    def enforced(self) -> bool:
+        return bool(self.function_key or self.master_key)
+
+    def accepts(self, given: str, level: str) -> bool:
+        if not self.enforced:
+            return True
+        valid = [self.master_key] if level == "admin" else [self.function_key, self.master_key]
+        # Every candidate is compared (no short-circuit), in constant time per comparison.
+        matches = [hmac.compare_digest(given.encode("utf-8"), key.encode("utf-8")) for key in valid if key]
+        return any(matches)
+
+
+def _given_key(params: Mapping[str, str], headers: Mapping[str, str]) -> str:
+    return params.get("code") or next((v for k, v in headers.items() if k.lower() == "x-functions-key"), "")
+
+
 class Dispatcher:
     """Maps one request to a Reply; no socket I/O here."""
 
-    def __init__(self, index: FunctionIndex, invoker: Invoker, functions_key: str, admin: AdminInvocations):
+    def __init__(self, index: FunctionIndex, invoker: Invoker, keys: HostKeys, admin: AdminInvocations):
         self._index = index
         self._invoker = invoker
-        self._key = functions_key.encode("utf-8")
+        self._keys = keys
         self._admin = admin
-
-    def _authorized(self, params: Mapping[str, str], headers: Mapping[str, str]) -> bool:
-        if not self._key:
-            return True
-        given = params.get("code") or next((v for k, v in headers.items() if k.lower() == "x-functions-key"), "")
-        return hmac.compare_digest(given.encode("utf-8"), self._key)
 
     def dispatch(self, method: str, target: str, headers: Mapping[str, str], body: bytes, base_url: str) -> Reply:
         parts = urlsplit(target)
@@ -78,22 +114,18 @@ class Dispatcher:
         path = parts.path or "/"
         if path.lower().startswith(ADMIN_PREFIX):
             return self._admin_call(method, path[len(ADMIN_PREFIX):], params, headers, body)
-        allowed: set[str] = set()
         for function in self._index.http:
             route_params = function.route.match(path)
-            if route_params is None:
+            if route_params is None or (function.methods is not None and method not in function.methods):
                 continue
-            if function.methods is not None and method not in function.methods:
-                allowed |= function.methods
-                continue
-            if function.auth_level != "anonymous" and not self._authorized(params, headers):
-                log_invocation(function.name, f"{method} {path}", "status=401 rejected (no or wrong function key)", 0.0)
-                return _text(401, "Unauthorized: a function key is required (?code= or x-functions-key)")
+            if function.auth_level != "anonymous" and not self._keys.accepts(_given_key(params, headers),
+                                                                             function.auth_level):
+                needed = "the master key" if function.auth_level == "admin" else "a function key"
+                log_invocation(function.name, f"{method} {path}", f"status=401 rejected (needs {needed})", 0.0)
+                return _text(401, f"Unauthorized: {needed} is required (?code= or x-functions-key)")
             request = func.HttpRequest(method, base_url + target, headers=headers, params=params,
                                        route_params=route_params, body=body)
             return self._invoke(function, request, f"{method} {path}")
-        if allowed:
-            return _text(405, "Method Not Allowed", ("Allow", ", ".join(sorted(allowed))))
         return _text(404, "Not Found")
 
     def _invoke(self, function: HttpFunction, request: func.HttpRequest, subject: str) -> Reply:
@@ -111,9 +143,9 @@ class Dispatcher:
     def _admin_call(self, method: str, name: str, params: Mapping[str, str], headers: Mapping[str, str],
                     body: bytes) -> Reply:
         if method != "POST":
-            return _text(405, "Method Not Allowed", ("Allow", "POST"))
-        if not self._authorized(params, headers):
-            return _text(401, "Unauthorized: the admin API requires the functions key")
+            return _text(404, "Not Found")
+        if not self._keys.accepts(_given_key(params, headers), "admin"):
+            return _text(401, "Unauthorized: the admin API requires the master key (FUNCTIONS_MASTER_KEY)")
         function = self._index.queue_function(name)
         if function is None:
             if any(fn.name.lower() == name.lower() for fn in self._index.http):
@@ -136,6 +168,22 @@ class _BodyError(Exception):
         self.status = status
 
 
+class _BodyClock:
+    """Kestrel's minimum body data rate: after the grace period, the bytes received so far must average at least
+    BODY_MIN_RATE per second since the body started; each socket read waits only as long as that can still hold."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._start = time.monotonic()
+        self.received = 0
+
+    def arm(self) -> None:
+        remaining = self._start + max(BODY_GRACE_SECONDS, self.received / BODY_MIN_RATE) - time.monotonic()
+        if remaining <= 0:
+            raise _BodyError(408, "Request Timeout: the request body arrived too slowly")
+        self._sock.settimeout(remaining)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -143,24 +191,51 @@ class _Handler(BaseHTTPRequestHandler):
     server: "DevHttpServer"
 
     def _read_body(self) -> bytes:
+        clock = _BodyClock(self.connection)
+        try:
+            return self._read_body_timed(clock)
+        except (TimeoutError, socket.timeout):
+            raise _BodyError(408, "Request Timeout: the request body arrived too slowly") from None
+        finally:
+            self.connection.settimeout(self.timeout)
+
+    def _read(self, clock: _BodyClock, size: int) -> bytes:
+        parts: list[bytes] = []
+        while size > 0:
+            clock.arm()
+            part = self.rfile.read1(min(size, _READ_CHUNK))
+            if not part:
+                raise _BodyError(400, "request body ended before Content-Length")
+            clock.received += len(part)
+            size -= len(part)
+            parts.append(part)
+        return b"".join(parts)
+
+    def _readline(self, clock: _BodyClock, limit: int) -> bytes:
+        clock.arm()
+        line = self.rfile.readline(limit)
+        clock.received += len(line)
+        return line
+
+    def _read_body_timed(self, clock: _BodyClock) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks: list[bytes] = []
             total = 0
             while True:
-                size_line = self.rfile.readline(65537)
+                size_line = self._readline(clock, 65537)
                 try:
                     size = int(size_line.split(b";", 1)[0].strip(), 16)
                 except ValueError:
                     raise _BodyError(400, "bad chunked encoding") from None
                 if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    while self._readline(clock, 65537) not in (b"\r\n", b"\n", b""):
                         pass
                     return b"".join(chunks)
                 total += size
                 if total > MAX_BODY:
                     raise _BodyError(413, "request body too large")
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(3)
+                chunks.append(self._read(clock, size))
+                self._readline(clock, 3)
         length_header = self.headers.get("Content-Length")
         if not length_header:
             return b""
@@ -172,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BodyError(400, "bad Content-Length")
         if length > MAX_BODY:
             raise _BodyError(413, "request body too large")
-        return self.rfile.read(length)
+        return self._read(clock, length)
 
     def _handle(self) -> None:
         if self.server.draining.is_set():

@@ -1,8 +1,15 @@
 """A queue trigger listener with the Azure Functions host's semantics (host.json `extensions.queues`).
 
 - Polls with back-off: 100 ms after an empty poll, doubling up to maxPollingInterval; immediately after a hit.
-- Fetches batchSize messages at a time and runs each on its own worker thread; fetches again once the number in
-  flight drops to newBatchThreshold (at most batchSize + newBatchThreshold run at once).
+  The back-off wait ends at once when the host's `SharedQueueWatcher` is notified for this queue (a function of
+  this host wrote to it through a queue output binding, or the host poisoned a message into it); a message
+  written with the storage SDK is seen at the next poll (see devhost/queue_watcher.py).
+- Fetches batchSize messages at a time; fetches again once the number in flight drops to newBatchThreshold (at
+  most batchSize + newBatchThreshold in flight). Each message is invoked through the worker runtime: a sync
+  function waits for a thread of the ONE shared pool, like every other sync function of the app
+  (devhost/worker.py); the listener thread per message only stands for the host's awaiting task.
+- A message that is not valid for `messageEncoding` (base64) is moved to `<queue>-poison` without running the
+  function, whatever its dequeue count (`QueueProcessor`: the message cannot be bound).
 - Fetched messages are leased for `lease_seconds` and the lease is renewed at half-time while the function runs,
   so a slow function's message is not handed out twice.
 - Success deletes the message. A failure releases it with visibilityTimeout, unless it was its maxDequeueCount-th
@@ -28,7 +35,8 @@ from core.storage import poison_queue
 from devhost.function_index import QueueFunction
 from devhost.host_config import MIN_POLLING_INTERVAL, QueueOptions
 from devhost.invocation import Invoker, failure_summary, log_invocation
-from devhost.queue_storage import QueueClients, decode_body
+from devhost.queue_storage import MessageDecodeError, QueueClients, decode_body
+from devhost.queue_watcher import SharedQueueWatcher
 
 log = logging.getLogger("devhost")
 
@@ -46,8 +54,10 @@ class _Lease:
 
 class QueueRunner:
     def __init__(self, function: QueueFunction, conn: str, clients: QueueClients, invoker: Invoker,
-                 options: QueueOptions, lease_seconds: int):
+                 options: QueueOptions, lease_seconds: int, watcher: SharedQueueWatcher):
         self.function = function
+        self._watcher = watcher
+        self._wake = threading.Event()
         self._conn = conn
         self._clients = clients
         self._client: QueueClient = clients.get(conn, function.queue_name)
@@ -63,12 +73,18 @@ class QueueRunner:
         self._keeper_thread = threading.Thread(target=self._keep_leases, name=f"lease-{function.name}", daemon=True)
 
     def start(self) -> None:
+        self._watcher.register(self.function.queue_name, self.notify)
         self._poll_thread.start()
         self._keeper_thread.start()
+
+    def notify(self) -> None:
+        """`QueueListener.Notify`: end the current back-off wait (or the next one, if a poll is under way)."""
+        self._wake.set()
 
     def request_stop(self) -> None:
         """Stop polling; running messages go on."""
         self._stopping.set()
+        self._wake.set()
         with self._cond:
             self._cond.notify_all()
 
@@ -96,6 +112,8 @@ class QueueRunner:
                     self._cond.wait(timeout=1.0)
             if self._stopping.is_set():
                 return
+            # As in QueueListener.ExecuteAsync, a notification that arrives during this poll ends the next wait.
+            self._wake.clear()
             try:
                 messages = list(self._client.receive_messages(
                     messages_per_page=options.batch_size, max_messages=options.batch_size,
@@ -103,10 +121,10 @@ class QueueRunner:
             except AzureError as exc:
                 log.warning("%s: polling queue %s failed (%s); retrying in %.1fs", self.function.name,
                             self.function.queue_name, type(exc).__name__, options.max_polling_interval)
-                self._stopping.wait(options.max_polling_interval)
+                self._wake.wait(options.max_polling_interval)
                 continue
             if not messages:
-                self._stopping.wait(delay)
+                self._wake.wait(delay)
                 delay = min(delay * 2, options.max_polling_interval)
                 continue
             delay = MIN_POLLING_INTERVAL
@@ -140,15 +158,20 @@ class QueueRunner:
                 self._poison(message, lease, f"poisoned without running (dequeue_count {message.dequeue_count} "
                                              f"> maxDequeueCount {max_count})", 0.0)
                 return
-            self._run(message, lease)
+            try:
+                body = decode_body(message.content or "", self._options.message_encoding)
+            except MessageDecodeError as exc:
+                self._poison(message, lease, f"poisoned without running ({exc})", 0.0)
+                return
+            self._run(message, body, lease)
         finally:
             self._untrack(lease)
 
-    def _run(self, message: Any, lease: _Lease) -> None:
+    def _run(self, message: Any, body: bytes, lease: _Lease) -> None:
         started = time.perf_counter()
         try:
             trigger = QueueMessage(
-                id=message.id, body=decode_body(message.content or "", self._options.message_encoding),
+                id=message.id, body=body,
                 dequeue_count=message.dequeue_count, insertion_time=message.inserted_on,
                 expiration_time=message.expires_on, time_next_visible=message.next_visible_on,
                 pop_receipt=message.pop_receipt)
@@ -202,8 +225,9 @@ class QueueRunner:
         if pop_receipt is None:
             return
         try:
-            poison = self._clients.get(self._conn, poison_queue(self.function.queue_name))
-            poison.send_message(message.content or "")
+            poison_name = poison_queue(self.function.queue_name)
+            self._clients.get(self._conn, poison_name).send_message(message.content or "")
+            self._watcher.notify(poison_name)  # QueueListener.OnMessageAddedToPoisonQueue
             self._client.delete_message(lease.message_id, pop_receipt)
         except AzureError as exc:
             outcome += f"; poisoning failed ({type(exc).__name__}), visible again when its lease ends"

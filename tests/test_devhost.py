@@ -29,6 +29,7 @@ pytestmark = pytest.mark.azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-functions-key-123"
+MASTER = "test-master-key-456"
 MAX_DEQUEUE = 3
 HOST_JSON = {
     "version": "2.0",
@@ -91,8 +92,9 @@ def record(tmp_path, monkeypatch) -> Path:
 def start_host(azurite, record):
     hosts: list[DevHost] = []
 
-    def start(host_json: dict = HOST_JSON, key: str = KEY, **kwargs) -> DevHost:
-        env = {"AzureWebJobsStorage": azurite, "FUNCTIONS_KEY": key}
+    def start(host_json: dict = HOST_JSON, key: str = KEY, master: str = MASTER, env: dict | None = None,
+              **kwargs) -> DevHost:
+        env = {"AzureWebJobsStorage": azurite, "FUNCTIONS_KEY": key, "FUNCTIONS_MASTER_KEY": master, **(env or {})}
         kwargs.setdefault("lease_seconds", 2)
         host = DevHost(sample.app, host_json, env, **kwargs).start()
         hosts.append(host)
@@ -138,12 +140,17 @@ def test_http_chunked_body_and_keep_alive(host):
         conn.close()
 
 
-def test_unknown_route_is_404_and_wrong_method_is_405(host):
+def test_unknown_route_wrong_method_and_head_are_404_as_in_the_host(host):
+    """azure-functions-host#10098/#11625: the method is part of the route constraint, so no 405 and no implicit
+    HEAD for GET; the answer comes before any key check."""
     assert call(host, "GET", f"/api/nothing/here?code={KEY}")[0] == 404
     assert call(host, "GET", f"/items/1?code={KEY}")[0] == 404  # routePrefix "api" is required
-    status, headers, body = call(host, "DELETE", f"/api/items/1?code={KEY}")
-    assert status == 405 and headers["allow"] == "GET, POST"
-    assert call(host, "POST", "/api/public/hello")[0] == 405
+    status, headers, _ = call(host, "DELETE", f"/api/items/1?code={KEY}")
+    assert status == 404 and "allow" not in headers
+    assert call(host, "POST", "/api/public/hello")[0] == 404
+    assert call(host, "HEAD", "/api/public/hello")[0] == 404
+    assert call(host, "DELETE", "/api/items/1")[0] == 404  # no key: still 404, routing first
+    assert call(host, "GET", "/api/public/hello")[0] == 201
 
 
 def test_function_keys(host):
@@ -174,8 +181,8 @@ def test_stop_refuses_new_connections_and_answers_503_on_kept_alive_ones(start_h
         call(host, "GET", "/api/public/hello")
 
 
-def test_no_key_needed_when_functions_key_unset(start_host, record):
-    host = start_host(key="")
+def test_no_key_needed_when_no_key_is_set(start_host, record):
+    host = start_host(key="", master="")
     assert call(host, "GET", "/api/items/1")[0] == 200
     assert call(host, "POST", "/admin/functions/work", body=b'{"input": "no key"}')[0] == 202
     wait_for(lambda: [e for e in events(record) if e["event"] == "done"])
@@ -293,7 +300,7 @@ def test_queue_output_binding_enqueues_after_the_function_returns(host, record):
 
 def test_admin_api_runs_a_queue_function_with_the_input(host, storage, record):
     status, headers, _ = call(host, "POST", "/admin/functions/work", body=b'{"input": "slow:0.5"}',
-                              headers={"x-functions-key": KEY, "Content-Type": "application/json"})
+                              headers={"x-functions-key": MASTER, "Content-Type": "application/json"})
     assert status == 202
     assert [e["event"] for e in events(record)] in ([], ["start"])  # answered before the function finished
     done = wait_for(lambda: [e for e in events(record) if e["event"] == "done"])
@@ -304,19 +311,19 @@ def test_admin_api_runs_a_queue_function_with_the_input(host, storage, record):
 
 def test_admin_api_errors(host, storage):
     body = b'{"input": "x"}'
-    auth = {"x-functions-key": KEY}
+    auth = {"x-functions-key": MASTER}
     assert call(host, "POST", "/admin/functions/work", body=body)[0] == 401
     assert call(host, "POST", "/admin/functions/nope", body=body, headers=auth)[0] == 404
     assert call(host, "POST", "/admin/functions/echo", body=body, headers=auth)[0] == 400
     assert call(host, "POST", "/admin/functions/work", body=b"not json", headers=auth)[0] == 400
     assert call(host, "POST", "/admin/functions/work", body=b'{"input": 5}', headers=auth)[0] == 400
-    assert call(host, "GET", "/admin/functions/work", headers=auth)[0] == 405
+    assert call(host, "GET", "/admin/functions/work", headers=auth)[0] == 404
 
 
 def test_admin_failure_is_logged(host, caplog):
     caplog.set_level(logging.INFO, logger="devhost")
     assert call(host, "POST", "/admin/functions/always_fail", body=b'{"input": "x"}',
-                headers={"x-functions-key": KEY})[0] == 202
+                headers={"x-functions-key": MASTER})[0] == 202
     wait_for(lambda: any("always_fail admin id=" in r.getMessage() and "failed (ValueError: always fails)"
                          in r.getMessage() for r in caplog.records))
 
@@ -354,14 +361,23 @@ def test_route_templates():
 
 
 def test_unsupported_bindings_and_signatures_are_rejected_at_start():
-    timer_app = func.FunctionApp()
+    blob_app = func.FunctionApp()
 
-    @timer_app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *")
-    def tick(timer: func.TimerRequest) -> None:
+    @blob_app.blob_trigger(arg_name="blob", path="c/{name}", connection="AzureWebJobsStorage")
+    def on_blob(blob: func.InputStream) -> None:
         """Not served by devhost."""
 
-    with pytest.raises(UnsupportedFunction, match="function tick: trigger timerTrigger"):
-        index_functions(timer_app.get_functions(), "api")
+    with pytest.raises(UnsupportedFunction, match="function on_blob: trigger blobTrigger"):
+        index_functions(blob_app.get_functions(), "api")
+
+    five_fields = func.FunctionApp()
+
+    @five_fields.timer_trigger(arg_name="timer", schedule="*/5 * * * *")
+    def tick(timer: func.TimerRequest) -> None:
+        """The host parses schedules with seconds: five fields are refused."""
+
+    with pytest.raises(UnsupportedFunction, match="function tick: timer schedule '\\*/5 \\* \\* \\* \\*'"):
+        index_functions(five_fields.get_functions(), "api")
 
     context_app = func.FunctionApp()
 

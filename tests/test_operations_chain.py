@@ -20,6 +20,7 @@ from tests.gitrepos import bare_repo, commits
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 KEY = "test-function-key"
+MASTER = "test-master-key"  # admin-level routes (ops/*) take the master key only, as in the Functions host
 HOST_JSON = {"version": "2.0", "extensions": {"http": {"routePrefix": "api"}, "queues": {
     "maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01", "batchSize": 8, "maxDequeueCount": 3}}}
 
@@ -30,7 +31,8 @@ def host(azurite, tmp_path, monkeypatch):
     manifests = bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests")
     settings = {"AzureWebJobsStorage": azurite, "ACR_WEBHOOK_SECRET": "acr-secret", "AZDO_WEBHOOK_SECRET": "x",
                 "HLD_REPO_URL": hld, "MANIFEST_REPO_URL": manifests, "WRITE_MODE": "direct",
-                "HELM_MODE": "helmrelease", "WORK_DIR": str(tmp_path / "work"), "FUNCTIONS_KEY": KEY}
+                "HELM_MODE": "helmrelease", "WORK_DIR": str(tmp_path / "work"), "FUNCTIONS_KEY": KEY,
+                "FUNCTIONS_MASTER_KEY": MASTER}
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AZDO_ORG_URL", raising=False)
@@ -88,10 +90,11 @@ def test_push_flows_to_manifests_and_the_trace_shows_every_stage(host):
     assert subjects(hld)[0] == "Bump 2 images: frontend/dev 1.4.2, frontend/prod 1.4.2"
 
     assert request(f"{running.url}/api/ops/deployments?service=frontend")[0] == 401
+    assert request(f"{running.url}/api/ops/deployments?service=frontend&code={KEY}")[0] == 401
 
     def traced() -> list | None:
         # The manifest-commit stage is recorded just after the push lands, so the commit can be seen first.
-        status, body = request(f"{running.url}/api/ops/deployments?service=frontend&code={KEY}")
+        status, body = request(f"{running.url}/api/ops/deployments?service=frontend&code={MASTER}")
         assert status == 200
         rows = body["deployments"]
         return rows if len(rows) == 2 and all(len(r["stages"]) == 3 for r in rows) else None
@@ -113,12 +116,12 @@ def test_a_poisoned_push_replayed_by_the_endpoint_is_processed_exactly_once(host
                        acr_event_id="poisoned", received_at=now)
     storage.enqueue(poison_queue(IMAGE_PUSHED), encode(item))
 
-    status, body = request(f"{running.url}/api/ops/replay?code={KEY}", "POST", {"queue": IMAGE_PUSHED})
+    status, body = request(f"{running.url}/api/ops/replay?code={MASTER}", "POST", {"queue": IMAGE_PUSHED})
     assert status == 200 and body["count"] == 1 and body["moved"][0]["eventId"] == "acr:poisoned"
     wait_for(lambda: "Bump backend in dev: 2.0.3 -> 2.0.9" in subjects(hld), "the replayed bump")
     wait_for(lambda: storage.queue_depth(IMAGE_PUSHED) == 0, "the queue to drain")
 
-    status, body = request(f"{running.url}/api/ops/replay?code={KEY}", "POST", {"queue": IMAGE_PUSHED})
+    status, body = request(f"{running.url}/api/ops/replay?code={MASTER}", "POST", {"queue": IMAGE_PUSHED})
     assert status == 200 and body["count"] == 0
     storage.enqueue(IMAGE_PUSHED, encode(item))  # the same work delivered again changes nothing
     wait_for(lambda: storage.queue_depth(IMAGE_PUSHED) == 0, "the duplicate to be consumed")
