@@ -1,22 +1,24 @@
 """The delivery journal and outbox, in Table storage: de-duplication, the raw bodies, and the work not yet done.
 
-A delivery is claimed with ONE table transaction that inserts two rows in the same partition:
+Deliveries are claimed with table transactions, one per partition group of up to 99 deliveries (a single
+webhook is a group of one), each inserting in one partition:
 
-- the delivery row (RowKey = sha256 of the event id): state `accepted`, the raw body (bodies over one table
-  property go to the journal table first, in chunks), for de-duplication and replay;
-- its outbox marker (RowKey = `outbox-` + the same hash): the encoded work item(s) the delivery produced and
-  when they are due for a re-enqueue.
+- one delivery row per delivery (RowKey = sha256 of the event id): state `accepted`, the raw body (bodies over one
+  table property go to the journal table first, in chunks) and the encoded work items it produced;
+- one outbox marker for the group (RowKey = `outbox-<uuid>`): the member event ids and when they are due for a
+  re-enqueue.
 
-The insert is atomic and fails when the delivery row exists, so two copies of a delivery cannot both win, and a
-claim can never exist without its marker. The work items then leave through the function's queue output
-bindings, which the host writes after the function returned — and can fail to write (crash, storage error).
-So the marker stays until a worker has taken the item (`mark_done`, from the queue workers, deletes it and sets
-the delivery `done` in one transaction); the outbox timer re-enqueues markers still there after
-OUTBOX_REENQUEUE_AFTER_SECONDS, at most OUTBOX_MAX_REENQUEUES times (then health reports them as stuck).
+The insert is atomic and fails when a delivery row exists, so two copies of a delivery cannot both win, and no
+claim exists without its marker. The work items then leave through the function's queue output bindings, which
+the host writes after the function returned — and can fail to write (crash, storage error). A worker that takes
+an item sets its delivery `done` (`mark_done`, one merge). The outbox timer (core/outbox.py) looks at markers
+due OUTBOX_REENQUEUE_AFTER_SECONDS after acceptance: members still `accepted` are re-enqueued (at most
+OUTBOX_MAX_REENQUEUES times, then health reports them stuck); a marker whose members are all done is deleted.
 
-Retention: markers live in a RowKey range of their own (`outbox-…` sorts after every hex hash) in each of the
-16 partitions, so the timer's scan is 16 range queries that read pending markers only, however many delivered
-rows the table has accumulated.
+Cost and retention: a request costs its deliveries + one row per partition group on the hot path (a 1 MiB Event
+Grid batch: ~45 transactions); markers live in a RowKey range of their own (`outbox-…` sorts after every hex
+hash) in each of the 16 partitions, so the timer's scan is 16 range queries that read pending markers only,
+however many delivered rows the table has accumulated.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
@@ -40,6 +43,7 @@ log = logging.getLogger("autopilot.deliveries")
 DELIVERIES_TABLE = "autopilotDeliveries"
 JOURNAL_TABLE = "autopilotJournal"
 OUTBOX_PREFIX = "outbox-"
+_OUTBOX_END = "outbox."  # the first RowKey after the `outbox-` range
 PARTITIONS = tuple("0123456789abcdef")
 INTAKE_EVENT_PREFIXES = ("acr:", "eventgrid:", "azdo:")  # event ids that intake claims (not bump:/bump-retry:)
 _CHUNK = 60_000            # a binary table property holds at most 64 KiB
@@ -83,14 +87,24 @@ class ClaimResult:
 
 
 @dataclass(frozen=True)
-class Pending:
-    """An outbox marker: an accepted delivery whose work no worker has taken yet."""
-    event_id: str
-    messages: tuple[Message, ...]
+class Marker:
+    """An outbox marker: deliveries accepted together, not all known to be taken by a worker."""
+    partition: str
+    row: str
+    members: tuple[str, ...]
     accepted_at: float
     due_at: float
     attempts: int
     etag: str = ""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An accepted delivery whose work no worker has taken yet, with its messages."""
+    event_id: str
+    messages: tuple[Message, ...]
+    accepted_at: float
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -102,23 +116,29 @@ class Journaled:
     received_at: float
 
 
-def _rows(claim: Claim, now: float, reenqueue_after: float) -> tuple[dict, dict]:
+def _delivery_row(claim: Claim, now: float, marker: str) -> dict:
     key = row_key(claim.event_id)
-    delivery = {"PartitionKey": _partition(key), "RowKey": key, "eventId": claim.event_id, "state": "accepted",
-                "source": claim.source, "contentType": claim.content_type, "receivedAt": now}
+    row = {"PartitionKey": _partition(key), "RowKey": key, "eventId": claim.event_id, "state": "accepted",
+           "source": claim.source, "contentType": claim.content_type, "receivedAt": now,
+           "messages": json.dumps(claim.messages, separators=(",", ":")), "outbox": marker}
     if claim.inline:
-        delivery["body"] = claim.body
-    marker = {"PartitionKey": _partition(key), "RowKey": OUTBOX_PREFIX + key, "eventId": claim.event_id,
-              "messages": json.dumps(claim.messages, separators=(",", ":")), "acceptedAt": now,
-              "dueAt": now + reenqueue_after, "attempts": 0}
-    return delivery, marker
+        row["body"] = claim.body
+    return row
 
 
-def _pending(entity) -> Pending:
-    messages = tuple((str(q), str(t)) for q, t in json.loads(entity.get("messages") or "[]"))
-    return Pending(entity["eventId"], messages, float(entity.get("acceptedAt", 0)), float(entity.get("dueAt", 0)),
-                   int(entity.get("attempts", 0)), entity.metadata.get("etag", "") if hasattr(entity, "metadata")
-                   else "")
+def _marker_row(partition: str, row: str, members: Sequence[str], now: float, due: float, attempts: int) -> dict:
+    return {"PartitionKey": partition, "RowKey": row, "members": json.dumps(list(members)), "acceptedAt": now,
+            "dueAt": due, "attempts": attempts}
+
+
+def _marker(entity) -> Marker:
+    return Marker(entity["PartitionKey"], entity["RowKey"], tuple(json.loads(entity.get("members") or "[]")),
+                  float(entity.get("acceptedAt", 0)), float(entity.get("dueAt", 0)), int(entity.get("attempts", 0)),
+                  entity.metadata.get("etag", ""))
+
+
+def _messages(entity) -> tuple[Message, ...]:
+    return tuple((str(q), str(t)) for q, t in json.loads(entity.get("messages") or "[]"))
 
 
 def _journal_ops(event_id: str, source: str, body: bytes, content_type: str, now: float) -> list:
@@ -131,8 +151,8 @@ def _journal_ops(event_id: str, source: str, body: bytes, content_type: str, now
     return ops
 
 
-def _transactions(claims: Sequence[Claim]) -> list[list[Claim]]:
-    """Same-partition groups within Table storage's transaction limits (two operations per claim)."""
+def _groups(claims: Sequence[Claim]) -> list[list[Claim]]:
+    """Same-partition groups within Table storage's transaction limits (one operation per claim + the marker)."""
     by_partition: dict[str, list[Claim]] = defaultdict(list)
     for claim in claims:
         by_partition[_partition(row_key(claim.event_id))].append(claim)
@@ -142,7 +162,7 @@ def _transactions(claims: Sequence[Claim]) -> list[list[Claim]]:
         size = 0
         for claim in members:
             weight = (len(claim.body) if claim.inline else 0) + sum(len(t) for _, t in claim.messages) * 2 + 1024
-            if current and (2 * (len(current) + 1) > _TRANSACTION_OPS or size + weight > _TRANSACTION_BYTES):
+            if current and (len(current) + 2 > _TRANSACTION_OPS or size + weight > _TRANSACTION_BYTES):
                 groups.append(current)
                 current, size = [], 0
             current.append(claim)
@@ -155,6 +175,10 @@ def _conflict(exc: TableTransactionError) -> bool:
     return exc.error_code in ("EntityAlreadyExists", "InvalidDuplicateRow") or exc.status_code == 409
 
 
+def _storage_error(exc: Exception) -> StorageUnavailable:
+    return StorageUnavailable(f"deliveries table: {type(exc).__name__}")
+
+
 class AsyncDeliveryLog:
     """The intake and outbox-timer side, on the aio table client (coroutine functions only)."""
 
@@ -164,9 +188,6 @@ class AsyncDeliveryLog:
         self._clock = clock
         self._after = reenqueue_after
         self._concurrency = concurrency
-
-    async def _table(self, name: str = DELIVERIES_TABLE):
-        return await self._storage.table(name)
 
     async def claim(self, claims: Sequence[Claim]) -> ClaimResult:
         """Claim every delivery (distinct event ids) with as few transactions as the partitions allow, in
@@ -178,56 +199,57 @@ class AsyncDeliveryLog:
         now = self._clock()
         gate = asyncio.Semaphore(self._concurrency)
         try:
-            table = await self._table()
-            journal = await self._table(JOURNAL_TABLE) if any(not c.inline for c in claims) else None
+            table = await self._storage.table(DELIVERIES_TABLE)
+            journal = await self._storage.table(JOURNAL_TABLE) if any(not c.inline for c in claims) else None
         except StorageUnavailable as exc:
             return ClaimResult([], [], [c.event_id for c in claims], str(exc))
 
-        async def submit(group: list[Claim]) -> None:
+        def failed(group: list[Claim], exc: Exception) -> None:
+            result.failed.extend(c.event_id for c in group)
+            result.error = str(_storage_error(exc))
+
+        async def submit(group: list[Claim]) -> list[Claim]:
+            """Claim the group; the claims to retry one by one (after a conflict)."""
             async with gate:
                 try:
                     for claim in group:
                         if not claim.inline:  # the body first: a claim never points at a missing journal entry
                             await journal.submit_transaction(
                                 _journal_ops(claim.event_id, claim.source, claim.body, claim.content_type, now))
-                    ops = [("create", row) for claim in group for row in _rows(claim, now, self._after)]
+                    partition = _partition(row_key(group[0].event_id))
+                    marker = OUTBOX_PREFIX + uuid.uuid4().hex
+                    ops = [("create", _delivery_row(c, now, marker)) for c in group]
+                    ops.append(("create", _marker_row(partition, marker, [c.event_id for c in group], now,
+                                                      now + self._after, 0)))
                     await table.submit_transaction(ops)
                 except TableTransactionError as exc:
                     if not _conflict(exc):
-                        _fail(group, exc)
-                        return
-                    if len(group) == 1:
+                        failed(group, exc)
+                    elif len(group) == 1:
                         result.duplicates.append(group[0].event_id)
-                        return
-                    singles = [c for c in group]
+                    else:
+                        return group
                 except AzureError as exc:
-                    _fail(group, exc)
-                    return
+                    failed(group, exc)
                 else:
                     result.won.extend(c.event_id for c in group)
-                    return
-            await asyncio.gather(*(submit([c]) for c in singles))
+                return []
 
-        def _fail(group: list[Claim], exc: Exception) -> None:
-            result.failed.extend(c.event_id for c in group)
-            result.error = f"deliveries table: {type(exc).__name__}"
-
-        await asyncio.gather(*(submit(group) for group in _transactions(claims)))
+        retry = await asyncio.gather(*(submit(group) for group in _groups(claims)))
+        await asyncio.gather(*(submit([claim]) for group in retry for claim in group))
         return result
 
-    async def due(self, now: float, max_attempts: int, limit: int = 500) -> list[Pending]:
-        """Markers whose re-enqueue is due and that have attempts left, oldest partitions first, at most
-        `limit`: one range query per partition, in parallel."""
-        table = await self._table()
-        query = ("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and dueAt le @now "
-                 "and attempts lt @max")
+    async def due(self, now: float, limit: int = 500) -> list[Marker]:
+        """Markers due for a look, oldest first, at most `limit`: one range query per partition, in parallel."""
+        table = await self._storage.table(DELIVERIES_TABLE)
 
-        async def scan(partition: str) -> list[Pending]:
+        async def scan(partition: str) -> list[Marker]:
             found = []
-            params = {"pk": partition, "lo": OUTBOX_PREFIX, "hi": OUTBOX_PREFIX[:-1] + chr(ord("-") + 1),
-                      "now": float(now), "max": int(max_attempts)}
-            async for entity in table.query_entities(query, parameters=params, results_per_page=limit):
-                found.append(_pending(entity))
+            params = {"pk": partition, "lo": OUTBOX_PREFIX, "hi": _OUTBOX_END, "now": float(now)}
+            async for entity in table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and dueAt le @now", parameters=params,
+                    results_per_page=min(limit, 1000)):
+                found.append(_marker(entity))
                 if len(found) >= limit:
                     break
             return found
@@ -235,23 +257,47 @@ class AsyncDeliveryLog:
         try:
             pages = await asyncio.gather(*(scan(p) for p in PARTITIONS))
         except AzureError as exc:
-            raise StorageUnavailable(f"deliveries table: {type(exc).__name__}") from exc
-        return sorted((p for page in pages for p in page), key=lambda p: p.accepted_at)[:limit]
+            raise _storage_error(exc) from exc
+        return sorted((m for page in pages for m in page), key=lambda m: m.accepted_at)[:limit]
 
-    async def reenqueueing(self, pending: Pending, now: float) -> bool:
-        """Record one more re-enqueue of `pending` (attempts + 1, due again after the bound) if the marker is
-        unchanged since it was read: False when a worker finished it or another timer run took it meanwhile."""
-        key = row_key(pending.event_id)
-        table = await self._table()
+    async def pending(self, marker: Marker) -> list[Pending]:
+        """The marker's deliveries still `accepted` (not taken by a worker), with their messages."""
+        table = await self._storage.table(DELIVERIES_TABLE)
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def read(event_id: str):
+            key = row_key(event_id)
+            async with gate:
+                try:
+                    return await table.get_entity(_partition(key), key)
+                except ResourceNotFoundError:
+                    return None
+
         try:
-            await table.update_entity(
-                {"PartitionKey": _partition(key), "RowKey": OUTBOX_PREFIX + key, "attempts": pending.attempts + 1,
-                 "dueAt": now + self._after, "lastReenqueueAt": now},
-                mode=UpdateMode.MERGE, etag=pending.etag, match_condition=MatchConditions.IfNotModified)
+            rows = await asyncio.gather(*(read(e) for e in marker.members))
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        return [Pending(r["eventId"], _messages(r), marker.accepted_at, marker.attempts)
+                for r in rows if r is not None and r.get("state") == "accepted"]
+
+    async def settle(self, marker: Marker, pending: Sequence[str], now: float, *, reenqueue: bool) -> bool:
+        """Rewrite the marker after a look, if unchanged since it was read (else False: another run has it):
+        deleted when nothing is pending; else narrowed to `pending`, due again after the bound, and with one
+        more attempt counted when `reenqueue`."""
+        table = await self._storage.table(DELIVERIES_TABLE)
+        try:
+            if not pending:
+                await table.delete_entity(marker.partition, marker.row, etag=marker.etag,
+                                          match_condition=MatchConditions.IfNotModified)
+            else:
+                row = _marker_row(marker.partition, marker.row, pending, marker.accepted_at, now + self._after,
+                                  marker.attempts + (1 if reenqueue else 0))
+                await table.update_entity(row, mode=UpdateMode.REPLACE, etag=marker.etag,
+                                          match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             return False
         except AzureError as exc:
-            raise StorageUnavailable(f"deliveries table: {type(exc).__name__}") from exc
+            raise _storage_error(exc) from exc
         return True
 
 
@@ -264,9 +310,9 @@ class DeliveryLog:
         self._clock = clock
 
     def mark_done(self, event_ids: Iterable[str]) -> None:
-        """The work of these deliveries was taken by a worker: delete their outbox markers and set them done.
-        Ids that intake never claimed (bump:…, replays) and markers already gone are skipped; a storage error is
-        logged, never raised (the marker then only causes a harmless, idempotent re-enqueue later)."""
+        """The work of these deliveries was taken by a worker: set them done (the outbox timer then drops their
+        marker). Ids that intake never claimed (bump:…) and unknown ones are skipped; a storage error is logged,
+        never raised (the delivery then only gets a harmless, idempotent re-enqueue later)."""
         keys = sorted({row_key(e) for e in event_ids if e.startswith(INTAKE_EVENT_PREFIXES)})
         if not keys:
             return
@@ -277,29 +323,28 @@ class DeliveryLog:
             return
         now = self._clock()
         for key in keys:
-            ops = [("delete", {"PartitionKey": _partition(key), "RowKey": OUTBOX_PREFIX + key}),
-                   ("update", {"PartitionKey": _partition(key), "RowKey": key, "state": "done", "doneAt": now},
-                    {"mode": UpdateMode.MERGE})]
             try:
-                table.submit_transaction(ops)
-            except TableTransactionError as exc:
-                if exc.status_code != 404:
-                    log.warning("could not mark a delivery done: %s", exc.error_code)
+                table.update_entity({"PartitionKey": _partition(key), "RowKey": key, "state": "done",
+                                     "doneAt": now}, mode=UpdateMode.MERGE)
+            except ResourceNotFoundError:
+                pass
             except AzureError as exc:
                 log.warning("could not mark a delivery done: %s", type(exc).__name__)
 
-    def stuck(self, max_attempts: int) -> list[Pending]:
-        """Markers re-enqueued `max_attempts` times and still not taken by a worker."""
+    def stuck(self, max_attempts: int) -> list[str]:
+        """Event ids of deliveries re-enqueued `max_attempts` times and, at the outbox timer's last look, still
+        not taken by a worker."""
         try:
             table = self._storage.table(DELIVERIES_TABLE)
-            found = []
+            found: list[str] = []
             for partition in PARTITIONS:
-                found += [_pending(e) for e in table.query_entities(
-                    "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and attempts ge @max",
-                    parameters={"pk": partition, "lo": OUTBOX_PREFIX,
-                                "hi": OUTBOX_PREFIX[:-1] + chr(ord("-") + 1), "max": int(max_attempts)})]
+                for entity in table.query_entities(
+                        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and attempts ge @max",
+                        parameters={"pk": partition, "lo": OUTBOX_PREFIX, "hi": _OUTBOX_END,
+                                    "max": int(max_attempts)}):
+                    found += _marker(entity).members
         except AzureError as exc:
-            raise StorageUnavailable(f"deliveries table: {type(exc).__name__}") from exc
+            raise _storage_error(exc) from exc
         return found
 
     def journal(self, event_id: str, source: str, body: bytes, content_type: str) -> None:

@@ -156,7 +156,7 @@ def _outbox(services: Services, body: dict, warnings: list[str]) -> None:
     body["outbox"] = {"stuck": len(stuck)}
     if stuck:
         warnings.append(f"{len(stuck)} accepted deliveries re-enqueued {limit} times and still not taken by a "
-                        f"worker (stuck): {', '.join(p.event_id for p in stuck[:5])}; is the worker for their "
+                        f"worker (stuck): {', '.join(stuck[:5])}; is the worker for their "
                         "queue disabled or failing to start?")
 
 

@@ -85,6 +85,7 @@ class Intake:
         self._deliveries = deliveries
         self._aio_storage = aio_storage          # per event loop: the aio clients belong to the loop using them
         self._aio_deliveries = aio_deliveries
+        self._background: set[asyncio.Task] = set()
         self._repos = RepoConfig(settings.hld_repo_url, settings.hld_branch,
                                  settings.manifest_repo_url, settings.manifest_branch)
 
@@ -214,7 +215,7 @@ class Intake:
             log.info("duplicate %s", event_id)
         won_ids = set(result.won)
         won = [claim for event_id, claim in claims.items() if event_id in won_ids]
-        outputs = await self._send([m for claim in won for m in claim.messages])
+        outputs = self._send([m for claim in won for m in claim.messages])
         for claim in won:
             for queue, _ in claim.messages:
                 outcome.queued.append(queue)
@@ -228,38 +229,51 @@ class Intake:
             return Accepted(Reply(503, body), outputs)
         return Accepted(_reply(outcome), outputs)
 
-    async def _send(self, messages: list[tuple[str, str]]) -> dict[str, list[str]]:
-        """Messages for the output bindings, by queue; beyond OUTPUT_BINDING_LIMIT, the rest goes out here with
-        the storage SDK, in parallel.
+    def _send(self, messages: list[tuple[str, str]]) -> dict[str, list[str]]:
+        """Messages for the output bindings, by queue; beyond OUTPUT_BINDING_LIMIT, the rest is sent with the
+        storage SDK by a task on the event loop that goes on after the reply.
 
         The host writes a queue output binding's list one message at a time after the function returned (the
-        WebJobs queue collector adds each message with its own request), so a large Event Grid batch would keep
-        Event Grid waiting for thousands of sequential writes. The first messages through the binding still wake
-        the queue listener at once (SharedQueueWatcher), and the listener keeps polling without back-off while
-        it finds messages, so the rest is picked up in the same sweep. A failed SDK write loses nothing: the
-        claim's outbox marker re-enqueues it.
+        WebJobs queue collector adds each message with its own request) and answers the HTTP request only then,
+        so thousands of messages from one Event Grid batch would keep Event Grid waiting past its 30 s. The
+        deliveries are accepted once claimed (their outbox markers hold the messages), so the reply need not
+        wait for the rest: the first messages through the binding wake the queue listener at once
+        (SharedQueueWatcher), the listener keeps polling without back-off while it finds messages, and whatever
+        the background send does not get onto the queue (an error, the process ending) the outbox re-enqueues.
         """
         outputs: dict[str, list[str]] = {}
         for queue, text in messages[:OUTPUT_BINDING_LIMIT]:
             outputs.setdefault(queue, []).append(text)
         rest = messages[OUTPUT_BINDING_LIMIT:]
         if rest:
-            storage = self._aio_storage()
-            gate = asyncio.Semaphore(SEND_CONCURRENCY)
-
-            async def send(queue: str, text: str) -> bool:
-                async with gate:
-                    try:
-                        await storage.enqueue(queue, text)
-                        return True
-                    except StorageUnavailable:
-                        return False
-
-            sent = await asyncio.gather(*(send(q, t) for q, t in rest))
-            if not all(sent):
-                log.warning("%d of %d messages could not be sent now; the outbox re-enqueues them",
-                            sent.count(False), len(rest))
+            task = asyncio.get_running_loop().create_task(self._send_rest(rest))
+            self._background.add(task)  # a task nobody references can be collected before it finishes
+            task.add_done_callback(self._background.discard)
         return outputs
+
+    async def _send_rest(self, messages: list[tuple[str, str]]) -> None:
+        storage = self._aio_storage()
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def send(queue: str, text: str) -> bool:
+            async with gate:
+                try:
+                    await storage.enqueue(queue, text)
+                    return True
+                except StorageUnavailable:
+                    return False
+
+        sent = await asyncio.gather(*(send(q, t) for q, t in messages))
+        if not all(sent):
+            log.warning("%d of %d messages could not be sent now; the outbox re-enqueues them",
+                        sent.count(False), len(messages))
+
+    async def drain(self) -> None:
+        """Wait for the running loop's background sends (tests, benchmarks and tools ending their loop)."""
+        loop = asyncio.get_running_loop()
+        mine = [t for t in self._background if t.get_loop() is loop]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
 
     def replay(self, event_id: str) -> Reply:
         """Run a journaled delivery through intake again, bypassing the duplicate check: its work items are

@@ -60,6 +60,8 @@ class Services:
 
     async def aclose(self) -> None:
         """Close the running loop's aio clients (tests and tools that run a loop of their own)."""
+        if "intake" in self.__dict__:
+            await self.intake.drain()
         lock, by_loop = self._aio_by_loop
         with lock:
             store = by_loop.pop(asyncio.get_running_loop(), None)

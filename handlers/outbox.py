@@ -18,5 +18,5 @@ async def run(timer: func.TimerRequest, outputs: Mapping[str, func.Out]) -> None
     services = get_services()
     result = await reenqueue_due(services.async_deliveries(), time.time(), services.settings.outbox_max_reenqueues)
     set_outputs(outputs, result.outputs)
-    if result.reenqueued or result.skipped:
-        log.info("outbox: %d re-enqueued, %d taken meanwhile", len(result.reenqueued), result.skipped)
+    if result.reenqueued or result.stuck:
+        log.warning("outbox: %d deliveries re-enqueued, %d stuck", len(result.reenqueued), len(result.stuck))
