@@ -1,7 +1,10 @@
-"""The admin API's invocations (`POST /admin/functions/<name>`): run a queue function once, in the background.
+"""The admin API's invocations (`POST /admin/functions/<name>`): run a queue or timer function once, in the
+background ("Manually run a non HTTP-triggered function", learn.microsoft.com).
 
-As in Azure the caller gets 202 at once; the input string is the message body, with no real queue message
-behind it (no dequeue count, no retry, no poison queue). The outcome is logged like any invocation.
+As in Azure the caller gets 202 at once; for a queue function the input string is the message body, with no real
+queue message behind it (no dequeue count, no retry, no poison queue); a timer function gets a `TimerRequest`
+with `past_due=False` and ignores the input. It runs on the worker like any invocation (a sync function waits for
+a pool thread) and its outcome is logged.
 """
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ import traceback
 import uuid
 
 import azure.functions as func
+from azure.functions.timer import TimerRequest
 
-from devhost.function_index import QueueFunction
+from devhost.function_index import QueueFunction, TimerFunction
 from devhost.invocation import Invoker, failure_summary, log_invocation
 
 log = logging.getLogger("devhost")
@@ -25,7 +29,7 @@ class AdminInvocations:
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
-    def submit(self, function: QueueFunction, text: str) -> str:
+    def submit(self, function: QueueFunction | TimerFunction, text: str) -> str:
         """Start the invocation; return its id (the message id the function sees)."""
         invocation_id = str(uuid.uuid4())
         thread = threading.Thread(target=self._run, args=(function, text, invocation_id), daemon=True,
@@ -35,10 +39,12 @@ class AdminInvocations:
         thread.start()
         return invocation_id
 
-    def _run(self, function: QueueFunction, text: str, invocation_id: str) -> None:
+    def _run(self, function: QueueFunction | TimerFunction, text: str, invocation_id: str) -> None:
         started = time.perf_counter()
+        trigger = (TimerRequest(past_due=False) if isinstance(function, TimerFunction)
+                   else func.QueueMessage(id=invocation_id, body=text.encode("utf-8")))
         try:
-            self._invoker.call(function, func.QueueMessage(id=invocation_id, body=text.encode("utf-8")))
+            self._invoker.call(function, trigger)
             outcome = "succeeded"
         except Exception as exc:  # noqa: BLE001 - reported in the log, as the Functions host does
             log.debug("%s admin id=%s traceback:\n%s", function.name, invocation_id, traceback.format_exc())

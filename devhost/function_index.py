@@ -66,6 +66,10 @@ class FunctionIndex:
     def queue_function(self, name: str) -> QueueFunction | None:
         return next((fn for fn in self.queue if fn.name.lower() == name.lower()), None)
 
+    def non_http_function(self, name: str) -> QueueFunction | TimerFunction | None:
+        """What the admin API can run (the portal's Test/Run for non-HTTP functions)."""
+        return next((fn for fn in (*self.queue, *self.timer) if fn.name.lower() == name.lower()), None)
+
     def connections(self) -> set[str]:
         names = {fn.connection for fn in self.queue}
         names.update(out.connection for fn in (*self.http, *self.queue, *self.timer) for out in fn.outputs)

@@ -103,6 +103,10 @@ class DevHost:
             raise RuntimeError("DevHost is not started")
         return f"http://{self._server.authority}"
 
+    def queue_listener(self, function_name: str) -> QueueRunner:
+        """The listener of a queue-triggered function (tests observe its back-off)."""
+        return next(runner for runner in self._runners if runner.function.name == function_name)
+
     def stop(self, grace_seconds: float | None = None) -> None:
         """Stop accepting HTTP and polling, let running work finish within the grace period, release the rest."""
         if self._stopped or self._server is None:

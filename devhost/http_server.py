@@ -146,7 +146,7 @@ class Dispatcher:
             return _text(404, "Not Found")
         if not self._keys.accepts(_given_key(params, headers), "admin"):
             return _text(401, "Unauthorized: the admin API requires the master key (FUNCTIONS_MASTER_KEY)")
-        function = self._index.queue_function(name)
+        function = self._index.non_http_function(name)
         if function is None:
             if any(fn.name.lower() == name.lower() for fn in self._index.http):
                 return _text(400, f"function {name} is HTTP-triggered; call its route instead")

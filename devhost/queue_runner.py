@@ -1,6 +1,9 @@
 """A queue trigger listener with the Azure Functions host's semantics (host.json `extensions.queues`).
 
-- Polls with back-off: 100 ms after an empty poll, doubling up to maxPollingInterval; immediately after a hit.
+- Polls with the WebJobs `RandomizedExponentialBackoffStrategy` (Azure/azure-sdk-for-net,
+  `.../Extensions.Storage.Common/src/Timers/RandomizedExponentialBackoffStrategy.cs`): after an empty poll that
+  followed a hit, wait 100 ms; each further empty poll adds 2^(n-1) x 100 ms x a random factor in [0.8, 1.2]
+  (~200, ~300, ~500, ~900 ms ...) up to maxPollingInterval; after a hit, poll again at once.
   The back-off wait ends at once when the host's `SharedQueueWatcher` is notified for this queue (a function of
   this host wrote to it through a queue output binding, or the host poisoned a message into it); a message
   written with the storage SDK is seen at the next poll (see devhost/queue_watcher.py).
@@ -21,6 +24,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import traceback
@@ -41,6 +45,34 @@ from devhost.queue_watcher import SharedQueueWatcher
 log = logging.getLogger("devhost")
 
 
+class BackoffStrategy:
+    """`RandomizedExponentialBackoffStrategy.GetNextDelay` with minimum = deltaBackoff = 100 ms."""
+
+    RANDOMIZATION = 0.2
+
+    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None):
+        self._minimum = minimum
+        self._maximum = maximum
+        self._rng = rng or random.Random()
+        self._current = 0.0
+        self._exponent = 0
+
+    def next_delay(self, found_since_last_delay: bool) -> float:
+        if found_since_last_delay:
+            self._current, self._exponent = self._minimum, 1
+        elif self._current != self._maximum:
+            interval = self._minimum
+            if self._exponent > 0:
+                factor = self._rng.uniform(1 - self.RANDOMIZATION, 1 + self.RANDOMIZATION)
+                interval += factor * 2 ** (self._exponent - 1) * self._minimum
+            if interval < self._maximum:
+                self._current = interval
+                self._exponent += 1
+            else:
+                self._current = self._maximum
+        return self._current
+
+
 @dataclass
 class _Lease:
     """A fetched message's current pop receipt; `settled` once deleted, released or poisoned."""
@@ -58,6 +90,7 @@ class QueueRunner:
         self.function = function
         self._watcher = watcher
         self._wake = threading.Event()
+        self.backoff_ends_at: float | None = None  # time.monotonic() when the current empty-poll wait ends
         self._conn = conn
         self._clients = clients
         self._client: QueueClient = clients.get(conn, function.queue_name)
@@ -105,7 +138,8 @@ class QueueRunner:
 
     def _poll_loop(self) -> None:
         options = self._options
-        delay = MIN_POLLING_INTERVAL
+        backoff = BackoffStrategy(MIN_POLLING_INTERVAL, options.max_polling_interval)
+        found = False
         while not self._stopping.is_set():
             with self._cond:
                 while self._in_flight > options.new_batch_threshold and not self._stopping.is_set():
@@ -118,16 +152,21 @@ class QueueRunner:
                 messages = list(self._client.receive_messages(
                     messages_per_page=options.batch_size, max_messages=options.batch_size,
                     visibility_timeout=self._lease_seconds))
-            except AzureError as exc:
+            except AzureError as exc:  # QueueListener backs off on storage errors as on an empty queue
+                delay = backoff.next_delay(found)
+                found = False
                 log.warning("%s: polling queue %s failed (%s); retrying in %.1fs", self.function.name,
-                            self.function.queue_name, type(exc).__name__, options.max_polling_interval)
-                self._wake.wait(options.max_polling_interval)
+                            self.function.queue_name, type(exc).__name__, delay)
+                self._wake.wait(delay)
                 continue
             if not messages:
+                delay = backoff.next_delay(found)
+                found = False
+                self.backoff_ends_at = time.monotonic() + delay
                 self._wake.wait(delay)
-                delay = min(delay * 2, options.max_polling_interval)
+                self.backoff_ends_at = None
                 continue
-            delay = MIN_POLLING_INTERVAL
+            found = True
             for message in messages:
                 lease = self._track(message)
                 threading.Thread(target=self._process, args=(message, lease), daemon=True,

@@ -19,7 +19,7 @@ import time
 import traceback
 from datetime import datetime, timezone
 
-import azure.functions as func
+from azure.functions.timer import TimerRequest
 
 from devhost.function_index import TimerFunction
 from devhost.invocation import Invoker, failure_summary, log_invocation
@@ -63,7 +63,7 @@ class TimerRunner:
 
     def _invoke(self, occurrence: datetime) -> None:
         upcoming = self._schedule.next_after(occurrence)
-        request = func.TimerRequest(
+        request = TimerRequest(
             past_due=False,
             schedule_status={"Last": _iso(self._last), "Next": _iso(upcoming),
                              "LastUpdated": _iso(datetime.now(timezone.utc))},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import inspect
 import logging
 import os
@@ -53,7 +54,7 @@ def is_coroutine_function(user_function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(user_function)
 
 
-class SyncPool:
+class SyncPool(concurrent.futures.Executor):
     """A fixed-size FIFO thread pool, like the worker's `ThreadPoolExecutor`, but with daemon threads.
 
     `ThreadPoolExecutor` joins its threads at interpreter exit, so one sync function that never returns (the
@@ -61,32 +62,32 @@ class SyncPool:
     """
 
     def __init__(self, size: int):
-        self._work: queue.SimpleQueue[tuple[concurrent.futures.Future, Callable[..., Any], Mapping[str, Any]] | None]
+        self._work: queue.SimpleQueue[tuple[concurrent.futures.Future, Callable[[], Any]] | None]
         self._work = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._serve, name=f"{POOL_THREAD_PREFIX}-{n}", daemon=True)
                          for n in range(size)]
         for thread in self._threads:
             thread.start()
 
-    def submit(self, fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> concurrent.futures.Future:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()
-        self._work.put((future, fn, kwargs))
+        self._work.put((future, functools.partial(fn, *args, **kwargs)))
         return future
 
     def _serve(self) -> None:
         while (item := self._work.get()) is not None:
-            future, fn, kwargs = item
+            future, call = item
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                result = fn(**kwargs)
+                result = call()
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting host side
                 future.set_exception(exc)
             else:
                 future.set_result(result)
 
-    def shutdown(self) -> None:
-        """Idle threads exit; a thread still running a function exits when it returns."""
+    def shutdown(self, wait: bool = False, *, cancel_futures: bool = False) -> None:
+        """Idle threads exit; a thread still running a function exits when it returns (never waited for)."""
         for _ in self._threads:
             self._work.put(None)
 
@@ -115,12 +116,17 @@ class WorkerRuntime:
     def submit(self, user_function: Callable[..., Any], kwargs: Mapping[str, Any]) -> concurrent.futures.Future:
         """Start one invocation; the future carries its return value or exception.
 
-        Cancelling the future of a coroutine cancels its task on the loop; a sync call that has started cannot
-        be stopped (Python threads cannot be killed) and keeps its pool thread until it returns.
+        Every invocation starts on the loop, as in the worker (so a coroutine that blocks the loop delays sync
+        invocations too); a sync function then runs via `run_in_executor` on the shared pool. Cancelling the
+        future cancels the task on the loop; a sync call that has started cannot be stopped (Python threads
+        cannot be killed) and keeps its pool thread until it returns.
         """
+        return asyncio.run_coroutine_threadsafe(self._invoke(user_function, dict(kwargs)), self._loop)
+
+    async def _invoke(self, user_function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
         if is_coroutine_function(user_function):
-            return asyncio.run_coroutine_threadsafe(user_function(**kwargs), self._loop)
-        return self._pool.submit(user_function, kwargs)
+            return await user_function(**kwargs)
+        return await self._loop.run_in_executor(self._pool, functools.partial(user_function, **kwargs))
 
     def shutdown(self) -> None:
         """Cancel coroutines still running, stop the loop; sync calls still running are abandoned (daemons)."""

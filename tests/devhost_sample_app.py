@@ -19,10 +19,12 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 _lock = threading.Lock()
 
 
-def record(event: str, msg: func.QueueMessage, **extra: object) -> None:
+def record(event: str, msg: func.QueueMessage, path: str | None = None, **extra: object) -> None:
+    """`path`: the record file the invocation started with (a sync function that outlived its test, after a
+    functionTimeout, must not write into the next test's file)."""
     line = json.dumps({"event": event, "id": msg.id, "body": msg.get_body().decode("utf-8"),
                        "dequeue_count": msg.dequeue_count, "at": time.time(), **extra})
-    with _lock, open(os.environ["DEVHOST_SAMPLE_RECORD"], "a", encoding="utf-8") as out:
+    with _lock, open(path or os.environ["DEVHOST_SAMPLE_RECORD"], "a", encoding="utf-8") as out:
         out.write(line + "\n")
 
 
@@ -60,10 +62,11 @@ def enqueue(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
 @app.queue_trigger(arg_name="msg", queue_name=WORK_QUEUE, connection="AzureWebJobsStorage")
 def work(msg: func.QueueMessage) -> None:
     body = msg.get_body().decode("utf-8")
-    record("start", msg, thread=threading.get_ident())
+    path = os.environ["DEVHOST_SAMPLE_RECORD"]
+    record("start", msg, path, thread=threading.get_ident())
     if body.startswith("slow:"):
         time.sleep(float(body.split(":", 1)[1]))
-    record("done", msg)
+    record("done", msg, path)
 
 
 @app.queue_trigger(arg_name="msg", queue_name=FAIL_QUEUE, connection="AzureWebJobsStorage")
@@ -78,3 +81,66 @@ def flaky(msg: func.QueueMessage) -> None:
     if msg.dequeue_count <= 2:
         raise ValueError(f"fails on attempt {msg.dequeue_count}")
     record("done", msg)
+
+
+# -- worker fidelity (tests/test_devhost_worker.py) ------------------------------------------------------------
+ASYNC_IN_QUEUE = "sample-async-in"
+RETURNS_QUEUE = "sample-returns"
+
+
+def _thread_reply() -> func.HttpResponse:
+    return func.HttpResponse(json.dumps({"thread": threading.current_thread().name}), mimetype="application/json")
+
+
+@app.route(route="public/sync-ping", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def sync_ping(req: func.HttpRequest) -> func.HttpResponse:
+    return _thread_reply()
+
+
+@app.route(route="public/async-ping", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def async_ping(req: func.HttpRequest) -> func.HttpResponse:
+    return _thread_reply()
+
+
+@app.route(route="public/sleep", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def sleep_sync(req: func.HttpRequest) -> func.HttpResponse:
+    time.sleep(float(req.params.get("s", "0")))
+    return func.HttpResponse("slept")
+
+
+@app.route(route="public/asleep", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def sleep_async(req: func.HttpRequest) -> func.HttpResponse:
+    import asyncio
+
+    marker = os.environ.get("DEVHOST_SAMPLE_RECORD", "")
+    try:
+        await asyncio.sleep(float(req.params.get("s", "0")))
+    except asyncio.CancelledError:
+        with _lock, open(marker, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"event": "cancelled", "function": "sleep_async", "at": time.time()}) + "\n")
+        raise
+    return func.HttpResponse("slept")
+
+
+@app.route(route="public/ablock", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def blocks_the_loop(req: func.HttpRequest) -> func.HttpResponse:
+    time.sleep(float(req.params.get("s", "0")))  # a coroutine that blocks: it stalls the worker's event loop
+    return func.HttpResponse(json.dumps({"done_at": time.time()}), mimetype="application/json")
+
+
+@app.route(route="ops/secret", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+def admin_only(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse("secret")
+
+
+@app.queue_trigger(arg_name="msg", queue_name=ASYNC_IN_QUEUE, connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="out", queue_name=WORK_QUEUE, connection="AzureWebJobsStorage")
+async def async_relay(msg: func.QueueMessage, out: func.Out[str]) -> None:
+    record("relay", msg, thread=threading.current_thread().name)
+    out.set("relayed:" + msg.get_body().decode("utf-8"))
+
+
+@app.queue_trigger(arg_name="msg", queue_name=RETURNS_QUEUE, connection="AzureWebJobsStorage")
+def returns_value(msg: func.QueueMessage) -> str:
+    record("attempt", msg)
+    return "a value nobody binds"
