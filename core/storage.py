@@ -31,6 +31,8 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 # Intake must answer ACR within 5 s: fail fast rather than retry storage for minutes. The queue SDK ignores
 # retry_backoff_factor (its default ExponentialRetry waits 15 s, then 45 s), so queues get their own policy.
 _CLIENT_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+# The aio clients serve the webhooks (ACR gives up after 5 s): a stalled response is retried once, soon.
+_AIO_OPTIONS = {"retry_total": 1, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 4}
 
 
 def _queue_options(transport: RequestsTransport) -> dict:
@@ -165,10 +167,10 @@ class AsyncStorage:
         self._transport = AioHttpTransport(use_env_settings=False)
         if identity is None:
             self._tables = AioTableServiceClient.from_connection_string(self._conn, transport=self._transport,
-                                                                        **_CLIENT_OPTIONS)
+                                                                        **_AIO_OPTIONS)
         else:
             self._tables = AioTableServiceClient(identity.table_url, credential=identity.credential,
-                                                 transport=self._transport, **_CLIENT_OPTIONS)
+                                                 transport=self._transport, **_AIO_OPTIONS)
         self._table_clients: dict[str, Any] = {}
         self._queue_clients: dict[str, Any] = {}
 
@@ -190,7 +192,7 @@ class AsyncStorage:
             # The aio queue client builds its async ExponentialRetry from these keywords (the sync LinearRetry
             # policy cannot run in an async pipeline): 0.2 s between two retries, as for the sync clients.
             codecs = {"message_encode_policy": TextBase64EncodePolicy(),
-                      "message_decode_policy": TextBase64DecodePolicy(), **_CLIENT_OPTIONS,
+                      "message_decode_policy": TextBase64DecodePolicy(), **_AIO_OPTIONS,
                       "transport": self._transport, "initial_backoff": 0.2, "increment_base": 0,
                       "random_jitter_range": 0}
             client = (AioQueueClient.from_connection_string(self._conn, name, **codecs) if self._identity is None
