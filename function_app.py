@@ -3,7 +3,12 @@
 HTTP functions and the outbox timer are coroutines: the Python worker awaits them on its event loop, so they
 answer while the queue functions occupy its sync thread pool. Work items leave through queue output bindings:
 the host wakes a queue's listener at once for those writes (SharedQueueWatcher), not for storage SDK writes.
+Output lists are annotated `func.Out[typing.List[str]]`: the worker checks each Out annotation with the binding's
+converter (azure.functions `QueueMessageOutConverter.check_output_type_annotation`), which accepts typing generics
+but not the builtin `list[str]`, and refuses to load a function whose annotation it rejects.
 """
+from typing import List
+
 import azure.functions as func
 
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
@@ -15,14 +20,14 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 @app.function_name("acr_webhook")
 @app.route(route="hooks/acr", methods=["POST"])
 @app.queue_output(arg_name="pushed", queue_name=IMAGE_PUSHED, connection="AzureWebJobsStorage")
-async def acr_webhook(req: func.HttpRequest, pushed: func.Out[list[str]]) -> func.HttpResponse:
+async def acr_webhook(req: func.HttpRequest, pushed: func.Out[List[str]]) -> func.HttpResponse:
     return await intake.receive("acr", req, {IMAGE_PUSHED: pushed})
 
 
 @app.function_name("eventgrid_webhook")
 @app.route(route="hooks/eventgrid", methods=["POST"])
 @app.queue_output(arg_name="pushed", queue_name=IMAGE_PUSHED, connection="AzureWebJobsStorage")
-async def eventgrid_webhook(req: func.HttpRequest, pushed: func.Out[list[str]]) -> func.HttpResponse:
+async def eventgrid_webhook(req: func.HttpRequest, pushed: func.Out[List[str]]) -> func.HttpResponse:
     return await intake.receive("eventgrid", req, {IMAGE_PUSHED: pushed})
 
 
@@ -30,8 +35,8 @@ async def eventgrid_webhook(req: func.HttpRequest, pushed: func.Out[list[str]]) 
 @app.route(route="hooks/azdo", methods=["POST"])
 @app.queue_output(arg_name="review", queue_name=PR_REVIEW, connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="changed", queue_name=HLD_CHANGED, connection="AzureWebJobsStorage")
-async def azdo_webhook(req: func.HttpRequest, review: func.Out[list[str]],
-                       changed: func.Out[list[str]]) -> func.HttpResponse:
+async def azdo_webhook(req: func.HttpRequest, review: func.Out[List[str]],
+                       changed: func.Out[List[str]]) -> func.HttpResponse:
     return await intake.receive("azdo", req, {PR_REVIEW: review, HLD_CHANGED: changed})
 
 
@@ -40,8 +45,8 @@ async def azdo_webhook(req: func.HttpRequest, review: func.Out[list[str]],
 @app.queue_output(arg_name="pushed", queue_name=IMAGE_PUSHED, connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="review", queue_name=PR_REVIEW, connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="changed", queue_name=HLD_CHANGED, connection="AzureWebJobsStorage")
-async def outbox_timer(timer: func.TimerRequest, pushed: func.Out[list[str]], review: func.Out[list[str]],
-                       changed: func.Out[list[str]]) -> None:
+async def outbox_timer(timer: func.TimerRequest, pushed: func.Out[List[str]], review: func.Out[List[str]],
+                       changed: func.Out[List[str]]) -> None:
     await outbox.run(timer, {IMAGE_PUSHED: pushed, PR_REVIEW: review, HLD_CHANGED: changed})
 
 
