@@ -48,6 +48,8 @@ PARTITIONS = tuple("0123456789abcdef")
 INTAKE_EVENT_PREFIXES = ("acr:", "eventgrid:", "azdo:")  # event ids that intake claims (not bump:/bump-retry:)
 _CHUNK = 60_000            # a binary table property holds at most 64 KiB
 MAX_MESSAGES_CHARS = 30_000  # a string table property holds 64 KiB of UTF-16
+MAX_EVENT_ID_CHARS = 1_024   # so that a marker's member list stays within one string property
+_MEMBERS_CHARS = 30_000
 _TRANSACTION_OPS = 100     # Table storage: at most 100 operations and 4 MiB per transaction
 _TRANSACTION_BYTES = 2 << 20
 CLAIM_CONCURRENCY = 16     # transactions in flight at once for one request
@@ -159,14 +161,17 @@ def _groups(claims: Sequence[Claim]) -> list[list[Claim]]:
     groups: list[list[Claim]] = []
     for members in by_partition.values():
         current: list[Claim] = []
-        size = 0
+        size = ids = 0
         for claim in members:
             weight = (len(claim.body) if claim.inline else 0) + sum(len(t) for _, t in claim.messages) * 2 + 1024
-            if current and (len(current) + 2 > _TRANSACTION_OPS or size + weight > _TRANSACTION_BYTES):
+            id_chars = len(json.dumps(claim.event_id)) + 2
+            if current and (len(current) + 2 > _TRANSACTION_OPS or size + weight > _TRANSACTION_BYTES
+                            or ids + id_chars > _MEMBERS_CHARS):
                 groups.append(current)
-                current, size = [], 0
+                current, size, ids = [], 0, 0
             current.append(claim)
             size += weight
+            ids += id_chars
         groups.append(current)
     return groups
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from core.azdo_routing import RepoConfig, route_azdo
-from core.deliveries import MAX_MESSAGES_CHARS, AsyncDeliveryLog, Claim, DeliveryLog
+from core.deliveries import MAX_EVENT_ID_CHARS, MAX_MESSAGES_CHARS, AsyncDeliveryLog, Claim, DeliveryLog
 from core.payloads import (ACR_IMAGE_PUSHED, EVENTGRID_VALIDATION, Ignored, PayloadError, parse_acr_event,
                            parse_azdo, parse_eventgrid)
 from core.settings import Settings
@@ -204,6 +204,9 @@ class Intake:
                 claims[delivery.event_id] = Claim(delivery.event_id, source, delivery.raw, content_type,
                                                   tuple((item.queue, encode(item)) for item in delivery.items))
         for claim in claims.values():
+            if len(json.dumps(claim.event_id)) > MAX_EVENT_ID_CHARS:
+                return Accepted(_error(400, f"event id {claim.event_id[:80]}... is longer than "
+                                            f"{MAX_EVENT_ID_CHARS} characters"))
             size = len(json.dumps(claim.messages))
             if size > MAX_MESSAGES_CHARS:
                 return Accepted(_error(400, f"event {claim.event_id[:80]}: its work item is {size} characters "

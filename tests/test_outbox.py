@@ -280,3 +280,26 @@ def test_async_storage_reports_dead_storage_as_unavailable(app_env):
     started = time.monotonic()
     asyncio.run(run())
     assert time.monotonic() - started < 10
+
+
+def test_an_event_id_too_long_for_the_outbox_is_refused_before_anything_is_claimed(app_env, storage):
+    one = json.loads((FIXTURES / "eventgrid_push.json").read_bytes())[0]
+    events = [dict(one, id="fine"), dict(one, id="x" * 5_000)]
+    status, body, outputs = post(eventgrid_request(events), "eventgrid_webhook")
+    assert status == 400 and "longer than 1024" in body["error"] and outputs == {}
+    assert list(storage.table(DELIVERIES_TABLE).list_entities()) == []
+
+
+def test_a_marker_keeps_only_the_deliveries_still_pending(app_env, storage):
+    one = json.loads((FIXTURES / "eventgrid_push.json").read_bytes())[0]
+    events = [dict(one, id=f"same-partition-{n}") for n in range(400)]
+    events = [e for e in events if row_key(f"eventgrid:{e['id']}")[0] == "a"][:6]
+    assert post(eventgrid_request(events), "eventgrid_webhook", deliver=False)[0] == 202
+    [row] = markers(storage)
+    assert len(json.loads(row["members"])) == 6
+    DeliveryLog(storage).mark_done([f"eventgrid:{e['id']}" for e in events[:4]])
+    run = outbox_run(time.time() + 121)
+    assert sorted(run.reenqueued) == sorted(f"eventgrid:{e['id']}" for e in events[4:])
+    assert len(run.outputs[IMAGE_PUSHED]) == 2
+    [row] = markers(storage)
+    assert sorted(json.loads(row["members"])) == sorted(run.reenqueued) and row["attempts"] == 1
