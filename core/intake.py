@@ -193,6 +193,7 @@ class Intake:
             return Accepted(deliveries)
         outcome = _Outcome()
         claims: dict[str, Claim] = {}
+        traces: dict[str, str] = {}
         for delivery in deliveries:
             outcome.event_ids.append(delivery.event_id)
             if delivery.ignored:
@@ -203,6 +204,7 @@ class Intake:
             else:
                 claims[delivery.event_id] = Claim(delivery.event_id, source, delivery.raw, content_type,
                                                   tuple((item.queue, encode(item)) for item in delivery.items))
+                traces[delivery.event_id] = delivery.items[0].trace_id if delivery.items else ""
         for claim in claims.values():
             if len(json.dumps(claim.event_id)) > MAX_EVENT_ID_CHARS:
                 return Accepted(_error(400, f"event id {claim.event_id[:80]}... is longer than "
@@ -222,7 +224,7 @@ class Intake:
         for claim in won:
             for queue, _ in claim.messages:
                 outcome.queued.append(queue)
-                log.info("accepted %s for %s", claim.event_id, queue)
+                log.info("accepted %s for %s", claim.event_id, queue, extra={"trace_id": traces[claim.event_id]})
         if result.failed:
             log.warning("storage unavailable for %d of %d deliveries: %s", len(result.failed), len(claims),
                         result.error)
