@@ -327,14 +327,28 @@ class DeliveryLog:
             log.warning("could not mark %d deliveries done: %s", len(keys), exc)
             return
         now = self._clock()
+        by_partition: dict[str, list[str]] = defaultdict(list)
         for key in keys:
+            by_partition[_partition(key)].append(key)
+        for group in (g[i:i + _TRANSACTION_OPS] for g in by_partition.values()
+                      for i in range(0, len(g), _TRANSACTION_OPS)):
+            ops = [("update", {"PartitionKey": _partition(k), "RowKey": k, "state": "done", "doneAt": now},
+                    {"mode": UpdateMode.MERGE}) for k in group]
             try:
-                table.update_entity({"PartitionKey": _partition(key), "RowKey": key, "state": "done",
-                                     "doneAt": now}, mode=UpdateMode.MERGE)
-            except ResourceNotFoundError:
-                pass
+                table.submit_transaction(ops)
+                continue
+            except TableTransactionError:
+                pass  # one of them is unknown (never claimed): the others one by one
             except AzureError as exc:
-                log.warning("could not mark a delivery done: %s", type(exc).__name__)
+                log.warning("could not mark %d deliveries done: %s", len(group), type(exc).__name__)
+                continue
+            for op in ops:
+                try:
+                    table.update_entity(op[1], mode=UpdateMode.MERGE)
+                except ResourceNotFoundError:
+                    pass
+                except AzureError as exc:
+                    log.warning("could not mark a delivery done: %s", type(exc).__name__)
 
     def stuck(self, max_attempts: int) -> list[str]:
         """Event ids of deliveries re-enqueued `max_attempts` times and, at the outbox timer's last look, still

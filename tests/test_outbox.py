@@ -303,3 +303,14 @@ def test_a_marker_keeps_only_the_deliveries_still_pending(app_env, storage):
     assert len(run.outputs[IMAGE_PUSHED]) == 2
     [row] = markers(storage)
     assert sorted(json.loads(row["members"])) == sorted(run.reenqueued) and row["attempts"] == 1
+
+
+def test_mark_done_sets_every_known_delivery_done_even_among_unknown_ids(app_env, storage):
+    one = json.loads((FIXTURES / "eventgrid_push.json").read_bytes())[0]
+    events = [dict(one, id=f"done-{n}") for n in range(40)]
+    assert post(eventgrid_request(events), "eventgrid_webhook")[0] == 202
+    ids = [f"eventgrid:{e['id']}" for e in events]
+    DeliveryLog(storage).mark_done(ids + ["eventgrid:never-claimed", "bump:abc"])
+    assert {delivery_state(storage, i) for i in ids} == {"done"}
+    run = outbox_run(time.time() + 121)
+    assert run.reenqueued == [] and markers(storage) == []
