@@ -314,3 +314,15 @@ def test_mark_done_sets_every_known_delivery_done_even_among_unknown_ids(app_env
     assert {delivery_state(storage, i) for i in ids} == {"done"}
     run = outbox_run(time.time() + 121)
     assert run.reenqueued == [] and markers(storage) == []
+
+
+@pytest.mark.parametrize("name,value", [("OUTBOX_REENQUEUE_AFTER_SECONDS", "soon"),
+                                        ("OUTBOX_REENQUEUE_AFTER_SECONDS", "-1"),
+                                        ("OUTBOX_MAX_REENQUEUES", "2.5"), ("OUTBOX_MAX_REENQUEUES", "nan")])
+def test_outbox_settings_are_validated(name, value):
+    from core.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match=name):
+        load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", name: value})
+    loaded = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    assert (loaded.outbox_reenqueue_after, loaded.outbox_max_reenqueues) == (120.0, 3)
