@@ -1,29 +1,55 @@
-"""Azure Functions entry points (Python v2 model): decorators only, each a one-line call into handlers/."""
+"""Azure Functions entry points (Python v2 model): decorators only, each a one-line call into handlers/.
+
+HTTP functions and the outbox timer are coroutines: the Python worker awaits them on its event loop, so they
+answer while the queue functions occupy its sync thread pool. Work items leave through queue output bindings:
+the host wakes a queue's listener at once for those writes (SharedQueueWatcher), not for storage SDK writes.
+Output lists are annotated `func.Out[typing.List[str]]`: the worker checks each Out annotation with the binding's
+converter (azure.functions `QueueMessageOutConverter.check_output_type_annotation`), which accepts typing generics
+but not the builtin `list[str]`, and refuses to load a function whose annotation it rejects.
+"""
 from typing import List
 
 import azure.functions as func
 
-from handlers import admin, bump, flux, generate, intake, review
+from core.storage import FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
+from handlers import admin, bump, flux, generate, intake, outbox, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
 @app.function_name("acr_webhook")
 @app.route(route="hooks/acr", methods=["POST"])
-def acr_webhook(req: func.HttpRequest) -> func.HttpResponse:
-    return intake.receive("acr", req)
+@app.queue_output(arg_name="pushed", queue_name=IMAGE_PUSHED, connection="AzureWebJobsStorage")
+async def acr_webhook(req: func.HttpRequest, pushed: func.Out[List[str]]) -> func.HttpResponse:
+    return await intake.receive("acr", req, {IMAGE_PUSHED: pushed})
 
 
 @app.function_name("eventgrid_webhook")
 @app.route(route="hooks/eventgrid", methods=["POST"])
-def eventgrid_webhook(req: func.HttpRequest) -> func.HttpResponse:
-    return intake.receive("eventgrid", req)
+@app.queue_output(arg_name="pushed", queue_name=IMAGE_PUSHED, connection="AzureWebJobsStorage")
+async def eventgrid_webhook(req: func.HttpRequest, pushed: func.Out[List[str]]) -> func.HttpResponse:
+    return await intake.receive("eventgrid", req, {IMAGE_PUSHED: pushed})
 
 
 @app.function_name("azdo_webhook")
 @app.route(route="hooks/azdo", methods=["POST"])
-def azdo_webhook(req: func.HttpRequest) -> func.HttpResponse:
-    return intake.receive("azdo", req)
+@app.queue_output(arg_name="review", queue_name=PR_REVIEW, connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="changed", queue_name=HLD_CHANGED, connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="notify", queue_name=FLUX_NOTIFY, connection="AzureWebJobsStorage")
+async def azdo_webhook(req: func.HttpRequest, review: func.Out[List[str]], changed: func.Out[List[str]],
+                       notify: func.Out[List[str]]) -> func.HttpResponse:
+    return await intake.receive("azdo", req, {PR_REVIEW: review, HLD_CHANGED: changed, FLUX_NOTIFY: notify})
+
+
+@app.function_name("outbox_timer")
+@app.timer_trigger(arg_name="timer", schedule="0 */1 * * * *", run_on_startup=False, use_monitor=False)
+@app.queue_output(arg_name="pushed", queue_name=IMAGE_PUSHED, connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="review", queue_name=PR_REVIEW, connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="changed", queue_name=HLD_CHANGED, connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="notify", queue_name=FLUX_NOTIFY, connection="AzureWebJobsStorage")
+async def outbox_timer(timer: func.TimerRequest, pushed: func.Out[List[str]], review: func.Out[List[str]],
+                       changed: func.Out[List[str]], notify: func.Out[List[str]]) -> None:
+    await outbox.run(timer, {IMAGE_PUSHED: pushed, PR_REVIEW: review, HLD_CHANGED: changed, FLUX_NOTIFY: notify})
 
 
 # Queue functions are coroutines: they wait for their batch on the worker's event loop, not on a pool thread.
@@ -63,17 +89,17 @@ async def review_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> 
 
 @app.function_name("ops_replay")
 @app.route(route="ops/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
-def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
-    return admin.replay(req)
+async def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
+    return await admin.replay(req)
 
 
 @app.function_name("ops_deployments")
 @app.route(route="ops/deployments", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
-def ops_deployments(req: func.HttpRequest) -> func.HttpResponse:
-    return admin.deployments(req)
+async def ops_deployments(req: func.HttpRequest) -> func.HttpResponse:
+    return await admin.deployments(req)
 
 
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    return admin.health(req)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    return await admin.health(req)

@@ -10,11 +10,13 @@ import time
 import traceback
 from typing import Callable
 
-from bench import burst, flux_notify, generation, intake, push_to_commit, race, scale
+from bench import batch, burst, flux_notify, generation, intake, intake_load, push_to_commit, race, scale
 from bench.common import emit, progress
 
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "intake": intake.run,
+    "intake_under_load": intake_load.run,
+    "eventgrid_batch": batch.run,
     "push_to_commit": push_to_commit.run,
     "scale": scale.run,
     "burst": burst.run,

@@ -23,7 +23,7 @@ from azure.data.tables import TableErrorCode
 
 import core
 from core.azdo import AzdoError
-from core.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
+from core.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
 from core.git_workspace import GIT_MISSING, GitError, classify, clean_url, git_executable, scrub, secret_forms
 from core.highwater import HIGHWATER_TABLE
 from core.review_records import REVIEW_TABLE
@@ -214,6 +214,8 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
             failing.append(f"helm: helm executable {helm!r} not found but HELM_MODE=rendered needs it; build the "
                            "container image with --build-arg HELM_VERSION=... or set HELM_MODE=helmrelease")
     body["tools"] = tools
+    if body["storage"]["reachable"]:
+        _outbox(services, body, warnings)
 
     repos: dict[str, dict] = {}
     for role, url, branch in (("hld", settings.hld_repo_url, settings.hld_branch),
@@ -235,6 +237,20 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
             body["azdo"] = {"reachable": False}
             failing.append(f"azdo: {exc}")
     return _report(body, failing, warnings)
+
+
+def _outbox(services: Services, body: dict, warnings: list[str]) -> None:
+    """Accepted deliveries the outbox re-enqueued OUTBOX_MAX_REENQUEUES times without a worker taking them."""
+    limit = services.settings.outbox_max_reenqueues
+    try:
+        stuck = DeliveryLog(services.storage).stuck(limit)
+    except StorageUnavailable:
+        return
+    body["outbox"] = {"stuck": len(stuck)}
+    if stuck:
+        warnings.append(f"{len(stuck)} accepted deliveries re-enqueued {limit} times and still not taken by a "
+                        f"worker (stuck): {', '.join(stuck[:5])}; is the worker for their "
+                        "queue disabled or failing to start?")
 
 
 def _report(body: dict, failing: list[str], warnings: list[str]) -> HealthReport:

@@ -1,9 +1,13 @@
-"""Webhook intake: check, de-duplicate, journal and enqueue one delivery, and say what happened.
+"""Webhook intake: check, de-duplicate, journal and accept deliveries, and say what happened.
 
-HTTP-agnostic: handlers pass lower-cased headers, query params and the raw body, and turn the Reply into a response.
+HTTP-agnostic: handlers pass lower-cased headers, query params and the raw body, turn the Reply into a response and
+hand the accepted work items to the function's queue output bindings. A delivery is accepted when its claim (the
+journal entry and its outbox marker, one table transaction) is written; the outbox timer re-enqueues what the
+output write then lost (core/deliveries.py).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -11,20 +15,22 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from core.azdo_routing import RepoConfig, route_azdo
-from core.deliveries import DeliveryLog
+from core.deliveries import MAX_EVENT_ID_CHARS, MAX_MESSAGES_CHARS, AsyncDeliveryLog, Claim, DeliveryLog
 from core.payloads import (ACR_IMAGE_PUSHED, EVENTGRID_VALIDATION, Ignored, PayloadError, parse_acr_event,
                            parse_azdo, parse_eventgrid)
 from core.settings import Settings
-from core.storage import Storage, StorageUnavailable
+from core.storage import AsyncStorage, Storage, StorageUnavailable
 from core.telemetry import metrics
 from core.workitems import ImagePushed, WorkItem, encode, new_trace_id
 
 log = logging.getLogger("autopilot.intake")
 
 MAX_BODY = 1 << 20
+OUTPUT_BINDING_LIMIT = 32   # messages per request through the output bindings; the rest via the SDK (_send)
+SEND_CONCURRENCY = 32
 SOURCES = ("acr", "eventgrid", "azdo")
 JSON_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json",
               "text/json", "text/plain")
@@ -64,11 +70,22 @@ def _push_item(push, event_id: str, source: str) -> ImagePushed:
                        received_at=datetime.now(timezone.utc).isoformat())
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """The reply, and the encoded work items by queue for the function's queue output bindings."""
+    reply: Reply
+    outputs: dict[str, list[str]] = field(default_factory=dict)
+
+
 class Intake:
-    def __init__(self, settings: Settings, storage: Storage, deliveries: DeliveryLog):
+    def __init__(self, settings: Settings, storage: Storage, deliveries: DeliveryLog,
+                 aio_storage: Callable[[], AsyncStorage], aio_deliveries: Callable[[], AsyncDeliveryLog]):
         self._settings = settings
         self._storage = storage
         self._deliveries = deliveries
+        self._aio_storage = aio_storage          # per event loop: the aio clients belong to the loop using them
+        self._aio_deliveries = aio_deliveries
+        self._background: set[asyncio.Task] = set()
         self._repos = RepoConfig(settings.hld_repo_url, settings.hld_branch,
                                  settings.manifest_repo_url, settings.manifest_branch)
 
@@ -154,30 +171,126 @@ class Intake:
         return [Delivery(event_id, raw, items=tuple(routed))]
 
     # -- the pipeline -------------------------------------------------------------------------------------------
-    def receive(self, source: str, headers: Mapping[str, str], params: Mapping[str, str], body: bytes) -> Reply:
+    async def receive(self, source: str, headers: Mapping[str, str], params: Mapping[str, str],
+                      body: bytes) -> Accepted:
+        """Check, interpret, claim: the reply, and the messages the caller's queue output bindings must write."""
         checked = self._check(source, headers, params, body)
         if isinstance(checked, Reply):
             metrics.delivery(source, f"rejected-{checked.status}")
-            return checked
-        reply = self._accept(source, checked, body, headers.get("content-type", ""), dedupe=True)
+            return Accepted(checked)
+        accepted = await self._accept(source, checked, body, headers.get("content-type", ""))
+        reply = accepted.reply
         metrics.delivery(source, {202: "queued", 200: "duplicate" if reply.body.get("duplicate") else "ignored"}
                          .get(reply.status, f"rejected-{reply.status}"))
-        return reply
+        return accepted
+
+    async def _accept(self, source: str, data: Any, raw: bytes, content_type: str) -> Accepted:
+        try:
+            deliveries = self.interpret(source, data, raw)
+        except PayloadError as exc:
+            return Accepted(_error(400, str(exc)))
+        if isinstance(deliveries, Reply):
+            return Accepted(deliveries)
+        outcome = _Outcome()
+        claims: dict[str, Claim] = {}
+        traces: dict[str, str] = {}
+        for delivery in deliveries:
+            outcome.event_ids.append(delivery.event_id)
+            if delivery.ignored:
+                outcome.ignored.append(delivery.ignored)
+                log.info("ignored %s: %s", delivery.event_id, delivery.ignored)
+            elif delivery.event_id in claims:
+                outcome.duplicates.append(delivery.event_id)  # the same event twice in one request
+            else:
+                claims[delivery.event_id] = Claim(delivery.event_id, source, delivery.raw, content_type,
+                                                  tuple((item.queue, encode(item)) for item in delivery.items))
+                traces[delivery.event_id] = delivery.items[0].trace_id if delivery.items else ""
+        for claim in claims.values():
+            if len(json.dumps(claim.event_id)) > MAX_EVENT_ID_CHARS:
+                return Accepted(_error(400, f"event id {claim.event_id[:80]}... is longer than "
+                                            f"{MAX_EVENT_ID_CHARS} characters"))
+            size = len(json.dumps(claim.messages))
+            if size > MAX_MESSAGES_CHARS:
+                return Accepted(_error(400, f"event {claim.event_id[:80]}: its work item is {size} characters "
+                                            f"encoded; the limit is {MAX_MESSAGES_CHARS}"))
+        result = await self._aio_deliveries().claim(list(claims.values()))
+        for event_id in result.duplicates:
+            outcome.duplicates.append(event_id)
+            metrics.duplicate(source)
+            log.info("duplicate %s", event_id)
+        won_ids = set(result.won)
+        won = [claim for event_id, claim in claims.items() if event_id in won_ids]
+        outputs = self._send([m for claim in won for m in claim.messages])
+        for claim in won:
+            for queue, _ in claim.messages:
+                outcome.queued.append(queue)
+                log.info("accepted %s for %s", claim.event_id, queue, extra={"trace_id": traces[claim.event_id]})
+        if result.failed:
+            log.warning("storage unavailable for %d of %d deliveries: %s", len(result.failed), len(claims),
+                        result.error)
+            body: dict[str, Any] = {"error": f"storage unavailable: {result.error}"}
+            if won:
+                body["accepted"] = [c.event_id for c in won]
+            return Accepted(Reply(503, body), outputs)
+        return Accepted(_reply(outcome), outputs)
+
+    def _send(self, messages: list[tuple[str, str]]) -> dict[str, list[str]]:
+        """Messages for the output bindings, by queue; beyond OUTPUT_BINDING_LIMIT, the rest is sent with the
+        storage SDK by a task on the event loop that goes on after the reply.
+
+        The host writes a queue output binding's list one message at a time after the function returned (the
+        WebJobs queue collector adds each message with its own request) and answers the HTTP request only then,
+        so thousands of messages from one Event Grid batch would keep Event Grid waiting past its 30 s. The
+        deliveries are accepted once claimed (their outbox markers hold the messages), so the reply need not
+        wait for the rest: the first messages through the binding wake the queue listener at once
+        (SharedQueueWatcher), the listener keeps polling without back-off while it finds messages, and whatever
+        the background send does not get onto the queue (an error, the process ending) the outbox re-enqueues.
+        """
+        outputs: dict[str, list[str]] = {}
+        for queue, text in messages[:OUTPUT_BINDING_LIMIT]:
+            outputs.setdefault(queue, []).append(text)
+        rest = messages[OUTPUT_BINDING_LIMIT:]
+        if rest:
+            task = asyncio.get_running_loop().create_task(self._send_rest(rest))
+            self._background.add(task)  # a task nobody references can be collected before it finishes
+            task.add_done_callback(self._background.discard)
+        return outputs
+
+    async def _send_rest(self, messages: list[tuple[str, str]]) -> None:
+        storage = self._aio_storage()
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def send(queue: str, text: str) -> bool:
+            async with gate:
+                try:
+                    await storage.enqueue(queue, text)
+                    return True
+                except StorageUnavailable:
+                    return False
+
+        sent = await asyncio.gather(*(send(q, t) for q, t in messages))
+        if not all(sent):
+            log.warning("%d of %d messages could not be sent now; the outbox re-enqueues them",
+                        sent.count(False), len(messages))
+
+    async def drain(self) -> None:
+        """Wait for the running loop's background sends (tests, benchmarks and tools ending their loop)."""
+        loop = asyncio.get_running_loop()
+        mine = [t for t in self._background if t.get_loop() is loop]
+        if mine:
+            await asyncio.gather(*mine, return_exceptions=True)
 
     def replay(self, event_id: str) -> Reply:
-        """Run a journaled delivery through intake again, bypassing the duplicate check."""
+        """Run a journaled delivery through intake again, bypassing the duplicate check: its work items are
+        enqueued now with the storage SDK (an operator's call, answered once they are on the queue)."""
         try:
             journaled = self._deliveries.journaled(event_id)
         except StorageUnavailable as exc:
             return _error(503, f"storage unavailable: {exc}")
         if journaled is None:
             return _error(404, f"no journaled delivery with eventId {event_id}")
-        data = json.loads(journaled.body)
-        return self._accept(journaled.source, data, journaled.body, journaled.content_type, dedupe=False)
-
-    def _accept(self, source: str, data: Any, raw: bytes, content_type: str, *, dedupe: bool) -> Reply:
         try:
-            deliveries = self.interpret(source, data, raw)
+            deliveries = self.interpret(journaled.source, json.loads(journaled.body), journaled.body)
         except PayloadError as exc:
             return _error(400, str(exc))
         if isinstance(deliveries, Reply):
@@ -187,31 +300,15 @@ class Intake:
             outcome.event_ids.append(delivery.event_id)
             if delivery.ignored:
                 outcome.ignored.append(delivery.ignored)
-                log.info("ignored %s: %s", delivery.event_id, delivery.ignored)
                 continue
             try:
-                if dedupe and not self._deliveries.claim(delivery.event_id, source, delivery.raw, content_type):
-                    outcome.duplicates.append(delivery.event_id)
-                    metrics.duplicate(source)
-                    log.info("duplicate %s", delivery.event_id)
-                    continue
-                self._enqueue(delivery, outcome, mark=dedupe)
+                for item in delivery.items:
+                    self._storage.enqueue(item.queue, encode(item))
+                    outcome.queued.append(item.queue)
+                    log.info("replayed %s on %s", delivery.event_id, item.queue, extra={"trace_id": item.trace_id})
             except StorageUnavailable as exc:
-                if dedupe:
-                    self._deliveries.release(delivery.event_id)
-                log.warning("storage unavailable for %s: %s", delivery.event_id, exc)
                 return _error(503, f"storage unavailable: {exc}")
         return _reply(outcome)
-
-    def _enqueue(self, delivery: Delivery, outcome: _Outcome, *, mark: bool) -> None:
-        queues = []
-        for item in delivery.items:
-            self._storage.enqueue(item.queue, encode(item))
-            queues.append(item.queue)
-            log.info("queued %s on %s", delivery.event_id, item.queue, extra={"trace_id": item.trace_id})
-        if mark:
-            self._deliveries.mark_queued(delivery.event_id, queues)
-        outcome.queued.extend(queues)
 
 
 def _acr_event_id(data: Any) -> str:

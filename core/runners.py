@@ -39,6 +39,7 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from core.azdo import AzdoTransientError
 from core.bump import BumpResult, push_time
+from core.deliveries import DeliveryLog
 from core.errors import Retryable, is_permanent
 from core.flux_notify import changed_envs, manifest_notification
 from core.queue_batch import Taken, TakenMessages, take_waiting
@@ -91,9 +92,10 @@ class Job(Protocol):
 def on_done(job: Job, items: Sequence[WorkItem]) -> None:
     """The one place where a run reports the work items it settled: processed, poisoned with a reason, or failed and
     left on the queue for the host's retry (from here on the queue owns them either way). Called once per run, after
-    the work and before the invocations return. The intake outbox marks its deliveries picked up here
-    (`DeliveryLog.mark_done`, on the branch that adds the outbox)."""
+    the work and before the invocations return. The intake outbox marks their deliveries picked up here, so its
+    timer does not enqueue them again (never raises; core/deliveries.py)."""
     log.debug("%s: settled %d item(s)", job.queue, len(items))
+    DeliveryLog(job.storage).mark_done(i.event_id for i in items)
 
 
 # -- one run, blocking (on the queue's executor) ------------------------------------------------------------------

@@ -1,20 +1,22 @@
 """Dependencies wired once per process: settings, storage, and the services built on them."""
 from __future__ import annotations
 
+import asyncio
+import tempfile
+import threading
+import weakref
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-
-import tempfile
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from core.deliveries import DeliveryLog
+from core.deliveries import AsyncDeliveryLog, DeliveryLog
 from core.highwater import HighWaterMarks
 from core.intake import Intake
 from core.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
-from core.storage import Storage, StorageIdentity
+from core.storage import AsyncStorage, Storage, StorageIdentity
 from core.trace import TraceLog
 
 
@@ -35,12 +37,54 @@ class Services:
         return Storage(identity=StorageIdentity(s.storage_queue_url, s.storage_table_url, credential))
 
     @cached_property
+    def _aio_by_loop(self) -> tuple[threading.Lock, weakref.WeakKeyDictionary]:
+        return threading.Lock(), weakref.WeakKeyDictionary()
+
+    def async_storage(self) -> AsyncStorage:
+        """The aio storage clients of the running event loop (one per loop: an aiohttp session belongs to the
+        loop it was opened on; the Python worker has one loop for every coroutine function)."""
+        loop = asyncio.get_running_loop()
+        lock, by_loop = self._aio_by_loop
+        with lock:
+            store = by_loop.get(loop)
+            if store is None:
+                s = self.settings
+                if s.storage_connection:
+                    store = AsyncStorage(s.storage_connection)
+                else:
+                    store = AsyncStorage(identity=StorageIdentity(s.storage_queue_url, s.storage_table_url,
+                                                                  self._async_credential))
+                by_loop[loop] = store
+            return store
+
+    async def aclose(self) -> None:
+        """Close the running loop's aio clients (tests and tools that run a loop of their own)."""
+        if "intake" in self.__dict__:
+            await self.intake.drain()
+        lock, by_loop = self._aio_by_loop
+        with lock:
+            store = by_loop.pop(asyncio.get_running_loop(), None)
+        if store is not None:
+            await store.close()
+
+    def async_deliveries(self) -> AsyncDeliveryLog:
+        return AsyncDeliveryLog(self.async_storage(), reenqueue_after=self.settings.outbox_reenqueue_after)
+
+    @cached_property
     def deliveries(self) -> DeliveryLog:
         return DeliveryLog(self.storage)
 
     @cached_property
     def intake(self) -> Intake:
-        return Intake(self.settings, self.storage, self.deliveries)
+        return Intake(self.settings, self.storage, self.deliveries, self.async_storage, self.async_deliveries)
+
+    @cached_property
+    def _async_credential(self):
+        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+        if self.settings.storage_client_id:
+            return ManagedIdentityCredential(client_id=self.settings.storage_client_id)
+        return DefaultAzureCredential()
 
     @cached_property
     def trace(self) -> TraceLog:

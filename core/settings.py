@@ -54,6 +54,8 @@ class Settings:
     flux: ReceiverConfig = field(default=ReceiverConfig(), repr=False)
     # Hosts component.yaml git sources may come from (core.source_hosts); default: the HLD repository's host.
     allowed_source_hosts: tuple[str, ...] = ()
+    outbox_reenqueue_after: float = 120.0  # OUTBOX_REENQUEUE_AFTER_SECONDS: accepted work no worker took by then
+    outbox_max_reenqueues: int = 3         # OUTBOX_MAX_REENQUEUES: then health reports the delivery as stuck
 
     @property
     def bump_repo_url(self) -> str:
@@ -119,6 +121,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         branch = get(name, "main")
         if branch.startswith("refs/") or " " in branch or ".." in branch:
             raise SettingsError(f"{name}={branch!r} is not a plain branch name (e.g. main)")
+    outbox_after = _number(get("OUTBOX_REENQUEUE_AFTER_SECONDS", "120"), "OUTBOX_REENQUEUE_AFTER_SECONDS", float)
+    outbox_max = _number(get("OUTBOX_MAX_REENQUEUES", "3"), "OUTBOX_MAX_REENQUEUES", int)
     return Settings(
         storage_connection=storage,
         acr_webhook_secret=get("ACR_WEBHOOK_SECRET"),
@@ -144,7 +148,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage_client_id=get("AzureWebJobsStorage__clientId"),
         flux=parse_receivers(get(FLUX_RECEIVERS), env),
         allowed_source_hosts=allowed_sources,
+        outbox_reenqueue_after=outbox_after,
+        outbox_max_reenqueues=outbox_max,
     )
+
+
+def _number(raw: str, name: str, kind: type):
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = -1
+    if value < 0 or value != value:
+        raise SettingsError(f"{name}={raw!r} is not a number >= 0")
+    return value
 
 
 def read_local_settings(path: Path) -> dict[str, str]:

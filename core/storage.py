@@ -32,6 +32,8 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 # Intake must answer ACR within 5 s: fail fast rather than retry storage for minutes. The queue SDK ignores
 # retry_backoff_factor (its default ExponentialRetry waits 15 s, then 45 s), so queues get their own policy.
 _CLIENT_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
+# The aio clients serve the webhooks (ACR gives up after 5 s): a stalled response is retried once, soon.
+_AIO_OPTIONS = {"retry_total": 1, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 4}
 
 
 def _queue_options(transport: RequestsTransport) -> dict:
@@ -148,3 +150,72 @@ class Storage:
         for name in queues:
             self.queue(name)
             self.queue(poison_queue(name))
+
+
+class AsyncStorage:
+    """The aio twins of `Storage`'s queue and table clients, for coroutine functions (the HTTP front doors and
+    the outbox timer), on aiohttp. Bound to the event loop it is first used on: the Python worker runs every
+    coroutine function on its one loop, so there is one per process (`Services.async_storage`)."""
+
+    def __init__(self, connection_string: str = "", identity: StorageIdentity | None = None):
+        if bool(connection_string) == bool(identity):
+            raise ValueError("AsyncStorage needs a connection string or an identity, not both")
+        from azure.core.pipeline.transport import AioHttpTransport
+        from azure.data.tables.aio import TableServiceClient as AioTableServiceClient
+
+        self._conn = normalize_connection_string(connection_string)
+        self._identity = identity
+        self._transport = AioHttpTransport(use_env_settings=False)
+        if identity is None:
+            self._tables = AioTableServiceClient.from_connection_string(self._conn, transport=self._transport,
+                                                                        **_AIO_OPTIONS)
+        else:
+            self._tables = AioTableServiceClient(identity.table_url, credential=identity.credential,
+                                                 transport=self._transport, **_AIO_OPTIONS)
+        self._table_clients: dict[str, Any] = {}
+        self._queue_clients: dict[str, Any] = {}
+
+    async def table(self, name: str):
+        client = self._table_clients.get(name)
+        if client is None:
+            try:
+                await self._tables.create_table_if_not_exists(name)
+            except AzureError as exc:
+                raise StorageUnavailable(f"table {name}: {type(exc).__name__}") from exc
+            client = self._table_clients.setdefault(name, self._tables.get_table_client(name))
+        return client
+
+    async def queue(self, name: str):
+        from azure.storage.queue.aio import QueueClient as AioQueueClient
+
+        client = self._queue_clients.get(name)
+        if client is None:
+            # The aio queue client builds its async ExponentialRetry from these keywords (the sync LinearRetry
+            # policy cannot run in an async pipeline): 0.2 s between two retries, as for the sync clients.
+            codecs = {"message_encode_policy": TextBase64EncodePolicy(),
+                      "message_decode_policy": TextBase64DecodePolicy(), **_AIO_OPTIONS,
+                      "transport": self._transport, "initial_backoff": 0.2, "increment_base": 0,
+                      "random_jitter_range": 0}
+            client = (AioQueueClient.from_connection_string(self._conn, name, **codecs) if self._identity is None
+                      else AioQueueClient(self._identity.queue_url, name, credential=self._identity.credential,
+                                          **codecs))
+            try:
+                await client.create_queue()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise StorageUnavailable(f"queue {name}: {type(exc).__name__}") from exc
+            client = self._queue_clients.setdefault(name, client)
+        return client
+
+    async def enqueue(self, queue: str, text: str) -> str:
+        client = await self.queue(queue)
+        try:
+            sent = await client.send_message(text)
+        except AzureError as exc:
+            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
+        return sent.id
+
+    async def close(self) -> None:
+        """Close the shared aiohttp session (every client here uses the one transport)."""
+        await self._transport.close()

@@ -1,4 +1,8 @@
-"""Operator endpoints: replay (poison queues, journaled deliveries), the deployment trace, and health."""
+"""Operator endpoints: replay (poison queues, journaled deliveries), the deployment trace, and health.
+
+Coroutines on the worker's event loop; their blocking work (storage SDK calls, `git ls-remote`) runs on the app's
+offload pool (core/offload.py), so they answer while queue functions hold the worker's sync pool.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,6 +11,7 @@ import azure.functions as func
 
 from core.admin import UsageError, deployments as query_deployments, parse_top
 from core.health import HealthProbes, check_health
+from core.offload import off_loop
 from core.replay import Replayer, ReplayRequestError, parse_replay_request
 from core.review_records import ReviewRecords
 from core.services import get_services
@@ -19,7 +24,7 @@ log = logging.getLogger("autopilot.admin")
 _health_probes = HealthProbes()  # one per process, so store and repo answers are cached across requests
 
 
-def replay(req: func.HttpRequest) -> func.HttpResponse:
+async def replay(req: func.HttpRequest) -> func.HttpResponse:
     try:
         body = req.get_json()
     except ValueError:
@@ -33,11 +38,11 @@ def replay(req: func.HttpRequest) -> func.HttpResponse:
     except SettingsError as exc:
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")
-    reply = Replayer(services.storage, services.intake, services.deliveries).run(request)
+    reply = await off_loop(Replayer(services.storage, services.intake, services.deliveries).run, request)
     return json_response(reply.status, reply.body)
 
 
-def deployments(req: func.HttpRequest) -> func.HttpResponse:
+async def deployments(req: func.HttpRequest) -> func.HttpResponse:
     params = req.params
     try:
         top = parse_top(params.get("top"))
@@ -45,9 +50,9 @@ def deployments(req: func.HttpRequest) -> func.HttpResponse:
         return error_response(400, str(exc))
     try:
         services = get_services()
-        rows = query_deployments(services.trace, ReviewRecords(services.storage), service=params.get("service", ""),
-                                 env=params.get("env", ""), image=params.get("image", ""),
-                                 tag=params.get("tag", ""), top=top)
+        rows = await off_loop(query_deployments, services.trace, ReviewRecords(services.storage),
+                              service=params.get("service", ""), env=params.get("env", ""),
+                              image=params.get("image", ""), tag=params.get("tag", ""), top=top)
     except SettingsError as exc:
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")
@@ -56,6 +61,6 @@ def deployments(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(200, {"deployments": rows})
 
 
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    report = check_health(get_services, _health_probes)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    report = await off_loop(check_health, get_services, _health_probes)
     return json_response(report.status, report.body)

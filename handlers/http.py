@@ -1,10 +1,13 @@
-"""Converting between azure.functions HTTP objects and the core's plain data."""
+"""Converting between azure.functions HTTP objects and the core's plain data, and filling queue output bindings."""
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from typing import Any, Mapping
 
 import azure.functions as func
+
+log = logging.getLogger("autopilot.http")
 
 
 def headers_of(req: func.HttpRequest) -> dict[str, str]:
@@ -17,3 +20,15 @@ def json_response(status: int, body: Any) -> func.HttpResponse:
 
 def error_response(status: int, message: str) -> func.HttpResponse:
     return json_response(status, {"error": message})
+
+
+def set_outputs(bindings: Mapping[str, func.Out], messages: Mapping[str, list[str]]) -> None:
+    """Hand each queue's messages to its output binding (`bindings`: queue name -> func.Out). A queue without a
+    binding here is a wiring mistake; its messages are not lost (their outbox markers re-enqueue them), but it
+    is logged as an error."""
+    for queue, texts in messages.items():
+        out = bindings.get(queue)
+        if out is None:
+            log.error("no queue output binding for %s: %d message(s) left to the outbox", queue, len(texts))
+        elif texts:
+            out.set(list(texts))

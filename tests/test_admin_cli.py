@@ -1,6 +1,7 @@
 """The deployments endpoint and `python -m core.admin` (trace, replay, health, setup) on Azurite."""
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -87,7 +88,7 @@ def history(storage):
 
 
 def get_deployments(**params: str) -> tuple[int, dict]:
-    resp = admin.deployments(func.HttpRequest("GET", "/api/ops/deployments", params=params, body=b""))
+    resp = asyncio.run(admin.deployments(func.HttpRequest("GET", "/api/ops/deployments", params=params, body=b"")))
     return resp.status_code, json.loads(resp.get_body())
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench import burst, demo, generation, intake, push_to_commit, race, scale
+from bench import batch, burst, demo, generation, intake, intake_load, push_to_commit, race, scale
 from bench.__main__ import BENCHMARKS, main
 from bench.common import emit, percentile
 
@@ -37,6 +37,23 @@ def test_intake(azurite, capsys):
     assert_latency(line["baseline"]["put_message"])
     assert line["met"] == (line["p99_ms"] < 50)
     assert "51 of 51 pushes" in line["note"]  # no queue worker took any
+
+
+def test_intake_under_load(azurite, capsys):
+    line = one_line(capsys, intake_load.run(bumps=2, idle_probes=5, conn=azurite))
+    assert line["benchmark"] == "intake_under_load" and line["bumps"] == 2 and line["probes"] >= 10
+    assert line["non_202"] == 0 and line["bumps_done_s"] > 0
+    assert_latency(line)
+    assert_latency(line["baseline"]["idle"])
+    assert line["met"] == (line["p99_ms"] < 50)
+
+
+def test_eventgrid_batch(azurite, capsys):
+    line = one_line(capsys, batch.run(events=100, singles=3, conn=azurite))
+    assert line["benchmark"] == "eventgrid_batch" and line["events"] == 100
+    assert (line["status"], line["accepted"]) == (202, 100) and line["all_enqueued_s"] >= line["answered_s"] > 0
+    assert_latency(line["baseline"]["single_event_request"])
+    assert line["sequential_estimate_s"] > 0
 
 
 def test_push_to_commit(azurite, capsys):
@@ -97,8 +114,8 @@ def test_demo_runs_the_whole_chain_and_prints_the_trace(capsys):
 def test_unknown_benchmark_name_is_refused(capsys):
     assert main(["intake", "nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
-    assert list(BENCHMARKS) == ["intake", "push_to_commit", "scale", "burst", "generation", "race",
-                               "flux_notify"]
+    assert list(BENCHMARKS) == ["intake", "intake_under_load", "eventgrid_batch", "push_to_commit", "scale", "burst",
+                                "generation", "race", "flux_notify"]
 
 
 def test_percentile_is_nearest_rank():

@@ -1,6 +1,7 @@
 """GET /api/health on Azurite with real git remotes (file:// bare repos) and the Azure DevOps fake."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -48,7 +49,7 @@ def app_env(azurite, monkeypatch, remotes):
 
 
 def get_health() -> tuple[int, dict, str]:
-    resp = admin.health(func.HttpRequest("GET", "/api/health", body=b""))
+    resp = asyncio.run(admin.health(func.HttpRequest("GET", "/api/health", body=b"")))
     text = resp.get_body().decode()
     return resp.status_code, json.loads(text), text
 

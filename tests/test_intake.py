@@ -10,13 +10,13 @@ import azure.functions as func
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-import function_app
 from core.services import reset_services
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES
 from core.workitems import decode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deliveries"
 from tests.conftest import ACR_SECRET, AZDO_SECRET
+from tests.functions import call_http
 
 
 def fixture(name: str) -> bytes:
@@ -25,9 +25,9 @@ def fixture(name: str) -> bytes:
 
 def call(fn_name: str, body: bytes, headers: dict[str, str] | None = None,
          params: dict[str, str] | None = None) -> tuple[int, dict]:
-    fn = getattr(function_app, fn_name).build().get_user_function()
+    """Invoke the HTTP function as the host does; its queue outputs are written after it returned."""
     req = func.HttpRequest("POST", f"/api/{fn_name}", headers=headers or {}, params=params or {}, body=body)
-    resp = fn(req)
+    resp, _ = call_http(fn_name, req)
     return resp.status_code, json.loads(resp.get_body() or b"{}")
 
 

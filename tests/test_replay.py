@@ -12,8 +12,8 @@ from core.services import get_services, reset_services
 from core.storage import (FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, dev_connection_string,
                           poison_queue)
 from core.workitems import FluxNotify, HldChanged, ImagePushed, PrReview, decode, encode, new_trace_id
-from handlers import admin, intake
 from tests.azurite import free_port
+from tests.functions import call_http
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deliveries"
 from tests.conftest import ACR_SECRET
@@ -36,7 +36,7 @@ def work_item(queue: str, n: int):
 def call_replay(body) -> tuple[int, dict]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     req = func.HttpRequest("POST", "/api/ops/replay", headers={"Content-Type": "application/json"}, body=raw)
-    resp = admin.replay(req)
+    resp, _ = call_http("ops_replay", req)
     return resp.status_code, json.loads(resp.get_body())
 
 
@@ -119,8 +119,8 @@ def acr_push() -> func.HttpRequest:
 
 
 def test_event_replay_enqueues_again_although_the_delivery_is_a_duplicate(app_env, storage):
-    assert intake.receive("acr", acr_push()).status_code == 202
-    resent = intake.receive("acr", acr_push())
+    assert call_http("acr_webhook", acr_push())[0].status_code == 202
+    resent, _ = call_http("acr_webhook", acr_push())
     assert resent.status_code == 200 and json.loads(resent.get_body())["duplicate"] is True
     [first] = visible(storage, IMAGE_PUSHED)
 
@@ -136,7 +136,7 @@ def test_event_replay_enqueues_again_although_the_delivery_is_a_duplicate(app_en
 
 
 def test_event_replay_dry_run_and_unknown_event(app_env, storage):
-    assert intake.receive("acr", acr_push()).status_code == 202
+    assert call_http("acr_webhook", acr_push())[0].status_code == 202
 
     status, body = call_replay({"eventId": ACR_EVENT_ID, "dryRun": True})
     assert status == 200
