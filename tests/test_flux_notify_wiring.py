@@ -123,7 +123,7 @@ def flux_env(azurite, monkeypatch):
 
 
 def get_health() -> tuple[int, dict, str]:
-    resp = admin.health(func.HttpRequest("GET", "/api/health", body=b""))
+    resp = asyncio.run(admin.health(func.HttpRequest("GET", "/api/health", body=b"")))
     return resp.status_code, json.loads(resp.get_body()), resp.get_body().decode()
 
 

@@ -69,6 +69,9 @@ out["acr"] = [acr.status_code, json.loads(acr.get_body())]
 from core.errors import is_permanent
 from core.services import get_services
 
+for text in outputs["acr_webhook"]["pushed"] or []:  # what the host writes for the queue output binding
+    get_services().storage.enqueue("image-pushed", text)
+
 out["workers"] = {}
 for name, queue in (("bump_worker", "image-pushed"), ("generate_worker", "hld-changed")):
     if queue == "hld-changed":
