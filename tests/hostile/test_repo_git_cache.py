@@ -124,7 +124,7 @@ def test_bump_recovers_when_the_hld_cache_is_broken(tmp_path, storage, corrupt):
     url = gitrepos.bare_repo(tmp_path, {
         "prod/web.yaml": f"kind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n",
     }, name="m")
-    service, _ = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, storage, tmp_path, is_hld=False)
     assert service.process([push("web", "1.0.1")]).commit
     corrupt(service.workspace.workdir)
     result = service.process([push("web", "1.0.2")])

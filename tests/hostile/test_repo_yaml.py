@@ -64,7 +64,7 @@ def test_bump_of_a_bombed_file_fails_permanently_and_unrelated_bumps_still_land(
         "prod/web.yaml": pod("web", "1.0.0", "bomb:\n" + laughs(6, "  ")),  # 10^6 nodes: seconds before
         "prod/api.yaml": pod("api", "2.0.0"),
     }, name="m")
-    service, _ = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, storage, tmp_path, is_hld=False)
     head = branches(url)["main"]
     started = time.perf_counter()
     with pytest.raises(EditError, match=r"prod/web\.yaml:\d+: document expands to more than"):
