@@ -314,6 +314,22 @@ def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(storage, az
     assert row["manifestCommitId"] == COMMIT
 
 
+def test_the_next_round_waits_its_back_off_on_the_queue(storage, azurite, monkeypatch):
+    monkeypatch.setattr("core.flux_notify.ROUND_DELAYS_S", (2, 60))
+    with StandInReceiver("t") as down:
+        down.fail_next(100, 503)
+        settings = fleet_settings(azurite, {"down-1": ("prod", down)})
+        services = SimpleNamespace(settings=settings, storage=storage, trace=TraceLog(storage))
+        settled = run_job(services, item(), Notifier(backoff=()))
+    assert settled.result.retrying == ("down-1",) and settled.result.next_round_in == 2
+    queue = storage.queue(FLUX_NOTIFY)
+    assert storage.queue_depth(FLUX_NOTIFY) == 1 and list(queue.receive_messages(visibility_timeout=30)) == []
+    deadline = time.monotonic() + 15
+    while not (messages := list(queue.receive_messages(visibility_timeout=30))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [decode(m.content, FLUX_NOTIFY).round for m in messages] == [2]
+
+
 def test_job_gives_up_after_the_last_round(storage, azurite):
     with StandInReceiver("t") as down:
         down.fail_next(100, 500)
