@@ -357,6 +357,22 @@ def test_the_body_names_the_commit():
                     "pullRequest": 9}
 
 
+def test_a_garbage_answer_is_a_retryable_one_line_error():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def answer():
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.sendall(b"garbage\r\nX-Evil: 1\r\n\r\n")
+            conn.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        posted = post_http(f"http://127.0.0.1:{server.getsockname()[1]}/hook/x", b"{}", {}, 2.0)
+    assert posted.status is None and posted.error.startswith("BadStatusLine") and "\n" not in posted.error
+
+
 def test_a_post_that_raises_is_reported_not_hung():
     def broken(*args):
         raise RuntimeError("boom")
