@@ -310,8 +310,11 @@ class FluxNotifyJob:
         again = tuple(sorted(c for c, a in last.items() if not a.ok and a.retryable))
         if again and next_delay is not None:
             retry = replace(item, clusters=again, round=item.round + 1, event_id=f"{item.event_id}#r{item.round + 1}")
-            # With the SDK, not an output binding: only the SDK can make a message visible later (the back-off).
-            # If this write fails the run fails and the host retries the whole item: receivers are idempotent.
+            # With the SDK, not an output binding: the binding cannot delay a message (the Storage Queues extension
+            # sends with `QueueClient.SendMessageAsync(body)`, no visibility timeout: StorageQueueExtensions.
+            # AddMessageAndCreateIfNotExistsAsync, Microsoft.Azure.WebJobs.Extensions.Storage.Common, in
+            # Azure/azure-sdk-for-net). If this write fails the run fails and the host retries the whole item:
+            # notifying a cluster twice only asks Flux to reconcile twice.
             self.storage.enqueue(FLUX_NOTIFY, encode(retry), visibility_timeout=next_delay)
             failed = tuple(sorted(c for c, a in last.items() if not a.ok and not a.retryable))
             return NotifyResult(item.commit, notified, failed, again, next_delay)
