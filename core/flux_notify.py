@@ -196,7 +196,7 @@ class NotifyResult:
 
 
 class FluxNotifyError(Permanent, ValueError):
-    """A flux-notify item cannot be acted on (no commit named)."""
+    """A flux-notify item cannot be acted on (no commit named, a round below 1)."""
 
 
 def _failure_reason(attempt: Attempt, item: FluxNotify, next_delay: int | None) -> str:
@@ -284,6 +284,8 @@ class FluxNotifyJob:
         assert isinstance(item, FluxNotify)
         if not item.commit:
             raise FluxNotifyError("flux-notify item names no commit")
+        if item.round < 1:
+            raise FluxNotifyError(f"flux-notify item round {item.round} is not 1 or more")
         settings = self.services.settings
         receivers = receivers_for(settings.flux.receivers, item.envs, item.clusters)
         if not receivers:

@@ -350,6 +350,16 @@ def test_no_receiver_for_the_folders_is_a_quiet_success(storage, azurite):
     assert settled.result.notified == () and dev.calls == []
 
 
+@pytest.mark.parametrize("bad", [{"commit": ""}, {"round": 0}])
+def test_an_item_that_cannot_be_acted_on_is_poisoned_with_its_reason(storage, azurite, bad):
+    with StandInReceiver("t") as prod:
+        settings = fleet_settings(azurite, {"prod-1": ("prod", prod)})
+        services = SimpleNamespace(settings=settings, storage=storage, trace=TraceLog(storage))
+        settled = run_job(services, item(**bad))
+    [poisoned] = settled.poison
+    assert "FluxNotifyError" in json.loads(poisoned)["poisonReason"] and prod.calls == []
+
+
 def test_the_body_names_the_commit():
     body = json.loads(notification_body(item(envs=("prod",), pr_id=9), receiver("c", "u"), "https://r", "main"))
     assert body == {"source": "gitops-autopilot", "reason": "manifest-commit", "commit": COMMIT,
