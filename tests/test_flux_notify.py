@@ -221,16 +221,16 @@ def test_a_dead_and_a_slow_receiver_do_not_delay_the_others():
         def report(attempt):
             reported.setdefault(f"{attempt.cluster}#{attempt.number}", time.monotonic() - began)
 
-        last = Notifier(attempt_timeout=1.0, deadline=3.0, backoff=(0.1, 0.2)).notify(sends, report)
+        last = Notifier(attempt_timeout=2.5, deadline=3.0, backoff=(0.1, 0.2)).notify(sends, report)
         took = time.monotonic() - began
-    for healthy in (a, b, c):
-        assert len(healthy.accepted()) == 1 and healthy.calls[0].at - time.time() < 0
-    # the healthy ones were notified and reported long before the slow one's first attempt even timed out
-    assert max(reported[f"{n}#1"] for n in "abc") < 0.9, reported
+    assert all(len(healthy.accepted()) == 1 for healthy in (a, b, c))
+    # the healthy ones were notified and reported long before the slow one's attempt timed out (2.5 s)
+    assert max(reported[f"{n}#1"] for n in "abc") < 1.5, reported
+    assert reported["slow#1"] >= 2.4
     assert {n for n, at in last.items() if at.ok} == {"a", "b", "c"}
-    assert last["dead"].retryable and "Connection" in last["dead"].error
-    assert last["slow"].retryable and last["slow"].status is None
-    assert took < 6.0   # bounded by the deadline (+ one attempt), whatever the slow one does
+    assert last["dead"].retryable and "Connection" in last["dead"].error and last["dead"].number == 3
+    assert last["slow"].retryable and last["slow"].status is None and last["slow"].number == 1
+    assert took < 5.0   # bounded by the slow one's one attempt, not by its 4 s answer
 
 
 # -- the flux-notify queue job ---------------------------------------------------------------------------------------
