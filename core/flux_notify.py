@@ -17,6 +17,7 @@ the HTTP status or error, the attempt and what happens next), on the records of 
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import queue
@@ -97,11 +98,12 @@ def post_http(url: str, body: bytes, headers: dict[str, str], timeout: float) ->
     except urllib.error.HTTPError as exc:
         exc.close()
         return Posted(exc.code)
-    except (TimeoutError, OSError, urllib.error.URLError) as exc:
+    except (OSError, http.client.HTTPException) as exc:   # URLError and TimeoutError are OSErrors
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
             return Posted(None, f"timed out after {timeout:.1f} s", timed_out=True)
-        return Posted(None, f"{type(reason).__name__}: {str(reason)[:120]}" if str(reason) else type(reason).__name__)
+        text = " ".join(str(reason).split())[:120]   # one line: it can quote what the other end sent
+        return Posted(None, f"{type(reason).__name__}: {text}" if text else type(reason).__name__)
 
 
 def notification_body(item: FluxNotify, receiver: FluxReceiver, repository: str, branch: str) -> bytes:
@@ -169,7 +171,7 @@ class Notifier:
                 # A quick failure (5xx, refused) is retried here after a short back-off; a timeout is not: another
                 # full attempt_timeout would hold this run (and a queue thread) for nothing, the queue round retries it.
                 if not ok and retryable(posted) and not posted.timed_out and number <= len(self.backoff):
-                    wait = self.backoff[number - 1] * (0.8 + 0.4 * self._jitter())
+                    wait = round(self.backoff[number - 1] * (0.8 + 0.4 * self._jitter()), 3)
                     if elapsed + wait + min(self.attempt_timeout, 0.5) > self.deadline:
                         wait = None   # no time left for a useful attempt: the queue retries it
                 attempts.put(Attempt(receiver.cluster, receiver.env, number, posted.status, posted.error, now_iso(),
@@ -194,7 +196,7 @@ class NotifyResult:
 
 
 class FluxNotifyError(Permanent, ValueError):
-    """A flux-notify item cannot be acted on (no commit named)."""
+    """A flux-notify item cannot be acted on (no commit named, a round below 1)."""
 
 
 def _failure_reason(attempt: Attempt, item: FluxNotify, next_delay: int | None) -> str:
@@ -282,6 +284,8 @@ class FluxNotifyJob:
         assert isinstance(item, FluxNotify)
         if not item.commit:
             raise FluxNotifyError("flux-notify item names no commit")
+        if item.round < 1:
+            raise FluxNotifyError(f"flux-notify item round {item.round} is not 1 or more")
         settings = self.services.settings
         receivers = receivers_for(settings.flux.receivers, item.envs, item.clusters)
         if not receivers:
@@ -308,8 +312,11 @@ class FluxNotifyJob:
         again = tuple(sorted(c for c, a in last.items() if not a.ok and a.retryable))
         if again and next_delay is not None:
             retry = replace(item, clusters=again, round=item.round + 1, event_id=f"{item.event_id}#r{item.round + 1}")
-            # With the SDK, not an output binding: only the SDK can make a message visible later (the back-off).
-            # If this write fails the run fails and the host retries the whole item: receivers are idempotent.
+            # With the SDK, not an output binding: the binding cannot delay a message (the Storage Queues extension
+            # sends with `QueueClient.SendMessageAsync(body)`, no visibility timeout: StorageQueueExtensions.
+            # AddMessageAndCreateIfNotExistsAsync, Microsoft.Azure.WebJobs.Extensions.Storage.Common, in
+            # Azure/azure-sdk-for-net). If this write fails the run fails and the host retries the whole item:
+            # notifying a cluster twice only asks Flux to reconcile twice.
             self.storage.enqueue(FLUX_NOTIFY, encode(retry), visibility_timeout=next_delay)
             failed = tuple(sorted(c for c, a in last.items() if not a.ok and not a.retryable))
             return NotifyResult(item.commit, notified, failed, again, next_delay)

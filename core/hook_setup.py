@@ -4,8 +4,9 @@ commands that point ACR (webhook, or Event Grid) at the function app.
 Subscriptions (Web Hooks consumer, basic auth `autopilot` / AZDO_WEBHOOK_SECRET, resource details `all`):
 - HLD repo: pull request created, updated, merged (`git.pullrequest.merged`) into the HLD branch, and `git.push` to
   the HLD branch (a direct push to the HLD is what triggers manifest generation).
-- Manifest repo: pull request created, updated, merged into the manifest branch. No push subscription: the
-  manifest repo is written only by this service, and intake ignores pushes to any repo but the HLD.
+- Manifest repo: pull request created, updated, merged into the manifest branch (a merge wakes the clusters' Flux
+  Receivers, core.flux_notify). No push subscription: the manifest repo is written only by this service, and intake
+  ignores pushes to any repo but the HLD.
 - `build.complete`, project-wide (a PR's build policy finishing triggers its review).
 
 An existing subscription is the same one when (project, eventType, publisherInputs.repository, hook URL without

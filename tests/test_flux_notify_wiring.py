@@ -185,3 +185,42 @@ def test_webhook_path_is_flux_s_digest():
     # sha256("tok" + "gitops-autopilot" + "flux-system"), as GetWebhookPath computes it
     import hashlib
     assert webhook_path("tok") == "/hook/" + hashlib.sha256(b"tokgitops-autopilotflux-system").hexdigest()
+
+
+# -- the queue functions' bindings -------------------------------------------------------------------------------------
+
+class Out:
+    def __init__(self):
+        self.value = None
+
+    def set(self, value):
+        self.value = value
+
+
+def test_generate_worker_writes_the_notification_to_its_flux_notify_binding(monkeypatch, storage):
+    import function_app
+    from handlers import generate
+
+    notify = FluxNotify("flux:" + "c" * 40, "c" * 32, "c" * 40, envs=("prod",))
+
+    class Job:
+        queue, stage, batches = HLD_CHANGED, "generate", False
+
+        def __init__(self):
+            self.storage = storage
+
+        def process(self, items):
+            return "done"
+
+        def follow_ups(self, result):
+            return (notify,)
+
+        def report(self, result, items):
+            pass
+
+    monkeypatch.setattr(generate, "worker", QueueWorker(HLD_CHANGED, Job, batches=False))
+    flux_out, poison_out = Out(), Out()
+    message = func.QueueMessage(id="m1", body=encode(HldChanged("e", "t", "push")).encode())
+    user_function = {f.get_function_name(): f for f in function_app.app.get_functions()}["generate_worker"]
+    asyncio.run(user_function.get_user_function()(message, flux_out, poison_out))
+    assert [json.loads(text)["commit"] for text in flux_out.value] == ["c" * 40] and poison_out.value is None
