@@ -3,7 +3,7 @@ from typing import List
 
 import azure.functions as func
 
-from handlers import admin, bump, generate, intake, review
+from handlers import admin, bump, dashboard, generate, intake, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -61,6 +61,19 @@ def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="ops/deployments", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def ops_deployments(req: func.HttpRequest) -> func.HttpResponse:
     return admin.deployments(req)
+
+
+# The dashboard (routes may not start with "admin": the host keeps /admin for itself).
+@app.function_name("ops_dashboard")
+@app.route(route="ops/dashboard", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def ops_dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    return await dashboard.page(req)
+
+
+@app.function_name("ops_dashboard_data")
+@app.route(route="ops/dashboard/data", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def ops_dashboard_data(req: func.HttpRequest) -> func.HttpResponse:
+    return await dashboard.data(req)
 
 
 @app.function_name("health")
