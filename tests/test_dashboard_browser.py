@@ -115,8 +115,7 @@ def trace_rows(storage: Storage, tag: str) -> list[dict]:
 
 
 def run_chain(running, hld: str, manifests: str, storage: Storage) -> str:
-    """A deployed push, a skipped push, a failed push (autopilot.yaml broken in the HLD) and a hostile trace row;
-    returns the HLD's good autopilot.yaml so the test can repair it."""
+    """A deployed push, a skipped push and a failed push (autopilot.yaml broken in the HLD); returns the HLD's good autopilot.yaml so the test can repair it."""
     push(running.url, "chain-ok", "1.4.2")
     wait_for(lambda: any("1.4.2" in c.subject for c in commits(manifests, "main")), "the manifest commit")
     wait_for(lambda: len(rows := trace_rows(storage, "1.4.2")) == 2
@@ -132,11 +131,6 @@ def run_chain(running, hld: str, manifests: str, storage: Storage) -> str:
     wait_for(lambda: storage.queue_depth(poison_queue(IMAGE_PUSHED)) == 1, "the failed push on the poison queue")
     wait_for(lambda: any(s["stage"] == "failed" for r in trace_rows(storage, "1.5.0") for s in r["stages"]),
              "the failed stage")
-
-    TraceLog(storage).record("0" * 31 + "x", "hostile-target", "skipped", actor="test",
-                             fields={"service": XSS_SERVICE, "env": "dev", "image": "fabrikam.azurecr.io/hostile",
-                                     "imageTag": XSS_TAG},
-                             detail={"reason": XSS_REASON})
     return good_policy
 
 
@@ -144,6 +138,26 @@ def until(page, expression: str, timeout: float = 30.0) -> None:
     """Poll `expression` in the page (Playwright's wait_for_function evaluates strings with eval, which the page's
     CSP forbids, as it should)."""
     wait_for(lambda: page.evaluate(expression), f"the page to satisfy {expression}", timeout)
+
+
+# WCAG 2 contrast of every piece of text against the background it is drawn on (the first opaque one up the tree).
+CONTRAST_JS = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const background = (el) => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
+    if (c.length === 3 || c[3] === 1) return c.slice(0, 3); } return [255, 255, 255]; };
+  const low = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !el.offsetParent || el.closest("button:disabled, option, .visually-hidden")) continue;
+    const a = lum(rgb(getComputedStyle(el).color).slice(0, 3)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push(node.textContent.trim().slice(0, 40) + " " + ratio.toFixed(2));
+  }
+  return low;
+}"""
 
 
 def rows(page) -> list[dict]:
@@ -185,8 +199,16 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
 
     page.on("dialog", on_dialog)
     page.goto(f"{base}?code={MASTER}")
-    until(page, "document.querySelectorAll('#deployments li.dep').length >= 6")
+    until(page, "document.querySelectorAll('#deployments li.dep').length >= 5")
+    page.screenshot(path=str(tmp_path / "dashboard-1280x800.png"))
+    page.screenshot(path=str(tmp_path / "dashboard-1280-full.png"), full_page=True)
 
+    # Hostile values arrive with the next auto-refresh.
+    TraceLog(storage).record("0" * 31 + "x", "hostile-target", "skipped", actor="test",
+                             fields={"service": XSS_SERVICE, "env": "dev", "image": "fabrikam.azurecr.io/hostile",
+                                     "imageTag": XSS_TAG},
+                             detail={"reason": XSS_REASON})
+    until(page, "document.querySelectorAll('#deployments li.dep').length >= 6", timeout=20)
     shown = rows(page)
     states = [r["state"] for r in shown]
     assert states.count("deployed") == 2 and states.count("failed") == 1 and states.count("skipped") == 3, shown
@@ -216,12 +238,11 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
     assert page.evaluate("window.__csp") is None
     assert not dialogs
 
+    assert page.evaluate(CONTRAST_JS) == []
+
     # Times are the viewer's (New York here) with UTC on hover.
     title = page.get_attribute("#deployments li.dep time", "title")
     assert title and title.endswith(" UTC")
-
-    page.screenshot(path=str(tmp_path / "dashboard-1280x800.png"))
-    page.screenshot(path=str(tmp_path / "dashboard-1280-full.png"), full_page=True)
 
     # A filter narrows the rows and lives in the URL (a reload keeps it).
     page.select_option("#f-state", "failed")
@@ -280,6 +301,13 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
     wait_for(lambda: any("1.5.0" in c.subject for c in commits(manifests, "main")), "the replayed push's manifests")
     until(page, "[...document.querySelectorAll('#matrix td.cell code')].some(e => e.textContent === "
                            "'1.5.0')")
+    # The failure is now a stage of the replayed push's chain, which ended in the manifests.
+    until(page, "document.querySelectorAll(\"#deployments li.dep[data-state='failed']\").length === 0")
+    replayed = [r for r in rows(page) if "frontend:1.5.0" in r["text"]]
+    assert len(replayed) == 2, replayed
+    for r in replayed:
+        assert r["state"] == "deployed" and re.search(r"received.*failed in image-pushed.*HLD commit.*manifest commit",
+                                                      r["text"].replace("\n", " "))
     page.screenshot(path=str(tmp_path / "dashboard-after-replay.png"), full_page=True)
     for name in ("dashboard-1280x800.png", "dashboard-390x844.png"):
         assert (tmp_path / name).stat().st_size > 10_000
