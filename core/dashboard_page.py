@@ -78,7 +78,9 @@ def foreign_origin(headers: Mapping[str, str], request_url: str) -> str | None:
     if origin == "null":
         return "cross-origin request refused (Origin: null)"
     mine, theirs = urlsplit(request_url), urlsplit(origin)
-    # Behind the Functions front end the worker can see http for an https request: compare host and port only.
-    if _authority(theirs.scheme, theirs.netloc) != _authority(mine.scheme or theirs.scheme, mine.netloc):
+    # TLS ends at the Functions front end, and on Linux Dedicated/Premium the request URL the host passes on says
+    # http for an https request (azure-functions-host#6602): compare host and port, with the Origin's scheme
+    # deciding the default port.
+    if _authority(theirs.scheme, theirs.netloc) != _authority(theirs.scheme, mine.netloc):
         return f"cross-origin request refused (Origin {origin[:100]} is not this site)"
     return None

@@ -237,6 +237,7 @@ def test_the_worker_check_refuses_builtin_list_annotations():
 def test_queue_functions_are_coroutines_with_output_bindings_the_worker_accepts():
     import function_app
 
+    function_app.app.functions_bindings = {}  # a DevHost started earlier in this process already indexed the app
     functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
     for name, outputs in {"bump_worker": {"hld-changed", "image-pushed-poison"},
                           "generate_worker": {"hld-changed-poison"}, "review_worker": {"pr-review-poison"}}.items():
