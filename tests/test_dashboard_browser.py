@@ -266,6 +266,7 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
     page.wait_for_timeout(300)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(tmp_path / "dashboard-390x844.png"))
+    page.screenshot(path=str(tmp_path / "dashboard-390-full.png"), full_page=True)
 
     # Auto-refresh keeps the filter and the scroll position.
     page.select_option("#f-env", "dev")
