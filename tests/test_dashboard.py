@@ -306,3 +306,39 @@ def test_actions_from_another_site_are_refused(headers, url, refused):
     assert (why is not None) == refused
     if refused:
         assert why.startswith("cross-origin request refused")
+
+
+def test_the_data_handler_answers_503_when_unconfigured_or_storage_is_down(monkeypatch):
+    from core.settings import SettingsError
+    from core.storage import StorageUnavailable
+
+    req = func.HttpRequest("GET", "http://127.0.0.1/api/ops/dashboard/data", params={}, body=b"")
+
+    def unconfigured():
+        raise SettingsError("AzureWebJobsStorage is not set")
+
+    monkeypatch.setattr(handler, "get_services", unconfigured)
+    response = asyncio.run(handler.data(req))
+    assert response.status_code == 503 and "AzureWebJobsStorage" in json.loads(response.get_body())["error"]
+
+    class DownTrace:
+        def query(self, **_):
+            raise StorageUnavailable("trace table: ServiceRequestError")
+
+    class Down:
+        trace = DownTrace()
+        storage = None
+
+    monkeypatch.setattr(handler, "get_services", lambda: Down())
+    response = asyncio.run(handler.data(req))
+    assert response.status_code == 503
+    assert json.loads(response.get_body())["error"] == "storage unavailable: trace table: ServiceRequestError"
+
+
+def test_the_page_handler_sends_a_fresh_nonce_with_its_policy():
+    req = func.HttpRequest("GET", "http://127.0.0.1/api/ops/dashboard", params={}, body=b"")
+    first, second = asyncio.run(handler.page(req)), asyncio.run(handler.page(req))
+    nonces = [re.search(r"'nonce-([^']+)'", r.headers["Content-Security-Policy"]).group(1) for r in (first, second)]
+    assert nonces[0] != nonces[1] and len(nonces[0]) >= 16
+    assert f'<script nonce="{nonces[0]}">' in first.get_body().decode()
+    assert first.mimetype == "text/html" and first.headers["X-Content-Type-Options"] == "nosniff"
