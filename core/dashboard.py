@@ -418,9 +418,9 @@ def fold_failures(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 def dashboard_data(rows: list[Mapping[str, Any]], reviews_for: Callable[[str], Iterable[Mapping[str, Any]]],
                    queues: Mapping[str, Mapping[str, int] | str], health: tuple[int, Mapping[str, Any]],
                    filters: Filters, now_iso: str) -> dict[str, Any]:
-    """`rows` newest first (the trace's order); `reviews_for(pr)` gives a shown PR's review decisions. Facets and state counts cover every row; the deployments list
-    and the matrix follow the filters (the matrix only service and environment: it shows what runs, whatever
-    state later pushes are in)."""
+    """`rows` newest first (the trace's order); `reviews_for(pr)` gives a shown PR's review decisions. Facets and
+    state counts cover every row; the deployments list and the matrix follow the filters (the matrix only service
+    and environment: it shows what runs, whatever state later pushes are in)."""
     rows = fold_failures(rows)
     states = [row_state(row).state for row in rows]
     counts = {state: 0 for state in STATES}

@@ -150,7 +150,8 @@ def test_links_only_for_known_web_hosts_and_never_with_credentials():
     assert commit_link("/tmp/hld.git", SHA) == "" and commit_link("file:///tmp/hld.git", SHA) == ""
     assert commit_link("javascript:alert(1)//dev.azure.com/o/p/_git/r", SHA) == ""
     assert commit_link(AZDO_MANIFESTS, "not-a-sha") == "" and pr_link(AZDO_MANIFESTS, "1 or 1") == ""
-    assert commit_link("https://user:pat@dev.azure.com/o/p/_git/r", SHA) == f"https://dev.azure.com/o/p/_git/r/commit/{SHA}"
+    assert commit_link("https://user:pat@dev.azure.com/o/p/_git/r", SHA) == \
+        f"https://dev.azure.com/o/p/_git/r/commit/{SHA}"
     assert clean_repo_url("https://user:s3cr3t@dev.azure.com/o/p/_git/r") == "https://dev.azure.com/o/p/_git/r"
 
 

@@ -115,7 +115,8 @@ def trace_rows(storage: Storage, tag: str) -> list[dict]:
 
 
 def run_chain(running, hld: str, manifests: str, storage: Storage) -> str:
-    """A deployed push, a skipped push and a failed push (autopilot.yaml broken in the HLD); returns the HLD's good autopilot.yaml so the test can repair it."""
+    """A deployed push, a skipped push and a failed push (autopilot.yaml broken in the HLD); returns the HLD's good
+    autopilot.yaml so the test can repair it."""
     push(running.url, "chain-ok", "1.4.2")
     wait_for(lambda: any("1.4.2" in c.subject for c in commits(manifests, "main")), "the manifest commit")
     wait_for(lambda: len(rows := trace_rows(storage, "1.4.2")) == 2
@@ -143,7 +144,8 @@ def until(page, expression: str, timeout: float = 30.0) -> None:
 # WCAG 2 contrast of every piece of text against the background it is drawn on (the first opaque one up the tree).
 CONTRAST_JS = """() => {
   const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
-  const lum = ([r, g, b]) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
     return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
   const background = (el) => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
     if (c.length === 3 || c[3] === 1) return c.slice(0, 3); } return [255, 255, 255]; };
@@ -151,7 +153,8 @@ CONTRAST_JS = """() => {
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let node = walker.nextNode(); node; node = walker.nextNode()) {
     const el = node.parentElement;
-    if (!node.textContent.trim() || !el.offsetParent || el.closest("button:disabled, option, .visually-hidden")) continue;
+    if (!node.textContent.trim() || !el.offsetParent) continue;
+    if (el.closest("button:disabled, option, .visually-hidden")) continue;
     const a = lum(rgb(getComputedStyle(el).color).slice(0, 3)), b = lum(background(el));
     const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
     if (ratio < 4.5) low.push(node.textContent.trim().slice(0, 40) + " " + ratio.toFixed(2));
@@ -275,8 +278,8 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
     scrolled = page.evaluate("window.scrollY")
     assert scrolled > 0
     TraceLog(storage).record("1" * 32, "late-target", "received", actor="test",
-                             fields={"service": "backend", "env": "dev", "image": "fabrikam.azurecr.io/fabrikam/backend",
-                                     "imageTag": "2.0.4"})
+                             fields={"service": "backend", "env": "dev", "imageTag": "2.0.4",
+                                     "image": "fabrikam.azurecr.io/fabrikam/backend"})
     until(page, "document.body.innerText.includes('backend:2.0.4')")
     assert page.evaluate("window.scrollY") == scrolled and page.input_value("#f-env") == "dev"
     page.select_option("#f-env", "")
