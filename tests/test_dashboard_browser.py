@@ -36,6 +36,7 @@ HOST_JSON = {"version": "2.0", "extensions": {"http": {"routePrefix": "api"}, "q
 XSS_SERVICE = "<script>window.__xss=1</script>"
 XSS_TAG = '"onerror=window.__xss=2 x="'
 XSS_REASON = '<img src=x onerror="window.__xss=3">'
+AZDO_HLD = "https://dev.azure.com/fabrikam/Fabrikam/_git/hld"
 WAIT_S = 45.0
 
 pytestmark = pytest.mark.timeout(300)
@@ -211,8 +212,16 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
                              fields={"service": XSS_SERVICE, "env": "dev", "image": "fabrikam.azurecr.io/hostile",
                                      "imageTag": XSS_TAG},
                              detail={"reason": XSS_REASON})
-    until(page, "document.querySelectorAll('#deployments li.dep').length >= 6", timeout=20)
-    shown = rows(page)
+    TraceLog(storage).record("2" * 32, "linked-target", "hld-pr", actor="test",
+                             fields={"service": "backend", "env": "prod", "imageTag": "2.0.5", "pr": "42",
+                                     "image": "fabrikam.azurecr.io/fabrikam/backend", "hldRepo": AZDO_HLD},
+                             detail={"commit": "a" * 40, "pr": 42})
+    until(page, "document.querySelectorAll('#deployments li.dep').length >= 7", timeout=20)
+    link = page.locator(f"#deployments a[href='{AZDO_HLD}/pullrequest/42']")
+    assert link.count() == 1 and link.get_attribute("rel") == "noreferrer noopener"
+    assert link.text_content() == "HLD pull request #42"
+    assert "HLD pull request awaiting approval" in page.text_content("#deployments li.dep[data-state='awaiting-approval']")
+    shown = [r for r in rows(page) if r["state"] != "awaiting-approval"]
     states = [r["state"] for r in shown]
     assert states.count("deployed") == 2 and states.count("failed") == 1 and states.count("skipped") == 3, shown
     deployed = [r["text"] for r in shown if r["state"] == "deployed"]
