@@ -220,7 +220,8 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
     link = page.locator(f"#deployments a[href='{AZDO_HLD}/pullrequest/42']")
     assert link.count() == 1 and link.get_attribute("rel") == "noreferrer noopener"
     assert link.text_content() == "HLD pull request #42"
-    assert "HLD pull request awaiting approval" in page.text_content("#deployments li.dep[data-state='awaiting-approval']")
+    awaiting = page.text_content("#deployments li.dep[data-state='awaiting-approval']")
+    assert "HLD pull request awaiting approval" in awaiting
     shown = [r for r in rows(page) if r["state"] != "awaiting-approval"]
     states = [r["state"] for r in shown]
     assert states.count("deployed") == 2 and states.count("failed") == 1 and states.count("skipped") == 3, shown
