@@ -12,7 +12,7 @@ from typing import List
 import azure.functions as func
 
 from core.storage import FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
-from handlers import admin, bump, flux, generate, intake, outbox, review
+from handlers import admin, bump, dashboard, flux, generate, intake, outbox, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -97,6 +97,19 @@ async def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="ops/deployments", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def ops_deployments(req: func.HttpRequest) -> func.HttpResponse:
     return await admin.deployments(req)
+
+
+# The dashboard (routes may not start with "admin": the host keeps /admin for itself).
+@app.function_name("ops_dashboard")
+@app.route(route="ops/dashboard", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def ops_dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    return await dashboard.page(req)
+
+
+@app.function_name("ops_dashboard_data")
+@app.route(route="ops/dashboard/data", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
+async def ops_dashboard_data(req: func.HttpRequest) -> func.HttpResponse:
+    return await dashboard.data(req)
 
 
 @app.function_name("health")

@@ -17,6 +17,7 @@ from core.review_records import ReviewRecords
 from core.services import get_services
 from core.settings import SettingsError
 from core.storage import StorageUnavailable
+from handlers.dashboard import refuse_cross_origin
 from handlers.http import error_response, json_response
 
 log = logging.getLogger("autopilot.admin")
@@ -25,6 +26,9 @@ _health_probes = HealthProbes()  # one per process, so store and repo answers ar
 
 
 async def replay(req: func.HttpRequest) -> func.HttpResponse:
+    refused = refuse_cross_origin(req)  # the dashboard's replay button posts here; another site's page may not
+    if refused is not None:
+        return refused
     try:
         body = req.get_json()
     except ValueError:

@@ -239,7 +239,6 @@ def test_the_worker_check_refuses_builtin_list_annotations():
 def test_queue_functions_are_coroutines_with_output_bindings_the_worker_accepts():
     import function_app
 
-    # get_functions() may only be called once per process (it refuses names it has seen): build each one instead
     functions = {f.get_function_name(): f for f in (b.build() for b in function_app.app._function_builders)}
     for name, outputs in {"bump_worker": {"hld-changed", "flux-notify", "image-pushed-poison"},
                           "generate_worker": {"flux-notify", "hld-changed-poison"},
