@@ -83,5 +83,5 @@ def run(bumps: int = 16, idle_probes: int = IDLE_PROBES, conn: str | None = None
     met = figures["p99_ms"] < TARGET_P99_MS and non_202 == 0
     return result("intake_under_load", figures, {"idle": latency_ms([s for _, s in idle])},
                   f"ACR webhook p99 < {TARGET_P99_MS:g} ms while {bumps} bumps are processed, every push 202", met,
-                  "devhost with worker-faithful concurrency (async HTTP on the event loop, sync bump worker on the "
-                  "shared pool); generation and review disabled")
+                  "devhost with worker-faithful concurrency (async HTTP and queue functions on the event loop, the "
+                  "bump's git work on its own executor); generation and review disabled")
