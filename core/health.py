@@ -170,11 +170,33 @@ def _store_failure(store: str, exc: Exception) -> str:
     return f"storage: {exc}" if isinstance(exc, StorageUnavailable) else f"storage: {store}: {type(exc).__name__}"
 
 
+class OutboxProbe:
+    """The outbox's stuck deliveries (16 range queries), asked at most once per `ttl` seconds for a given `Storage`:
+    the count only changes when the outbox timer runs (each minute), and health must stay cheap to poll."""
+
+    def __init__(self, ttl: float = STORE_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._ttl = ttl
+        self._clock = clock
+        self._cached: tuple[Storage, int, float, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def stuck(self, storage: Storage, limit: int) -> list[str]:
+        with self._lock:
+            cached = self._cached
+        if cached is not None and cached[0] is storage and cached[1] == limit and self._clock() < cached[2]:
+            return cached[3]
+        found = DeliveryLog(storage).stuck(limit)
+        with self._lock:
+            self._cached = (storage, limit, self._clock() + self._ttl, found)
+        return found
+
+
 @dataclass
 class HealthProbes:
     """What `check_health` asks; one per process so the caches span requests. `which` finds executables."""
     repos: RepoProbe = field(default_factory=RepoProbe)
     stores: StoreProbe = field(default_factory=StoreProbe)
+    outbox: OutboxProbe = field(default_factory=OutboxProbe)
     which: Callable[[str], str | None] = shutil.which
 
 
@@ -215,7 +237,7 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
                            "container image with --build-arg HELM_VERSION=... or set HELM_MODE=helmrelease")
     body["tools"] = tools
     if body["storage"]["reachable"]:
-        _outbox(services, body, warnings)
+        _outbox(services, probes.outbox, body, warnings)
 
     repos: dict[str, dict] = {}
     for role, url, branch in (("hld", settings.hld_repo_url, settings.hld_branch),
@@ -239,11 +261,11 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
     return _report(body, failing, warnings)
 
 
-def _outbox(services: Services, body: dict, warnings: list[str]) -> None:
+def _outbox(services: Services, probe: OutboxProbe, body: dict, warnings: list[str]) -> None:
     """Accepted deliveries the outbox re-enqueued OUTBOX_MAX_REENQUEUES times without a worker taking them."""
     limit = services.settings.outbox_max_reenqueues
     try:
-        stuck = DeliveryLog(services.storage).stuck(limit)
+        stuck = probe.stuck(services.storage, limit)
     except StorageUnavailable:
         return
     body["outbox"] = {"stuck": len(stuck)}

@@ -251,3 +251,19 @@ def test_ls_remote_reads_the_branch_head(tmp_path):
     url = bare_repo(tmp_path, {"a.txt": "a\n"}, name="heads", branch="trunk")
     assert ls_remote(url, "trunk") == branches(url)["trunk"]
     assert Path(urlsplit(url).path).is_dir()
+
+
+def test_the_outbox_count_is_asked_once_per_ttl_per_storage(monkeypatch):
+    from core import health
+
+    calls = []
+    monkeypatch.setattr(health.DeliveryLog, "stuck", lambda self, limit: calls.append(limit) or ["acr:x"])
+    now = [100.0]
+    probe = health.OutboxProbe(ttl=10, clock=lambda: now[0])
+    storage, other = object(), object()
+    assert probe.stuck(storage, 3) == ["acr:x"] and probe.stuck(storage, 3) == ["acr:x"]
+    assert calls == [3]                     # cached: health stays cheap to poll
+    probe.stuck(other, 3)                   # new settings, new storage: asked at once
+    now[0] += 11
+    probe.stuck(other, 3)                   # the ttl passed
+    assert calls == [3, 3, 3]
