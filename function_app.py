@@ -3,7 +3,7 @@ from typing import List
 
 import azure.functions as func
 
-from handlers import admin, bump, flux, generate, intake, review
+from handlers import admin, bump, cluster_feedback, flux, generate, intake, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -24,6 +24,13 @@ def eventgrid_webhook(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="hooks/azdo", methods=["POST"])
 def azdo_webhook(req: func.HttpRequest) -> func.HttpResponse:
     return intake.receive("azdo", req)
+
+
+@app.function_name("flux_events_webhook")
+@app.route(route="hooks/flux", methods=["POST"])
+@app.queue_output(arg_name="events", queue_name="cluster-events", connection="AzureWebJobsStorage")
+async def flux_events_webhook(req: func.HttpRequest, events: func.Out[str]) -> func.HttpResponse:
+    return await cluster_feedback.receive(req, events)
 
 
 # Queue functions are coroutines: they wait for their batch on the worker's event loop, not on a pool thread.
@@ -52,6 +59,13 @@ async def generate_worker(msg: func.QueueMessage, flux_notify: func.Out[List[str
 @app.queue_output(arg_name="poison", queue_name="flux-notify-poison", connection="AzureWebJobsStorage")
 async def flux_notify_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
     await flux.run(msg, poison)
+
+
+@app.function_name("cluster_feedback_worker")
+@app.queue_trigger(arg_name="msg", queue_name="cluster-events", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="poison", queue_name="cluster-events-poison", connection="AzureWebJobsStorage")
+async def cluster_feedback_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
+    await cluster_feedback.run(msg, poison)
 
 
 @app.function_name("review_worker")
