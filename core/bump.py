@@ -19,6 +19,7 @@ from core.git_workspace import Edited, GitWorkspace, files_mentioning
 from core.highwater import HighWaterMarks, Mark
 from core.images import same_image
 from core.policy import Policy, load_policy_from
+from core.promotion import push_skip_reason
 from core.tag_order import TagOrder, sort_key
 from core.targets import Target, find_all_targets
 from core.trace import TraceLog, _parse
@@ -66,8 +67,11 @@ def push_time(item: ImagePushed) -> str:
 
 
 def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: Policy,
-               high_water: Callable[[Target], Mark | None]) -> tuple[list[Outcome], list[ImagePushed]]:
-    """Decide, for every target using a pushed image, the newest allowed tag (folding the pushes in order)."""
+               high_water: Callable[[Target], Mark | None],
+               only_env: str | None = None) -> tuple[list[Outcome], list[ImagePushed]]:
+    """Decide, for every target using a pushed image, the newest allowed tag (folding the pushes in order). With a
+    `promotion:` policy a push bumps only the first stage's targets; `only_env` (a promotion) bumps only that
+    environment's targets."""
     outcomes: list[Outcome] = []
     used: set[str] = set()
     for target in targets:
@@ -75,6 +79,12 @@ def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: 
         if not mine:
             continue
         used.update(i.event_id for i in mine)
+        if only_env is not None and target.env != only_env:
+            continue
+        staged = None if only_env is not None else push_skip_reason(policy.promotion, target.env)
+        if staged:
+            outcomes.append(Outcome(target, "skip", staged, mine[-1], tuple(mine)))
+            continue
         if target.overridden_by:
             outcomes.append(Outcome(target, "skip", f"{target.file} is overridden by {target.overridden_by}; "
                                                    f"an edit here would never take effect", mine[-1], tuple(mine)))
@@ -194,13 +204,14 @@ class BumpService:
         self.lock = threading.RLock()
 
     # -- helpers ------------------------------------------------------------------------------------------------
-    def _plan(self, worktree: Path, items: Sequence[ImagePushed]) -> tuple[list[Outcome], list[ImagePushed], Policy]:
+    def _plan(self, worktree: Path, items: Sequence[ImagePushed],
+              only_env: str | None = None) -> tuple[list[Outcome], list[ImagePushed], Policy]:
         policy = load_policy_from(worktree)
         names = sorted({i.repository.rsplit("/", 1)[-1] for i in items})
         targets = [t for t in find_all_targets(worktree, candidates=files_mentioning(worktree, names))
                    if any(same_image(t.repository, i.image) for i in items)]
         outcomes, no_target = plan_bumps(targets, items, policy,
-                                         lambda t: self.high_water.get(self.repo_url, t.key))
+                                         lambda t: self.high_water.get(self.repo_url, t.key), only_env)
         return outcomes, no_target, policy
 
     @staticmethod
@@ -240,18 +251,19 @@ class BumpService:
                               detail={"reason": f"no file in {self.repo_url} uses {item.image}"})
 
     # -- the work -----------------------------------------------------------------------------------------------
-    def process(self, items: Sequence[ImagePushed]) -> BumpResult:
+    def process(self, items: Sequence[ImagePushed], only_env: str | None = None) -> BumpResult:
+        """Bump the targets of `items`; `only_env`: a promotion of their exact tags into that environment only."""
         with self.lock:
             if self.mode == "direct":
-                return self._direct(items)
-            return self._pull_request(items)
+                return self._direct(items, only_env)
+            return self._pull_request(items, only_env)
 
-    def _direct(self, items: Sequence[ImagePushed]) -> BumpResult:
+    def _direct(self, items: Sequence[ImagePushed], only_env: str | None = None) -> BumpResult:
         attempt = _Attempt()
         policies: list[Policy] = []
 
         def edit(worktree: Path) -> str | None:
-            outcomes, no_target, policy = self._plan(worktree, items)
+            outcomes, no_target, policy = self._plan(worktree, items, only_env)
             attempt.outcomes, attempt.no_target = outcomes, no_target
             policies[:] = [policy]
             bumps = [o for o in outcomes if o.action == "bump"]
@@ -293,9 +305,9 @@ class BumpService:
         return (HldChanged(event_id=f"bump-retry:{first.event_id}", trace_id=first.trace_id, reason="bump",
                            image_trace_ids=tuple(dict.fromkeys(o.item.trace_id for o in unfinished))),)
 
-    def _pull_request(self, items: Sequence[ImagePushed]) -> BumpResult:
+    def _pull_request(self, items: Sequence[ImagePushed], only_env: str | None = None) -> BumpResult:
         with self.workspace.read() as worktree:
-            outcomes, no_target, policy = self._plan(worktree, items)
+            outcomes, no_target, policy = self._plan(worktree, items, only_env)
         prs: list[tuple[str, int]] = []
         results: dict[str, tuple[str | None, int]] = {}
         attempts = 0

@@ -252,6 +252,7 @@ class Marked:
 class FeedbackResult:
     event: ClusterEvent
     marked: tuple[Marked, ...] = ()
+    promotions: tuple[Any, ...] = ()     # core.promoter.Evaluated of the gates this event re-evaluated
 
 
 RUNNING_TABLE = "autopilotRunning"
@@ -318,6 +319,31 @@ class RunningLog:
         return out
 
 
+CLUSTERS_TABLE = "autopilotClusters"
+
+
+class ClusterRegistry:
+    """The clusters that have sent events, with the environments their Alert's eventMetadata names (none: every
+    one): who serves an environment, for the promotion gates."""
+
+    def __init__(self, storage: Storage):
+        self._storage = storage
+
+    def seen(self, cluster: str, envs: Sequence[str], at: str) -> None:
+        try:
+            self._storage.table(CLUSTERS_TABLE).upsert_entity(
+                {"PartitionKey": "cluster", "RowKey": cluster, "envs": ",".join(envs), "lastEventAt": at})
+        except AzureError as exc:
+            raise StorageUnavailable(f"clusters table: {type(exc).__name__}") from exc
+
+    def serving(self, env: str) -> list[str]:
+        try:
+            rows = list(self._storage.table(CLUSTERS_TABLE).query_entities("PartitionKey eq 'cluster'"))
+        except AzureError as exc:
+            raise StorageUnavailable(f"clusters table: {type(exc).__name__}") from exc
+        return sorted(str(r["RowKey"]) for r in rows if not r.get("envs") or env in str(r["envs"]).split(","))
+
+
 class FeedbackJob:
     """The `cluster-events` queue's job (core.runners.Job): one event per run, in order."""
     queue = CLUSTER_EVENTS
@@ -340,6 +366,7 @@ class FeedbackJob:
         [event] = items
         assert isinstance(event, ClusterEvent)
         trace: TraceLog = self.services.trace
+        ClusterRegistry(self.storage).seen(event.cluster, event.envs, event.at)
         since = (datetime.now(timezone.utc) - timedelta(days=LOOKBACK_DAYS)).isoformat()
         stage = cluster_stage(event.outcome, event.cluster)
         applied = cluster_stage("applied", event.cluster)
@@ -364,8 +391,15 @@ class FeedbackJob:
                     event.cluster, one, state="healthy" if event.outcome == "applied" else "failed", at=event.at,
                     start=str(row.get("start", "")), image=str(row.get("image") or ""), revision=event.revision,
                     message=event.message)
+        promoted = self._promote() if marked else ()
         self._close_claim(event)
-        return FeedbackResult(event, tuple(marked))
+        return FeedbackResult(event, tuple(marked), promoted)
+
+    def _promote(self) -> tuple[Any, ...]:
+        """Re-evaluate the promotion gates: this event may have opened one."""
+        from core.promoter import promoter_for   # promotion needs the bump service; feedback alone does not
+        promoter = promoter_for(self.services)
+        return tuple(promoter.evaluate()) if promoter is not None else ()
 
     def _close_claim(self, event: ClusterEvent) -> None:
         """The hook's claim stays open until the event is processed here, so a resend after a lost output-binding

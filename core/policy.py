@@ -51,6 +51,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from core.promotion import PromotionStage, parse_promotion
 from core.tag_order import Ordering, PolicyError, TagOrder, parse_range, quoted
 
 __all__ = ["AUTO_APPROVE_LEVELS", "Policy", "PolicyError", "Rule", "TargetPolicy", "auto_approves", "load_policy"]
@@ -61,7 +62,7 @@ HELM_MODES = ("rendered", "helmrelease")
 DEFAULT_ENVIRONMENTS = ("prod",)
 
 _TOP_KEYS = ("environments", "helmMode", "mergeStrategy", "paused", "autoApprove", "allowedAuthors", "defaults",
-             "rules")
+             "rules", "promotion")
 _TAG_KEYS = ("ordering", "tagFilter", "range")
 _RULE_KEYS = ("image", "path", *_TAG_KEYS, "environments", "autoApprove", "paused")
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -100,6 +101,7 @@ class Policy:
     allowed_authors: tuple[str, ...] = ()
     default_target: TargetPolicy = TargetPolicy(TagOrder(), None, None, None, "none", False, None)
     rules: tuple[Rule, ...] = ()
+    promotion: tuple[PromotionStage, ...] = ()   # core.promotion: ordered stages; () = every environment at once
 
     def for_target(self, image: str, path: str) -> TargetPolicy:
         """Settings for ``image`` ("host/repository", no tag) referenced from the repo-relative file ``path``."""
@@ -287,6 +289,7 @@ class _Parser:
             allowed_authors=self.string_list(top, "allowedAuthors", where) if "allowedAuthors" in top else (),
             default_target=default_target,
             rules=rules,
+            promotion=parse_promotion(top, self.source) if "promotion" in top else (),
         )
 
     def tag_fields(self, node: CommentedMap, where: str) -> dict[str, _Setting]:

@@ -1,0 +1,240 @@
+"""Promotion, the I/O side: evaluate every gate (core.promotion_gate) and promote the tags whose gate opened.
+
+Runs after each Flux event (the cluster-events worker) and on a timer (the `promotion_timer` function), so a soak
+or a window that ends opens its gate without waiting for an event.
+
+Exactly once. Before bumping, a promotion claims (service, next env, tag) with an insert into the promotions table
+(Table storage's insert is conditional: `If-None-Match: *` semantics, it fails with 409 when the row exists), so two
+instances evaluating one gate, a duplicate or late Flux event, and a replay all promote once: the loser sees the
+claim and does nothing. A claim whose bump failed is deleted (ETag-conditional) so the next evaluation retries; the
+bump itself is forward-only and idempotent (the high-water mark and the tag already in the file make a repeat a noop).
+
+Paused targets: (service, env) pairs in the pauses table (a person's manual rollback, see `pause`), listed by
+`python -m core.admin resume` / `POST /api/ops/resume`, which removes them.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Sequence
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+
+from core.errors import Permanent
+from core.policy import Policy
+from core.promotion_gate import Candidate, GateDecision, candidates, decide_gate
+from core.storage import Storage, StorageUnavailable
+from core.trace import TraceLog, now_iso
+from core.workitems import ImagePushed
+
+log = logging.getLogger("autopilot.promotion")
+
+PROMOTIONS_TABLE = "autopilotPromotions"
+PAUSES_TABLE = "autopilotPauses"
+LOOKBACK_DAYS = 30
+
+
+class PromotionError(Permanent, ValueError):
+    """A promotion request (resume) is malformed; the message names the field."""
+
+
+def _pk(service: str, env: str) -> str:
+    return hashlib.sha256(f"{service}\x1f{env}".encode("utf-8")).hexdigest()[:40]
+
+
+def _rk(tag: str) -> str:
+    return hashlib.sha256(tag.encode("utf-8")).hexdigest()[:40]
+
+
+class Pauses:
+    def __init__(self, storage: Storage):
+        self._storage = storage
+
+    def pause(self, service: str, env: str, reason: str) -> None:
+        try:
+            self._storage.table(PAUSES_TABLE).upsert_entity(
+                {"PartitionKey": "paused", "RowKey": _pk(service, env), "service": service, "env": env,
+                 "reason": reason[:500], "at": now_iso()})
+        except AzureError as exc:
+            raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
+
+    def reason(self, service: str, env: str) -> str:
+        try:
+            return str(self._storage.table(PAUSES_TABLE).get_entity("paused", _pk(service, env)).get("reason", "?"))
+        except ResourceNotFoundError:
+            return ""
+        except AzureError as exc:
+            raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
+
+    def resume(self, service: str, env: str) -> bool:
+        """True when it was paused."""
+        table = self._storage.table(PAUSES_TABLE)
+        try:
+            table.get_entity("paused", _pk(service, env))
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
+        try:
+            table.delete_entity("paused", _pk(service, env))
+        except AzureError as exc:
+            raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
+        return True
+
+    def listed(self) -> list[dict[str, Any]]:
+        try:
+            return [{"service": e["service"], "env": e["env"], "reason": e.get("reason", ""), "at": e.get("at", "")}
+                    for e in self._storage.table(PAUSES_TABLE).query_entities("PartitionKey eq 'paused'")]
+        except AzureError as exc:
+            raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
+
+
+class Claims:
+    def __init__(self, storage: Storage):
+        self._storage = storage
+
+    def claim(self, service: str, env: str, tag: str, trace_id: str) -> bool:
+        """True for the one caller that may promote `tag` of `service` into `env`."""
+        try:
+            self._storage.table(PROMOTIONS_TABLE).create_entity(
+                {"PartitionKey": _pk(service, env), "RowKey": _rk(tag), "service": service, "env": env, "tag": tag,
+                 "traceId": trace_id, "state": "claimed", "at": now_iso()})
+            return True
+        except ResourceExistsError:
+            return False
+        except AzureError as exc:
+            raise StorageUnavailable(f"promotions table: {type(exc).__name__}") from exc
+
+    def claimed(self, service: str, env: str, tag: str) -> bool:
+        try:
+            self._storage.table(PROMOTIONS_TABLE).get_entity(_pk(service, env), _rk(tag))
+            return True
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise StorageUnavailable(f"promotions table: {type(exc).__name__}") from exc
+
+    def settle(self, service: str, env: str, tag: str, detail: dict[str, Any]) -> None:
+        table = self._storage.table(PROMOTIONS_TABLE)
+        try:
+            table.update_entity({"PartitionKey": _pk(service, env), "RowKey": _rk(tag), "state": "done",
+                                 **{k: str(v) for k, v in detail.items() if v is not None}}, mode="merge")
+        except AzureError as exc:
+            raise StorageUnavailable(f"promotions table: {type(exc).__name__}") from exc
+
+    def release(self, service: str, env: str, tag: str) -> None:
+        table = self._storage.table(PROMOTIONS_TABLE)
+        try:
+            entity = table.get_entity(_pk(service, env), _rk(tag))
+            table.delete_entity(entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            pass
+        except AzureError as exc:
+            raise StorageUnavailable(f"promotions table: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    candidate: Candidate
+    decision: GateDecision
+    promoted: bool = False
+    commit: str | None = None
+
+
+def promotion_item(candidate: Candidate, to_env: str) -> ImagePushed:
+    """The bump request that promotes the exact tag (and digest) of the candidate's push into `to_env`, on the same
+    trace (so the trace shows push -> dev -> applied@dev -> prod -> applied@prod with every latency from the push)."""
+    row = candidate.record
+    image = str(row.get("image") or "")
+    registry, _, repository = image.partition("/") if "." in image.split("/", 1)[0] else ("", "", image)
+    start = str(row.get("start") or "")
+    return ImagePushed(event_id=f"promote:{candidate.service}:{to_env}:{candidate.tag}", trace_id=str(row["traceId"]),
+                       registry=registry, repository=repository, tag=candidate.tag, digest=str(row.get("digest") or ""),
+                       media_type="", pushed_at=start, acr_event_id="", source="promotion", received_at=start)
+
+
+class Promoter:
+    def __init__(self, *, storage: Storage, trace: TraceLog, bump: Any, policy: Any, clusters_for: Any,
+                 write_mode: str = "direct", clock=lambda: datetime.now(timezone.utc)):
+        """`policy()`: the current autopilot.yaml Policy; `clusters_for(env)`: the clusters serving env."""
+        self.storage = storage
+        self.trace = trace
+        self.bump = bump
+        self.policy = policy
+        self.clusters_for = clusters_for
+        self.write_mode = write_mode
+        self.clock = clock
+        self.claims = Claims(storage)
+        self.pauses = Pauses(storage)
+
+    def evaluate(self) -> list[Evaluated]:
+        policy: Policy = self.policy()
+        if not policy.promotion:
+            return []
+        since = (self.clock() - timedelta(days=LOOKBACK_DAYS)).isoformat()
+        results = []
+        for candidate in candidates(self.trace.with_manifest_commit(since), policy.promotion):
+            results.append(self._one(candidate, policy))
+        return results
+
+    def _one(self, candidate: Candidate, policy: Policy) -> Evaluated:
+        stages = policy.promotion
+        if candidate.stage_index + 1 < len(stages):
+            to_env = stages[candidate.stage_index + 1].env
+            if self.claims.claimed(candidate.service, to_env, candidate.tag):
+                return Evaluated(candidate, GateDecision("wait", f"{candidate.tag} already promoted to {to_env}",
+                                                         to_env))
+        decision = decide_gate(candidate, stages, self.clusters_for(stages[candidate.stage_index].env), self.clock(),
+                               paused=self.pauses.reason(candidate.service, stages[min(candidate.stage_index + 1,
+                                                                                        len(stages) - 1)].env),
+                               write_mode=self.write_mode)
+        row = candidate.record
+        if decision.action == "halt":
+            if not any(s.get("stage") == f"halted@{stages[candidate.stage_index].env}" for s in row.get("stages", [])):
+                self.trace.record(str(row["traceId"]), str(row["targetKey"]),
+                                  f"halted@{stages[candidate.stage_index].env}", actor="gitops-autopilot",
+                                  detail={"reason": decision.reason})
+            return Evaluated(candidate, decision)
+        if decision.action != "promote":
+            return Evaluated(candidate, decision)
+        if not self.claims.claim(candidate.service, decision.to_env, candidate.tag, str(row["traceId"])):
+            return Evaluated(candidate, GateDecision("wait", "another evaluation promoted it", decision.to_env))
+        try:
+            result = self.bump.process([promotion_item(candidate, decision.to_env)], only_env=decision.to_env)
+        except Exception:
+            self.claims.release(candidate.service, decision.to_env, candidate.tag)
+            raise
+        prs = [pr for _, pr in result.pull_requests]
+        self.claims.settle(candidate.service, decision.to_env, candidate.tag,
+                           {"commit": result.commit, "pr": prs[0] if prs else None})
+        self.trace.record(str(row["traceId"]), str(row["targetKey"]), f"promoted@{decision.to_env}",
+                          actor="gitops-autopilot", detail={"reason": decision.reason, "commit": result.commit,
+                                                            **({"pr": prs[0]} if prs else {})})
+        log.info("promoted %s %s to %s: %s", candidate.service, candidate.tag, decision.to_env,
+                 result.commit or prs, extra={"trace_id": str(row["traceId"])})
+        return Evaluated(candidate, decision, True, result.commit)
+
+
+def promoter_for(services: Any) -> Promoter | None:
+    """The promoter over the wired services; None when nothing can be bumped (no bump repo configured)."""
+    from core.cluster_feedback import ClusterRegistry
+    from core.policy import POLICY_FILE, load_policy
+
+    settings = services.settings
+    bump = getattr(services, "bump", None) if settings.bump_repo_url else None   # test doubles may wire no bump
+    if bump is None:
+        return None
+    registry = ClusterRegistry(services.storage)
+
+    def policy() -> Policy:
+        text = bump.workspace.file_at(bump.branch, POLICY_FILE)
+        return load_policy(None if text is None else text.decode("utf-8", errors="replace"), POLICY_FILE)
+
+    def clusters(env: str) -> list[str]:
+        return sorted(set(registry.serving(env)) | {r.cluster for r in settings.flux.receivers if r.env == env})
+
+    return Promoter(storage=services.storage, trace=services.trace, bump=bump, policy=policy,
+                    clusters_for=clusters, write_mode=settings.write_mode)
