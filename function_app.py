@@ -3,7 +3,7 @@ from typing import List
 
 import azure.functions as func
 
-from handlers import admin, bump, cluster_feedback, flux, generate, intake, review
+from handlers import admin, bump, cluster_feedback, flux, generate, intake, promotion, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -85,6 +85,20 @@ def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="ops/deployments", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 def ops_deployments(req: func.HttpRequest) -> func.HttpResponse:
     return admin.deployments(req)
+
+
+# NCRONTAB with seconds ({second} {minute} {hour} {day} {month} {day-of-week}): every minute, as the Functions
+# timer trigger reads it (learn.microsoft.com, "Timer trigger for Azure Functions", NCRONTAB expressions).
+@app.function_name("promotion_timer")
+@app.timer_trigger(schedule="0 */1 * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)
+async def promotion_timer(timer: func.TimerRequest) -> None:
+    await promotion.tick(timer)
+
+
+@app.function_name("ops_resume")
+@app.route(route="ops/resume", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def ops_resume(req: func.HttpRequest) -> func.HttpResponse:
+    return promotion.resume(req)
 
 
 @app.function_name("health")

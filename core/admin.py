@@ -4,6 +4,7 @@
     python -m core.admin replay --event-id ID [--dry-run]
     python -m core.admin trace [--service S] [--env E] [--image I] [--tag T] [--top N] [--json] [--matrix]
     python -m core.admin health
+    python -m core.admin resume --service S --env E
     python -m core.admin setup --url https://<app>.azurewebsites.net [--project-id GUID] [--function-key K]
                                [--registry NAME] [--dry-run] [--rotate-secret]
                                [--flux-namespace NS] [--flux-source NAME]
@@ -25,6 +26,7 @@ from azure.core.exceptions import AzureError
 
 from core.azdo import AzdoError
 from core.cluster_feedback import RunningLog, provider_yaml
+from core.promoter import Pauses
 from core.errors import Permanent
 from core.flux_receivers import RECEIVER_NAME, receiver_check, receiver_yaml
 from core.health import HealthProbes, check_health
@@ -181,6 +183,10 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("health", help="the /api/health report")
 
+    resume = commands.add_parser("resume", help="lift the pause a manual rollback set on a service's environment")
+    resume.add_argument("--service", required=True)
+    resume.add_argument("--env", required=True)
+
     setup = commands.add_parser("setup", help="create/update the Azure DevOps service hooks; print the ACR commands")
     setup.add_argument("--url", required=True, help="function app base URL, e.g. https://<app>.azurewebsites.net")
     setup.add_argument("--project-id", default="",
@@ -246,12 +252,17 @@ def _replay(args: argparse.Namespace, services: Services, out: TextIO) -> int:
 def _trace(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     if args.matrix:
         rows = running(services.storage, service=args.service, env=args.env)
+        paused = Pauses(services.storage).listed()
         if args.json:
-            _print_json({"running": rows}, out)
-        elif not rows:
+            _print_json({"running": rows, "paused": paused}, out)
+            return 0
+        if not rows:
             print("no cluster has reported an applied push yet", file=out)
         else:
             print("\n".join(format_matrix(rows)), file=out)
+        for p in paused:
+            print(f"paused: {p['service']} in {p['env']} since {p['at'][:19].replace('T', ' ')}: {p['reason']} "
+                  f"(python -m core.admin resume --service {p['service']} --env {p['env']})", file=out)
         return 0
     rows = deployments(services.trace, ReviewRecords(services.storage), service=args.service, env=args.env,
                        image=args.image, tag=args.tag, top=parse_top(args.top))
@@ -356,7 +367,14 @@ class _Failed(Exception):
     """The operation ran and failed; the message is the one-line reason."""
 
 
-_COMMANDS = {"replay": _replay, "trace": _trace, "health": _health, "setup": _setup}
+def _resume(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    if not Pauses(services.storage).resume(args.service, args.env):
+        raise _Failed(f"{args.service} in {args.env} is not paused")
+    print(f"resumed {args.service} in {args.env}: automation updates it again", file=out)
+    return 0
+
+
+_COMMANDS = {"replay": _replay, "trace": _trace, "health": _health, "setup": _setup, "resume": _resume}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

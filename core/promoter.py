@@ -49,6 +49,19 @@ def _rk(tag: str) -> str:
     return hashlib.sha256(tag.encode("utf-8")).hexdigest()[:40]
 
 
+def resume_request(body: Any) -> tuple[str, str]:
+    """(service, env) of a resume request `{"service": S, "env": E}`; PromotionError naming the field."""
+    if not isinstance(body, dict):
+        raise PromotionError("body must be a JSON object with service and env")
+    values = []
+    for key in ("service", "env"):
+        value = body.get(key)
+        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+            raise PromotionError(f"{key} must be a non-empty string")
+        values.append(value.strip())
+    return values[0], values[1]
+
+
 class Pauses:
     def __init__(self, storage: Storage):
         self._storage = storage

@@ -7,6 +7,7 @@ import azure.functions as func
 
 from core.admin import UsageError, deployments as query_deployments, parse_top, running
 from core.health import HealthProbes, check_health
+from core.promoter import Pauses
 from core.replay import Replayer, ReplayRequestError, parse_replay_request
 from core.review_records import ReviewRecords
 from core.services import get_services
@@ -49,12 +50,13 @@ def deployments(req: func.HttpRequest) -> func.HttpResponse:
                                  env=params.get("env", ""), image=params.get("image", ""),
                                  tag=params.get("tag", ""), top=top)
         matrix = running(services.storage, service=params.get("service", ""), env=params.get("env", ""))
+        paused = Pauses(services.storage).listed()
     except SettingsError as exc:
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")
     except StorageUnavailable as exc:
         return error_response(503, f"storage unavailable: {exc}")
-    return json_response(200, {"deployments": rows, "running": matrix})
+    return json_response(200, {"deployments": rows, "running": matrix, "paused": paused})
 
 
 def health(req: func.HttpRequest) -> func.HttpResponse:

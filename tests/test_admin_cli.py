@@ -109,7 +109,7 @@ def test_deployments_newest_first_with_filters_and_top(app_env, history):
         "t-app-dev", "t-app-prod"]
     assert [d["traceId"] for d in get_deployments(env="dev")[1]["deployments"]] == ["t-app-dev", "t-api-dev"]
     assert [d["traceId"] for d in get_deployments(tag="1.4.0", image=IMAGE)[1]["deployments"]] == ["t-app-prod"]
-    assert get_deployments(image="other.azurecr.io/x")[1] == {"deployments": [], "running": []}
+    assert get_deployments(image="other.azurecr.io/x")[1] == {"deployments": [], "running": [], "paused": []}
     assert [d["traceId"] for d in get_deployments(top="2")[1]["deployments"]] == ["t-app-dev", "t-app-prod"]
 
     prod = body["deployments"][1]

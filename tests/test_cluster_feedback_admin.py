@@ -60,3 +60,26 @@ def test_setup_prints_provider_secret_and_alert(settings_file, environ):  # noqa
     assert kinds["Secret"]["stringData"]["address"] == "https://app.example/api/hooks/flux?code=k1"
     assert kinds["Alert"]["spec"]["eventMetadata"] == {"cluster": "prod-1", "env": "prod"}
     assert "FLUX_WEBHOOK_SECRET is not set" in out
+
+
+def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
+    from core.promoter import Pauses
+    from handlers import promotion
+
+    Pauses(storage).pause("web", "prod", "a person rolled web back to 1.0.0")
+    code, out, _ = cli(settings_file, "trace", "--matrix")
+    assert "paused: web in prod" in out and "resume --service web --env prod" in out
+    assert cli(settings_file, "resume", "--service", "web", "--env", "prod")[:2] == (
+        0, "resumed web in prod: automation updates it again\n")
+    code, _, err = cli(settings_file, "resume", "--service", "web", "--env", "prod")
+    assert (code, err) == (1, "error: web in prod is not paused\n")
+
+    def post(body: bytes):
+        resp = promotion.resume(func.HttpRequest("POST", "/api/ops/resume", body=body))
+        return resp.status_code, json.loads(resp.get_body())
+
+    Pauses(storage).pause("web", "prod", "rollback")
+    assert post(b'{"service": "web"}') == (400, {"error": "env must be a non-empty string"})
+    assert post(b"nope")[0] == 400
+    assert post(b'{"service": "web", "env": "prod"}') == (200, {"service": "web", "env": "prod", "resumed": True})
+    assert post(b'{"service": "web", "env": "prod"}')[0] == 404
