@@ -110,6 +110,11 @@ def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: 
     return outcomes, no_target
 
 
+def _lower(tag: str, than: str, order: TagOrder) -> bool:
+    a, b = sort_key(tag, order, None), sort_key(than, order, None)
+    return a is not None and b is not None and a < b
+
+
 def is_newer_mark(order: TagOrder) -> Callable[[Mark, Mark], bool]:
     """Compare high-water marks under a target's ordering; an unorderable stored mark never blocks."""
     def newer(candidate: Mark, stored: Mark) -> bool:
@@ -190,7 +195,7 @@ class _Attempt:
 
 class BumpService:
     def __init__(self, *, repo_url: str, branch: str, workspace: GitWorkspace, high_water: HighWaterMarks,
-                 trace: TraceLog, mode: str, is_hld: bool = True, pull_requests=None):
+                 trace: TraceLog, mode: str, is_hld: bool = True, pull_requests=None, pauses=None):
         self.repo_url = repo_url
         self.branch = branch
         self.workspace = workspace
@@ -199,6 +204,7 @@ class BumpService:
         self.mode = mode
         self.is_hld = is_hld
         self.pull_requests = pull_requests   # core.pull_requests.PullRequests in pull-request mode
+        self.pauses = pauses                 # core.promoter.Pauses: targets a person's rollback paused
         # One run at a time per service object (the queue runner already runs one batch at a time; callers such
         # as the CLI or tests may not).
         self.lock = threading.RLock()
@@ -212,7 +218,29 @@ class BumpService:
                    if any(same_image(t.repository, i.image) for i in items)]
         outcomes, no_target = plan_bumps(targets, items, policy,
                                          lambda t: self.high_water.get(self.repo_url, t.key), only_env)
-        return outcomes, no_target, policy
+        return self._respect_people(outcomes, policy), no_target, policy
+
+    def _respect_people(self, outcomes: list[Outcome], policy: Policy) -> list[Outcome]:
+        """Under a `promotion:` policy, a tag lower than the one automation last applied (a person's manual
+        rollback) pauses the target until `core.admin resume`; a paused target is not bumped."""
+        if self.pauses is None or not policy.promotion:
+            return outcomes
+        result = []
+        for o in outcomes:
+            if o.action == "bump":
+                reason = self.pauses.reason(o.target.service, o.target.env)
+                mark = self.high_water.get(self.repo_url, o.target.key)
+                order = policy.for_target(o.target.repository, o.target.file).order
+                if not reason and mark and o.target.tag and _lower(o.target.tag, mark.tag, order) \
+                        and self.pauses.acknowledged(o.target.service, o.target.env) != o.target.tag:
+                    reason = (f"a person set {o.target.file} to {o.target.tag} below {mark.tag}, the tag automation "
+                              f"applied (a manual rollback)")
+                    self.pauses.pause(o.target.service, o.target.env, reason, o.target.tag)
+                if reason:
+                    o = Outcome(o.target, "skip", f"paused: {reason}; resume with python -m core.admin resume "
+                                                  f"--service {o.target.service} --env {o.target.env}", o.item, o.items)
+            result.append(o)
+        return result
 
     @staticmethod
     def _apply(worktree: Path, bumps: Sequence[Outcome]) -> None:

@@ -63,44 +63,54 @@ def resume_request(body: Any) -> tuple[str, str]:
 
 
 class Pauses:
+    """(service, env) pairs paused by a person's manual rollback. A resume keeps the row as `resumed` with the tag
+    the person set, so that same lowered tag does not pause the target again; a later lower tag does."""
+
     def __init__(self, storage: Storage):
         self._storage = storage
 
-    def pause(self, service: str, env: str, reason: str) -> None:
+    def _get(self, service: str, env: str) -> dict[str, Any] | None:
         try:
-            self._storage.table(PAUSES_TABLE).upsert_entity(
-                {"PartitionKey": "paused", "RowKey": _pk(service, env), "service": service, "env": env,
-                 "reason": reason[:500], "at": now_iso()})
+            return dict(self._storage.table(PAUSES_TABLE).get_entity("paused", _pk(service, env)))
+        except ResourceNotFoundError:
+            return None
         except AzureError as exc:
             raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
 
-    def reason(self, service: str, env: str) -> str:
+    def _put(self, entity: dict[str, Any]) -> None:
         try:
-            return str(self._storage.table(PAUSES_TABLE).get_entity("paused", _pk(service, env)).get("reason", "?"))
-        except ResourceNotFoundError:
-            return ""
+            self._storage.table(PAUSES_TABLE).upsert_entity(entity)
         except AzureError as exc:
             raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
+
+    def pause(self, service: str, env: str, reason: str, tag: str = "") -> None:
+        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env), "service": service, "env": env,
+                   "reason": reason[:500], "tag": tag, "state": "paused", "at": now_iso()})
+
+    def reason(self, service: str, env: str) -> str:
+        """Why (service, env) is paused; '' when it is not."""
+        row = self._get(service, env)
+        return str(row.get("reason") or "paused") if row and row.get("state") == "paused" else ""
+
+    def acknowledged(self, service: str, env: str) -> str:
+        """The lowered tag a person's resume accepted ('' when none)."""
+        row = self._get(service, env)
+        return str(row.get("tag") or "") if row and row.get("state") == "resumed" else ""
 
     def resume(self, service: str, env: str) -> bool:
         """True when it was paused."""
-        table = self._storage.table(PAUSES_TABLE)
-        try:
-            table.get_entity("paused", _pk(service, env))
-        except ResourceNotFoundError:
+        row = self._get(service, env)
+        if not row or row.get("state") != "paused":
             return False
-        except AzureError as exc:
-            raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
-        try:
-            table.delete_entity("paused", _pk(service, env))
-        except AzureError as exc:
-            raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
+        row.update(state="resumed", resumedAt=now_iso())
+        self._put(row)
         return True
 
     def listed(self) -> list[dict[str, Any]]:
         try:
+            rows = self._storage.table(PAUSES_TABLE).query_entities("PartitionKey eq 'paused' and state eq 'paused'")
             return [{"service": e["service"], "env": e["env"], "reason": e.get("reason", ""), "at": e.get("at", "")}
-                    for e in self._storage.table(PAUSES_TABLE).query_entities("PartitionKey eq 'paused'")]
+                    for e in rows]
         except AzureError as exc:
             raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
 

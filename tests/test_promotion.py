@@ -239,3 +239,20 @@ def test_a_failure_halts_and_a_pause_holds_until_resumed(world):
     done = job.process([applied(result.commit, "dev-2", "dev")])
     assert [e.candidate.tag for e in done.promotions if e.promoted] == ["1.4.0"]
     assert b"web:1.4.0" in file_at(world.url, "main", "prod/web.yaml")
+
+
+def test_a_manual_rollback_pauses_the_target_until_resumed(world):
+    from tests.gitrepos import push_files
+
+    world.bump.pauses = Pauses(world.services.storage)
+    assert world.bump.process([pushed("1.1.0")]).bumped
+    push_files(world.url, "main", {"dev/web.yaml": deployment("1.0.0")}, "Roll web back in dev (a person)")
+    [dev] = [o for o in world.bump.process([pushed("1.2.0", n=2)]).outcomes if o.target.env == "dev"]
+    assert dev.action == "skip" and dev.reason.startswith("paused: a person set dev/web.yaml to 1.0.0 below 1.1.0")
+    assert b"web:1.0.0" in file_at(world.url, "main", "dev/web.yaml")
+    assert [(p["service"], p["env"]) for p in world.bump.pauses.listed()] == [("web", "dev")]
+
+    assert world.bump.pauses.resume("web", "dev")
+    assert world.bump.pauses.listed() == []
+    [dev] = [o for o in world.bump.process([pushed("1.3.0", n=3)]).outcomes if o.target.env == "dev"]
+    assert dev.action == "bump" and b"web:1.3.0" in file_at(world.url, "main", "dev/web.yaml")
