@@ -26,6 +26,7 @@ import hmac
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
@@ -33,7 +34,7 @@ from typing import Any, Mapping, Sequence
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-from core.errors import Permanent
+from core.errors import Permanent, Retryable
 from core.storage import CLUSTER_EVENTS, Storage, StorageUnavailable
 from core.telemetry import metrics
 from core.trace import TraceLog, cluster_stage, latency_seconds, now_iso
@@ -44,6 +45,7 @@ log = logging.getLogger("autopilot.feedback")
 SECRET_SETTING = "FLUX_WEBHOOK_SECRET"
 MAX_BODY = 256 * 1024              # a Flux event is a few KiB; the message is truncated by Flux long before this
 LOOKBACK_DAYS = 30                 # pushes older than this are not matched against new revisions
+RECORD_WAIT_S = 3.0                # in-run wait for the trace records of our own just-landed commit
 APPLIED_REASONS = {"ReconciliationSucceeded", "UpgradeSucceeded", "InstallSucceeded"}
 FAILED_REASONS = {"HealthCheckFailed", "ReconciliationFailed", "BuildFailed", "UpgradeFailed", "InstallFailed",
                   "ArtifactFailed", "PruneFailed"}
@@ -59,6 +61,10 @@ _REVISIONS = (re.compile(rf"(?P<branch>[^@\s]+)@sha1:(?P<sha>{_SHA})"),   # main
 
 class FluxEventError(Permanent, ValueError):
     """A Flux event is malformed; the message names the field."""
+
+
+class RecordsNotYetWritten(Retryable):
+    """Flux reports our own commit before its trace records are written: the queue retries the event."""
 
 
 @dataclass(frozen=True)
@@ -370,21 +376,31 @@ class FeedbackJob:
         since = (datetime.now(timezone.utc) - timedelta(days=LOOKBACK_DAYS)).isoformat()
         stage = cluster_stage(event.outcome, event.cluster)
         applied = cluster_stage("applied", event.cluster)
-        rows = [r for r in trace.with_manifest_commit(since) if serves(r, event.envs) and not _has_stage(r, applied)]
+        workspace = self._workspace()
+        every = trace.with_manifest_commit(since)
+        rows = [r for r in every if serves(r, event.envs) and not _has_stage(r, applied)]
         if event.outcome == "failed":
             rows = [r for r in rows if not _has_stage(r, stage, event.revision)]
-        included = self._workspace().included_in([str(r["manifestCommitId"]) for r in rows], event.revision)
+        included = workspace.included_in([str(r["manifestCommitId"]) for r in rows], event.revision)
+        if not any(r["manifestCommitId"] == event.revision for r in every) and self._ours(workspace, event.revision):
+            # Our own commit, whose trace records are not written yet (Flux, woken by our Receiver call, can be
+            # quicker than the bump's trace writes): wait a little, then let the queue retry.
+            rows, included = self._wait_for_records(event, workspace, since, stage, applied)
         marked = []
         for row in sorted((r for r in rows if r["manifestCommitId"] in included), key=lambda r: r.get("start", "")):
             detail = {"cluster": event.cluster, "revision": event.revision, "reason": event.reason,
-                      "kind": event.object_kind, "name": event.object_name, "flux": event.message[:500]}
+                      "kind": event.object_kind, "name": event.object_name, "flux": event.message[:500],
+                      "fluxTimestamp": event.at}
             if event.outcome == "failed":
                 detail["reason"] = f"{event.reason}: {event.message[:500]}"
-            trace.record(row["traceId"], row["targetKey"], stage, actor=f"flux@{event.cluster}", at=event.at,
+            # When we learned it (the hook's receive time): Flux's own timestamp has whole seconds only
+            # (metav1.Time), so it may fall before the commit it reports.
+            at = event.received_at or event.at
+            trace.record(row["traceId"], row["targetKey"], stage, actor=f"flux@{event.cluster}", at=at,
                          detail=detail)
             one = Marked(row["traceId"], row["targetKey"], str(row.get("service") or ""), str(row.get("env") or ""),
                          str(row.get("imageTag") or ""), str(row["manifestCommitId"]),
-                         latency_seconds(row.get("start", ""), event.at))
+                         latency_seconds(row.get("start", ""), at))
             marked.append(one)
             if one.service:
                 RunningLog(self.storage).update(
@@ -400,6 +416,20 @@ class FeedbackJob:
         from core.promoter import promoter_for   # promotion needs the bump service; feedback alone does not
         promoter = promoter_for(self.services)
         return tuple(promoter.evaluate()) if promoter is not None else ()
+
+    def _ours(self, workspace: Any, revision: str) -> bool:
+        return workspace.author_email(revision) == self.services.settings.git_author_email
+
+    def _wait_for_records(self, event: ClusterEvent, workspace: Any, since: str, stage: str,
+                          applied: str) -> tuple[list[dict[str, Any]], set[str]]:
+        for _ in range(int(RECORD_WAIT_S / 0.2)):
+            time.sleep(0.2)
+            every = self.services.trace.with_manifest_commit(since)
+            if any(r["manifestCommitId"] == event.revision for r in every):
+                rows = [r for r in every if serves(r, event.envs) and not _has_stage(r, applied)
+                        and not (event.outcome == "failed" and _has_stage(r, stage, event.revision))]
+                return rows, workspace.included_in([str(r["manifestCommitId"]) for r in rows], event.revision)
+        raise RecordsNotYetWritten(f"no trace record of our commit {event.revision[:12]} yet; retrying")
 
     def _close_claim(self, event: ClusterEvent) -> None:
         """The hook's claim stays open until the event is processed here, so a resend after a lost output-binding

@@ -359,6 +359,14 @@ class GitWorkspace:
                                          f"in {self.url}")
         return found
 
+    def author_email(self, commit: str) -> str:
+        """The author e-mail of ``commit`` if it is in the working copy (e.g. after ``included_in``), else ''."""
+        if not _FULL_SHA.fullmatch(commit):
+            return ""
+        with self._locked():
+            run = self._run("log", "-1", "--format=%ae", commit, check=False)
+        return run.out.strip() if run.status == 0 else ""
+
     # ---- landing -----------------------------------------------------------------------------------------
 
     def _land(self, edit: Callable[[Path], "str | Edited | None"], target: str, *, force: bool, max_attempts: int) -> LandResult:

@@ -98,7 +98,7 @@ def test_unknown_benchmark_name_is_refused(capsys):
     assert main(["intake", "nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
     assert list(BENCHMARKS) == ["intake", "push_to_commit", "scale", "burst", "generation", "race",
-                               "flux_notify"]
+                               "flux_notify", "promotion"]
 
 
 def test_percentile_is_nearest_rank():
