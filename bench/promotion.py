@@ -52,8 +52,10 @@ class SimulatedFlux:
     """One cluster's kustomize-controller + notification-controller, reduced to what the hook sees: every new head
     of the branch is "applied" and a ReconciliationSucceeded event for it is posted, signed with the Provider's key."""
 
-    def __init__(self, hook: str, manifests: str, cluster: str, env: str, secret: str = FLUX_SECRET):
+    def __init__(self, hook: str, manifests: str, cluster: str, env: str, secret: str = FLUX_SECRET,
+                 apply_s: float = 0.0):
         self.hook, self.manifests, self.cluster, self.env, self.secret = hook, manifests, cluster, env, secret
+        self.apply_s = apply_s   # the demo's stand-in for kustomize-controller's fetch + apply + health check
         self.posted: list[tuple[str, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"flux-{cluster}")
@@ -94,6 +96,7 @@ class SimulatedFlux:
             head = branch_head(self.manifests)
             if head and head != self._seen:
                 self._seen = head
+                time.sleep(self.apply_s)
                 self.post(head)
 
 
@@ -162,7 +165,10 @@ def demo(conn: str | None = None) -> int:
         with devhost(settings, LOG) as url:
             print(f"host on {url}; manifest repo {manifests}; promotion: dev -> prod (soak 3s)", flush=True)
             hook = f"{url}/api/hooks/flux"
-            with SimulatedFlux(hook, manifests, "dev-1", "dev"), SimulatedFlux(hook, manifests, "prod-1", "prod"):
+            print("simulated Flux: dev-1 (serves dev), prod-1 (serves prod), each applying a new head in 0.5 s",
+                  flush=True)
+            with SimulatedFlux(hook, manifests, "dev-1", "dev", apply_s=0.5), \
+                    SimulatedFlux(hook, manifests, "prod-1", "prod", apply_s=0.5):
                 one_push(url, conn, manifests, "1.1.0", soak_s=3.0, say=lambda m: print(m, flush=True))
         for args in (["trace", "--service", "web"], ["trace", "--matrix"]):
             print(f"\npython -m core.admin {' '.join(args)}:", flush=True)

@@ -23,6 +23,10 @@ The file is optional; without it (or when it is empty) every default below appli
         environments: [dev, staging]      # environments (Bedrock rings) a push may update; default all
         autoApprove: patch        # overrides the top-level autoApprove for matching targets
         paused: true              # pauses matching targets (cannot un-pause a globally paused file)
+    promotion:                    # ordered stages a pushed tag goes through; schema and errors in core.promotion
+      - env: dev
+      - env: prod
+        soak: 1h
 
 Rules need ``image``, ``path`` or both; when both are given both must match. Globs: ``*`` and ``?`` stay within one
 ``/``-separated segment, ``**`` spans segments (``a/**`` is everything under ``a/``, ``**/x`` is ``x`` at any

@@ -43,11 +43,11 @@ promotion:
     soak: 1h30m
     approval: manual
     window: "Mon-Fri 08:00-16:00 Europe/Amsterdam"
-    onFailure: rollback
+    onFailure: halt
 """)
     dev, staging, prod = policy.promotion
     assert (dev.env, staging.soak_seconds, prod.soak_seconds, prod.approval, prod.on_failure) == (
-        "dev", 600, 5400, "manual", "rollback")
+        "dev", 600, 5400, "manual", "halt")
     assert prod.window.zone == "Europe/Amsterdam" and load_policy("").promotion == ()
 
 
@@ -62,6 +62,8 @@ promotion:
      "autopilot.yaml:4: promotion[1].window: time zone 'Mars/Olympus'"),
     ("promotion:\n  - env: dev\n    soak: 1m\n  - env: prod\n", "autopilot.yaml:2: promotion[0] is the first stage"),
     ("promotion:\n  - env: dev\n  - env: prod\n    onFailure: ignore\n", "autopilot.yaml:4: promotion[1].onFailure"),
+    ("promotion:\n  - env: dev\n  - env: prod\n    onFailure: rollback\n",
+     "autopilot.yaml:4: promotion[1].onFailure: rollback is not supported yet"),
 ])
 def test_schema_errors_name_the_line(text, message):
     with pytest.raises(PolicyError) as err:
