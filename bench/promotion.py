@@ -88,6 +88,8 @@ class SimulatedFlux:
                 status = response.status
         except urllib.error.HTTPError as exc:
             status = exc.code
+        except OSError:   # refused, reset, timed out: notification-controller retries too
+            status = 0
         self.posted.append((revision, status))
         return status
 
@@ -95,9 +97,9 @@ class SimulatedFlux:
         while not self._stop.wait(0.02):
             head = branch_head(self.manifests)
             if head and head != self._seen:
-                self._seen = head
                 time.sleep(self.apply_s)
-                self.post(head)
+                if 200 <= self.post(head) < 300:
+                    self._seen = head
 
 
 def stages(trace: TraceLog, trace_id: str) -> dict[str, dict]:

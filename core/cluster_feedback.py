@@ -46,6 +46,7 @@ SECRET_SETTING = "FLUX_WEBHOOK_SECRET"
 MAX_BODY = 256 * 1024              # a Flux event is a few KiB; the message is truncated by Flux long before this
 LOOKBACK_DAYS = 30                 # pushes older than this are not matched against new revisions
 RECORD_WAIT_S = 3.0                # in-run wait for the trace records of our own just-landed commit
+RECORD_POLL_S = 0.05
 APPLIED_REASONS = {"ReconciliationSucceeded", "UpgradeSucceeded", "InstallSucceeded"}
 FAILED_REASONS = {"HealthCheckFailed", "ReconciliationFailed", "BuildFailed", "UpgradeFailed", "InstallFailed",
                   "ArtifactFailed", "PruneFailed"}
@@ -422,8 +423,8 @@ class FeedbackJob:
 
     def _wait_for_records(self, event: ClusterEvent, workspace: Any, since: str, stage: str,
                           applied: str) -> tuple[list[dict[str, Any]], set[str]]:
-        for _ in range(int(RECORD_WAIT_S / 0.2)):
-            time.sleep(0.2)
+        for _ in range(int(RECORD_WAIT_S / RECORD_POLL_S)):
+            time.sleep(RECORD_POLL_S)
             every = self.services.trace.with_manifest_commit(since)
             if any(r["manifestCommitId"] == event.revision for r in every):
                 rows = [r for r in every if serves(r, event.envs) and not _has_stage(r, applied)

@@ -333,12 +333,17 @@ class GitWorkspace:
         """Which of ``commits`` (full shas) are ``revision`` itself or its ancestors (``git merge-base
         --is-ancestor``), with ``depth`` commits of the revision's history fetched (every parent, so a PR merge
         commit's second parent counts). A commit further back than ``depth``, or unknown, counts as not included."""
-        if not commits:
-            return set()
         with self._locked():
             self._ensure_clone()
-            if self._run("cat-file", "-e", f"{revision}^{{commit}}", check=False).status != 0 or \
-                    (self.workdir / ".git" / "shallow").exists():
+            present = self._run("cat-file", "-e", f"{revision}^{{commit}}", check=False).status == 0
+            if not commits:   # nothing to decide; the revision is still made local (author_email reads it)
+                if not present and _FULL_SHA.fullmatch(revision):
+                    try:
+                        self._fetch_ref(revision, depth=1)
+                    except GitRefNotFound:
+                        pass
+                return set()
+            if not present or (self.workdir / ".git" / "shallow").exists():
                 tip = self._fetch_ref(revision, depth=depth)
             else:
                 tip = revision
@@ -360,10 +365,16 @@ class GitWorkspace:
         return found
 
     def author_email(self, commit: str) -> str:
-        """The author e-mail of ``commit`` if it is in the working copy (e.g. after ``included_in``), else ''."""
+        """The author e-mail of ``commit`` (fetched when not in the working copy); '' when the remote lacks it."""
         if not _FULL_SHA.fullmatch(commit):
             return ""
         with self._locked():
+            self._ensure_clone()
+            if self._run("cat-file", "-e", f"{commit}^{{commit}}", check=False).status != 0:
+                try:
+                    self._fetch_ref(commit, depth=1)
+                except GitRefNotFound:
+                    return ""
             run = self._run("log", "-1", "--format=%ae", commit, check=False)
         return run.out.strip() if run.status == 0 else ""
 

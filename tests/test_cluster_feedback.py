@@ -296,3 +296,24 @@ def test_a_cluster_without_env_serves_every_environment(azurite, storage, manife
     push_record(services.trace, "td", "dev", "1.1", c1, "2026-11-30T00:00:00+00:00")
     assert run_event(services, cluster_event(c1, cluster="all-1", envs=("prod",))).marked == ()
     assert [m.trace_id for m in run_event(services, cluster_event(c1, cluster="all-1", envs=())).marked] == ["td"]
+
+
+def test_an_event_quicker_than_the_trace_write_of_our_commit_waits_for_it(azurite, storage, manifests, tmp_path):
+    import threading
+
+    services = services_for(azurite, storage, manifests, tmp_path / "work")
+    ours = GitWorkspace(manifests, "main", base_dir=tmp_path / "bot")
+
+    def edit(root: Path) -> str:
+        (root / "dev" / "web.yaml").write_text("image: web:1.1\n")
+        return "bump"
+
+    commit = ours.land(edit).commit
+    later = threading.Timer(0.5, push_record, (services.trace, "tw", "dev", "1.1", commit, "2026-11-30T00:00:00+00:00"))
+    later.start()
+    result = run_event(services, cluster_event(commit, envs=("dev",)))
+    later.join()
+    assert [m.trace_id for m in result.marked] == ["tw"]
+    # a person's commit nobody recorded: no wait, nothing marked
+    theirs = push_files(manifests, "main", {"README": "x\n"}, "docs")
+    assert run_event(services, cluster_event(theirs, envs=("dev",))).marked == ()
