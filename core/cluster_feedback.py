@@ -416,7 +416,13 @@ class FeedbackJob:
         """Re-evaluate the promotion gates: this event may have opened one."""
         from core.promoter import promoter_for   # promotion needs the bump service; feedback alone does not
         promoter = promoter_for(self.services)
-        return tuple(promoter.evaluate()) if promoter is not None else ()
+        if promoter is None:
+            return ()
+        try:
+            return tuple(promoter.evaluate())
+        except Permanent as exc:   # e.g. a malformed autopilot.yaml: the feedback is recorded; the timer says it again
+            log.error("promotion not evaluated: %s", exc)
+            return ()
 
     def _ours(self, workspace: Any, revision: str) -> bool:
         return workspace.author_email(revision) == self.services.settings.git_author_email

@@ -203,6 +203,9 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
             warnings.append(f"{poison_queue(name)} holds {depth['poison']} message(s); inspect with "
                             f"`python -m core.admin replay --queue {name} --dry-run`")
 
+    if not stores.failing:
+        warnings += _paused_warnings(services.storage)
+
     has_git = probes.which("git") is not None
     tools = {"git": has_git}
     if not has_git:
@@ -235,6 +238,18 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
             body["azdo"] = {"reachable": False}
             failing.append(f"azdo: {exc}")
     return _report(body, failing, warnings)
+
+
+def _paused_warnings(storage: Storage) -> list[str]:
+    """Targets a person's manual rollback paused (core.promoter): a warning each, with the command that resumes."""
+    from core.promoter import Pauses
+
+    try:
+        paused = Pauses(storage).listed()
+    except StorageUnavailable:
+        return []
+    return [f"paused: {p['service']} in {p['env']}: {p['reason']} (resume: python -m core.admin resume --service "
+            f"{p['service']} --env {p['env']})" for p in paused]
 
 
 def _report(body: dict, failing: list[str], warnings: list[str]) -> HealthReport:

@@ -83,3 +83,13 @@ def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
     assert post(b"nope")[0] == 400
     assert post(b'{"service": "web", "env": "prod"}') == (200, {"service": "web", "env": "prod", "resumed": True})
     assert post(b'{"service": "web", "env": "prod"}')[0] == 404
+
+
+def test_health_warns_about_paused_targets(app_env, storage):
+    from core.promoter import Pauses
+
+    Pauses(storage).pause("web", "prod", "a person set prod/web.yaml to 1.0.0 below 1.1.0")
+    resp = admin.health(func.HttpRequest("GET", "/api/health", body=b""))
+    warnings = json.loads(resp.get_body()).get("warnings", [])
+    assert any(w.startswith("paused: web in prod: a person set") and "resume --service web --env prod" in w
+               for w in warnings)

@@ -258,3 +258,13 @@ def test_a_manual_rollback_pauses_the_target_until_resumed(world):
     assert world.bump.pauses.listed() == []
     [dev] = [o for o in world.bump.process([pushed("1.3.0", n=3)]).outcomes if o.target.env == "dev"]
     assert dev.action == "bump" and b"web:1.3.0" in file_at(world.url, "main", "dev/web.yaml")
+
+
+def test_a_malformed_policy_does_not_lose_the_cluster_feedback(world):
+    from tests.gitrepos import push_files
+
+    result = world.bump.process([pushed("1.1.0")])
+    push_files(world.url, "main", {"autopilot.yaml": "promotion: [dev]\n"}, "break the policy")
+    feedback = FeedbackJob(world.services).process([applied(result.commit, "dev-1", "dev")])
+    assert [m.env for m in feedback.marked] == ["dev"] and feedback.promotions == ()
+    assert b"web:1.0.0" in file_at(world.url, "main", "prod/web.yaml")
