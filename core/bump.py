@@ -27,6 +27,7 @@ from core.workitems import HldChanged, ImagePushed, WorkItem
 from core.yaml_edit import apply_to_tree
 
 log = logging.getLogger("autopilot.bump")
+ROLLBACK = "rollback"   # ImagePushed.source of a promotion stage's rollback to its previous good tag
 
 @dataclass(frozen=True)
 class Outcome:
@@ -80,6 +81,16 @@ def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: 
             continue
         used.update(i.event_id for i in mine)
         if only_env is not None and target.env != only_env:
+            continue
+        if only_env is not None and mine[-1].source == ROLLBACK:
+            # promotion's onFailure: rollback: an explicit, recorded step back, outside the forward-only rule (the
+            # high-water mark keeps the failed tag, so a replay of it stays refused)
+            back = mine[-1]
+            if target.tag == back.tag:
+                outcomes.append(Outcome(target, "noop", f"{back.tag} is already current", back, tuple(mine)))
+            else:
+                outcomes.append(Outcome(target, "bump", f"rollback: {target.tag} failed in {target.env}; back to "
+                                                        f"{back.tag}", back, tuple(mine)))
             continue
         staged = None if only_env is not None else push_skip_reason(policy.promotion, target.env)
         if staged:
@@ -227,7 +238,10 @@ class BumpService:
             return outcomes
         result = []
         for o in outcomes:
-            if o.action == "bump":
+            if o.action == "bump" and o.item.source == ROLLBACK:
+                # our own step back: the lower tag it leaves in the file is not a person's rollback
+                self.pauses.acknowledge(o.target.service, o.target.env, o.item.tag)
+            elif o.action == "bump":
                 reason = self.pauses.reason(o.target.service, o.target.env)
                 mark = self.high_water.get(self.repo_url, o.target.key)
                 order = policy.for_target(o.target.repository, o.target.file).order

@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
+from core.bump import ROLLBACK
 from core.errors import Permanent
 from core.policy import Policy
 from core.promotion_gate import Candidate, GateDecision, candidates, decide_gate
 from core.storage import Storage, StorageUnavailable
 from core.trace import TraceLog, now_iso
-from core.workitems import ImagePushed
+from core.workitems import ImagePushed, new_trace_id
 
 log = logging.getLogger("autopilot.promotion")
 
@@ -96,6 +97,13 @@ class Pauses:
         """The lowered tag a person's resume accepted ('' when none)."""
         row = self._get(service, env)
         return str(row.get("tag") or "") if row and row.get("state") == "resumed" else ""
+
+    def acknowledge(self, service: str, env: str, tag: str) -> None:
+        """Automation itself set `tag` below the high-water mark (a stage's rollback): not a person's rollback."""
+        if self.reason(service, env):
+            return   # a person's pause stays until they resume
+        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env), "service": service, "env": env,
+                   "reason": "", "tag": tag, "state": "resumed", "at": now_iso()})
 
     def resume(self, service: str, env: str) -> bool:
         """True when it was paused."""
@@ -167,6 +175,14 @@ class Evaluated:
     commit: str | None = None
 
 
+def rollback_item(candidate: Candidate, env: str, tag: str, digest: str) -> ImagePushed:
+    """The bump request that puts `tag` (the previous good one) back into `env` after the candidate failed there."""
+    item = promotion_item(candidate, env)
+    now = now_iso()   # its own trace (a record of the good tag's return), started now
+    return replace(item, event_id=f"rollback:{candidate.service}:{env}:{candidate.tag}", trace_id=new_trace_id(),
+                   tag=tag, digest=digest, pushed_at=now, received_at=now, source=ROLLBACK)
+
+
 def promotion_item(candidate: Candidate, to_env: str) -> ImagePushed:
     """The bump request that promotes the exact tag (and digest) of the candidate's push into `to_env`, on the same
     trace (so the trace shows push -> dev -> applied@dev -> prod -> applied@prod with every latency from the push)."""
@@ -177,6 +193,15 @@ def promotion_item(candidate: Candidate, to_env: str) -> ImagePushed:
     return ImagePushed(event_id=f"promote:{candidate.service}:{to_env}:{candidate.tag}", trace_id=str(row["traceId"]),
                        registry=registry, repository=repository, tag=candidate.tag, digest=str(row.get("digest") or ""),
                        media_type="", pushed_at=start, acr_event_id="", source="promotion", received_at=start)
+
+
+def previous_good(running: Sequence[dict[str, Any]], failed_tag: str) -> str:
+    """The tag the clusters that failed `failed_tag` still run (what they applied healthy before), or ''."""
+    for row in running:
+        if row.get("state") == "failed" and row.get("failedTag") == failed_tag and row.get("tag") \
+                and row.get("tag") != failed_tag:
+            return str(row["tag"])
+    return ""
 
 
 class Promoter:
@@ -203,6 +228,32 @@ class Promoter:
             results.append(self._one(candidate, policy))
         return results
 
+    def _roll_back(self, candidate: Candidate, env: str, decision: GateDecision) -> Evaluated:
+        """onFailure: rollback: commit the previous good tag to the stage where `candidate` failed, once."""
+        from core.cluster_feedback import RunningLog
+
+        row = candidate.record
+        good = previous_good(RunningLog(self.storage).matrix(service=candidate.service, env=env), candidate.tag)
+        if not good:
+            return Evaluated(candidate, GateDecision("halt", f"{decision.reason}; no previous good tag to roll back "
+                                                             f"to", env))
+        if not self.claims.claim(candidate.service, env, f"rollback:{candidate.tag}", str(row["traceId"])):
+            return Evaluated(candidate, GateDecision("halt", f"{decision.reason}; rolled back to {good}", env))
+        digest = next((str(r.get("digest") or "") for r in self.trace.query(service=candidate.service, env=env,
+                                                                            tag=good, top=1)), "")
+        try:
+            result = self.bump.process([rollback_item(candidate, env, good, digest)], only_env=env)
+        except Exception:
+            self.claims.release(candidate.service, env, f"rollback:{candidate.tag}")
+            raise
+        self.trace.record(str(row["traceId"]), str(row["targetKey"]), f"rolled-back@{env}", actor="gitops-autopilot",
+                          detail={"reason": f"{candidate.tag} failed in {env}; back to {good} (onFailure: rollback)",
+                                  "commit": result.commit})
+        log.warning("rolled %s back to %s in %s: %s failed", candidate.service, good, env, candidate.tag,
+                    extra={"trace_id": str(row["traceId"])})
+        return Evaluated(candidate, GateDecision("halt", f"{decision.reason}; rolled back to {good}", env),
+                         commit=result.commit)
+
     def _one(self, candidate: Candidate, policy: Policy) -> Evaluated:
         stages = policy.promotion
         if candidate.stage_index + 1 < len(stages):
@@ -220,6 +271,8 @@ class Promoter:
                 self.trace.record(str(row["traceId"]), str(row["targetKey"]),
                                   f"halted@{stages[candidate.stage_index].env}", actor="gitops-autopilot",
                                   detail={"reason": decision.reason})
+            if stages[candidate.stage_index].on_failure == "rollback":
+                return self._roll_back(candidate, stages[candidate.stage_index].env, decision)
             return Evaluated(candidate, decision)
         if decision.action != "promote":
             return Evaluated(candidate, decision)

@@ -8,7 +8,7 @@ r"""The `promotion:` list of autopilot.yaml: ordered stages a pushed tag goes th
         soak: 1h
         approval: manual        # the promotion PR is opened and never auto-approved; a person completes it
         window: "Mon-Fri 08:00-16:00 Europe/Amsterdam"   # optional: promote only inside it
-        onFailure: halt         # the only value so far: a failure halts the tag in its stage
+        onFailure: rollback     # halt (default): the tag stays halted | rollback: commit the previous good tag
 
 Each `env` is an environment label the bump already uses (a Bedrock ring or an environment folder); without
 `promotion:` every matching environment is bumped at once, as before. `soak` is `<n>s|m|h|d` (combinable: `1h30m`)
@@ -29,7 +29,7 @@ from core.tag_order import PolicyError
 
 STAGE_KEYS = ("env", "soak", "approval", "window", "onFailure")
 APPROVALS = ("auto", "manual")
-ON_FAILURE = ("halt",)   # `rollback` (commit the previous good tag) is not implemented: refused, never ignored
+ON_FAILURE = ("halt", "rollback")
 MAX_STAGES = 10
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _ENV = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -167,11 +167,8 @@ def parse_promotion(top: CommentedMap, source: str) -> tuple[PromotionStage, ...
         if approval not in APPROVALS:
             raise error(_line(item, "approval"), f"{where}.approval must be auto or manual")
         on_failure = item.get("onFailure", "halt")
-        if on_failure == "rollback":
-            raise error(_line(item, "onFailure"), f"{where}.onFailure: rollback is not supported yet (a failure "
-                                                  "halts the tag in its stage; roll back by hand, which pauses it)")
         if on_failure not in ON_FAILURE:
-            raise error(_line(item, "onFailure"), f"{where}.onFailure must be halt")
+            raise error(_line(item, "onFailure"), f"{where}.onFailure must be halt or rollback")
         window = None
         if "window" in item:
             if not isinstance(item["window"], str):

@@ -43,11 +43,11 @@ promotion:
     soak: 1h30m
     approval: manual
     window: "Mon-Fri 08:00-16:00 Europe/Amsterdam"
-    onFailure: halt
+    onFailure: rollback
 """)
     dev, staging, prod = policy.promotion
     assert (dev.env, staging.soak_seconds, prod.soak_seconds, prod.approval, prod.on_failure) == (
-        "dev", 600, 5400, "manual", "halt")
+        "dev", 600, 5400, "manual", "rollback")
     assert prod.window.zone == "Europe/Amsterdam" and load_policy("").promotion == ()
 
 
@@ -62,8 +62,6 @@ promotion:
      "autopilot.yaml:4: promotion[1].window: time zone 'Mars/Olympus'"),
     ("promotion:\n  - env: dev\n    soak: 1m\n  - env: prod\n", "autopilot.yaml:2: promotion[0] is the first stage"),
     ("promotion:\n  - env: dev\n  - env: prod\n    onFailure: ignore\n", "autopilot.yaml:4: promotion[1].onFailure"),
-    ("promotion:\n  - env: dev\n  - env: prod\n    onFailure: rollback\n",
-     "autopilot.yaml:4: promotion[1].onFailure: rollback is not supported yet"),
 ])
 def test_schema_errors_name_the_line(text, message):
     with pytest.raises(PolicyError) as err:
@@ -268,3 +266,28 @@ def test_a_malformed_policy_does_not_lose_the_cluster_feedback(world):
     feedback = FeedbackJob(world.services).process([applied(result.commit, "dev-1", "dev")])
     assert [m.env for m in feedback.marked] == ["dev"] and feedback.promotions == ()
     assert b"web:1.0.0" in file_at(world.url, "main", "prod/web.yaml")
+
+
+def test_on_failure_rollback_commits_the_previous_good_tag_once(world):
+    from tests.gitrepos import push_files
+
+    push_files(world.url, "main", {"autopilot.yaml": POLICY.replace("  - env: dev\n",
+                                                                    "  - env: dev\n    onFailure: rollback\n")},
+               "dev rolls back on failure")
+    world.bump.pauses = Pauses(world.services.storage)
+    good = world.bump.process([pushed("1.1.0")])
+    job = FeedbackJob(world.services)
+    job.process([applied(good.commit, "dev-1", "dev")])            # 1.1.0 healthy in dev (and promoted)
+    bad = world.bump.process([pushed("1.2.0", n=2)])
+    done = job.process([applied(bad.commit, "dev-1", "dev", outcome="failed")])
+    assert b"web:1.1.0" in file_at(world.url, "main", "dev/web.yaml")   # back to the previous good tag
+    assert any("rolled back to 1.1.0" in e.decision.reason for e in done.promotions)
+    bad_row = next(r for r in world.trace.rows_for_trace("trace" + "2".zfill(27)) if r["env"] == "dev")
+    assert {"failed@dev-1", "halted@dev", "rolled-back@dev"} <= {s["stage"] for s in bad_row["stages"]}
+    before = len(commits(world.url, "main"))
+    promoter_for(world.services).evaluate()                         # the timer again: no second rollback
+    assert len(commits(world.url, "main")) == before
+    assert world.bump.pauses.listed() == []
+    # a newer push still enters dev: the lower tag the rollback left is not taken for a person's rollback
+    [dev] = [o for o in world.bump.process([pushed("1.3.0", n=3)]).outcomes if o.target.env == "dev"]
+    assert dev.action == "bump"
