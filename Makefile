@@ -31,9 +31,11 @@ test: deps
 bench: deps
 	$(PY) -m bench
 
-## make demo: the whole chain unattended (push -> HLD commit -> manifest commit -> trace)
+## make demo: the whole chain unattended (push -> HLD commit -> manifest commit -> trace), then promotion through
+## two simulated Flux clusters (push -> dev -> applied@dev-1 -> soak -> prod -> applied@prod-1)
 demo: deps
 	$(PY) -m bench.demo
+	$(PY) -m bench.promotion
 
 clean:
 	rm -rf .local .pytest_cache

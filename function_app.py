@@ -11,8 +11,8 @@ from typing import List
 
 import azure.functions as func
 
-from core.storage import FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
-from handlers import admin, bump, dashboard, flux, generate, intake, outbox, review
+from core.storage import CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
+from handlers import admin, bump, cluster_feedback, dashboard, flux, generate, intake, outbox, promotion, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -47,9 +47,19 @@ async def azdo_webhook(req: func.HttpRequest, review: func.Out[List[str]], chang
 @app.queue_output(arg_name="review", queue_name=PR_REVIEW, connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="changed", queue_name=HLD_CHANGED, connection="AzureWebJobsStorage")
 @app.queue_output(arg_name="notify", queue_name=FLUX_NOTIFY, connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="events", queue_name=CLUSTER_EVENTS, connection="AzureWebJobsStorage")
 async def outbox_timer(timer: func.TimerRequest, pushed: func.Out[List[str]], review: func.Out[List[str]],
-                       changed: func.Out[List[str]], notify: func.Out[List[str]]) -> None:
-    await outbox.run(timer, {IMAGE_PUSHED: pushed, PR_REVIEW: review, HLD_CHANGED: changed, FLUX_NOTIFY: notify})
+                       changed: func.Out[List[str]], notify: func.Out[List[str]],
+                       events: func.Out[List[str]]) -> None:
+    await outbox.run(timer, {IMAGE_PUSHED: pushed, PR_REVIEW: review, HLD_CHANGED: changed, FLUX_NOTIFY: notify,
+                             CLUSTER_EVENTS: events})
+
+
+@app.function_name("flux_events_webhook")
+@app.route(route="hooks/flux", methods=["POST"])
+@app.queue_output(arg_name="events", queue_name="cluster-events", connection="AzureWebJobsStorage")
+async def flux_events_webhook(req: func.HttpRequest, events: func.Out[str]) -> func.HttpResponse:
+    return await cluster_feedback.receive(req, events)
 
 
 # Queue functions are coroutines: they wait for their batch on the worker's event loop, not on a pool thread.
@@ -78,6 +88,13 @@ async def generate_worker(msg: func.QueueMessage, flux_notify: func.Out[List[str
 @app.queue_output(arg_name="poison", queue_name="flux-notify-poison", connection="AzureWebJobsStorage")
 async def flux_notify_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
     await flux.run(msg, poison)
+
+
+@app.function_name("cluster_feedback_worker")
+@app.queue_trigger(arg_name="msg", queue_name="cluster-events", connection="AzureWebJobsStorage")
+@app.queue_output(arg_name="poison", queue_name="cluster-events-poison", connection="AzureWebJobsStorage")
+async def cluster_feedback_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> None:
+    await cluster_feedback.run(msg, poison)
 
 
 @app.function_name("review_worker")
@@ -110,6 +127,20 @@ async def ops_dashboard(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="ops/dashboard/data", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def ops_dashboard_data(req: func.HttpRequest) -> func.HttpResponse:
     return await dashboard.data(req)
+
+
+# NCRONTAB with seconds ({second} {minute} {hour} {day} {month} {day-of-week}): every minute, as the Functions
+# timer trigger reads it (learn.microsoft.com, "Timer trigger for Azure Functions", NCRONTAB expressions).
+@app.function_name("promotion_timer")
+@app.timer_trigger(schedule="0 */1 * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)
+async def promotion_timer(timer: func.TimerRequest) -> None:
+    await promotion.tick(timer)
+
+
+@app.function_name("ops_resume")
+@app.route(route="ops/resume", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+def ops_resume(req: func.HttpRequest) -> func.HttpResponse:
+    return promotion.resume(req)
 
 
 @app.function_name("health")

@@ -10,7 +10,7 @@ import time
 import traceback
 from typing import Callable
 
-from bench import batch, burst, flux_notify, generation, intake, intake_load, push_to_commit, race, scale
+from bench import batch, burst, flux_notify, generation, intake, intake_load, promotion, push_to_commit, race, scale
 from bench.common import emit, progress
 
 BENCHMARKS: dict[str, Callable[[], dict]] = {
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "generation": generation.run,
     "race": race.run,
     "flux_notify": flux_notify.run,
+    "promotion": promotion.run,
 }
 
 

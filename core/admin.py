@@ -2,11 +2,13 @@
 
     python -m core.admin replay --queue image-pushed [--message-id ID ...] [--dry-run]
     python -m core.admin replay --event-id ID [--dry-run]
-    python -m core.admin trace [--service S] [--env E] [--image I] [--tag T] [--top N] [--json]
+    python -m core.admin trace [--service S] [--env E] [--image I] [--tag T] [--top N] [--json] [--matrix]
     python -m core.admin health
+    python -m core.admin resume --service S --env E
     python -m core.admin setup --url https://<app>.azurewebsites.net [--project-id GUID] [--function-key K]
                                [--registry NAME] [--dry-run] [--rotate-secret]
                                [--flux-namespace NS] [--flux-source NAME]
+                               [--flux-cluster NAME [--flux-env E1,E2]]
 
 Settings come from the environment first, then the `Values` of local.settings.json in the current folder (else
 local.settings.sample.json), as the function app reads them. Exit status: 0 done, 1 the operation failed
@@ -23,10 +25,12 @@ from typing import Any, Sequence, TextIO
 from azure.core.exceptions import AzureError
 
 from core.azdo import AzdoError
+from core.cluster_feedback import RunningLog, provider_yaml
+from core.promoter import Pauses
 from core.errors import Permanent
 from core.flux_receivers import RECEIVER_NAME, receiver_check, receiver_yaml
 from core.health import HealthProbes, check_health
-from core.hook_setup import HookSetupError, SetupResult, acr_commands, setup_subscriptions
+from core.hook_setup import HookSetupError, SetupResult, acr_commands, hook_url, setup_subscriptions
 from core.replay import Replayer, ReplayRequestError, parse_replay_request
 from core.review_records import ReviewRecord, ReviewRecords
 from core.services import Services
@@ -77,6 +81,30 @@ def deployments(trace: TraceLog, reviews: ReviewRecords, *, service: str = "", e
                 by_pr[pr] = [review_json(r) for r in reviews.for_pr(int(pr))]
             row["reviews"] = by_pr[pr]
     return rows
+
+
+def running(storage: Any, *, service: str = "", env: str = "") -> list[dict[str, Any]]:
+    """What runs where: one entry per (service, environment, cluster), from the clusters' Flux events."""
+    return RunningLog(storage).matrix(service=service, env=env)
+
+
+def format_matrix(rows: list[dict[str, Any]]) -> list[str]:
+    """Service x cluster: each cell the tag applied there, since when, and `failed <tag>` when the cluster's last
+    word was a failure (the tag it still runs stays in front)."""
+    clusters = sorted({str(r.get("cluster")) for r in rows})
+    lines_of: dict[tuple[str, str], dict[str, str]] = {}
+    for r in rows:
+        cell = f"{r.get('tag') or '-'} since {str(r.get('since') or '')[11:19] or '?'}"
+        if r.get("state") == "failed":
+            cell = f"{r.get('tag') or '-'} FAILED {r.get('failedTag') or '?'}"
+        lines_of.setdefault((str(r.get("service")), str(r.get("env"))), {})[str(r.get("cluster"))] = cell
+    header = ("Service", "Env", *clusters)
+    cells = [(service, env, *(by.get(c, "") for c in clusters)) for (service, env), by in sorted(lines_of.items())]
+    widths = [max(len(str(c[i])) for c in [header, *cells]) for i in range(len(header))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(values, widths)).rstrip() for values in [header, *cells]]
+    lines += [f"  {r.get('service')}@{r.get('cluster')}: {r.get('message')}" for r in rows
+              if r.get("state") == "failed" and r.get("message")]
+    return lines
 
 
 def _short(value: Any, width: int = 8) -> str:
@@ -151,8 +179,13 @@ def _parser() -> argparse.ArgumentParser:
         trace.add_argument(f"--{name}", default="")
     trace.add_argument("--top", default=str(DEFAULT_TOP), help=f"at most this many (1-{MAX_TOP})")
     trace.add_argument("--json", action="store_true")
+    trace.add_argument("--matrix", action="store_true", help="what runs where: service x cluster (from Flux events)")
 
     commands.add_parser("health", help="the /api/health report")
+
+    resume = commands.add_parser("resume", help="lift the pause a manual rollback set on a service's environment")
+    resume.add_argument("--service", required=True)
+    resume.add_argument("--env", required=True)
 
     setup = commands.add_parser("setup", help="create/update the Azure DevOps service hooks; print the ACR commands")
     setup.add_argument("--url", required=True, help="function app base URL, e.g. https://<app>.azurewebsites.net")
@@ -166,6 +199,9 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--flux-namespace", default="flux-system", help="namespace of the printed Flux Receivers")
     setup.add_argument("--flux-source", default="flux-system",
                        help="name of the GitRepository (the manifest repo) the Receivers reconcile")
+    setup.add_argument("--flux-cluster", default="",
+                       help="also print the Flux Provider/Alert that sends this cluster's events to /api/hooks/flux")
+    setup.add_argument("--flux-env", default="", help="the environment(s) that cluster serves, comma-separated")
     return parser
 
 
@@ -214,6 +250,20 @@ def _replay(args: argparse.Namespace, services: Services, out: TextIO) -> int:
 
 
 def _trace(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    if args.matrix:
+        rows = running(services.storage, service=args.service, env=args.env)
+        paused = Pauses(services.storage).listed()
+        if args.json:
+            _print_json({"running": rows, "paused": paused}, out)
+            return 0
+        if not rows:
+            print("no cluster has reported an applied push yet", file=out)
+        else:
+            print("\n".join(format_matrix(rows)), file=out)
+        for p in paused:
+            print(f"paused: {p['service']} in {p['env']} since {p['at'][:19].replace('T', ' ')}: {p['reason']} "
+                  f"(python -m core.admin resume --service {p['service']} --env {p['env']})", file=out)
+        return 0
     rows = deployments(services.trace, ReviewRecords(services.storage), service=args.service, env=args.env,
                        image=args.image, tag=args.tag, top=parse_top(args.top))
     if args.json:
@@ -234,11 +284,35 @@ def _health(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     return 0
 
 
+def _print_feedback(args: argparse.Namespace, services: Services, out: TextIO) -> None:
+    """The Provider/Alert YAML for --flux-cluster and for every FLUX_RECEIVERS cluster."""
+    clusters = {r.cluster: r.env for r in services.settings.flux.receivers}
+    if args.flux_cluster:
+        clusters[args.flux_cluster] = args.flux_env
+    if not clusters:
+        return
+    key = services.settings.functions_key if args.function_key is None else args.function_key
+    url = hook_url(args.url, key).replace("/api/hooks/azdo", "/api/hooks/flux")
+    print(f"\nFlux events back to the app ({len(clusters)} cluster(s)): apply on each cluster, put the value of "
+          f"FLUX_WEBHOOK_SECRET in its Secret's token.", file=out)
+    if not services.settings.flux_webhook_secret:
+        print("warning: FLUX_WEBHOOK_SECRET is not set: /api/hooks/flux answers 503 until it is", file=out)
+    for cluster, env in clusters.items():
+        print("", file=out)
+        print(provider_yaml(cluster, env, url, namespace=args.flux_namespace), end="", file=out)
+
+
 def _setup(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    if services.gateway is None and args.flux_cluster:
+        print("AZDO_ORG_URL is not set: no Azure DevOps service hooks to set up.", file=out)
+        _print_flux(args, services, out)
+        _print_feedback(args, services, out)
+        return 0
     if services.gateway is None:
         if services.settings.flux.receivers:   # e.g. a manifest repo outside Azure DevOps: the Flux part only
             print("AZDO_ORG_URL is not set: no Azure DevOps service hooks to set up.\n", file=out)
             _print_flux(args, services, out)
+            _print_feedback(args, services, out)
             return 0
         raise SettingsError("AZDO_ORG_URL is not set: setup creates Azure DevOps service hooks")
     function_key = services.settings.functions_key if args.function_key is None else args.function_key
@@ -253,6 +327,7 @@ def _setup(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     if services.settings.flux.receivers or services.settings.flux.problems:
         print("", file=out)
         _print_flux(args, services, out)
+    _print_feedback(args, services, out)
     return 0
 
 
@@ -292,7 +367,14 @@ class _Failed(Exception):
     """The operation ran and failed; the message is the one-line reason."""
 
 
-_COMMANDS = {"replay": _replay, "trace": _trace, "health": _health, "setup": _setup}
+def _resume(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    if not Pauses(services.storage).resume(args.service, args.env):
+        raise _Failed(f"{args.service} in {args.env} is not paused")
+    print(f"resumed {args.service} in {args.env}: automation updates it again", file=out)
+    return 0
+
+
+_COMMANDS = {"replay": _replay, "trace": _trace, "health": _health, "setup": _setup, "resume": _resume}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

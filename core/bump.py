@@ -19,6 +19,7 @@ from core.git_workspace import Edited, GitWorkspace, files_mentioning
 from core.highwater import HighWaterMarks, Mark
 from core.images import same_image
 from core.policy import Policy, load_policy_from
+from core.promotion import push_skip_reason
 from core.tag_order import TagOrder, sort_key
 from core.targets import Target, find_all_targets
 from core.trace import TraceLog, _parse
@@ -26,6 +27,7 @@ from core.workitems import HldChanged, ImagePushed, WorkItem
 from core.yaml_edit import apply_to_tree
 
 log = logging.getLogger("autopilot.bump")
+ROLLBACK = "rollback"   # ImagePushed.source of a promotion stage's rollback to its previous good tag
 
 @dataclass(frozen=True)
 class Outcome:
@@ -66,8 +68,11 @@ def push_time(item: ImagePushed) -> str:
 
 
 def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: Policy,
-               high_water: Callable[[Target], Mark | None]) -> tuple[list[Outcome], list[ImagePushed]]:
-    """Decide, for every target using a pushed image, the newest allowed tag (folding the pushes in order)."""
+               high_water: Callable[[Target], Mark | None],
+               only_env: str | None = None) -> tuple[list[Outcome], list[ImagePushed]]:
+    """Decide, for every target using a pushed image, the newest allowed tag (folding the pushes in order). With a
+    `promotion:` policy a push bumps only the first stage's targets; `only_env` (a promotion) bumps only that
+    environment's targets."""
     outcomes: list[Outcome] = []
     used: set[str] = set()
     for target in targets:
@@ -75,6 +80,22 @@ def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: 
         if not mine:
             continue
         used.update(i.event_id for i in mine)
+        if only_env is not None and target.env != only_env:
+            continue
+        if only_env is not None and mine[-1].source == ROLLBACK:
+            # promotion's onFailure: rollback: an explicit, recorded step back, outside the forward-only rule (the
+            # high-water mark keeps the failed tag, so a replay of it stays refused)
+            back = mine[-1]
+            if target.tag == back.tag:
+                outcomes.append(Outcome(target, "noop", f"{back.tag} is already current", back, tuple(mine)))
+            else:
+                outcomes.append(Outcome(target, "bump", f"rollback: {target.tag} failed in {target.env}; back to "
+                                                        f"{back.tag}", back, tuple(mine)))
+            continue
+        staged = None if only_env is not None else push_skip_reason(policy.promotion, target.env)
+        if staged:
+            outcomes.append(Outcome(target, "skip", staged, mine[-1], tuple(mine)))
+            continue
         if target.overridden_by:
             outcomes.append(Outcome(target, "skip", f"{target.file} is overridden by {target.overridden_by}; "
                                                    f"an edit here would never take effect", mine[-1], tuple(mine)))
@@ -98,6 +119,11 @@ def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: 
         outcomes.append(bumped or (noops[0] if noops else others[-1]))
     no_target = [i for i in items if i.event_id not in used]
     return outcomes, no_target
+
+
+def _lower(tag: str, than: str, order: TagOrder) -> bool:
+    a, b = sort_key(tag, order, None), sort_key(than, order, None)
+    return a is not None and b is not None and a < b
 
 
 def is_newer_mark(order: TagOrder) -> Callable[[Mark, Mark], bool]:
@@ -180,7 +206,7 @@ class _Attempt:
 
 class BumpService:
     def __init__(self, *, repo_url: str, branch: str, workspace: GitWorkspace, high_water: HighWaterMarks,
-                 trace: TraceLog, mode: str, is_hld: bool = True, pull_requests=None):
+                 trace: TraceLog, mode: str, is_hld: bool = True, pull_requests=None, pauses=None):
         self.repo_url = repo_url
         self.branch = branch
         self.workspace = workspace
@@ -189,19 +215,46 @@ class BumpService:
         self.mode = mode
         self.is_hld = is_hld
         self.pull_requests = pull_requests   # core.pull_requests.PullRequests in pull-request mode
+        self.pauses = pauses                 # core.promoter.Pauses: targets a person's rollback paused
         # One run at a time per service object (the queue runner already runs one batch at a time; callers such
         # as the CLI or tests may not).
         self.lock = threading.RLock()
 
     # -- helpers ------------------------------------------------------------------------------------------------
-    def _plan(self, worktree: Path, items: Sequence[ImagePushed]) -> tuple[list[Outcome], list[ImagePushed], Policy]:
+    def _plan(self, worktree: Path, items: Sequence[ImagePushed],
+              only_env: str | None = None) -> tuple[list[Outcome], list[ImagePushed], Policy]:
         policy = load_policy_from(worktree)
         names = sorted({i.repository.rsplit("/", 1)[-1] for i in items})
         targets = [t for t in find_all_targets(worktree, candidates=files_mentioning(worktree, names))
                    if any(same_image(t.repository, i.image) for i in items)]
         outcomes, no_target = plan_bumps(targets, items, policy,
-                                         lambda t: self.high_water.get(self.repo_url, t.key))
-        return outcomes, no_target, policy
+                                         lambda t: self.high_water.get(self.repo_url, t.key), only_env)
+        return self._respect_people(outcomes, policy), no_target, policy
+
+    def _respect_people(self, outcomes: list[Outcome], policy: Policy) -> list[Outcome]:
+        """Under a `promotion:` policy, a tag lower than the one automation last applied (a person's manual
+        rollback) pauses the target until `core.admin resume`; a paused target is not bumped."""
+        if self.pauses is None or not policy.promotion:
+            return outcomes
+        result = []
+        for o in outcomes:
+            if o.action == "bump" and o.item.source == ROLLBACK:
+                # our own step back: the lower tag it leaves in the file is not a person's rollback
+                self.pauses.acknowledge(o.target.service, o.target.env, o.item.tag)
+            elif o.action == "bump":
+                reason = self.pauses.reason(o.target.service, o.target.env)
+                mark = self.high_water.get(self.repo_url, o.target.key)
+                order = policy.for_target(o.target.repository, o.target.file).order
+                if not reason and mark and o.target.tag and _lower(o.target.tag, mark.tag, order) \
+                        and self.pauses.acknowledged(o.target.service, o.target.env) != o.target.tag:
+                    reason = (f"a person set {o.target.file} to {o.target.tag} below {mark.tag}, the tag automation "
+                              f"applied (a manual rollback)")
+                    self.pauses.pause(o.target.service, o.target.env, reason, o.target.tag)
+                if reason:
+                    o = Outcome(o.target, "skip", f"paused: {reason}; resume with python -m core.admin resume "
+                                                  f"--service {o.target.service} --env {o.target.env}", o.item, o.items)
+            result.append(o)
+        return result
 
     @staticmethod
     def _apply(worktree: Path, bumps: Sequence[Outcome]) -> None:
@@ -240,18 +293,19 @@ class BumpService:
                               detail={"reason": f"no file in {self.repo_url} uses {item.image}"})
 
     # -- the work -----------------------------------------------------------------------------------------------
-    def process(self, items: Sequence[ImagePushed]) -> BumpResult:
+    def process(self, items: Sequence[ImagePushed], only_env: str | None = None) -> BumpResult:
+        """Bump the targets of `items`; `only_env`: a promotion of their exact tags into that environment only."""
         with self.lock:
             if self.mode == "direct":
-                return self._direct(items)
-            return self._pull_request(items)
+                return self._direct(items, only_env)
+            return self._pull_request(items, only_env)
 
-    def _direct(self, items: Sequence[ImagePushed]) -> BumpResult:
+    def _direct(self, items: Sequence[ImagePushed], only_env: str | None = None) -> BumpResult:
         attempt = _Attempt()
         policies: list[Policy] = []
 
         def edit(worktree: Path) -> str | None:
-            outcomes, no_target, policy = self._plan(worktree, items)
+            outcomes, no_target, policy = self._plan(worktree, items, only_env)
             attempt.outcomes, attempt.no_target = outcomes, no_target
             policies[:] = [policy]
             bumps = [o for o in outcomes if o.action == "bump"]
@@ -293,9 +347,9 @@ class BumpService:
         return (HldChanged(event_id=f"bump-retry:{first.event_id}", trace_id=first.trace_id, reason="bump",
                            image_trace_ids=tuple(dict.fromkeys(o.item.trace_id for o in unfinished))),)
 
-    def _pull_request(self, items: Sequence[ImagePushed]) -> BumpResult:
+    def _pull_request(self, items: Sequence[ImagePushed], only_env: str | None = None) -> BumpResult:
         with self.workspace.read() as worktree:
-            outcomes, no_target, policy = self._plan(worktree, items)
+            outcomes, no_target, policy = self._plan(worktree, items, only_env)
         prs: list[tuple[str, int]] = []
         results: dict[str, tuple[str | None, int]] = {}
         attempts = 0

@@ -333,6 +333,55 @@ class GitWorkspace:
             out = self._recovering(read_log)
         return [parse_trailer_record(record) for record in out.split("\x1e") if record.strip()]
 
+    def included_in(self, commits: Sequence[str], revision: str, *, depth: int = 500) -> set[str]:
+        """Which of ``commits`` (full shas) are ``revision`` itself or its ancestors (``git merge-base
+        --is-ancestor``), with ``depth`` commits of the revision's history fetched (every parent, so a PR merge
+        commit's second parent counts). A commit further back than ``depth``, or unknown, counts as not included."""
+        with self._locked():
+            self._ensure_clone()
+            present = self._run("cat-file", "-e", f"{revision}^{{commit}}", check=False).status == 0
+            if not commits:   # nothing to decide; the revision is still made local (author_email reads it)
+                if not present and _FULL_SHA.fullmatch(revision):
+                    try:
+                        self._fetch_ref(revision, depth=1)
+                    except GitRefNotFound:
+                        pass
+                return set()
+            if not present or (self.workdir / ".git" / "shallow").exists():
+                tip = self._fetch_ref(revision, depth=depth)
+            else:
+                tip = revision
+            found = set()
+            for commit in dict.fromkeys(commits):
+                if not _FULL_SHA.fullmatch(commit):
+                    continue
+                if commit == tip:
+                    found.add(commit)
+                    continue
+                if self._run("cat-file", "-e", f"{commit}^{{commit}}", check=False).status != 0:
+                    continue   # not in the fetched history of the revision: not (recently) included
+                status = self._run("merge-base", "--is-ancestor", commit, tip, check=False).status
+                if status == 0:
+                    found.add(commit)
+                elif status != 1:
+                    raise GitUnavailable(f"git merge-base --is-ancestor {commit[:12]} {tip[:12]} failed "
+                                         f"in {self.url}")
+        return found
+
+    def author_email(self, commit: str) -> str:
+        """The author e-mail of ``commit`` (fetched when not in the working copy); '' when the remote lacks it."""
+        if not _FULL_SHA.fullmatch(commit):
+            return ""
+        with self._locked():
+            self._ensure_clone()
+            if self._run("cat-file", "-e", f"{commit}^{{commit}}", check=False).status != 0:
+                try:
+                    self._fetch_ref(commit, depth=1)
+                except GitRefNotFound:
+                    return ""
+            run = self._run("log", "-1", "--format=%ae", commit, check=False)
+        return run.out.strip() if run.status == 0 else ""
+
     # ---- landing -----------------------------------------------------------------------------------------
 
     def _land(self, edit: Callable[[Path], "str | Edited | None"], target: str, *, force: bool, max_attempts: int) -> LandResult:

@@ -225,6 +225,9 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
             warnings.append(f"{poison_queue(name)} holds {depth['poison']} message(s); inspect with "
                             f"`python -m core.admin replay --queue {name} --dry-run`")
 
+    if not stores.failing:
+        warnings += _paused_warnings(services.storage)
+
     has_git = probes.which("git") is not None
     tools = {"git": has_git}
     if not has_git:
@@ -273,6 +276,18 @@ def _outbox(services: Services, probe: OutboxProbe, body: dict, warnings: list[s
         warnings.append(f"{len(stuck)} accepted deliveries re-enqueued {limit} times and still not taken by a "
                         f"worker (stuck): {', '.join(stuck[:5])}; is the worker for their "
                         "queue disabled or failing to start?")
+
+
+def _paused_warnings(storage: Storage) -> list[str]:
+    """Targets a person's manual rollback paused (core.promoter): a warning each, with the command that resumes."""
+    from core.promoter import Pauses
+
+    try:
+        paused = Pauses(storage).listed()
+    except StorageUnavailable:
+        return []
+    return [f"paused: {p['service']} in {p['env']}: {p['reason']} (resume: python -m core.admin resume --service "
+            f"{p['service']} --env {p['env']})" for p in paused]
 
 
 def _report(body: dict, failing: list[str], warnings: list[str]) -> HealthReport:

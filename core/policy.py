@@ -23,6 +23,10 @@ The file is optional; without it (or when it is empty) every default below appli
         environments: [dev, staging]      # environments (Bedrock rings) a push may update; default all
         autoApprove: patch        # overrides the top-level autoApprove for matching targets
         paused: true              # pauses matching targets (cannot un-pause a globally paused file)
+    promotion:                    # ordered stages a pushed tag goes through; schema and errors in core.promotion
+      - env: dev
+      - env: prod
+        soak: 1h
 
 Rules need ``image``, ``path`` or both; when both are given both must match. Globs: ``*`` and ``?`` stay within one
 ``/``-separated segment, ``**`` spans segments (``a/**`` is everything under ``a/``, ``**/x`` is ``x`` at any
@@ -56,6 +60,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from core.promotion import PromotionStage, parse_promotion
 from core.repo_yaml import RepoYamlError, load_one, read_repo_text
 from core.tag_order import Ordering, PolicyError, Regex, RegexError, TagOrder, compile_repo_regex, parse_range, quoted
 
@@ -67,7 +72,7 @@ HELM_MODES = ("rendered", "helmrelease")
 DEFAULT_ENVIRONMENTS = ("prod",)
 
 _TOP_KEYS = ("environments", "helmMode", "mergeStrategy", "paused", "autoApprove", "allowedAuthors", "defaults",
-             "rules")
+             "rules", "promotion")
 _TAG_KEYS = ("ordering", "tagFilter", "range")
 _RULE_KEYS = ("image", "path", *_TAG_KEYS, "environments", "autoApprove", "paused")
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -106,6 +111,7 @@ class Policy:
     allowed_authors: tuple[str, ...] = ()
     default_target: TargetPolicy = TargetPolicy(TagOrder(), None, None, None, "none", False, None)
     rules: tuple[Rule, ...] = ()
+    promotion: tuple[PromotionStage, ...] = ()   # core.promotion: ordered stages; () = every environment at once
 
     def for_target(self, image: str, path: str) -> TargetPolicy:
         """Settings for ``image`` ("host/repository", no tag) referenced from the repo-relative file ``path``."""
@@ -286,6 +292,7 @@ class _Parser:
             allowed_authors=self.string_list(top, "allowedAuthors", where) if "allowedAuthors" in top else (),
             default_target=default_target,
             rules=rules,
+            promotion=parse_promotion(top, self.source) if "promotion" in top else (),
         )
 
     def tag_fields(self, node: CommentedMap, where: str) -> dict[str, _Setting]:

@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 from core.azdo import ChangedFile, PolicyEvaluation, PullRequest
 from core.images import ImageRefError, same_image
 from core.policy import Policy, TargetPolicy, auto_approves
+from core.promotion import manual_envs
 from core.tag_order import UnorderableTag, change_level, in_range, quoted
 from core.targets import Target
 from core.yaml_edit import EditError, diff_image_fields, set_image
@@ -193,7 +194,12 @@ def bump_diff_rule(files: Sequence[FileVersions], policy: Policy) -> RuleResult:
     changes, problems = target_changes(files)
     for f in files:
         problems += _file_diff_problems(f, [c for c in changes if c.base.file == f.path])
+    manual = manual_envs(policy.promotion)
     for change in changes:
+        if change.base.env in manual:
+            # approval: manual (core.promotion): a person completes this promotion; the service never approves it
+            problems.append(f"{change.base.file}: {change.base.env} is a promotion stage with approval: manual")
+            continue
         problem = _tag_change_problem(change, policy.for_target(change.base.repository, change.base.file))
         if problem:
             problems.append(problem)

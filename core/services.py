@@ -148,6 +148,7 @@ class Services:
     @cached_property
     def bump(self):
         from core.bump import BumpService
+        from core.promoter import Pauses
         from core.pull_requests import PullRequests
 
         s = self.settings
@@ -158,7 +159,7 @@ class Services:
         return BumpService(repo_url=s.bump_repo_url, branch=s.bump_branch,
                            workspace=self.workspace(s.bump_repo_url, s.bump_branch), high_water=self.high_water,
                            trace=self.trace, mode=s.write_mode,
-                           is_hld=bool(s.hld_repo_url), pull_requests=prs)
+                           is_hld=bool(s.hld_repo_url), pull_requests=prs, pauses=Pauses(self.storage))
 
     @cached_property
     def generation(self):

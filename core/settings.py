@@ -30,6 +30,7 @@ class Settings:
     storage_connection: str           # empty when the account is reached with an identity (below)
     acr_webhook_secret: str = ""
     azdo_webhook_secret: str = ""
+    flux_webhook_secret: str = field(default="", repr=False)   # the generic-hmac Provider's key (/api/hooks/flux)
     hld_repo_url: str = ""
     hld_branch: str = "main"
     manifest_repo_url: str = ""
@@ -127,6 +128,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage_connection=storage,
         acr_webhook_secret=get("ACR_WEBHOOK_SECRET"),
         azdo_webhook_secret=get("AZDO_WEBHOOK_SECRET"),
+        flux_webhook_secret=get("FLUX_WEBHOOK_SECRET"),
         hld_repo_url=get("HLD_REPO_URL"),
         hld_branch=get("HLD_BRANCH", "main"),
         manifest_repo_url=get("MANIFEST_REPO_URL"),

@@ -22,7 +22,8 @@ IMAGE_PUSHED = "image-pushed"
 HLD_CHANGED = "hld-changed"
 PR_REVIEW = "pr-review"
 FLUX_NOTIFY = "flux-notify"
-WORK_QUEUES = (IMAGE_PUSHED, HLD_CHANGED, PR_REVIEW, FLUX_NOTIFY)
+CLUSTER_EVENTS = "cluster-events"   # Flux events from the clusters (core.cluster_feedback)
+WORK_QUEUES = (IMAGE_PUSHED, HLD_CHANGED, PR_REVIEW, FLUX_NOTIFY, CLUSTER_EVENTS)
 POISON_SUFFIX = "-poison"
 
 # Azurite's well-known development account (public, documented by Microsoft).

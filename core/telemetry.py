@@ -184,6 +184,9 @@ class Metrics:
             "autopilot.push_to_hld_commit", unit="s", description="image push to HLD commit latency")
         self._push_to_manifest = meter.create_histogram(
             "autopilot.push_to_manifest_commit", unit="s", description="image push to manifest commit latency")
+        self._push_to_applied = meter.create_histogram(
+            "autopilot.push_to_applied", unit="s",
+            description="image push to applied on a cluster (Flux's ReconciliationSucceeded), per environment")
 
     def delivery(self, source: str, result: str) -> None:
         self._deliveries.add(1, {"source": source, "result": result})
@@ -211,6 +214,9 @@ class Metrics:
 
     def push_to_manifest_commit(self, seconds: float) -> None:
         self._push_to_manifest.record(seconds)
+
+    def push_to_applied(self, seconds: float, env: str) -> None:
+        self._push_to_applied.record(seconds, {"env": env or "-"})
 
 
 metrics = Metrics()

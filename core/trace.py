@@ -19,6 +19,13 @@ from core.storage import Storage, StorageUnavailable
 TRACE_TABLE = "autopilotDeployments"
 STAGES = ("received", "hld-commit", "hld-pr", "pr-approved", "pr-completed", "hld-merge", "manifest-commit",
           "manifest-pr", "review-ineligible", "skipped", "no-target", "failed")
+# Per-cluster stages (core.cluster_feedback): `applied@<cluster>` and `failed@<cluster>` (with Flux's message), next to
+# `notified@<cluster>` / `notify-failed@<cluster>` (core.flux_notify).
+CLUSTER_STAGES = ("applied", "failed")
+
+
+def cluster_stage(kind: str, cluster: str) -> str:
+    return f"{kind}@{cluster}"
 
 
 def now_iso() -> str:
@@ -109,6 +116,16 @@ class TraceLog:
             rows = self._storage.table(TRACE_TABLE).query_entities("PartitionKey eq @pk",
                                                                    parameters={"pk": trace_id})
             return [_public(r) for r in rows]
+        except AzureError as exc:
+            raise StorageUnavailable(f"trace table: {type(exc).__name__}") from exc
+
+    def with_manifest_commit(self, since: str = "") -> list[dict[str, Any]]:
+        """Records that reached the manifest repo (a `manifestCommitId` is set), started at or after `since`."""
+        flt, params = "manifestCommitId ne @empty", {"empty": ""}
+        if since:
+            flt, params = flt + " and start ge @since", {**params, "since": since}
+        try:
+            return [_public(r) for r in self._storage.table(TRACE_TABLE).query_entities(flt, parameters=params)]
         except AzureError as exc:
             raise StorageUnavailable(f"trace table: {type(exc).__name__}") from exc
 

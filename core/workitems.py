@@ -7,7 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import ClassVar, Union
 
 from core.errors import Permanent
-from core.storage import FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
+from core.storage import CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
 
 SCHEMA_VERSION = 1
 
@@ -81,8 +81,29 @@ class FluxNotify:
     pr_id: int | None = None
 
 
-WorkItem = Union[ImagePushed, HldChanged, PrReview, FluxNotify]
-_BY_QUEUE: dict[str, type] = {cls.queue: cls for cls in (ImagePushed, HldChanged, PrReview, FluxNotify)}
+@dataclass(frozen=True)
+class ClusterEvent:
+    """A Flux event from one cluster: `outcome` (applied | failed) of manifest revision `revision` there."""
+    queue: ClassVar[str] = CLUSTER_EVENTS
+    event_id: str
+    trace_id: str
+    cluster: str
+    revision: str                  # the full commit sha Flux reconciled
+    outcome: str                   # applied | failed
+    envs: tuple[str, ...] = ()     # the environments the cluster serves; empty: every one
+    branch: str = ""
+    reason: str = ""               # Flux's reason, e.g. ReconciliationSucceeded, HealthCheckFailed
+    message: str = ""
+    object_kind: str = ""          # involvedObject: Kustomization | HelmRelease
+    object_name: str = ""
+    object_namespace: str = ""
+    at: str = ""                   # the event's own timestamp (ISO 8601)
+    received_at: str = ""
+
+
+WorkItem = Union[ImagePushed, HldChanged, PrReview, FluxNotify, ClusterEvent]
+_BY_QUEUE: dict[str, type] = {cls.queue: cls for cls in (ImagePushed, HldChanged, PrReview, FluxNotify,
+                                                         ClusterEvent)}
 
 
 def encode(item: WorkItem) -> str:

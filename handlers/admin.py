@@ -9,9 +9,10 @@ import logging
 
 import azure.functions as func
 
-from core.admin import UsageError, deployments as query_deployments, parse_top
+from core.admin import UsageError, deployments as query_deployments, parse_top, running
 from core.health import HealthProbes, check_health
 from core.offload import off_loop
+from core.promoter import Pauses
 from core.replay import Replayer, ReplayRequestError, parse_replay_request
 from core.review_records import ReviewRecords
 from core.services import get_services
@@ -54,15 +55,17 @@ async def deployments(req: func.HttpRequest) -> func.HttpResponse:
         return error_response(400, str(exc))
     try:
         services = get_services()
-        rows = await off_loop(query_deployments, services.trace, ReviewRecords(services.storage),
-                              service=params.get("service", ""), env=params.get("env", ""),
-                              image=params.get("image", ""), tag=params.get("tag", ""), top=top)
+        service, env = params.get("service", ""), params.get("env", "")
+        rows = await off_loop(query_deployments, services.trace, ReviewRecords(services.storage), service=service,
+                              env=env, image=params.get("image", ""), tag=params.get("tag", ""), top=top)
+        matrix = await off_loop(running, services.storage, service=service, env=env)
+        paused = await off_loop(lambda: Pauses(services.storage).listed())
     except SettingsError as exc:
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")
     except StorageUnavailable as exc:
         return error_response(503, f"storage unavailable: {exc}")
-    return json_response(200, {"deployments": rows})
+    return json_response(200, {"deployments": rows, "running": matrix, "paused": paused})
 
 
 async def health(req: func.HttpRequest) -> func.HttpResponse:

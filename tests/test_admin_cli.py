@@ -110,7 +110,7 @@ def test_deployments_newest_first_with_filters_and_top(app_env, history):
         "t-app-dev", "t-app-prod"]
     assert [d["traceId"] for d in get_deployments(env="dev")[1]["deployments"]] == ["t-app-dev", "t-api-dev"]
     assert [d["traceId"] for d in get_deployments(tag="1.4.0", image=IMAGE)[1]["deployments"]] == ["t-app-prod"]
-    assert get_deployments(image="other.azurecr.io/x")[1] == {"deployments": []}
+    assert get_deployments(image="other.azurecr.io/x")[1] == {"deployments": [], "running": [], "paused": []}
     assert [d["traceId"] for d in get_deployments(top="2")[1]["deployments"]] == ["t-app-dev", "t-app-prod"]
 
     prod = body["deployments"][1]
@@ -212,7 +212,7 @@ def test_replay_failures_exit_non_zero_with_one_line(settings_file, storage):
 
     code, _, err = cli(settings_file, "replay", "--queue", "images")
     assert code == 2 and err == ("error: queue 'images' is not a work queue "
-                                 "(valid: image-pushed, hld-changed, pr-review, flux-notify)\n")
+                                 "(valid: image-pushed, hld-changed, pr-review, flux-notify, cluster-events)\n")
 
     code, _, err = cli(settings_file, "replay", "--event-id", "x", "--message-id", "y")
     assert (code, err) == (2, "error: --message-id goes with --queue, not with --event-id\n")

@@ -9,9 +9,9 @@ import pytest
 from azure.storage.queue import QueueServiceClient
 
 from core.services import get_services, reset_services
-from core.storage import (FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, dev_connection_string,
-                          poison_queue)
-from core.workitems import FluxNotify, HldChanged, ImagePushed, PrReview, decode, encode, new_trace_id
+from core.storage import (CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES,
+                          dev_connection_string, poison_queue)
+from core.workitems import ClusterEvent, FluxNotify, HldChanged, ImagePushed, PrReview, decode, encode, new_trace_id
 from tests.azurite import free_port
 from tests.functions import call_http
 
@@ -30,6 +30,8 @@ def work_item(queue: str, n: int):
         return HldChanged(f"azdo:push-{n}", trace, "push", commit=f"{n:040x}")
     if queue == FLUX_NOTIFY:
         return FluxNotify(f"flux:{n:040x}", trace, f"{n:040x}")
+    if queue == CLUSTER_EVENTS:
+        return ClusterEvent(f"flux:event-{n}", trace, "prod-1", f"{n:040x}", "applied")
     return PrReview(f"azdo:pr-{n}", trace, "git.pullrequest.created", pr_id=n)
 
 

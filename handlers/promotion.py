@@ -1,0 +1,50 @@
+"""Promotion: the timer that re-evaluates every gate (a soak or a window that ends opens its gate without a Flux
+event), and `POST /api/ops/resume` (admin level), which lifts a pause a person's manual rollback set."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import azure.functions as func
+
+from core.promoter import Pauses, PromotionError, promoter_for, resume_request
+from core.services import get_services
+from core.settings import SettingsError
+from core.storage import StorageUnavailable
+from handlers.http import error_response, json_response
+
+log = logging.getLogger("autopilot.promotion")
+
+
+def _evaluate() -> int:
+    promoter = promoter_for(get_services())
+    if promoter is None:
+        return 0
+    promoted = [e for e in promoter.evaluate() if e.promoted]
+    return len(promoted)
+
+
+async def tick(timer: func.TimerRequest) -> None:
+    # Blocking work (storage, git) off the worker's event loop: the default executor, as the HTTP side's to_thread.
+    promoted = await asyncio.to_thread(_evaluate)
+    if promoted or timer.past_due:
+        log.info("promotion timer: %d promoted%s", promoted, " (past due)" if timer.past_due else "")
+
+
+def resume(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body = req.get_json()
+    except ValueError:
+        return error_response(400, "body is not valid JSON")
+    try:
+        service, env = resume_request(body)
+        resumed = Pauses(get_services().storage).resume(service, env)
+    except PromotionError as exc:
+        return error_response(400, str(exc))
+    except SettingsError as exc:
+        return error_response(503, f"not configured: {exc}")
+    except StorageUnavailable as exc:
+        return error_response(503, f"storage unavailable: {exc}")
+    if not resumed:
+        return error_response(404, f"{service} in {env} is not paused")
+    return json_response(200, {"service": service, "env": env, "resumed": True})

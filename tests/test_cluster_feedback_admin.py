@@ -1,0 +1,95 @@
+"""What runs where in `python -m core.admin trace --matrix` and /api/ops/deployments; the Flux Provider/Alert YAML
+`setup` prints."""
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+from ruamel.yaml import YAML
+
+from core.cluster_feedback import Marked, RunningLog
+from handlers import admin
+from tests.test_admin_cli import cli, environ, settings_file  # noqa: F401  (fixtures)
+
+
+def seed(storage) -> None:
+    log = RunningLog(storage)
+    one = Marked("t1", "k", "web", "prod", "1.1", "c1", 3.0)
+    two = Marked("t2", "k", "web", "prod", "1.2", "c2", 3.0)
+    log.update("prod-1", one, state="healthy", at="2026-11-30T00:00:05+00:00", start="2026-11-30T00:00:00+00:00",
+               image="acr.io/web", revision="c1")
+    log.update("prod-2", one, state="healthy", at="2026-11-30T00:00:06+00:00", start="2026-11-30T00:00:00+00:00",
+               image="acr.io/web", revision="c1")
+    log.update("prod-2", two, state="failed", at="2026-11-30T00:01:00+00:00", start="2026-11-30T00:00:30+00:00",
+               image="acr.io/web", revision="c2", message="Deployment/web not ready")
+    # a late event about the older push changes nothing
+    log.update("prod-2", one, state="healthy", at="2026-11-30T00:00:07+00:00", start="2026-11-30T00:00:00+00:00",
+               image="acr.io/web", revision="c1")
+
+
+def test_trace_matrix(settings_file, storage):  # noqa: F811
+    seed(storage)
+    code, out, _ = cli(settings_file, "trace", "--matrix")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["Service", "Env", "prod-1", "prod-2"]
+    assert lines[1].split() == ["web", "prod", "1.1", "since", "00:00:05", "1.1", "FAILED", "1.2"]
+    assert lines[2].strip() == "web@prod-2: Deployment/web not ready"
+    code, out, _ = cli(settings_file, "trace", "--matrix", "--json")
+    assert {(r["cluster"], r["state"]) for r in json.loads(out)["running"]} == {("prod-1", "healthy"),
+                                                                                ("prod-2", "failed")}
+    assert cli(settings_file, "trace", "--matrix", "--service", "api")[1] == \
+        "no cluster has reported an applied push yet\n"
+
+
+def test_deployments_endpoint_carries_the_matrix(app_env, storage):
+    seed(storage)
+    fn = admin.deployments
+    resp = fn(func.HttpRequest("GET", "/api/ops/deployments", params={"service": "web"}, body=b""))
+    body = json.loads(resp.get_body())
+    assert resp.status_code == 200 and len(body["running"]) == 2
+
+
+def test_setup_prints_provider_secret_and_alert(settings_file, environ):  # noqa: F811
+    code, out, _ = cli(settings_file, "setup", "--url", "https://app.example", "--function-key", "k1",
+                       "--flux-cluster", "prod-1", "--flux-env", "prod")
+    assert code == 0
+    docs = [d for d in YAML(typ="safe").load_all(out.split("\n", 1)[1].split("\n\n", 1)[1]) if d]
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"Secret", "Provider", "Alert"}
+    assert kinds["Provider"]["spec"]["type"] == "generic-hmac"
+    assert kinds["Secret"]["stringData"]["address"] == "https://app.example/api/hooks/flux?code=k1"
+    assert kinds["Alert"]["spec"]["eventMetadata"] == {"cluster": "prod-1", "env": "prod"}
+    assert "FLUX_WEBHOOK_SECRET is not set" in out
+
+
+def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
+    from core.promoter import Pauses
+    from handlers import promotion
+
+    Pauses(storage).pause("web", "prod", "a person rolled web back to 1.0.0")
+    code, out, _ = cli(settings_file, "trace", "--matrix")
+    assert "paused: web in prod" in out and "resume --service web --env prod" in out
+    assert cli(settings_file, "resume", "--service", "web", "--env", "prod")[:2] == (
+        0, "resumed web in prod: automation updates it again\n")
+    code, _, err = cli(settings_file, "resume", "--service", "web", "--env", "prod")
+    assert (code, err) == (1, "error: web in prod is not paused\n")
+
+    def post(body: bytes):
+        resp = promotion.resume(func.HttpRequest("POST", "/api/ops/resume", body=body))
+        return resp.status_code, json.loads(resp.get_body())
+
+    Pauses(storage).pause("web", "prod", "rollback")
+    assert post(b'{"service": "web"}') == (400, {"error": "env must be a non-empty string"})
+    assert post(b"nope")[0] == 400
+    assert post(b'{"service": "web", "env": "prod"}') == (200, {"service": "web", "env": "prod", "resumed": True})
+    assert post(b'{"service": "web", "env": "prod"}')[0] == 404
+
+
+def test_health_warns_about_paused_targets(app_env, storage):
+    from core.promoter import Pauses
+
+    Pauses(storage).pause("web", "prod", "a person set prod/web.yaml to 1.0.0 below 1.1.0")
+    resp = admin.health(func.HttpRequest("GET", "/api/health", body=b""))
+    warnings = json.loads(resp.get_body()).get("warnings", [])
+    assert any(w.startswith("paused: web in prod: a person set") and "resume --service web --env prod" in w
+               for w in warnings)
