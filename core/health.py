@@ -23,9 +23,11 @@ from azure.data.tables import TableErrorCode
 
 import core
 from core.azdo import AzdoError
+from core.cluster_feedback import CLUSTERS_TABLE, RUNNING_TABLE
 from core.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
 from core.git_workspace import GIT_MISSING, GitError, classify, clean_url, git_executable, scrub, secret_forms
 from core.highwater import HIGHWATER_TABLE
+from core.promoter import PAUSES_TABLE, PROMOTIONS_TABLE
 from core.review_records import REVIEW_TABLE
 from core.services import Services
 from core.settings import SettingsError
@@ -37,7 +39,8 @@ REPO_CACHE_SECONDS = 60.0
 STORE_CACHE_SECONDS = 10.0
 LS_REMOTE_TIMEOUT_SECONDS = 15.0
 # Every table intake and the workers read or write; a store they need that does not answer is a failure.
-TABLES = (DELIVERIES_TABLE, JOURNAL_TABLE, TRACE_TABLE, HIGHWATER_TABLE, REVIEW_TABLE)
+TABLES = (DELIVERIES_TABLE, JOURNAL_TABLE, TRACE_TABLE, HIGHWATER_TABLE, REVIEW_TABLE, RUNNING_TABLE, CLUSTERS_TABLE,
+          PROMOTIONS_TABLE, PAUSES_TABLE)
 HEALTH_KEY = "~health"  # a row key no table holds: the point read answers "not found" when the table is fine
 
 

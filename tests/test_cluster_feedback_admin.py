@@ -2,6 +2,7 @@
 `setup` prints."""
 from __future__ import annotations
 
+import asyncio
 import json
 
 import azure.functions as func
@@ -43,8 +44,8 @@ def test_trace_matrix(settings_file, storage):  # noqa: F811
 
 def test_deployments_endpoint_carries_the_matrix(app_env, storage):
     seed(storage)
-    fn = admin.deployments
-    resp = fn(func.HttpRequest("GET", "/api/ops/deployments", params={"service": "web"}, body=b""))
+    resp = asyncio.run(admin.deployments(func.HttpRequest("GET", "/api/ops/deployments", params={"service": "web"},
+                                                          body=b"")))
     body = json.loads(resp.get_body())
     assert resp.status_code == 200 and len(body["running"]) == 2
 
@@ -89,7 +90,7 @@ def test_health_warns_about_paused_targets(app_env, storage):
     from core.promoter import Pauses
 
     Pauses(storage).pause("web", "prod", "a person set prod/web.yaml to 1.0.0 below 1.1.0")
-    resp = admin.health(func.HttpRequest("GET", "/api/health", body=b""))
+    resp = asyncio.run(admin.health(func.HttpRequest("GET", "/api/health", body=b"")))
     warnings = json.loads(resp.get_body()).get("warnings", [])
     assert any(w.startswith("paused: web in prod: a person set") and "resume --service web --env prod" in w
                for w in warnings)
