@@ -139,8 +139,8 @@ async def promotion_timer(timer: func.TimerRequest) -> None:
 
 @app.function_name("ops_resume")
 @app.route(route="ops/resume", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
-def ops_resume(req: func.HttpRequest) -> func.HttpResponse:
-    return promotion.resume(req)
+async def ops_resume(req: func.HttpRequest) -> func.HttpResponse:
+    return await promotion.resume(req)
 
 
 @app.function_name("health")

@@ -415,9 +415,16 @@ def fold_failures(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return folded
 
 
+def paused_json(paused: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Targets a person's manual rollback paused (core.promoter.Pauses), as text, sorted by service and env."""
+    shown = [{"service": _text(p.get("service")), "env": _text(p.get("env")), "reason": _text(p.get("reason")),
+              "since": _text(p.get("at"))} for p in paused]
+    return sorted(shown, key=lambda p: (p["service"], env_sort_key(p["env"])))
+
+
 def dashboard_data(rows: list[Mapping[str, Any]], reviews_for: Callable[[str], Iterable[Mapping[str, Any]]],
                    queues: Mapping[str, Mapping[str, int] | str], health: tuple[int, Mapping[str, Any]],
-                   filters: Filters, now_iso: str) -> dict[str, Any]:
+                   filters: Filters, now_iso: str, paused: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """`rows` newest first (the trace's order); `reviews_for(pr)` gives a shown PR's review decisions. Facets and
     state counts cover every row; the deployments list and the matrix follow the filters (the matrix only service
     and environment: it shows what runs, whatever state later pushes are in)."""
@@ -443,4 +450,5 @@ def dashboard_data(rows: list[Mapping[str, Any]], reviews_for: Callable[[str], I
         "matrix": matrix(in_scope),
         "queues": queues_json(queues),
         "health": health_json(*health),
+        "paused": paused_json(paused),
     }

@@ -17,6 +17,7 @@ from core.admin import UsageError, review_json
 from core.dashboard import SCAN_TOP, Filters, dashboard_data, parse_filters
 from core.dashboard_page import DATA_HEADERS, foreign_origin, new_nonce, page_headers, render_page
 from core.health import HealthProbes, check_health
+from core.promoter import Pauses
 from core.review_records import ReviewRecords
 from core.services import Services, get_services
 from core.settings import SettingsError
@@ -62,9 +63,13 @@ def _snapshot(services: Services, filters: Filters) -> dict:
     rows = services.trace.query(top=SCAN_TOP)
     reviews = ReviewRecords(services.storage)
     report = check_health(lambda: services, _health_probes)
+    try:
+        paused = Pauses(services.storage).listed()
+    except StorageUnavailable:
+        paused = []  # health names the unreadable table
     return dashboard_data(rows, lambda pr: [review_json(r) for r in reviews.for_pr(int(pr))],
                           _queue_depths(services), (report.status, report.body), filters,
-                          datetime.now(timezone.utc).isoformat())
+                          datetime.now(timezone.utc).isoformat(), paused)
 
 
 def _queue_depths(services: Services) -> dict[str, dict[str, int] | str]:

@@ -7,10 +7,12 @@ import logging
 
 import azure.functions as func
 
+from core.offload import off_loop
 from core.promoter import Pauses, PromotionError, promoter_for, resume_request
 from core.services import get_services
 from core.settings import SettingsError
 from core.storage import StorageUnavailable
+from handlers.dashboard import refuse_cross_origin
 from handlers.http import error_response, json_response
 
 log = logging.getLogger("autopilot.promotion")
@@ -31,14 +33,17 @@ async def tick(timer: func.TimerRequest) -> None:
         log.info("promotion timer: %d promoted%s", promoted, " (past due)" if timer.past_due else "")
 
 
-def resume(req: func.HttpRequest) -> func.HttpResponse:
+async def resume(req: func.HttpRequest) -> func.HttpResponse:
+    refused = refuse_cross_origin(req)  # the dashboard's Resume button posts here; another site's page may not
+    if refused is not None:
+        return refused
     try:
         body = req.get_json()
     except ValueError:
         return error_response(400, "body is not valid JSON")
     try:
         service, env = resume_request(body)
-        resumed = Pauses(get_services().storage).resume(service, env)
+        resumed = await off_loop(Pauses(get_services().storage).resume, service, env)
     except PromotionError as exc:
         return error_response(400, str(exc))
     except SettingsError as exc:

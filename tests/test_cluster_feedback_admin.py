@@ -75,14 +75,18 @@ def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
     code, _, err = cli(settings_file, "resume", "--service", "web", "--env", "prod")
     assert (code, err) == (1, "error: web in prod is not paused\n")
 
-    def post(body: bytes):
-        resp = promotion.resume(func.HttpRequest("POST", "/api/ops/resume", body=body))
+    def post(body: bytes, headers: dict | None = None):
+        resp = asyncio.run(promotion.resume(func.HttpRequest("POST", "http://127.0.0.1:7071/api/ops/resume", body=body,
+                                                             headers=headers or {})))
         return resp.status_code, json.loads(resp.get_body())
 
     Pauses(storage).pause("web", "prod", "rollback")
     assert post(b'{"service": "web"}') == (400, {"error": "env must be a non-empty string"})
     assert post(b"nope")[0] == 400
-    assert post(b'{"service": "web", "env": "prod"}') == (200, {"service": "web", "env": "prod", "resumed": True})
+    # the dashboard's Resume button posts from its own origin; another site's page may not
+    assert post(b'{"service": "web", "env": "prod"}', {"Origin": "https://evil.example"})[0] == 403
+    assert post(b'{"service": "web", "env": "prod"}', {"Origin": "http://127.0.0.1:7071"}) == (
+        200, {"service": "web", "env": "prod", "resumed": True})
     assert post(b'{"service": "web", "env": "prod"}')[0] == 404
 
 

@@ -343,3 +343,20 @@ def test_the_page_handler_sends_a_fresh_nonce_with_its_policy():
     assert nonces[0] != nonces[1] and len(nonces[0]) >= 16
     assert f'<script nonce="{nonces[0]}">' in first.get_body().decode()
     assert first.mimetype == "text/html" and first.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_paused_targets_are_listed_as_text_with_their_reason():
+    from core.dashboard import paused_json
+
+    shown = paused_json([{"service": "web", "env": "prod", "reason": "a person set 1.0.0 <script>", "at": "t2"},
+                         {"service": "api", "env": "dev", "reason": "rollback", "at": "t1"}])
+    assert [(p["service"], p["env"]) for p in shown] == [("api", "dev"), ("web", "prod")]
+    assert shown[1]["reason"] == "a person set 1.0.0 <script>"   # text: the page renders it with textContent
+    assert shown[1]["since"] == "t2"
+
+
+def test_the_page_offers_resume_for_paused_targets_through_a_post():
+    from core.dashboard_page import render_page
+
+    page = render_page("n0nce")
+    assert 'fetch("resume", {method: "POST"' in page and "renderPaused(data)" in page

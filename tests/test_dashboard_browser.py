@@ -323,5 +323,17 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
         assert r["state"] == "deployed" and re.search(r"received.*failed in image-pushed.*HLD commit.*manifest commit",
                                                       r["text"].replace("\n", " "))
     page.screenshot(path=str(tmp_path / "dashboard-after-replay.png"), full_page=True)
+
+    # A target a person's rollback paused is listed with its reason; Resume lifts the pause.
+    from core.promoter import Pauses
+    Pauses(storage).pause("frontend", "prod", "a person set 1.4.0 below 1.5.0 <b>bold?</b>")
+    until(page, "document.querySelector(\"#paused tr[data-paused='frontend/prod']\") !== null")
+    assert "<b>bold?</b>" in page.text_content("#paused")   # text, not markup
+    dialogs.clear()
+    page.click("#paused button[data-focus='resume:frontend/prod']")
+    wait_for(lambda: Pauses(storage).listed() == [], "the pause to be lifted")
+    until(page, "document.querySelector(\"#paused tr[data-paused='frontend/prod']\") === null")
+    assert dialogs and dialogs[0].startswith("confirm: Resume automation for frontend in prod?")
+    assert "Resumed frontend in prod" in page.text_content("#toast")
     for name in ("dashboard-1280x800.png", "dashboard-390x844.png"):
         assert (tmp_path / name).stat().st_size > 10_000
