@@ -25,7 +25,7 @@ async def acr_webhook(req: func.HttpRequest, pushed: func.Out[List[str]]) -> fun
 
 
 @app.function_name("eventgrid_webhook")
-@app.route(route="hooks/eventgrid", methods=["POST"])
+@app.route(route="hooks/eventgrid", methods=["POST", "OPTIONS"])
 @app.queue_output(arg_name="pushed", queue_name=IMAGE_PUSHED, connection="AzureWebJobsStorage")
 async def eventgrid_webhook(req: func.HttpRequest, pushed: func.Out[List[str]]) -> func.HttpResponse:
     return await intake.receive("eventgrid", req, {IMAGE_PUSHED: pushed})

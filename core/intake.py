@@ -13,6 +13,7 @@ import binascii
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
@@ -34,12 +35,14 @@ SEND_CONCURRENCY = 32
 SOURCES = ("acr", "eventgrid", "azdo")
 JSON_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json",
               "text/json", "text/plain")
+_ORIGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")  # a host name, nothing for a header to smuggle
 
 
 @dataclass(frozen=True)
 class Reply:
     status: int
     body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,24 @@ class Intake:
             return json.loads(body)
         except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an int over 4300 digits
             return _error(400, "body is not valid JSON")
+
+    def handshake(self, source: str, headers: Mapping[str, str], params: Mapping[str, str]) -> Reply:
+        """CloudEvents v1.0 abuse protection: an Event Grid subscription with the CloudEvents schema proves the
+        endpoint with an HTTP OPTIONS request carrying `WebHook-Request-Origin` instead of a validation event, and
+        delivers only after the answer allows that origin (learn.microsoft.com/azure/event-grid/
+        end-point-validation-cloud-events-schema). Same credentials as a delivery: only our subscriptions agree."""
+        secret, setting = self._secret(source)
+        if not secret:
+            return _error(503, f"hook not configured: {setting} is empty")
+        if not self._authorized(source, secret, headers, params):
+            return _error(401, "missing or wrong credentials")
+        origin = headers.get("webhook-request-origin", "").strip()
+        if not origin:
+            return _error(400, "WebHook-Request-Origin header is missing")
+        if not _ORIGIN.fullmatch(origin):
+            return _error(400, "WebHook-Request-Origin is not a host name")
+        return Reply(200, {"allowedOrigin": origin},
+                     (("WebHook-Allowed-Origin", origin), ("WebHook-Allowed-Rate", "*")))
 
     # -- interpretation (pure) ----------------------------------------------------------------------------------
     def interpret(self, source: str, data: Any, raw: bytes) -> list[Delivery] | Reply:

@@ -14,8 +14,8 @@ def headers_of(req: func.HttpRequest) -> dict[str, str]:
     return {k.lower(): v for k, v in req.headers.items()}
 
 
-def json_response(status: int, body: Any) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json", headers=headers)
 
 
 def error_response(status: int, message: str) -> func.HttpResponse:

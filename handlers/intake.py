@@ -20,6 +20,9 @@ async def receive(source: str, req: func.HttpRequest, outputs: Mapping[str, func
     except SettingsError as exc:
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")
+    if req.method.upper() == "OPTIONS":   # Event Grid's CloudEvents endpoint validation
+        reply = intake.handshake(source, headers_of(req), dict(req.params))
+        return json_response(reply.status, reply.body, dict(reply.headers))
     accepted = await intake.receive(source, headers_of(req), dict(req.params), req.get_body() or b"")
     set_outputs(outputs, accepted.outputs)
     return json_response(accepted.reply.status, accepted.reply.body)

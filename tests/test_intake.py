@@ -164,6 +164,25 @@ def test_eventgrid_validation_handshake(app_env, storage):
     assert (status, body) == (200, {"validationResponse": "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"})
 
 
+def options(headers: dict[str, str], params: dict[str, str] | None = None) -> func.HttpResponse:
+    req = func.HttpRequest("OPTIONS", "/api/hooks/eventgrid", headers=headers, params=params or {}, body=b"")
+    return call_http("eventgrid_webhook", req)[0]
+
+
+def test_cloudevents_abuse_protection_handshake_allows_the_requesting_origin(app_env, storage):
+    """Event Grid with the CloudEvents schema validates the endpoint with OPTIONS, not a validation event."""
+    resp = options({"WebHook-Request-Origin": "eventgrid.azure.net"}, {"secret": ACR_SECRET})
+    assert resp.status_code == 200
+    assert resp.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    assert resp.headers["WebHook-Allowed-Rate"] == "*"
+    assert options({"WebHook-Request-Origin": "eventgrid.azure.net"}, {"secret": "wrong"}).status_code == 401
+    missing = options(acr_headers())
+    assert missing.status_code == 400 and "WebHook-Request-Origin" in json.loads(missing.get_body())["error"]
+    smuggled = options({**acr_headers(), "WebHook-Request-Origin": "a.example\r\nSet-Cookie: x=1"})
+    assert smuggled.status_code == 400 and "WebHook-Allowed-Origin" not in smuggled.headers
+    assert all(messages(storage, q) == [] for q in WORK_QUEUES)
+
+
 def test_eventgrid_push_with_query_secret(app_env, storage):
     status, body = call("eventgrid_webhook", fixture("eventgrid_push.json"),
                         {"Content-Type": "application/json"}, {"secret": ACR_SECRET})
