@@ -18,6 +18,7 @@ Three kinds of image field are found by reading the tree (no per-service wiring)
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -45,6 +46,8 @@ from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
 from core.errors import Permanent
+from core.generate.component import component_type
+from core.generate.config import CONFIG_SUFFIXES, EnvironmentSpec, parse_environment, precedence
 from core.images import ImageRef, ImageRefError, parse_image_ref, same_image
 from core.repo_yaml import MAX_REPO_YAML_BYTES
 
@@ -287,7 +290,10 @@ class Target:
     digest: str | None
     service: str
     env: str
-    overridden_by: str | None = None  # "file:line" of a higher-level Fabrikate config setting the same key
+    overridden_by: str | None = None  # "file:line" of the Fabrikate config that wins over this field everywhere
+    environments: tuple[str, ...] = ()  # Fabrikate environments whose generated manifests take this field
+    repository_from: str | None = None  # "file:line" of the repository, for a tag-only map (config/<env>.yaml)
+    skip_reason: str | None = None  # why this winning field cannot be edited (the bump reports it as a skip)
 
     @property
     def key(self) -> str:
@@ -303,17 +309,24 @@ class Target:
         return (0,) + path
 
 
-def find_targets(root: Path, image_name: str) -> list[Target]:
+def find_targets(root: Path, image_name: str, environments: Sequence[str] | None = None) -> list[Target]:
     """Every image field in the tree that holds `image_name` (host/repository; a tag or digest is ignored)."""
     parse_image_ref(image_name)
-    return [target for target in find_all_targets(root) if same_image(target.repository, image_name)]
+    return [target for target in find_all_targets(root, environments=environments)
+            if same_image(target.repository, image_name)]
 
 
-def find_all_targets(root: Path, candidates: Iterable[str] | None = None) -> list[Target]:
+def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
+                     environments: Sequence[str] | None = None) -> list[Target]:
     """Every image field in the tree. `candidates` (repo-relative paths, e.g. the files `git grep -l` finds
-    mentioning a repository) replaces the walk of the whole tree; ancestor configs are still read for override
-    checks."""
+    mentioning a repository) replaces the walk of the whole tree; the other config files of the components
+    concerned are still read to resolve which file wins.
+
+    A Fabrikate image is resolved per environment (`environments` as the generator names them, e.g.
+    `["prod", "staging west"]`; None: every environment a config file on the way names, and `common`): the
+    target is the field in the file whose value the generator uses for that environment."""
     tree = _Tree(Path(root))
+    tree.environments = None if environments is None else tuple(parse_environment(e) for e in environments)
     found: list[tuple[str, int, Target]] = []
     files = tree.yaml_files() if candidates is None else sorted(
         rel for rel in candidates if rel.endswith((".yaml", ".yml")) or PurePosixPath(rel).name in KUSTOMIZATION_NAMES)
@@ -327,7 +340,17 @@ def find_all_targets(root: Path, candidates: Iterable[str] | None = None) -> lis
         found += _manifest_targets(rel, index)
         if PurePosixPath(rel).parent.name == "config":
             found += _fabrikate_targets(tree, rel, index)
-    return [target for _, _, target in sorted(found, key=lambda item: (item[0], item[1]))]
+    unique: dict[str, Target] = {}
+    for _, _, target in sorted(found, key=lambda item: (item[0], item[1])):
+        known = unique.get(target.key)
+        if known is None:
+            unique[target.key] = target
+        elif target.environments and not known.overridden_by:  # one field reached from two definitions
+            environments = tuple(dict.fromkeys(known.environments + target.environments))
+            unique[target.key] = dataclasses.replace(known, environments=environments)
+        elif target.environments:
+            unique[target.key] = target
+    return list(unique.values())
 
 
 _FileKey = tuple[int, int, int]
@@ -375,6 +398,8 @@ class _Tree:
         self._root = str(root)
         self._indexes: dict[str, YamlIndex | None] = {}
         self._subcomponents: dict[str, dict[str, str | None]] = {}
+        self._config_dirs: dict[str, bool] = {}
+        self.environments: tuple[EnvironmentSpec, ...] | None = None
 
     def yaml_files(self) -> list[str]:
         """Repo-relative YAML files (symlinks and .git skipped), each directory's files before its subdirectories'.
@@ -425,6 +450,31 @@ class _Tree:
         return sorted(_rel(component_dir, "config", p.name) for p in config.iterdir()
                       if p.suffix in (".yaml", ".yml") and p.is_file())
 
+    def config_file(self, component_dir: str, name: str) -> str | None:
+        """`config/<name>.yaml`, else `.json` (the generator's lookup), in a directory reached without symlinks."""
+        if component_dir not in self._config_dirs:
+            self._config_dirs[component_dir] = _plain_directory(self._root, _rel(component_dir, "config"))
+        if not self._config_dirs[component_dir]:
+            return None
+        for suffix in CONFIG_SUFFIXES:
+            rel = _rel(component_dir, "config", name + suffix)
+            if self.index(rel) is not None:
+                return rel
+        return None
+
+    def environment_names(self, component_dir: str) -> list[str]:
+        """Environments the config files of a component name (`config/<env>.yaml|json`), common excluded."""
+        self.config_file(component_dir, "common")
+        if not self._config_dirs[component_dir]:
+            return []
+        try:
+            with os.scandir(os.path.join(self._root, component_dir, "config")) as it:
+                names = [entry.name for entry in it if entry.is_file(follow_symlinks=False)]
+        except OSError:
+            return []
+        stems = {name.rsplit(".", 1)[0] for name in names if name.endswith(CONFIG_SUFFIXES)}
+        return sorted(stem for stem in stems if stem != "common" and _ENVIRONMENT.fullmatch(stem))
+
     def subcomponent_dirs(self, component_dir: str) -> dict[str, str | None]:
         """Subcomponent name → its directory (repo-relative), None for inlined helm/static subcomponents."""
         if component_dir not in self._subcomponents:
@@ -463,7 +513,8 @@ def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | 
         name = index.scalar_text((0, "subcomponents", i, "name"))
         if not name:
             continue
-        kind = index.scalar_text((0, "subcomponents", i, "type")) or "component"
+        kind = component_type(index.scalar_text((0, "subcomponents", i, "generator")),
+                              index.scalar_text((0, "subcomponents", i, "type")))
         if kind != "component":
             dirs[name] = None
             continue
@@ -475,6 +526,24 @@ def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | 
         if location is not None:
             dirs[name] = location
     return dirs
+
+
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _plain_directory(root: str, rel: str | None) -> bool:
+    """A directory inside the tree whose every component is a real directory (never a symlink)."""
+    if rel is None:
+        return False
+    path = root
+    for part in _parts(rel):
+        path = os.path.join(path, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _rel(*parts: str) -> str | None:
@@ -576,11 +645,122 @@ def _fabrikate_targets(tree: _Tree, rel: str, index: YamlIndex) -> list[tuple[st
         ref = _image(index.scalar_text(image.path + ("repository",)))
         if ref.tag or ref.digest:
             continue
-        service, env = _fabrikate_labels(tree, component_dir, image.chain)
-        target = Target(rel, "fabrikate", format_locator(image.path[1:]), ref.name,
-                        index.scalar_text(image.path + ("tag",)), index.scalar_text(image.path + ("digest",)),
-                        service, env, _override(tree, component_dir, image))
-        found.append((rel, index.get(image.path).start.index, target))
+        labels = _fabrikate_labels(tree, component_dir, image.chain)
+        found += _resolved_targets(tree, rel, index, image, component_dir, labels)
+    return found
+
+
+@dataclass(frozen=True)
+class _Field:
+    """Where one layer sets an image map: the config file, the map's index path, and its index."""
+    file: str
+    path: YamlPath
+    index: YamlIndex
+
+    def line(self, key: str | None = None) -> str:
+        node = self.index.get(self.path + (key,)) if key else None
+        node = node or self.index.get(self.path)
+        return f"{self.file}:{(node.key_start or node.start).line + 1}"
+
+
+def _levels(tree: _Tree, component_dir: str, chain: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """(component directory, subcomponent names from it down to the configured component), from the top of the
+    tree down to the deepest component with a directory of its own (inlined helm/static ones have none)."""
+    above = _component_chain(tree, component_dir)
+    names = tuple(name for _, name in above) + chain
+    levels = [(directory, names[depth:]) for depth, (directory, _) in enumerate(above)]
+    levels.append((component_dir, chain))
+    directory = component_dir
+    for depth, name in enumerate(chain):
+        child = tree.child_dir(directory, name)
+        if child is None:
+            break
+        directory = child
+        levels.append((directory, chain[depth + 1:]))
+    return levels
+
+
+def _block(names: tuple[str, ...], config_path: tuple[PathKey, ...]) -> YamlPath:
+    path: YamlPath = (0,)
+    for name in names:
+        path += ("subcomponents", name)
+    return path + ("config",) + config_path
+
+
+def _resolve(tree: _Tree, levels: list[tuple[str, tuple[str, ...]]], config_path: tuple[PathKey, ...],
+             layers: tuple[str, ...]) -> tuple[_Field | None, _Field | None]:
+    """(the field whose tag or digest the generator uses, the field whose repository it uses) for one environment,
+    following `precedence`, the generator's rule: the first file that sets the key wins."""
+    winner = repository = None
+    for level, name in precedence(len(levels), layers):
+        directory, names = levels[level]
+        file = tree.config_file(directory, name)
+        index = tree.index(file) if file else None
+        if index is None or index.documents != 1:
+            continue
+        path = _block(names, config_path)
+        node = index.get(path)
+        if node is None:
+            continue
+        field = _Field(file, path, index)
+        if node.kind != "mapping":  # a value that is not a map replaces the whole image map
+            return (winner or field), (repository or field)
+        if winner is None and any(index.get(path + (key,)) is not None for key in ("tag", "digest")):
+            winner = field
+        if repository is None and index.get(path + ("repository",)) is not None:
+            repository = field
+        if winner and repository:
+            break
+    return winner, repository
+
+
+def _scope(tree: _Tree, levels: list[tuple[str, tuple[str, ...]]]) -> tuple[EnvironmentSpec, ...]:
+    if tree.environments is not None:
+        return tree.environments
+    names = sorted({name for directory, _ in levels for name in tree.environment_names(directory)})
+    return tuple(parse_environment(name) for name in (*names, "common"))
+
+
+def _resolved_targets(tree: _Tree, rel: str, index: YamlIndex, image: _ConfigImage, component_dir: str,
+                      labels: tuple[str, str]) -> list[tuple[str, int, Target]]:
+    """The targets one image map with a repository leads to: for every environment in scope, the field that
+    wins there (this map, a tag-only map in config/<env>.yaml, a higher config's block); this map itself as
+    overridden when it wins nowhere; and a skip for a winning value that is not an editable map."""
+    levels = _levels(tree, component_dir, image.chain)
+    definition = _Field(rel, image.path, index)
+    wins: dict[tuple[str, YamlPath], tuple[_Field, _Field, list[str]]] = {}
+    for spec in _scope(tree, levels):
+        winner, repository = _resolve(tree, levels, image.config_path, spec.layers)
+        winner = winner or repository or definition
+        entry = wins.setdefault((winner.file, winner.path), (winner, repository or definition, []))
+        entry[2].append(spec.folder)
+    service, env = labels
+    found = []
+    for winner, source, environments in wins.values():
+        node = winner.index.get(winner.path)
+        ref = _image(source.index.scalar_text(source.path + ("repository",))) or _image(
+            index.scalar_text(image.path + ("repository",)))
+        locator = format_locator(winner.path[1:])
+        tag = digest = skip = None
+        if node.kind == "mapping":
+            tag = winner.index.scalar_text(winner.path + ("tag",))
+            digest = winner.index.scalar_text(winner.path + ("digest",))
+        else:
+            skip = (f"{winner.line()} sets the image for {', '.join(environments)} as a {node.kind}, "
+                    "which cannot be edited as an image map")
+        own_repository = winner.index.get(winner.path + ("repository",)) is not None
+        target = Target(winner.file, "fabrikate", locator, ref.name, tag, digest, service, env,
+                        environments=tuple(environments),
+                        repository_from=None if own_repository or skip else source.line("repository"),
+                        skip_reason=skip)
+        found.append((winner.file, node.start.index, target))
+    if (definition.file, definition.path) not in wins:
+        first = next(iter(wins.values()))
+        ref = _image(index.scalar_text(image.path + ("repository",)))
+        found.append((rel, index.get(image.path).start.index, Target(
+            rel, "fabrikate", format_locator(image.path[1:]), ref.name, index.scalar_text(image.path + ("tag",)),
+            index.scalar_text(image.path + ("digest",)), service, env,
+            overridden_by=first[0].line("tag" if first[0].index.get(first[0].path + ("tag",)) else "digest"))))
     return found
 
 
@@ -617,20 +797,3 @@ def _component_chain(tree: _Tree, component_dir: str) -> list[tuple[str, str]]:
         chain.append((current, name))
         current = location
     return chain
-
-
-def _override(tree: _Tree, component_dir: str, image: _ConfigImage) -> str | None:
-    """`file:line` of the highest ancestor config that sets this image's tag (or digest): it wins over this file."""
-    chain = _component_chain(tree, component_dir)
-    for depth, (ancestor, _) in enumerate(chain):
-        block: YamlPath = (0,)
-        for name in tuple(name for _, name in chain[depth:]) + image.chain:
-            block += ("subcomponents", name)
-        block += ("config",) + image.config_path
-        for config_file in tree.config_files(ancestor):
-            index = tree.index(config_file)
-            for field in ("tag", "digest"):
-                node = index.get(block + (field,)) if index else None
-                if node is not None:
-                    return f"{config_file}:{(node.key_start or node.start).line + 1}"
-    return None

@@ -170,11 +170,14 @@ def _plan_fabrikate(index: YamlIndex, target: Target, base: YamlPath, new_tag: s
     if node is None or node.kind != "mapping":
         raise _stale(target, node.kind if node else None)
     repository = _scalar(index, base + ("repository",), target)
-    if not _names_image(repository, target.repository):
+    tag_only = repository is None and target.repository_from is not None  # e.g. `fab set --environment DEV`
+    if not tag_only and not _names_image(repository, target.repository):
         raise _stale(target, repository)
+    if tag_only and index.get(base + ("tag",)) is None and index.get(base + ("digest",)) is None:
+        raise _stale(target, "a map without tag, digest or repository")
     edits = _tag_and_digest_edits(target, base, "tag", ("repository",), _scalar(index, base + ("tag",), target),
                                   _scalar(index, base + ("digest",), target), new_tag, new_digest)
-    if new_repository is not None and new_repository != repository:
+    if new_repository is not None and new_repository != repository and not tag_only:
         edits.append(_FieldEdit(base + ("repository",), new_repository, repository, (),
                                 f"{target.locator}.repository"))
     return edits

@@ -53,7 +53,8 @@ def test_golden_edit(case, tmp_path):
     assert edited_files and set(original) == set(expected)
     work = tmp_path / "repo"
     shutil.copytree(GOLDEN / case / "original", work)
-    targets = [t for t in find_targets(work, spec["image"]) if spec.get("env") in (None, t.env)]
+    targets = [t for t in find_targets(work, spec["image"], spec.get("environments"))
+               if spec.get("env") in (None, t.env) and not (t.overridden_by or t.skip_reason)]  # as plan_bumps
     changes = apply_to_tree(work, [(t, spec["tag"], spec.get("digest")) for t in targets])
     assert tree_bytes(work) == expected
     assert {change.file for change in changes} == edited_files
