@@ -260,3 +260,14 @@ def test_helm_release_keeps_fabrikates_name_unless_taken_in_its_namespace(tmp_pa
 def test_unknown_helm_mode_is_refused(tmp_path):
     with pytest.raises(GenerationError, match="unknown helm mode 'kustomize'"):
         generate(local_chart_hld(tmp_path / "hld"), ["prod"], helm_mode="kustomize")
+
+
+def test_rendered_mode_names_missing_helm_before_fetching_a_git_chart(tmp_path):
+    from core.generate.helm import HelmMissing
+
+    chart = {"name": "web", "type": "helm", "method": "git", "source": f"file://{tmp_path}/no-such-repo.git",
+             "path": "charts/web"}
+    root = write(tmp_path / "hld", {"component.yaml": component("root", chart)})
+    with pytest.raises(HelmMissing, match="helm binary '/no/such/helm' not found"):
+        generate(root, ["prod"], helm_bin="/no/such/helm", allowed_sources=("file://",), cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # nothing was cloned

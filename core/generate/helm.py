@@ -35,6 +35,10 @@ class HelmTemplate:
         self._scratch = scratch
         self._memo: dict[tuple, str] = {}
 
+    def require(self, label: str) -> None:
+        """Fail with HelmMissing now, before a git chart is fetched, so the error names the real cause."""
+        self._resolve_binary(label)
+
     def _resolve_binary(self, label: str) -> str:
         if self._binary is None:
             wanted = self._requested or os.environ.get("HELM_BIN") or "helm"

@@ -178,6 +178,7 @@ class _Walker:
 
     def _rendered(self, component: Component, config: ComponentConfig, location: Location,
                   label: str) -> list[tuple[str, Any]]:
+        self._helm.require(label)
         values = dump(dict(config.values), budget=self._output_left, label=label)
         if component.method == "helm":
             chart, repo, version = component.path, component.source, component.version
