@@ -53,16 +53,7 @@ from core.repo_yaml import MAX_REPO_YAML_BYTES
 
 MAX_FILE_BYTES = MAX_REPO_YAML_BYTES  # larger files are not indexed, so never targets
 KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
-POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
-CONTAINER_LISTS = ("initContainers", "containers")
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 FABRIKATE_IMAGE_FIELDS = ("repository", "tag", "digest")
 
 PathKey = str | int
@@ -113,6 +104,18 @@ class YamlNode:
 class YamlIndex:
     nodes: dict[YamlPath, YamlNode]
     documents: int
+    ignored_lines: frozenset[int] = frozenset()  # 0-based lines carrying an `# autopilot: ignore` comment
+
+    def ignored(self, path: YamlPath) -> bool:
+        """An `# autopilot: ignore` comment on the line of this field's key (or value), or of any map above it."""
+        if not self.ignored_lines:
+            return False
+        for end in range(len(path), 1, -1):
+            node = self.nodes.get(path[:end])
+            if node is not None and ((node.key_start or node.start).line in self.ignored_lines
+                                     or (end == len(path) and node.start.line in self.ignored_lines)):
+                return True
+        return False
 
     def get(self, path: YamlPath) -> YamlNode | None:
         return self.nodes.get(path)
@@ -228,7 +231,12 @@ def index_yaml(text: str) -> YamlIndex:
         raise YamlIndexError(" ".join(str(exc).split())) from None
     except RecursionError:
         raise YamlIndexError("YAML nesting too deep") from None
-    return YamlIndex(indexer.nodes, documents)
+    ignored = frozenset(number for number, line in enumerate(text.splitlines()) if "#" in line
+                        and _IGNORE_COMMENT.search(line))
+    return YamlIndex(indexer.nodes, documents, ignored)
+
+
+_IGNORE_COMMENT = re.compile(r"#\s*autopilot:\s*ignore\b")
 
 
 # ------------------------------------------------------------------------------------------------------- locators
@@ -565,26 +573,44 @@ def _image(text: str | None) -> ImageRef | None:
         return None
 
 
+def is_container_image_path(rest: tuple[PathKey, ...]) -> bool:
+    """`spec ... <containers|initContainers|ephemeralContainers>[i].image` of a document with a `kind`: the pod spec
+    of a Pod, the pod template of any workload (Deployment, CronJob, Argo Rollout, Knative Service, KEDA ScaledJob's
+    `jobTargetRef`, custom kinds), as kustomize's image transformer finds them."""
+    return (len(rest) >= 4 and rest[0] == "spec" and rest[-1] == "image" and isinstance(rest[-2], int)
+            and rest[-3] in CONTAINER_LISTS and all(isinstance(part, str) for part in rest[:-2]))
+
+
+def _container_images(index: YamlIndex, path: YamlPath) -> Iterator[YamlPath]:
+    node = index.get(path)
+    if node is None or node.kind != "mapping":
+        return
+    for key in node.children:
+        child = index.get(path + (key,))
+        if key in CONTAINER_LISTS and child.kind == "sequence":
+            for i in child.children:
+                if index.get(path + (key, i, "image")) is not None:
+                    yield path + (key, i, "image")
+        elif child.kind == "mapping":
+            yield from _container_images(index, path + (key,))
+
+
 def _manifest_targets(rel: str, index: YamlIndex) -> list[tuple[str, int, Target]]:
     found = []
     segments = PurePosixPath(rel).parts[:-1]
     env = segments[0] if segments else "default"
     for doc in range(index.documents):
-        pod_spec = POD_SPEC_PATHS.get(index.scalar_text((doc, "kind")) or "")
-        if pod_spec is None:
+        if not index.scalar_text((doc, "kind")):
             continue
         service = index.scalar_text((doc, "metadata", "name")) or PurePosixPath(rel).stem
-        for list_key in CONTAINER_LISTS:
-            containers = index.get((doc,) + pod_spec + (list_key,))
-            for i in containers.children if containers and containers.kind == "sequence" else ():
-                path = (doc,) + pod_spec + (list_key, i, "image")
-                node = index.get(path)
-                ref = _image(node.text() if node else None)
-                if ref is None:
-                    continue
-                target = Target(rel, "manifest", format_locator(("doc",) + path), ref.name, ref.tag, ref.digest,
-                                service, env)
-                found.append((rel, node.start.index, target))
+        for path in _container_images(index, (doc, "spec")):
+            node = index.get(path)
+            ref = _image(node.text())
+            if ref is None or index.ignored(path):
+                continue
+            target = Target(rel, "manifest", format_locator(("doc",) + path), ref.name, ref.tag, ref.digest,
+                            service, env)
+            found.append((rel, node.start.index, target))
     return found
 
 
@@ -596,7 +622,7 @@ def _kustomize_targets(rel: str, index: YamlIndex) -> list[tuple[str, int, Targe
         entry = (0, "images", i)
         name = index.scalar_text(entry + ("newName",)) or index.scalar_text(entry + ("name",))
         ref = _image(name)
-        if ref is None or ref.tag or ref.digest:
+        if ref is None or ref.tag or ref.digest or index.ignored(entry + ("name",)):
             continue
         target = Target(rel, "kustomize", format_locator(("images", i)), name,
                         index.scalar_text(entry + ("newTag",)), index.scalar_text(entry + ("digest",)),
@@ -643,7 +669,7 @@ def _fabrikate_targets(tree: _Tree, rel: str, index: YamlIndex) -> list[tuple[st
     found = []
     for image in _config_images(index, (0,), ()):
         ref = _image(index.scalar_text(image.path + ("repository",)))
-        if ref.tag or ref.digest:
+        if ref.tag or ref.digest or index.ignored(image.path):
             continue
         labels = _fabrikate_labels(tree, component_dir, image.chain)
         found += _resolved_targets(tree, rel, index, image, component_dir, labels)
@@ -748,6 +774,8 @@ def _resolved_targets(tree: _Tree, rel: str, index: YamlIndex, image: _ConfigIma
         else:
             skip = (f"{winner.line()} sets the image for {', '.join(environments)} as a {node.kind}, "
                     "which cannot be edited as an image map")
+        if winner.index.ignored(winner.path):
+            skip = f"{winner.line()} is marked `# autopilot: ignore`"
         own_repository = winner.index.get(winner.path + ("repository",)) is not None
         target = Target(winner.file, "fabrikate", locator, ref.name, tag, digest, service, env,
                         environments=tuple(environments),

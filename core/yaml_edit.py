@@ -24,10 +24,9 @@ from core.errors import Permanent
 from core.images import ImageRefError, parse_image_ref, same_image, validate_digest, validate_tag
 from core.repo_yaml import RepoYamlError, check_size, load_all, read_repo_text
 from core.targets import (
-    CONTAINER_LISTS,
     FABRIKATE_IMAGE_FIELDS,
     KUSTOMIZATION_NAMES,
-    POD_SPEC_PATHS,
+    is_container_image_path,
     LocatorError,
     Target,
     YamlIndex,
@@ -393,11 +392,7 @@ def _image_field_locator(path: tuple, old_docs: list, new_docs: list, kustomizat
         return None
     kind = kinds.pop()
     if kind is not None:
-        spec = POD_SPEC_PATHS.get(kind)
-        if (spec and len(rest) == len(spec) + 3 and rest[:len(spec)] == spec and rest[len(spec)] in CONTAINER_LISTS
-                and isinstance(rest[len(spec) + 1], int) and rest[-1] == "image"):
-            return format_locator(("doc", doc) + rest)
-        return None
+        return format_locator(("doc", doc) + rest) if is_container_image_path(rest) else None
     return format_locator(rest) if doc == 0 and _is_fabrikate_image_field(rest) else None
 
 

@@ -174,6 +174,8 @@ def test_manifest_workloads_and_init_containers(tmp_path):
         ("rs", "prod", "rs", None),
         ("job", "prod", None, DIGEST),
         ("cron", "prod", "cron", None),
+        # containers anywhere under spec, as kustomize's image transformer (LegacyFilter) updates them
+        ("wrong-place", "prod", "wrong", None),
         ("top", "default", "top", None),
     ]
     assert {t.kind for t in targets} == {"manifest"}
