@@ -205,7 +205,7 @@ class BumpService:
         policy = load_policy_from(worktree)
         names = sorted({i.repository.rsplit("/", 1)[-1] for i in items})
         targets = [t for t in find_all_targets(worktree, candidates=files_mentioning(worktree, names),
-                                               environments=policy.environments)
+                                               environments=policy.environments, fields=policy.image_fields)
                    if any(same_image(t.repository, i.image) for i in items)]
         outcomes, no_target = plan_bumps(targets, items, policy,
                                          lambda t: self.high_water.get(self.repo_url, t.key))

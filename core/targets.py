@@ -56,6 +56,40 @@ KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kus
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 FABRIKATE_IMAGE_FIELDS = ("repository", "tag", "digest")
 
+
+@dataclass(frozen=True)
+class Shape:
+    """How a values map spells an image, relative to the node a Fabrikate target's locator names: the keys whose
+    values, joined with "/", form the image name, and the tag and digest keys. No repository keys: the node is one
+    image string (`image: host/repo:tag`, or `@sha256:...`)."""
+    repository: tuple[str, ...] = ("repository",)
+    tag: str = "tag"
+    digest: str | None = "digest"
+
+    @property
+    def is_string(self) -> bool:
+        return not self.repository
+
+
+IMAGE_MAP = Shape()                                   # image: {repository, tag[, digest]}
+IMAGE_STRING = Shape((), "", None)                    # image: host/repo:tag
+REGISTRY_MAP = Shape(("registry", "repository"))      # image: {registry, repository, tag}  (Bitnami)
+NAME_MAP = Shape(("name",))                           # image: {name, tag}
+IMAGE_TAG_SIBLINGS = Shape(("image",), "imageTag", None)  # image: host/repo + imageTag: x  (Elastic)
+
+
+@dataclass(frozen=True)
+class ImageFields:
+    """A policy rule's `fields: {repository: a.b.name, tag: a.b.version}`: the map at a key path ending in
+    `parent` holds the image name under `repository` and its tag under `tag`."""
+    parent: tuple[str, ...]
+    repository: str
+    tag: str
+
+    @property
+    def shape(self) -> Shape:
+        return Shape((self.repository,), self.tag, None)
+
 PathKey = str | int
 YamlPath = tuple[PathKey, ...]  # (document index, key or sequence index, ...)
 
@@ -302,6 +336,7 @@ class Target:
     environments: tuple[str, ...] = ()  # Fabrikate environments whose generated manifests take this field
     repository_from: str | None = None  # "file:line" of the repository, for a tag-only map (config/<env>.yaml)
     skip_reason: str | None = None  # why this winning field cannot be edited (the bump reports it as a skip)
+    shape: Shape = IMAGE_MAP  # Fabrikate targets: how the named node spells the image
 
     @property
     def key(self) -> str:
@@ -317,15 +352,17 @@ class Target:
         return (0,) + path
 
 
-def find_targets(root: Path, image_name: str, environments: Sequence[str] | None = None) -> list[Target]:
+def find_targets(root: Path, image_name: str, environments: Sequence[str] | None = None,
+                 fields: Sequence[ImageFields] = ()) -> list[Target]:
     """Every image field in the tree that holds `image_name` (host/repository; a tag or digest is ignored)."""
     parse_image_ref(image_name)
-    return [target for target in find_all_targets(root, environments=environments)
+    return [target for target in find_all_targets(root, environments=environments, fields=fields)
             if same_image(target.repository, image_name)]
 
 
 def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
-                     environments: Sequence[str] | None = None) -> list[Target]:
+                     environments: Sequence[str] | None = None,
+                     fields: Sequence[ImageFields] = ()) -> list[Target]:
     """Every image field in the tree. `candidates` (repo-relative paths, e.g. the files `git grep -l` finds
     mentioning a repository) replaces the walk of the whole tree; the other config files of the components
     concerned are still read to resolve which file wins.
@@ -335,9 +372,9 @@ def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
     target is the field in the file whose value the generator uses for that environment."""
     tree = _Tree(Path(root))
     tree.environments = None if environments is None else tuple(parse_environment(e) for e in environments)
+    tree.fields = tuple(fields)
     found: list[tuple[str, int, Target]] = []
-    files = tree.yaml_files() if candidates is None else sorted(
-        rel for rel in candidates if rel.endswith((".yaml", ".yml")) or PurePosixPath(rel).name in KUSTOMIZATION_NAMES)
+    files = tree.yaml_files() if candidates is None else sorted(rel for rel in candidates if _is_discovered(rel))
     for rel in files:
         index = tree.index(rel)
         if index is None:
@@ -345,7 +382,8 @@ def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
         if PurePosixPath(rel).name in KUSTOMIZATION_NAMES:
             found += _kustomize_targets(rel, index)
             continue
-        found += _manifest_targets(rel, index)
+        if not rel.endswith(".json"):
+            found += _manifest_targets(rel, index)
         if PurePosixPath(rel).parent.name == "config":
             found += _fabrikate_targets(tree, rel, index)
     unique: dict[str, Target] = {}
@@ -408,6 +446,7 @@ class _Tree:
         self._subcomponents: dict[str, dict[str, str | None]] = {}
         self._config_dirs: dict[str, bool] = {}
         self.environments: tuple[EnvironmentSpec, ...] | None = None
+        self.fields: tuple[ImageFields, ...] = ()
 
     def yaml_files(self) -> list[str]:
         """Repo-relative YAML files (symlinks and .git skipped), each directory's files before its subdirectories'.
@@ -424,7 +463,7 @@ class _Tree:
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name != ".git":
                         subdirs.append(entry)
-                elif entry.name.endswith((".yaml", ".yml")) or entry.name in KUSTOMIZATION_NAMES:
+                elif _is_discovered(prefix + entry.name):
                     files.append(prefix + entry.name)
             for entry in subdirs:
                 walk(entry.path, prefix + entry.name + "/")
@@ -536,6 +575,13 @@ def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | 
     return dirs
 
 
+def _is_discovered(rel: str) -> bool:
+    """YAML files, kustomizations, and the JSON configs Fabrikate reads (`config/<env>.json`)."""
+    path = PurePosixPath(rel)
+    return (rel.endswith((".yaml", ".yml")) or path.name in KUSTOMIZATION_NAMES
+            or (rel.endswith(".json") and path.parent.name == "config"))
+
+
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -634,31 +680,79 @@ def _kustomize_targets(rel: str, index: YamlIndex) -> list[tuple[str, int, Targe
 @dataclass(frozen=True)
 class _ConfigImage:
     chain: tuple[str, ...]  # subcomponent names from the file's component down to the one configured
-    config_path: tuple[PathKey, ...]  # below `config:`, ending at the image map
+    config_path: tuple[PathKey, ...]  # below `config:`, ending at the node the shape is relative to
     path: YamlPath  # in the index
+    shape: Shape = IMAGE_MAP
 
 
-def _config_images(index: YamlIndex, path: YamlPath, chain: tuple[str, ...]) -> Iterator[_ConfigImage]:
+def _config_images(index: YamlIndex, path: YamlPath, chain: tuple[str, ...],
+                   fields: tuple[ImageFields, ...] = ()) -> Iterator[_ConfigImage]:
     config = index.get(path + ("config",))
     if config and config.kind == "mapping":
-        for below in _image_maps(index, path + ("config",)):
-            yield _ConfigImage(chain, below, path + ("config",) + below)
+        for below, shape in _image_nodes(index, path + ("config",), (), fields):
+            yield _ConfigImage(chain, below, path + ("config",) + below, shape)
     subcomponents = index.get(path + ("subcomponents",))
     if subcomponents and subcomponents.kind == "mapping":
         for name in subcomponents.children:
             if index.get(path + ("subcomponents", name)).kind == "mapping":
-                yield from _config_images(index, path + ("subcomponents", name), chain + (str(name),))
+                yield from _config_images(index, path + ("subcomponents", name), chain + (str(name),), fields)
 
 
-def _image_maps(index: YamlIndex, path: YamlPath) -> Iterator[tuple[PathKey, ...]]:
-    """Paths (relative to `path`) of `image:` maps holding a `repository`, at any depth of a helm values map."""
+def shape_image(index: YamlIndex, path: YamlPath, shape: Shape) -> ImageRef | None:
+    """The image the node at `path` spells in `shape`: for a map, its name (no tag or digest in it); for a string,
+    the whole reference, which must carry a tag or digest (a bare name says nothing to bump)."""
+    node = index.get(path)
+    if node is None:
+        return None
+    if shape.is_string:
+        ref = _image(node.text()) if node.kind in ("scalar", "alias") else None
+        return ref if ref is not None and (ref.tag or ref.digest) else None
+    if node.kind != "mapping":
+        return None
+    parts = [index.scalar_text(path + (key,)) for key in shape.repository]
+    if not all(parts):
+        return None
+    ref = _image("/".join(parts))
+    return ref if ref is not None and not ref.tag and not ref.digest else None
+
+
+def _node_shape(index: YamlIndex, path: YamlPath, keys: tuple[PathKey, ...],
+                fields: tuple[ImageFields, ...]) -> tuple[tuple[PathKey, ...], Shape] | None:
+    """The image shape the node at `path` (reached by `keys` below `config:`) holds, if any."""
+    node = index.get(path)
+    if node.kind == "mapping":
+        for rule in fields:
+            if tuple(keys[len(keys) - len(rule.parent):]) == rule.parent and shape_image(index, path, rule.shape):
+                return keys, rule.shape
+        if "image" in node.children and "imageTag" in node.children and shape_image(
+                index, path, IMAGE_TAG_SIBLINGS):
+            return keys, IMAGE_TAG_SIBLINGS
+    if keys and keys[-1] == "image":
+        for shape in (REGISTRY_MAP, IMAGE_MAP, NAME_MAP, IMAGE_STRING):
+            if shape is NAME_MAP and "tag" not in node.children:
+                continue  # {name, version} and the like: only a policy `fields` rule says which key is the tag
+            if shape_image(index, path, shape):
+                return keys, shape
+    return None
+
+
+def _image_nodes(index: YamlIndex, path: YamlPath, keys: tuple[PathKey, ...],
+                 fields: tuple[ImageFields, ...]) -> Iterator[tuple[tuple[PathKey, ...], Shape]]:
+    """(path below `config:`, shape) of every image at any depth of a helm values map."""
+    found = _node_shape(index, path, keys, fields)
+    if found is not None:
+        yield found
+        if found[1] is not IMAGE_TAG_SIBLINGS:
+            return
     node = index.get(path)
     for child in node.children:
         child_node = index.get(path + (child,))
-        if child == "image" and child_node.kind == "mapping" and _image(index.scalar_text(path + (child, "repository"))):
-            yield (child,)
-        elif child_node.kind in ("mapping", "sequence"):
-            yield from ((child,) + below for below in _image_maps(index, path + (child,)))
+        if child_node.kind in ("mapping", "sequence"):
+            yield from _image_nodes(index, path + (child,), keys + (child,), fields)
+        elif child == "image" and (found is None or found[1] is not IMAGE_TAG_SIBLINGS):
+            shaped = _node_shape(index, path + (child,), keys + (child,), fields)
+            if shaped is not None:
+                yield shaped
 
 
 def _fabrikate_targets(tree: _Tree, rel: str, index: YamlIndex) -> list[tuple[str, int, Target]]:
@@ -667,9 +761,8 @@ def _fabrikate_targets(tree: _Tree, rel: str, index: YamlIndex) -> list[tuple[st
     component_dir = str(PurePosixPath(rel).parent.parent)
     component_dir = "" if component_dir == "." else component_dir
     found = []
-    for image in _config_images(index, (0,), ()):
-        ref = _image(index.scalar_text(image.path + ("repository",)))
-        if ref.tag or ref.digest or index.ignored(image.path):
+    for image in _config_images(index, (0,), (), tree.fields):
+        if index.ignored(image.path):
             continue
         labels = _fabrikate_labels(tree, component_dir, image.chain)
         found += _resolved_targets(tree, rel, index, image, component_dir, labels)
@@ -714,10 +807,11 @@ def _block(names: tuple[str, ...], config_path: tuple[PathKey, ...]) -> YamlPath
 
 
 def _resolve(tree: _Tree, levels: list[tuple[str, tuple[str, ...]]], config_path: tuple[PathKey, ...],
-             layers: tuple[str, ...]) -> tuple[_Field | None, _Field | None]:
+             layers: tuple[str, ...], shape: Shape) -> tuple[_Field | None, _Field | None]:
     """(the field whose tag or digest the generator uses, the field whose repository it uses) for one environment,
     following `precedence`, the generator's rule: the first file that sets the key wins."""
     winner = repository = None
+    tag_keys = tuple(key for key in (shape.tag, shape.digest) if key)
     for level, name in precedence(len(levels), layers):
         directory, names = levels[level]
         file = tree.config_file(directory, name)
@@ -729,11 +823,11 @@ def _resolve(tree: _Tree, levels: list[tuple[str, tuple[str, ...]]], config_path
         if node is None:
             continue
         field = _Field(file, path, index)
-        if node.kind != "mapping":  # a value that is not a map replaces the whole image map
+        if shape.is_string or node.kind != "mapping":  # a value that is not a map replaces the whole map
             return (winner or field), (repository or field)
-        if winner is None and any(index.get(path + (key,)) is not None for key in ("tag", "digest")):
+        if winner is None and any(index.get(path + (key,)) is not None for key in tag_keys):
             winner = field
-        if repository is None and index.get(path + ("repository",)) is not None:
+        if repository is None and all(index.get(path + (key,)) is not None for key in shape.repository):
             repository = field
         if winner and repository:
             break
@@ -755,8 +849,9 @@ def _resolved_targets(tree: _Tree, rel: str, index: YamlIndex, image: _ConfigIma
     levels = _levels(tree, component_dir, image.chain)
     definition = _Field(rel, image.path, index)
     wins: dict[tuple[str, YamlPath], tuple[_Field, _Field, list[str]]] = {}
+    shape = image.shape
     for spec in _scope(tree, levels):
-        winner, repository = _resolve(tree, levels, image.config_path, spec.layers)
+        winner, repository = _resolve(tree, levels, image.config_path, spec.layers, shape)
         winner = winner or repository or definition
         entry = wins.setdefault((winner.file, winner.path), (winner, repository or definition, []))
         entry[2].append(spec.folder)
@@ -764,31 +859,36 @@ def _resolved_targets(tree: _Tree, rel: str, index: YamlIndex, image: _ConfigIma
     found = []
     for winner, source, environments in wins.values():
         node = winner.index.get(winner.path)
-        ref = _image(source.index.scalar_text(source.path + ("repository",))) or _image(
-            index.scalar_text(image.path + ("repository",)))
+        ref = shape_image(source.index, source.path, shape) or shape_image(index, image.path, shape)
         locator = format_locator(winner.path[1:])
         tag = digest = skip = None
-        if node.kind == "mapping":
-            tag = winner.index.scalar_text(winner.path + ("tag",))
-            digest = winner.index.scalar_text(winner.path + ("digest",))
+        if shape.is_string and shape_image(winner.index, winner.path, shape):
+            ref = shape_image(winner.index, winner.path, shape)
+            tag, digest = ref.tag, ref.digest
+        elif not shape.is_string and node.kind == "mapping":
+            tag = winner.index.scalar_text(winner.path + (shape.tag,))
+            digest = winner.index.scalar_text(winner.path + (shape.digest,)) if shape.digest else None
         else:
             skip = (f"{winner.line()} sets the image for {', '.join(environments)} as a {node.kind}, "
-                    "which cannot be edited as an image map")
+                    f"which cannot be edited as {'an image string' if shape.is_string else 'an image map'}")
         if winner.index.ignored(winner.path):
             skip = f"{winner.line()} is marked `# autopilot: ignore`"
-        own_repository = winner.index.get(winner.path + ("repository",)) is not None
+        own_repository = shape.is_string or shape_image(winner.index, winner.path, shape) is not None
         target = Target(winner.file, "fabrikate", locator, ref.name, tag, digest, service, env,
                         environments=tuple(environments),
-                        repository_from=None if own_repository or skip else source.line("repository"),
-                        skip_reason=skip)
+                        repository_from=None if own_repository or skip else source.line(shape.repository[0]),
+                        skip_reason=skip, shape=shape)
         found.append((winner.file, node.start.index, target))
     if (definition.file, definition.path) not in wins:
-        first = next(iter(wins.values()))
-        ref = _image(index.scalar_text(image.path + ("repository",)))
+        first = next(iter(wins.values()))[0]
+        ref = shape_image(index, image.path, shape)
+        tag, digest = (ref.tag, ref.digest) if shape.is_string else (
+            index.scalar_text(image.path + (shape.tag,)),
+            index.scalar_text(image.path + (shape.digest,)) if shape.digest else None)
         found.append((rel, index.get(image.path).start.index, Target(
-            rel, "fabrikate", format_locator(image.path[1:]), ref.name, index.scalar_text(image.path + ("tag",)),
-            index.scalar_text(image.path + ("digest",)), service, env,
-            overridden_by=first[0].line("tag" if first[0].index.get(first[0].path + ("tag",)) else "digest"))))
+            rel, "fabrikate", format_locator(image.path[1:]), ref.name, tag, digest, service, env,
+            overridden_by=first.line(shape.tag if first.index.get(first.path + (shape.tag,)) else shape.digest),
+            shape=shape)))
     return found
 
 

@@ -11,6 +11,7 @@ from ruamel.yaml import YAML
 
 from core.generate import generate
 from core.images import same_image
+from core.policy import load_policy_from
 from core.targets import find_targets
 from core.yaml_edit import apply_to_tree
 
@@ -19,15 +20,26 @@ FABRIKATE_CASES = sorted(case.name for case in GOLDEN.iterdir() if (case / "orig
 HLD_URL = "https://dev.azure.com/fabrikam/hld/_git/hld"
 
 
+def _named(name: Any, image: str) -> bool:
+    return isinstance(name, str) and same_image(name, image)
+
+
 def image_tags(value: Any, image: str) -> Iterator[str | None]:
-    """Tags of every image of `image` in generated values: `image: {repository, tag}` maps and image strings."""
+    """Tags of every image of `image` in generated values and manifests, in every shape a chart takes it:
+    {repository, tag}, {registry, repository, tag}, {name, tag|version}, image + imageTag, image strings."""
     if isinstance(value, dict):
         repository = value.get("repository")
-        if isinstance(repository, str) and same_image(repository, image) and "tag" in value:
-            yield str(value.get("tag"))
+        if isinstance(value.get("registry"), str) and isinstance(repository, str):
+            repository = f"{value['registry']}/{repository}"
+        for name, tag in ((repository, "tag"), (value.get("name"), "tag"), (value.get("name"), "version"),
+                          (value.get("image"), "imageTag")):
+            if _named(name, image) and tag in value:
+                yield str(value[tag])
         for key, child in value.items():
-            if isinstance(child, str) and key in ("image",) and child.split("@")[0].rsplit(":", 1)[0] == image:
-                yield child.split("@")[0].rsplit(":", 1)[1] if ":" in child.split("@")[0] else None
+            if isinstance(child, str) and key == "image" and "imageTag" not in value:
+                reference = child.split("@")[0]
+                if reference.rsplit(":", 1)[0] == image:
+                    yield reference.rsplit(":", 1)[1]
             else:
                 yield from image_tags(child, image)
     elif isinstance(value, list):
@@ -50,7 +62,8 @@ def generated_tags(root: Path, environments: list[str], image: str, ring: str | 
 
 def test_every_fabrikate_golden_tree_takes_part():
     assert {"bedrock-ring-config", "legacy-root-override", "env-tag-file", "env-tag-file-scoped", "generator-alias",
-            "pod-templates-any-kind"} <= set(FABRIKATE_CASES)
+            "pod-templates-any-kind", "config-image-string", "config-image-string-digest", "config-image-tag-siblings",
+            "config-registry-map", "config-name-map", "config-policy-fields", "config-json"} <= set(FABRIKATE_CASES)
 
 
 @pytest.mark.parametrize("case", FABRIKATE_CASES)
@@ -60,7 +73,7 @@ def test_generation_after_a_bump_shows_the_new_tag(case, tmp_path):
     work = tmp_path / "hld"
     shutil.copytree(GOLDEN / case / "original", work)
     before = generated_tags(work, environments, spec["image"], spec.get("env"))
-    targets = [t for t in find_targets(work, spec["image"], environments)
+    targets = [t for t in find_targets(work, spec["image"], environments, load_policy_from(work).image_fields)
                if spec.get("env") in (None, t.env) and not (t.overridden_by or t.skip_reason)]
     assert targets, "the finder found nothing to edit"
     apply_to_tree(work, [(t, spec["tag"], spec.get("digest")) for t in targets])
