@@ -271,3 +271,17 @@ def test_rendered_mode_names_missing_helm_before_fetching_a_git_chart(tmp_path):
     with pytest.raises(HelmMissing, match="helm binary '/no/such/helm' not found"):
         generate(root, ["prod"], helm_bin="/no/such/helm", allowed_sources=("file://",), cache_dir=tmp_path / "c")
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # nothing was cloned
+
+
+def test_rendered_mode_uses_a_chart_fab_install_vendored_under_helm_repos(tmp_path, helm):
+    chart = {"name": "web", "type": "helm", "method": "git", "source": "https://example.com/charts.git",
+             "path": "charts/web"}
+    root = write(tmp_path / "hld", {
+        "component.yaml": component("root", chart),
+        "helm_repos/web/charts/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+    })
+    # no source is allowed, so only the committed copy can be used: Fabrikate's generate reads it offline too
+    generation = generate(root, ["prod"], helm_bin=str(helm.path), allowed_sources=())
+    assert [generated.path for generated in generation.files] == ["prod/root.yaml", "prod/web.yaml"]
+    [call] = helm.calls
+    assert call["argv"][-2:] == ["web", str((root / "helm_repos/web/charts/web").resolve())]

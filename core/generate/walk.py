@@ -90,8 +90,21 @@ class _Walker:
         ref = GitRef(component.source, component.version, component.branch)
         return ref, self._checkouts.checkout(ref, label)
 
+    def _vendored(self, component: Component, parent: Location, folder: str, label: str) -> Location | None:
+        """Where `fab install` put a git source (`components/<name>/` for a component, `helm_repos/<name>/` for a
+        helm chart) when that copy is committed to the HLD: Fabrikate's `generate` reads it from there, offline,
+        so the walk does too. A symlinked copy is not used."""
+        copy = parent.directory / folder / component.name
+        if copy.is_symlink() or not copy.is_dir():
+            return None
+        directory = inside(parent.checkout, copy, component.path or ".", label)
+        return Location(directory, parent.checkout, parent.origin)
+
     def _locate(self, component: Component, parent: Location, label: str) -> Location:
         if component.method == "git":
+            vendored = self._vendored(component, parent, "components", label)
+            if vendored is not None:
+                return vendored
             ref, checkout = self._git_checkout(component, label)
             return Location(inside(checkout, checkout, component.path or ".", label), checkout, ref)
         base = inside(parent.checkout, parent.directory, component.source or ".", label)
@@ -161,6 +174,10 @@ class _Walker:
     def _content_directory(self, component: Component, location: Location, label: str) -> tuple[Path, Location]:
         """The directory a static or helm component's `path` names: in its git source, or beside its parent."""
         if component.method == "git":
+            vendored = self._vendored(component, location, "helm_repos" if component.type == "helm" else "components",
+                                      label)
+            if vendored is not None:
+                return vendored.directory, vendored
             ref, checkout = self._git_checkout(component, label)
             location = Location(checkout, checkout, ref)
         return inside(location.checkout, location.directory, component.path or ".", label), location
