@@ -83,3 +83,34 @@ def test_generation_after_a_bump_shows_the_new_tag(case, tmp_path):
     for folder, tags in after.items():
         assert tags - kept == {spec["tag"]}, f"{folder}: generated tags {tags}"
         assert spec["tag"] not in before[folder]
+
+
+def test_layered_environments_and_a_higher_env_file_agree_with_the_generator(tmp_path):
+    """"staging west" reads staging.json first, then west.yaml; `west` reads west.yaml; prod reads the root's
+    prod.yaml, which sits higher in the tree than the ring: each environment's winning file is the one edited."""
+    files = {
+        "component.yaml": "name: hld\nsubcomponents:\n- {name: ring, method: local, path: ./ring}\n",
+        "config/prod.yaml": "subcomponents:\n  ring:\n    subcomponents:\n      chart:\n        config:\n"
+                            "          image: {tag: root-prod}\n",
+        "ring/component.yaml": "name: ring\nsubcomponents:\n"
+                               "- {name: chart, type: helm, method: helm, source: 'https://c', path: x}\n",
+        "ring/config/common.yaml": "subcomponents:\n  chart:\n    config:\n"
+                                   "      image: {repository: r.io/a, tag: common}\n",
+        "ring/config/west.yaml": "subcomponents:\n  chart:\n    config:\n      image: {tag: west}\n",
+        "ring/config/staging.json": '{"subcomponents": {"chart": {"config": {"image": {"tag": "staging"}}}}}\n',
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    environments = ["staging west", "west", "prod", "qa"]
+    assert generated_tags(tmp_path, environments, "r.io/a", None) == {
+        "staging-west": {"staging"}, "west": {"west"}, "prod": {"root-prod"}, "qa": {"common"}}
+    targets = find_targets(tmp_path, "r.io/a", environments)
+    assert {t.file: t.environments for t in targets if not t.overridden_by} == {
+        "ring/config/staging.json": ("staging-west",), "ring/config/west.yaml": ("west",),
+        "config/prod.yaml": ("prod",), "ring/config/common.yaml": ("qa",)}
+    apply_to_tree(tmp_path, [(t, "2.0", None) for t in targets if not t.overridden_by])
+    assert generated_tags(tmp_path, environments, "r.io/a", None) == {
+        "staging-west": {"2.0"}, "west": {"2.0"}, "prod": {"2.0"}, "qa": {"2.0"}}
+    assert (tmp_path / "ring/config/staging.json").read_text() == \
+        '{"subcomponents": {"chart": {"config": {"image": {"tag": "2.0"}}}}}\n'
