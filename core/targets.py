@@ -3,16 +3,23 @@
 
 Three kinds of image field are found by reading the tree (no per-service wiring):
 
-* ``fabrikate``: a Fabrikate ``config/*.yaml`` map ``image: {repository, tag[, digest]}`` anywhere under a ``config:``
-  of the file's top level or of any nesting of ``subcomponents:``. Labels come from the component directory the
+* ``fabrikate``: an image in a Fabrikate ``config/*.yaml`` (or ``.json``) anywhere under a ``config:`` of the file's
+  top level or of any nesting of ``subcomponents:``, in one of the `Shape`s (``image: {repository, tag[, digest]}``,
+  an image string, ``image`` + ``imageTag``, ``{registry, repository, tag}``, ``{name, tag}``, a policy's
+  `ImageFields`). The field returned is the one the generator uses for each environment in scope (`_resolve`,
+  following ``core.generate.config.precedence``): a tag-only map in ``config/<env>.yaml``, a higher config's block,
+  or the map itself; a field that wins nowhere is reported as overridden. Labels come from the component directory the
   field applies to: the config file's component directory, extended by the nested ``subcomponents.<name>`` chain as
   far as those names map onto directories (via the ``component.yaml`` ``path`` of the subcomponent, else a
   directory of the same name; helm/static subcomponents are inlined and end the chain). With that directory's
   repo-relative parts ``p``: two or more parts → service ``p[-2]``, env ``p[-1]`` (Bedrock ``<repo>/<svc>/<ring>``);
   one part → service ``p[0]``, env ``default``; none → service = innermost subcomponent name (or ``default``), env
   ``default``.
-* ``manifest``: ``image:`` of ``containers``/``initContainers`` in Kubernetes workloads (any document of any other YAML
-  file). service = ``metadata.name``; env = first path segment of the file, ``default`` at the root.
+* ``manifest``: ``image:`` of ``containers``/``initContainers``/``ephemeralContainers`` anywhere under ``spec`` of a
+  document with a ``kind`` (any other YAML file). service = ``metadata.name``; env = first path segment of the
+  file, ``default`` at the root.
+
+A ``# autopilot: ignore`` line comment on a field's line, or on the line of any map above it, hides it.
 * ``kustomize``: ``images:`` entries of a kustomization file. service = last path segment of the image name; env =
   the kustomization's directory name, ``default`` at the root.
 """
@@ -489,13 +496,6 @@ class _Tree:
                 index = None
             _file_cache[path] = (key, data, index)
         return index
-
-    def config_files(self, component_dir: str) -> list[str]:
-        config = self.root / component_dir / "config"
-        if not config.is_dir() or config.is_symlink():
-            return []
-        return sorted(_rel(component_dir, "config", p.name) for p in config.iterdir()
-                      if p.suffix in (".yaml", ".yml") and p.is_file())
 
     def config_file(self, component_dir: str, name: str) -> str | None:
         """`config/<name>.yaml`, else `.json` (the generator's lookup), in a directory reached without symlinks."""

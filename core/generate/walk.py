@@ -195,7 +195,9 @@ class _Walker:
 
     def _rendered(self, component: Component, config: ComponentConfig, location: Location,
                   label: str) -> list[tuple[str, Any]]:
-        self._helm.require(label)
+        if component.method == "git" and self._vendored(component, location, "helm_repos", label) is None:
+            check_url(component.source, label, self._allowed_sources)  # a refused source is named first
+        self._helm.require(label)  # then a missing helm, before anything is fetched
         values = dump(dict(config.values), budget=self._output_left, label=label)
         if component.method == "helm":
             chart, repo, version = component.path, component.source, component.version
