@@ -386,13 +386,16 @@ def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
         index = tree.index(rel)
         if index is None:
             continue
-        if PurePosixPath(rel).name in KUSTOMIZATION_NAMES:
-            found += _kustomize_targets(rel, index)
+        try:
+            if PurePosixPath(rel).name in KUSTOMIZATION_NAMES:
+                found += _kustomize_targets(rel, index)
+                continue
+            if not rel.endswith(".json"):
+                found += _manifest_targets(rel, index)
+            if PurePosixPath(rel).parent.name == "config":
+                found += _fabrikate_targets(tree, rel, index)
+        except RecursionError:  # nesting the indexer took but the recursive searches below cannot: not a target
             continue
-        if not rel.endswith(".json"):
-            found += _manifest_targets(rel, index)
-        if PurePosixPath(rel).parent.name == "config":
-            found += _fabrikate_targets(tree, rel, index)
     unique: dict[str, Target] = {}
     for _, _, target in sorted(found, key=lambda item: (item[0], item[1])):
         known = unique.get(target.key)

@@ -324,3 +324,12 @@ def test_a_winning_value_that_is_no_image_map_is_reported_not_edited(tmp_path):
     assert sorted((o.target.file, o.action) for o in outcomes) == [
         ("svc/ring/config/DEV.yaml", "skip"), ("svc/ring/config/common.yaml", "skip")]
     assert [o.reason for o in outcomes if o.target is blocked] == [blocked.skip_reason]
+
+
+def test_a_deeply_nested_file_is_no_target_and_breaks_nothing(tmp_path):
+    deep = "spec:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(300)) + "  " * 301 + "containers: []\n"
+    write(tmp_path, "prod/deep.yaml", "kind: X\n" + deep)
+    write(tmp_path, "svc/config/common.yaml",
+          "config:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(300)) + "  " * 301 + "image: r.io/a:1\n")
+    write(tmp_path, "prod/web.yaml", "kind: Pod\nmetadata: {name: web}\nspec: {containers: [{image: r.io/a:2}]}\n")
+    assert "2" in [t.tag for t in find_targets(tmp_path, "r.io/a")]  # the plain manifest is still found
