@@ -11,7 +11,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Sequence
 
 from core.bump_decision import BumpDecision, decide_bump
@@ -100,6 +100,9 @@ def plan_bumps(targets: Sequence[Target], items: Sequence[ImagePushed], policy: 
             outcomes.append(Outcome(target, "skip", f"{target.file} is overridden by {target.overridden_by}; "
                                                    f"an edit here would never take effect", mine[-1], tuple(mine)))
             continue
+        if target.skip_reason:
+            outcomes.append(Outcome(target, "skip", target.skip_reason, mine[-1], tuple(mine)))
+            continue
         tp = policy.for_target(target.repository, target.file)
         mark = high_water(target)
         current, current_pushed = target.tag, None
@@ -175,7 +178,11 @@ _BRANCH_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def bot_branch(target: Target) -> str:
     def safe(text: str) -> str:
         return _BRANCH_UNSAFE.sub("-", text).strip("-.") or "default"
-    return f"autopilot/{safe(target.service)}/{safe(target.env)}"
+    branch = f"autopilot/{safe(target.service)}/{safe(target.env)}"
+    stem = PurePosixPath(target.file).stem
+    if target.kind == "fabrikate" and stem != "common":  # config/<env>.yaml beside the ring's common.yaml
+        branch += f"/{safe(stem)}"
+    return branch
 
 
 def pr_text(outcome: Outcome) -> tuple[str, str]:
@@ -225,7 +232,8 @@ class BumpService:
               only_env: str | None = None) -> tuple[list[Outcome], list[ImagePushed], Policy]:
         policy = load_policy_from(worktree)
         names = sorted({i.repository.rsplit("/", 1)[-1] for i in items})
-        targets = [t for t in find_all_targets(worktree, candidates=files_mentioning(worktree, names))
+        targets = [t for t in find_all_targets(worktree, candidates=files_mentioning(worktree, names),
+                                               environments=policy.environments, fields=policy.image_fields)
                    if any(same_image(t.repository, i.image) for i in items)]
         outcomes, no_target = plan_bumps(targets, items, policy,
                                          lambda t: self.high_water.get(self.repo_url, t.key), only_env)

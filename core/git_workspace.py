@@ -684,20 +684,59 @@ def checkout_head(worktree: Path) -> CheckoutHead:
     return CheckoutHead(sha.strip(), subject, message.rstrip("\n"))
 
 
+_BLOB_TEXT_LIMIT = 1 << 20  # as core.repo_yaml.MAX_REPO_YAML_BYTES: discovery never reads a larger file
+_BLOB_CACHE_BYTES = 256 << 20
+_blob_texts: dict[bytes, bytes] = {}  # blob sha -> searchable text (b"" for binary or oversized blobs)
+# One `git ls-files -s -z` record of a regular file, anchored at a record start (a path cannot hold a NUL).
+_LS_FILES_ENTRY = re.compile(rb"(?:^|(?<=\0))(?:100644|100755) ([0-9a-f]+) [0-3]\t([^\0]*)\0")
+_blob_cache_size = 0
+
+
 def files_mentioning(worktree: Path, needles: Sequence[str]) -> list[str]:
-    """Tracked files of a checkout whose text contains one of ``needles`` (git grep: one C process instead of
-    reading every file of a large tree in Python)."""
+    """Tracked regular files of a checkout whose committed text contains one of ``needles`` (fixed strings), in
+    index order. Blobs are read once per process by object id (`git ls-files -s` reads only the index; `git
+    cat-file --batch` reads the blobs not seen before), so a bump in an HLD of thousands of files reads the few
+    files its fetch changed instead of every file (what `git grep` did). Binary blobs (a NUL in the first 8000
+    bytes, git's own test) and blobs over 1 MiB are not searched: discovery never reads them."""
     if not needles:
         return []
-    args = ["git", "grep", "-l", "-z", "-F", "-I"]
+    listing = subprocess.run([git_executable(), "ls-files", "-s", "-z"], cwd=worktree, capture_output=True)
+    if listing.returncode != 0:
+        raise GitError(scrub(f"git ls-files in {worktree} failed: {listing.stderr.decode(errors='replace').strip()}"))
+    entries = _LS_FILES_ENTRY.findall(listing.stdout)  # (sha, path) of regular files: no symlinks, no submodules
+    missing = sorted({sha for sha, _ in entries if sha not in _blob_texts})
+    if missing:
+        _read_blobs(worktree, [sha.decode("ascii") for sha in missing])
+    texts = [(_blob_texts.get(sha, b""), path) for sha, path in entries]
+    found: set[bytes] = set()
     for needle in needles:
-        args += ["-e", needle]
-    run = subprocess.run(args, cwd=worktree, capture_output=True)
-    if run.returncode == 1:  # nothing matched
-        return []
+        wanted = needle.encode("utf-8", "surrogateescape")
+        found.update(path for text, path in texts if wanted in text)
+    return [path.decode("utf-8", "surrogateescape") for _, path in entries if path in found]
+
+
+def _read_blobs(worktree: Path, shas: list[str]) -> None:
+    global _blob_cache_size
+    run = subprocess.run([git_executable(), "cat-file", "--batch"], cwd=worktree, capture_output=True,
+                         input="".join(f"{sha}\n" for sha in shas).encode("ascii"))
     if run.returncode != 0:
-        raise GitError(scrub(f"git grep in {worktree} failed: {run.stderr.decode(errors='replace').strip()}"))
-    return [path for path in run.stdout.decode("utf-8", "surrogateescape").split("\0") if path]
+        raise GitError(scrub(f"git cat-file in {worktree} failed: {run.stderr.decode(errors='replace').strip()}"))
+    out, pos = run.stdout, 0
+    for sha in shas:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) != 3 or header[1] != b"blob":  # "<sha> missing" or not a blob: nothing to search
+            continue
+        size = int(header[2])
+        data = out[pos:pos + size]
+        pos += size + 1
+        text = b"" if size > _BLOB_TEXT_LIMIT or b"\0" in data[:8000] else data
+        if _blob_cache_size + len(text) > _BLOB_CACHE_BYTES:
+            _blob_texts.clear()
+            _blob_cache_size = 0
+        _blob_texts[sha.encode("ascii")] = text
+        _blob_cache_size += len(text)
 
 
 def parse_trailer_record(record: str) -> tuple[str, dict[str, str]]:

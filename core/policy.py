@@ -23,6 +23,8 @@ The file is optional; without it (or when it is empty) every default below appli
         environments: [dev, staging]      # environments (Bedrock rings) a push may update; default all
         autoApprove: patch        # overrides the top-level autoApprove for matching targets
         paused: true              # pauses matching targets (cannot un-pause a globally paused file)
+        fields: {repository: image.name, tag: image.version}  # an image shape to find in Fabrikate config: the
+                                  # map at a key path ending in `image` names the image in `name`, its tag in `version`
     promotion:                    # ordered stages a pushed tag goes through; schema and errors in core.promotion
       - env: dev
       - env: prod
@@ -62,6 +64,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from core.promotion import PromotionStage, parse_promotion
 from core.repo_yaml import RepoYamlError, load_one, read_repo_text
+from core.targets import ImageFields
 from core.tag_order import Ordering, PolicyError, Regex, RegexError, TagOrder, compile_repo_regex, parse_range, quoted
 
 __all__ = ["AUTO_APPROVE_LEVELS", "Policy", "PolicyError", "Rule", "TargetPolicy", "auto_approves", "load_policy"]
@@ -74,7 +77,8 @@ DEFAULT_ENVIRONMENTS = ("prod",)
 _TOP_KEYS = ("environments", "helmMode", "mergeStrategy", "paused", "autoApprove", "allowedAuthors", "defaults",
              "rules", "promotion")
 _TAG_KEYS = ("ordering", "tagFilter", "range")
-_RULE_KEYS = ("image", "path", *_TAG_KEYS, "environments", "autoApprove", "paused")
+_RULE_KEYS = ("image", "path", *_TAG_KEYS, "environments", "autoApprove", "paused", "fields")
+_FIELD_PATH = re.compile(r"[A-Za-z0-9_-]{1,100}(\.[A-Za-z0-9_-]{1,100}){0,9}")  # bounded, linear: key.key...
 _ENV_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -95,6 +99,7 @@ class Rule:
     image: str | None
     path: str | None
     target: TargetPolicy
+    fields: ImageFields | None = None  # `fields: {repository: image.name, tag: image.version}`
 
     def matches(self, image: str, path: str) -> bool:
         return ((self.image is None or _glob_regex(self.image.lower()).fullmatch(image.lower()) is not None)
@@ -112,6 +117,11 @@ class Policy:
     default_target: TargetPolicy = TargetPolicy(TagOrder(), None, None, None, "none", False, None)
     rules: tuple[Rule, ...] = ()
     promotion: tuple[PromotionStage, ...] = ()   # core.promotion: ordered stages; () = every environment at once
+
+    @property
+    def image_fields(self) -> tuple[ImageFields, ...]:
+        """Every rule's `fields`: extra image shapes discovery looks for in Fabrikate config."""
+        return tuple(dict.fromkeys(rule.fields for rule in self.rules if rule.fields is not None))
 
     def for_target(self, image: str, path: str) -> TargetPolicy:
         """Settings for ``image`` ("host/repository", no tag) referenced from the repo-relative file ``path``."""
@@ -347,8 +357,28 @@ class _Parser:
             rule_approve = (self.string(rule, "autoApprove", where, AUTO_APPROVE_LEVELS)
                             if "autoApprove" in rule else auto_approve)
             target = self.target(defaults, fields, where, rule_paused, rule_approve, index, environments)
-            rules.append(Rule(image, path, target))
+            rules.append(Rule(image, path, target, self.image_fields(rule, where) if "fields" in rule else None))
         return tuple(rules)
+
+    def image_fields(self, rule: CommentedMap, where: str) -> ImageFields:
+        """`fields: {repository: a.b.name, tag: a.b.version}`: two key paths (up to 10 keys) in the same map."""
+        where = f"{where}.fields"
+        node = self.mapping(rule["fields"], where, ("repository", "tag"), _line(rule, "fields"))
+        paths = {}
+        for key in ("repository", "tag"):
+            if key not in node:
+                raise self.error(_line(rule, "fields"), f"{where} needs both 'repository' and 'tag'")
+            text = self.string(node, key, where)
+            if len(text) > 1000 or not _FIELD_PATH.fullmatch(text):
+                raise self.error(_line(node, key), f"{where}.{key} {quoted(text[:100])} is not a dotted key path "
+                                                   "(up to 10 keys of letters, digits, '_', '-')")
+            paths[key] = tuple(text.split("."))
+        repository, tag = paths["repository"], paths["tag"]
+        if repository[:-1] != tag[:-1] or repository[-1] == tag[-1]:
+            raise self.error(_line(rule, "fields"),
+                             f"{where}: repository and tag must be two keys of the same map, e.g. image.name and "
+                             "image.version")
+        return ImageFields(repository[:-1], repository[-1], tag[-1])
 
     def glob(self, rule: CommentedMap, key: str, where: str) -> str:
         text = self.string(rule, key, where)

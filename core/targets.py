@@ -3,21 +3,29 @@
 
 Three kinds of image field are found by reading the tree (no per-service wiring):
 
-* ``fabrikate``: a Fabrikate ``config/*.yaml`` map ``image: {repository, tag[, digest]}`` anywhere under a ``config:``
-  of the file's top level or of any nesting of ``subcomponents:``. Labels come from the component directory the
+* ``fabrikate``: an image in a Fabrikate ``config/*.yaml`` (or ``.json``) anywhere under a ``config:`` of the file's
+  top level or of any nesting of ``subcomponents:``, in one of the `Shape`s (``image: {repository, tag[, digest]}``,
+  an image string, ``image`` + ``imageTag``, ``{registry, repository, tag}``, ``{name, tag}``, a policy's
+  `ImageFields`). The field returned is the one the generator uses for each environment in scope (`_resolve`,
+  following ``core.generate.config.precedence``): a tag-only map in ``config/<env>.yaml``, a higher config's block,
+  or the map itself; a field that wins nowhere is reported as overridden. Labels come from the component directory the
   field applies to: the config file's component directory, extended by the nested ``subcomponents.<name>`` chain as
   far as those names map onto directories (via the ``component.yaml`` ``path`` of the subcomponent, else a
   directory of the same name; helm/static subcomponents are inlined and end the chain). With that directory's
   repo-relative parts ``p``: two or more parts → service ``p[-2]``, env ``p[-1]`` (Bedrock ``<repo>/<svc>/<ring>``);
   one part → service ``p[0]``, env ``default``; none → service = innermost subcomponent name (or ``default``), env
   ``default``.
-* ``manifest``: ``image:`` of ``containers``/``initContainers`` in Kubernetes workloads (any document of any other YAML
-  file). service = ``metadata.name``; env = first path segment of the file, ``default`` at the root.
+* ``manifest``: ``image:`` of ``containers``/``initContainers``/``ephemeralContainers`` anywhere under ``spec`` of a
+  document with a ``kind`` (any other YAML file). service = ``metadata.name``; env = first path segment of the
+  file, ``default`` at the root.
+
+A ``# autopilot: ignore`` line comment on a field's line, or on the line of any map above it, hides it.
 * ``kustomize``: ``images:`` entries of a kustomization file. service = last path segment of the image name; env =
   the kustomization's directory name, ``default`` at the root.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -25,7 +33,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -45,22 +53,49 @@ from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
 from core.errors import Permanent
+from core.generate.component import component_type
+from core.generate.config import CONFIG_SUFFIXES, EnvironmentSpec, parse_environment, precedence
 from core.images import ImageRef, ImageRefError, parse_image_ref, same_image
 from core.repo_yaml import MAX_REPO_YAML_BYTES
 
 MAX_FILE_BYTES = MAX_REPO_YAML_BYTES  # larger files are not indexed, so never targets
 KUSTOMIZATION_NAMES = frozenset({"kustomization.yaml", "kustomization.yml", "Kustomization"})
-POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
-CONTAINER_LISTS = ("initContainers", "containers")
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 FABRIKATE_IMAGE_FIELDS = ("repository", "tag", "digest")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a values map spells an image, relative to the node a Fabrikate target's locator names: the keys whose
+    values, joined with "/", form the image name, and the tag and digest keys. No repository keys: the node is one
+    image string (`image: host/repo:tag`, or `@sha256:...`)."""
+    repository: tuple[str, ...] = ("repository",)
+    tag: str = "tag"
+    digest: str | None = "digest"
+
+    @property
+    def is_string(self) -> bool:
+        return not self.repository
+
+
+IMAGE_MAP = Shape()                                   # image: {repository, tag[, digest]}
+IMAGE_STRING = Shape((), "", None)                    # image: host/repo:tag
+REGISTRY_MAP = Shape(("registry", "repository"))      # image: {registry, repository, tag}  (Bitnami)
+NAME_MAP = Shape(("name",))                           # image: {name, tag}
+IMAGE_TAG_SIBLINGS = Shape(("image",), "imageTag", None)  # image: host/repo + imageTag: x  (Elastic)
+
+
+@dataclass(frozen=True)
+class ImageFields:
+    """A policy rule's `fields: {repository: a.b.name, tag: a.b.version}`: the map at a key path ending in
+    `parent` holds the image name under `repository` and its tag under `tag`."""
+    parent: tuple[str, ...]
+    repository: str
+    tag: str
+
+    @property
+    def shape(self) -> Shape:
+        return Shape((self.repository,), self.tag, None)
 
 PathKey = str | int
 YamlPath = tuple[PathKey, ...]  # (document index, key or sequence index, ...)
@@ -110,6 +145,18 @@ class YamlNode:
 class YamlIndex:
     nodes: dict[YamlPath, YamlNode]
     documents: int
+    ignored_lines: frozenset[int] = frozenset()  # 0-based lines carrying an `# autopilot: ignore` comment
+
+    def ignored(self, path: YamlPath) -> bool:
+        """An `# autopilot: ignore` comment on the line of this field's key (or value), or of any map above it."""
+        if not self.ignored_lines:
+            return False
+        for end in range(len(path), 1, -1):
+            node = self.nodes.get(path[:end])
+            if node is not None and ((node.key_start or node.start).line in self.ignored_lines
+                                     or (end == len(path) and node.start.line in self.ignored_lines)):
+                return True
+        return False
 
     def get(self, path: YamlPath) -> YamlNode | None:
         return self.nodes.get(path)
@@ -225,7 +272,12 @@ def index_yaml(text: str) -> YamlIndex:
         raise YamlIndexError(" ".join(str(exc).split())) from None
     except RecursionError:
         raise YamlIndexError("YAML nesting too deep") from None
-    return YamlIndex(indexer.nodes, documents)
+    ignored = frozenset(number for number, line in enumerate(text.splitlines()) if "#" in line
+                        and _IGNORE_COMMENT.search(line))
+    return YamlIndex(indexer.nodes, documents, ignored)
+
+
+_IGNORE_COMMENT = re.compile(r"#\s*autopilot:\s*ignore\b")
 
 
 # ------------------------------------------------------------------------------------------------------- locators
@@ -287,7 +339,11 @@ class Target:
     digest: str | None
     service: str
     env: str
-    overridden_by: str | None = None  # "file:line" of a higher-level Fabrikate config setting the same key
+    overridden_by: str | None = None  # "file:line" of the Fabrikate config that wins over this field everywhere
+    environments: tuple[str, ...] = ()  # Fabrikate environments whose generated manifests take this field
+    repository_from: str | None = None  # "file:line" of the repository, for a tag-only map (config/<env>.yaml)
+    skip_reason: str | None = None  # why this winning field cannot be edited (the bump reports it as a skip)
+    shape: Shape = IMAGE_MAP  # Fabrikate targets: how the named node spells the image
 
     @property
     def key(self) -> str:
@@ -303,31 +359,54 @@ class Target:
         return (0,) + path
 
 
-def find_targets(root: Path, image_name: str) -> list[Target]:
+def find_targets(root: Path, image_name: str, environments: Sequence[str] | None = None,
+                 fields: Sequence[ImageFields] = ()) -> list[Target]:
     """Every image field in the tree that holds `image_name` (host/repository; a tag or digest is ignored)."""
     parse_image_ref(image_name)
-    return [target for target in find_all_targets(root) if same_image(target.repository, image_name)]
+    return [target for target in find_all_targets(root, environments=environments, fields=fields)
+            if same_image(target.repository, image_name)]
 
 
-def find_all_targets(root: Path, candidates: Iterable[str] | None = None) -> list[Target]:
+def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
+                     environments: Sequence[str] | None = None,
+                     fields: Sequence[ImageFields] = ()) -> list[Target]:
     """Every image field in the tree. `candidates` (repo-relative paths, e.g. the files `git grep -l` finds
-    mentioning a repository) replaces the walk of the whole tree; ancestor configs are still read for override
-    checks."""
+    mentioning a repository) replaces the walk of the whole tree; the other config files of the components
+    concerned are still read to resolve which file wins.
+
+    A Fabrikate image is resolved per environment (`environments` as the generator names them, e.g.
+    `["prod", "staging west"]`; None: every environment a config file on the way names, and `common`): the
+    target is the field in the file whose value the generator uses for that environment."""
     tree = _Tree(Path(root))
+    tree.environments = None if environments is None else tuple(parse_environment(e) for e in environments)
+    tree.fields = tuple(fields)
     found: list[tuple[str, int, Target]] = []
-    files = tree.yaml_files() if candidates is None else sorted(
-        rel for rel in candidates if rel.endswith((".yaml", ".yml")) or PurePosixPath(rel).name in KUSTOMIZATION_NAMES)
+    files = tree.yaml_files() if candidates is None else sorted(rel for rel in candidates if _is_discovered(rel))
     for rel in files:
         index = tree.index(rel)
         if index is None:
             continue
-        if PurePosixPath(rel).name in KUSTOMIZATION_NAMES:
-            found += _kustomize_targets(rel, index)
+        try:
+            if PurePosixPath(rel).name in KUSTOMIZATION_NAMES:
+                found += _kustomize_targets(rel, index)
+                continue
+            if not rel.endswith(".json"):
+                found += _manifest_targets(rel, index)
+            if PurePosixPath(rel).parent.name == "config":
+                found += _fabrikate_targets(tree, rel, index)
+        except RecursionError:  # nesting the indexer took but the recursive searches below cannot: not a target
             continue
-        found += _manifest_targets(rel, index)
-        if PurePosixPath(rel).parent.name == "config":
-            found += _fabrikate_targets(tree, rel, index)
-    return [target for _, _, target in sorted(found, key=lambda item: (item[0], item[1]))]
+    unique: dict[str, Target] = {}
+    for _, _, target in sorted(found, key=lambda item: (item[0], item[1])):
+        known = unique.get(target.key)
+        if known is None:
+            unique[target.key] = target
+        elif target.environments and not known.overridden_by:  # one field reached from two definitions
+            environments = tuple(dict.fromkeys(known.environments + target.environments))
+            unique[target.key] = dataclasses.replace(known, environments=environments)
+        elif target.environments:
+            unique[target.key] = target
+    return list(unique.values())
 
 
 _FileKey = tuple[int, int, int]
@@ -375,6 +454,9 @@ class _Tree:
         self._root = str(root)
         self._indexes: dict[str, YamlIndex | None] = {}
         self._subcomponents: dict[str, dict[str, str | None]] = {}
+        self._config_dirs: dict[str, bool] = {}
+        self.environments: tuple[EnvironmentSpec, ...] | None = None
+        self.fields: tuple[ImageFields, ...] = ()
 
     def yaml_files(self) -> list[str]:
         """Repo-relative YAML files (symlinks and .git skipped), each directory's files before its subdirectories'.
@@ -391,7 +473,7 @@ class _Tree:
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name != ".git":
                         subdirs.append(entry)
-                elif entry.name.endswith((".yaml", ".yml")) or entry.name in KUSTOMIZATION_NAMES:
+                elif _is_discovered(prefix + entry.name):
                     files.append(prefix + entry.name)
             for entry in subdirs:
                 walk(entry.path, prefix + entry.name + "/")
@@ -418,12 +500,30 @@ class _Tree:
             _file_cache[path] = (key, data, index)
         return index
 
-    def config_files(self, component_dir: str) -> list[str]:
-        config = self.root / component_dir / "config"
-        if not config.is_dir() or config.is_symlink():
+    def config_file(self, component_dir: str, name: str) -> str | None:
+        """`config/<name>.yaml`, else `.json` (the generator's lookup), in a directory reached without symlinks."""
+        if component_dir not in self._config_dirs:
+            self._config_dirs[component_dir] = _plain_directory(self._root, _rel(component_dir, "config"))
+        if not self._config_dirs[component_dir]:
+            return None
+        for suffix in CONFIG_SUFFIXES:
+            rel = _rel(component_dir, "config", name + suffix)
+            if self.index(rel) is not None:
+                return rel
+        return None
+
+    def environment_names(self, component_dir: str) -> list[str]:
+        """Environments the config files of a component name (`config/<env>.yaml|json`), common excluded."""
+        self.config_file(component_dir, "common")
+        if not self._config_dirs[component_dir]:
             return []
-        return sorted(_rel(component_dir, "config", p.name) for p in config.iterdir()
-                      if p.suffix in (".yaml", ".yml") and p.is_file())
+        try:
+            with os.scandir(os.path.join(self._root, component_dir, "config")) as it:
+                names = [entry.name for entry in it if entry.is_file(follow_symlinks=False)]
+        except OSError:
+            return []
+        stems = {name.rsplit(".", 1)[0] for name in names if name.endswith(CONFIG_SUFFIXES)}
+        return sorted(stem for stem in stems if stem != "common" and _ENVIRONMENT.fullmatch(stem))
 
     def subcomponent_dirs(self, component_dir: str) -> dict[str, str | None]:
         """Subcomponent name → its directory (repo-relative), None for inlined helm/static subcomponents."""
@@ -463,7 +563,8 @@ def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | 
         name = index.scalar_text((0, "subcomponents", i, "name"))
         if not name:
             continue
-        kind = index.scalar_text((0, "subcomponents", i, "type")) or "component"
+        kind = component_type(index.scalar_text((0, "subcomponents", i, "generator")),
+                              index.scalar_text((0, "subcomponents", i, "type")))
         if kind != "component":
             dirs[name] = None
             continue
@@ -475,6 +576,31 @@ def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | 
         if location is not None:
             dirs[name] = location
     return dirs
+
+
+def _is_discovered(rel: str) -> bool:
+    """YAML files, kustomizations, and the JSON configs Fabrikate reads (`config/<env>.json`)."""
+    path = PurePosixPath(rel)
+    return (rel.endswith((".yaml", ".yml")) or path.name in KUSTOMIZATION_NAMES
+            or (rel.endswith(".json") and path.parent.name == "config"))
+
+
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _plain_directory(root: str, rel: str | None) -> bool:
+    """A directory inside the tree whose every component is a real directory (never a symlink)."""
+    if rel is None:
+        return False
+    path = root
+    for part in _parts(rel):
+        path = os.path.join(path, part)
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _rel(*parts: str) -> str | None:
@@ -496,26 +622,44 @@ def _image(text: str | None) -> ImageRef | None:
         return None
 
 
+def is_container_image_path(rest: tuple[PathKey, ...]) -> bool:
+    """`spec ... <containers|initContainers|ephemeralContainers>[i].image` of a document with a `kind`: the pod spec
+    of a Pod, the pod template of any workload (Deployment, CronJob, Argo Rollout, Knative Service, KEDA ScaledJob's
+    `jobTargetRef`, custom kinds), as kustomize's image transformer finds them."""
+    return (len(rest) >= 4 and rest[0] == "spec" and rest[-1] == "image" and isinstance(rest[-2], int)
+            and rest[-3] in CONTAINER_LISTS and all(isinstance(part, str) for part in rest[:-2]))
+
+
+def _container_images(index: YamlIndex, path: YamlPath) -> Iterator[YamlPath]:
+    node = index.get(path)
+    if node is None or node.kind != "mapping":
+        return
+    for key in node.children:
+        child = index.get(path + (key,))
+        if key in CONTAINER_LISTS and child.kind == "sequence":
+            for i in child.children:
+                if index.get(path + (key, i, "image")) is not None:
+                    yield path + (key, i, "image")
+        elif child.kind == "mapping":
+            yield from _container_images(index, path + (key,))
+
+
 def _manifest_targets(rel: str, index: YamlIndex) -> list[tuple[str, int, Target]]:
     found = []
     segments = PurePosixPath(rel).parts[:-1]
     env = segments[0] if segments else "default"
     for doc in range(index.documents):
-        pod_spec = POD_SPEC_PATHS.get(index.scalar_text((doc, "kind")) or "")
-        if pod_spec is None:
+        if not index.scalar_text((doc, "kind")):
             continue
         service = index.scalar_text((doc, "metadata", "name")) or PurePosixPath(rel).stem
-        for list_key in CONTAINER_LISTS:
-            containers = index.get((doc,) + pod_spec + (list_key,))
-            for i in containers.children if containers and containers.kind == "sequence" else ():
-                path = (doc,) + pod_spec + (list_key, i, "image")
-                node = index.get(path)
-                ref = _image(node.text() if node else None)
-                if ref is None:
-                    continue
-                target = Target(rel, "manifest", format_locator(("doc",) + path), ref.name, ref.tag, ref.digest,
-                                service, env)
-                found.append((rel, node.start.index, target))
+        for path in _container_images(index, (doc, "spec")):
+            node = index.get(path)
+            ref = _image(node.text())
+            if ref is None or index.ignored(path):
+                continue
+            target = Target(rel, "manifest", format_locator(("doc",) + path), ref.name, ref.tag, ref.digest,
+                            service, env)
+            found.append((rel, node.start.index, target))
     return found
 
 
@@ -527,7 +671,7 @@ def _kustomize_targets(rel: str, index: YamlIndex) -> list[tuple[str, int, Targe
         entry = (0, "images", i)
         name = index.scalar_text(entry + ("newName",)) or index.scalar_text(entry + ("name",))
         ref = _image(name)
-        if ref is None or ref.tag or ref.digest:
+        if ref is None or ref.tag or ref.digest or index.ignored(entry + ("name",)):
             continue
         target = Target(rel, "kustomize", format_locator(("images", i)), name,
                         index.scalar_text(entry + ("newTag",)), index.scalar_text(entry + ("digest",)),
@@ -539,31 +683,79 @@ def _kustomize_targets(rel: str, index: YamlIndex) -> list[tuple[str, int, Targe
 @dataclass(frozen=True)
 class _ConfigImage:
     chain: tuple[str, ...]  # subcomponent names from the file's component down to the one configured
-    config_path: tuple[PathKey, ...]  # below `config:`, ending at the image map
+    config_path: tuple[PathKey, ...]  # below `config:`, ending at the node the shape is relative to
     path: YamlPath  # in the index
+    shape: Shape = IMAGE_MAP
 
 
-def _config_images(index: YamlIndex, path: YamlPath, chain: tuple[str, ...]) -> Iterator[_ConfigImage]:
+def _config_images(index: YamlIndex, path: YamlPath, chain: tuple[str, ...],
+                   fields: tuple[ImageFields, ...] = ()) -> Iterator[_ConfigImage]:
     config = index.get(path + ("config",))
     if config and config.kind == "mapping":
-        for below in _image_maps(index, path + ("config",)):
-            yield _ConfigImage(chain, below, path + ("config",) + below)
+        for below, shape in _image_nodes(index, path + ("config",), (), fields):
+            yield _ConfigImage(chain, below, path + ("config",) + below, shape)
     subcomponents = index.get(path + ("subcomponents",))
     if subcomponents and subcomponents.kind == "mapping":
         for name in subcomponents.children:
             if index.get(path + ("subcomponents", name)).kind == "mapping":
-                yield from _config_images(index, path + ("subcomponents", name), chain + (str(name),))
+                yield from _config_images(index, path + ("subcomponents", name), chain + (str(name),), fields)
 
 
-def _image_maps(index: YamlIndex, path: YamlPath) -> Iterator[tuple[PathKey, ...]]:
-    """Paths (relative to `path`) of `image:` maps holding a `repository`, at any depth of a helm values map."""
+def shape_image(index: YamlIndex, path: YamlPath, shape: Shape) -> ImageRef | None:
+    """The image the node at `path` spells in `shape`: for a map, its name (no tag or digest in it); for a string,
+    the whole reference, which must carry a tag or digest (a bare name says nothing to bump)."""
+    node = index.get(path)
+    if node is None:
+        return None
+    if shape.is_string:
+        ref = _image(node.text()) if node.kind in ("scalar", "alias") else None
+        return ref if ref is not None and (ref.tag or ref.digest) else None
+    if node.kind != "mapping":
+        return None
+    parts = [index.scalar_text(path + (key,)) for key in shape.repository]
+    if not all(parts):
+        return None
+    ref = _image("/".join(parts))
+    return ref if ref is not None and not ref.tag and not ref.digest else None
+
+
+def _node_shape(index: YamlIndex, path: YamlPath, keys: tuple[PathKey, ...],
+                fields: tuple[ImageFields, ...]) -> tuple[tuple[PathKey, ...], Shape] | None:
+    """The image shape the node at `path` (reached by `keys` below `config:`) holds, if any."""
+    node = index.get(path)
+    if node.kind == "mapping":
+        for rule in fields:
+            if tuple(keys[len(keys) - len(rule.parent):]) == rule.parent and shape_image(index, path, rule.shape):
+                return keys, rule.shape
+        if "image" in node.children and "imageTag" in node.children and shape_image(
+                index, path, IMAGE_TAG_SIBLINGS):
+            return keys, IMAGE_TAG_SIBLINGS
+    if keys and keys[-1] == "image":
+        for shape in (REGISTRY_MAP, IMAGE_MAP, NAME_MAP, IMAGE_STRING):
+            if shape is NAME_MAP and "tag" not in node.children:
+                continue  # {name, version} and the like: only a policy `fields` rule says which key is the tag
+            if shape_image(index, path, shape):
+                return keys, shape
+    return None
+
+
+def _image_nodes(index: YamlIndex, path: YamlPath, keys: tuple[PathKey, ...],
+                 fields: tuple[ImageFields, ...]) -> Iterator[tuple[tuple[PathKey, ...], Shape]]:
+    """(path below `config:`, shape) of every image at any depth of a helm values map."""
+    found = _node_shape(index, path, keys, fields)
+    if found is not None:
+        yield found
+        if found[1] is not IMAGE_TAG_SIBLINGS:
+            return
     node = index.get(path)
     for child in node.children:
         child_node = index.get(path + (child,))
-        if child == "image" and child_node.kind == "mapping" and _image(index.scalar_text(path + (child, "repository"))):
-            yield (child,)
-        elif child_node.kind in ("mapping", "sequence"):
-            yield from ((child,) + below for below in _image_maps(index, path + (child,)))
+        if child_node.kind in ("mapping", "sequence"):
+            yield from _image_nodes(index, path + (child,), keys + (child,), fields)
+        elif child == "image" and (found is None or found[1] is not IMAGE_TAG_SIBLINGS):
+            shaped = _node_shape(index, path + (child,), keys + (child,), fields)
+            if shaped is not None:
+                yield shaped
 
 
 def _fabrikate_targets(tree: _Tree, rel: str, index: YamlIndex) -> list[tuple[str, int, Target]]:
@@ -572,15 +764,134 @@ def _fabrikate_targets(tree: _Tree, rel: str, index: YamlIndex) -> list[tuple[st
     component_dir = str(PurePosixPath(rel).parent.parent)
     component_dir = "" if component_dir == "." else component_dir
     found = []
-    for image in _config_images(index, (0,), ()):
-        ref = _image(index.scalar_text(image.path + ("repository",)))
-        if ref.tag or ref.digest:
+    for image in _config_images(index, (0,), (), tree.fields):
+        if index.ignored(image.path):
             continue
-        service, env = _fabrikate_labels(tree, component_dir, image.chain)
-        target = Target(rel, "fabrikate", format_locator(image.path[1:]), ref.name,
-                        index.scalar_text(image.path + ("tag",)), index.scalar_text(image.path + ("digest",)),
-                        service, env, _override(tree, component_dir, image))
-        found.append((rel, index.get(image.path).start.index, target))
+        labels = _fabrikate_labels(tree, component_dir, image.chain)
+        found += _resolved_targets(tree, rel, index, image, component_dir, labels)
+    return found
+
+
+@dataclass(frozen=True)
+class _Field:
+    """Where one layer sets an image map: the config file, the map's index path, and its index."""
+    file: str
+    path: YamlPath
+    index: YamlIndex
+
+    def line(self, key: str | None = None) -> str:
+        node = self.index.get(self.path + (key,)) if key else None
+        node = node or self.index.get(self.path)
+        return f"{self.file}:{(node.key_start or node.start).line + 1}"
+
+
+def _levels(tree: _Tree, component_dir: str, chain: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """(component directory, subcomponent names from it down to the configured component), from the top of the
+    tree down to the deepest component with a directory of its own (inlined helm/static ones have none)."""
+    above = _component_chain(tree, component_dir)
+    names = tuple(name for _, name in above) + chain
+    levels = [(directory, names[depth:]) for depth, (directory, _) in enumerate(above)]
+    levels.append((component_dir, chain))
+    directory = component_dir
+    for depth, name in enumerate(chain):
+        child = tree.child_dir(directory, name)
+        if child is None:
+            break
+        directory = child
+        levels.append((directory, chain[depth + 1:]))
+    return levels
+
+
+def _block(names: tuple[str, ...], config_path: tuple[PathKey, ...]) -> YamlPath:
+    path: YamlPath = (0,)
+    for name in names:
+        path += ("subcomponents", name)
+    return path + ("config",) + config_path
+
+
+def _resolve(tree: _Tree, levels: list[tuple[str, tuple[str, ...]]], config_path: tuple[PathKey, ...],
+             layers: tuple[str, ...], shape: Shape) -> tuple[_Field | None, _Field | None]:
+    """(the field whose tag or digest the generator uses, the field whose repository it uses) for one environment,
+    following `precedence`, the generator's rule: the first file that sets the key wins."""
+    winner = repository = None
+    tag_keys = tuple(key for key in (shape.tag, shape.digest) if key)
+    for level, name in precedence(len(levels), layers):
+        directory, names = levels[level]
+        file = tree.config_file(directory, name)
+        index = tree.index(file) if file else None
+        if index is None or index.documents != 1:
+            continue
+        path = _block(names, config_path)
+        node = index.get(path)
+        if node is None:
+            continue
+        field = _Field(file, path, index)
+        if shape.is_string or node.kind != "mapping":  # a value that is not a map replaces the whole map
+            return (winner or field), (repository or field)
+        if winner is None and any(index.get(path + (key,)) is not None for key in tag_keys):
+            winner = field
+        if repository is None and all(index.get(path + (key,)) is not None for key in shape.repository):
+            repository = field
+        if winner and repository:
+            break
+    return winner, repository
+
+
+def _scope(tree: _Tree, levels: list[tuple[str, tuple[str, ...]]]) -> tuple[EnvironmentSpec, ...]:
+    if tree.environments is not None:
+        return tree.environments
+    names = sorted({name for directory, _ in levels for name in tree.environment_names(directory)})
+    return tuple(parse_environment(name) for name in (*names, "common"))
+
+
+def _resolved_targets(tree: _Tree, rel: str, index: YamlIndex, image: _ConfigImage, component_dir: str,
+                      labels: tuple[str, str]) -> list[tuple[str, int, Target]]:
+    """The targets one image map with a repository leads to: for every environment in scope, the field that
+    wins there (this map, a tag-only map in config/<env>.yaml, a higher config's block); this map itself as
+    overridden when it wins nowhere; and a skip for a winning value that is not an editable map."""
+    levels = _levels(tree, component_dir, image.chain)
+    definition = _Field(rel, image.path, index)
+    wins: dict[tuple[str, YamlPath], tuple[_Field, _Field, list[str]]] = {}
+    shape = image.shape
+    for spec in _scope(tree, levels):
+        winner, repository = _resolve(tree, levels, image.config_path, spec.layers, shape)
+        winner = winner or repository or definition
+        entry = wins.setdefault((winner.file, winner.path), (winner, repository or definition, []))
+        entry[2].append(spec.folder)
+    service, env = labels
+    found = []
+    for winner, source, environments in wins.values():
+        node = winner.index.get(winner.path)
+        ref = shape_image(source.index, source.path, shape) or shape_image(index, image.path, shape)
+        locator = format_locator(winner.path[1:])
+        tag = digest = skip = None
+        if shape.is_string and shape_image(winner.index, winner.path, shape):
+            ref = shape_image(winner.index, winner.path, shape)
+            tag, digest = ref.tag, ref.digest
+        elif not shape.is_string and node.kind == "mapping":
+            tag = winner.index.scalar_text(winner.path + (shape.tag,))
+            digest = winner.index.scalar_text(winner.path + (shape.digest,)) if shape.digest else None
+        else:
+            skip = (f"{winner.line()} sets the image for {', '.join(environments)} as a {node.kind}, "
+                    f"which cannot be edited as {'an image string' if shape.is_string else 'an image map'}")
+        if winner.index.ignored(winner.path):
+            skip = f"{winner.line()} is marked `# autopilot: ignore`"
+        own_repository = shape.is_string or shape_image(winner.index, winner.path, shape) is not None
+        target = Target(winner.file, "fabrikate", locator, ref.name, tag, digest, service, env,
+                        environments=tuple(environments),
+                        repository_from=None if own_repository or skip else source.line(shape.repository[0]),
+                        skip_reason=skip, shape=shape)
+        found.append((winner.file, node.start.index, target))
+    if (definition.file, definition.path) not in wins:
+        first = next(iter(wins.values()))[0]
+        ref = shape_image(index, image.path, shape)
+        tag, digest = (ref.tag, ref.digest) if shape.is_string else (
+            index.scalar_text(image.path + (shape.tag,)),
+            index.scalar_text(image.path + (shape.digest,)) if shape.digest else None)
+        found.append((rel, index.get(image.path).start.index, Target(
+            rel, "fabrikate", format_locator(image.path[1:]), ref.name, tag, digest, service, env,
+            overridden_by=first.line(shape.tag if first.index.get(first.path + (shape.tag,)) else shape.digest),
+            shape=shape)))
     return found
 
 
@@ -617,20 +928,3 @@ def _component_chain(tree: _Tree, component_dir: str) -> list[tuple[str, str]]:
         chain.append((current, name))
         current = location
     return chain
-
-
-def _override(tree: _Tree, component_dir: str, image: _ConfigImage) -> str | None:
-    """`file:line` of the highest ancestor config that sets this image's tag (or digest): it wins over this file."""
-    chain = _component_chain(tree, component_dir)
-    for depth, (ancestor, _) in enumerate(chain):
-        block: YamlPath = (0,)
-        for name in tuple(name for _, name in chain[depth:]) + image.chain:
-            block += ("subcomponents", name)
-        block += ("config",) + image.config_path
-        for config_file in tree.config_files(ancestor):
-            index = tree.index(config_file)
-            for field in ("tag", "digest"):
-                node = index.get(block + (field,)) if index else None
-                if node is not None:
-                    return f"{config_file}:{(node.key_start or node.start).line + 1}"
-    return None

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
@@ -24,10 +24,10 @@ from core.errors import Permanent
 from core.images import ImageRefError, parse_image_ref, same_image, validate_digest, validate_tag
 from core.repo_yaml import RepoYamlError, check_size, load_all, read_repo_text
 from core.targets import (
-    CONTAINER_LISTS,
     FABRIKATE_IMAGE_FIELDS,
+    ImageFields,
     KUSTOMIZATION_NAMES,
-    POD_SPEC_PATHS,
+    is_container_image_path,
     LocatorError,
     Target,
     YamlIndex,
@@ -166,17 +166,30 @@ def _tag_and_digest_edits(target: Target, mapping: YamlPath, tag_key: str, after
 
 def _plan_fabrikate(index: YamlIndex, target: Target, base: YamlPath, new_tag: str, new_digest: str | None,
                     new_repository: str | None) -> list[_FieldEdit]:
+    shape = target.shape
+    if shape.is_string:  # `image: host/repo:tag` in a values map: edited like a container image
+        return _plan_manifest(index, target, base, new_tag, new_digest, new_repository)
     node = index.get(base)
     if node is None or node.kind != "mapping":
         raise _stale(target, node.kind if node else None)
-    repository = _scalar(index, base + ("repository",), target)
-    if not _names_image(repository, target.repository):
+    parts = [_scalar(index, base + (key,), target) for key in shape.repository]
+    repository = "/".join(parts) if all(parts) else None
+    tag_only = not any(parts) and target.repository_from is not None  # e.g. `fab set --environment DEV`
+    if not tag_only and not _names_image(repository, target.repository):
         raise _stale(target, repository)
-    edits = _tag_and_digest_edits(target, base, "tag", ("repository",), _scalar(index, base + ("tag",), target),
-                                  _scalar(index, base + ("digest",), target), new_tag, new_digest)
-    if new_repository is not None and new_repository != repository:
-        edits.append(_FieldEdit(base + ("repository",), new_repository, repository, (),
-                                f"{target.locator}.repository"))
+    tag_keys = [key for key in (shape.tag, shape.digest) if key]
+    if tag_only and all(index.get(base + (key,)) is None for key in tag_keys):
+        raise _stale(target, "a map without tag, digest or repository")
+    current_digest = _scalar(index, base + (shape.digest,), target) if shape.digest else None
+    edits = _tag_and_digest_edits(target, base, shape.tag, tuple(reversed(shape.repository)),
+                                  _scalar(index, base + (shape.tag,), target), current_digest, new_tag,
+                                  new_digest if shape.digest else None)
+    if new_repository is not None and new_repository != repository and not tag_only:
+        if len(shape.repository) != 1:
+            raise EditError(f"{target.file}#{target.locator}: the image name is split over "
+                            f"{', '.join(shape.repository)}; a new repository is not written there")
+        key = shape.repository[0]
+        edits.append(_FieldEdit(base + (key,), new_repository, repository, (), f"{target.locator}.{key}"))
     return edits
 
 
@@ -346,8 +359,9 @@ def _verify(old_text: str, new_text: str, file: str, expected: dict[YamlPath, st
                         f"not only {', '.join(format_locator(('doc',) + path) for path in expected)}")
 
 
-def diff_image_fields(old_text: str, new_text: str, file: str) -> ImageDiff:
-    """Whether two versions of a file differ only in image tag/repository/digest values."""
+def diff_image_fields(old_text: str, new_text: str, file: str, fields: Sequence[ImageFields] = ()) -> ImageDiff:
+    """Whether two versions of a file differ only in image tag/repository/digest values (`fields`: the policy's
+    extra image shapes, `Policy.image_fields`)."""
     try:
         old_docs = _load_plain(old_text, file)
     except RepoYamlError as exc:
@@ -360,7 +374,7 @@ def diff_image_fields(old_text: str, new_text: str, file: str) -> ImageDiff:
     multi_doc = len(old_docs) != 1 or len(new_docs) != 1
     changes, others = [], []
     for path, old, new in _diff(old_docs, new_docs, ()):
-        locator = _image_field_locator(path, old_docs, new_docs, kustomization)
+        locator = _image_field_locator(path, old_docs, new_docs, kustomization, tuple(fields))
         if locator and type(new) is str and (old is _MISSING or not isinstance(old, (dict, list))):
             changes.append(FieldChange(file, locator, None if old in (_MISSING, None) else str(old), new))
             continue
@@ -376,7 +390,8 @@ def _kind(docs: list[Any], i: int) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def _image_field_locator(path: tuple, old_docs: list, new_docs: list, kustomization: bool) -> str | None:
+def _image_field_locator(path: tuple, old_docs: list, new_docs: list, kustomization: bool,
+                         fields: tuple[ImageFields, ...] = ()) -> str | None:
     doc, rest = path[0], path[1:]
     if not rest:
         return None
@@ -390,21 +405,24 @@ def _image_field_locator(path: tuple, old_docs: list, new_docs: list, kustomizat
         return None
     kind = kinds.pop()
     if kind is not None:
-        spec = POD_SPEC_PATHS.get(kind)
-        if (spec and len(rest) == len(spec) + 3 and rest[:len(spec)] == spec and rest[len(spec)] in CONTAINER_LISTS
-                and isinstance(rest[len(spec) + 1], int) and rest[-1] == "image"):
-            return format_locator(("doc", doc) + rest)
-        return None
-    return format_locator(rest) if doc == 0 and _is_fabrikate_image_field(rest) else None
+        return format_locator(("doc", doc) + rest) if is_container_image_path(rest) else None
+    return format_locator(rest) if doc == 0 and _is_fabrikate_image_field(rest, fields) else None
 
 
-def _is_fabrikate_image_field(rest: tuple) -> bool:
-    """`(subcomponents, <name>)* config ... image <repository|tag|digest>`."""
+def _is_fabrikate_image_field(rest: tuple, fields: tuple[ImageFields, ...] = ()) -> bool:
+    """`(subcomponents, <name>)* config ...` then `image.<repository|registry|name|tag|digest>`, an `image` string, or
+    an `imageTag` (the shapes core.targets finds without a policy `fields` rule)."""
     i = 0
     while i + 1 < len(rest) and rest[i] == "subcomponents" and isinstance(rest[i + 1], str):
         i += 2
-    return (i < len(rest) and rest[i] == "config" and len(rest) >= i + 3
-            and rest[-2] == "image" and rest[-1] in FABRIKATE_IMAGE_FIELDS)
+    if not (i < len(rest) and rest[i] == "config" and len(rest) >= i + 2):
+        return False
+    for rule in fields:
+        parent = rest[len(rest) - 1 - len(rule.parent):-1]
+        if len(rest) >= i + 2 + len(rule.parent) and parent == rule.parent and rest[-1] in (rule.repository, rule.tag):
+            return True
+    return (rest[-1] in ("image", "imageTag")
+            or (len(rest) >= i + 3 and rest[-2] == "image" and rest[-1] in (*FABRIKATE_IMAGE_FIELDS, "registry", "name")))
 
 
 def _show(value: Any) -> str:

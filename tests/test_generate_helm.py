@@ -162,7 +162,7 @@ def test_bedrock_hld_becomes_helm_releases_with_the_ring_image_tag(tmp_path):
     assert release == {
         "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"interval": "5m", "releaseName": name,
+        "spec": {"interval": "5m", "releaseName": "chart",  # `helm template chart`, as Fabrikate ran it
                  "chart": {"spec": {"chart": "./frontend",
                                     "sourceRef": {"kind": "GitRepository", "name": name, "namespace": "default"}}},
                  "values": {"image": {"repository": "myacr.azurecr.io/app-repo-fabrikam", "tag": "dev-20240101.7"},
@@ -234,6 +234,54 @@ def test_release_names_are_dns_labels_and_must_not_collide(tmp_path):
         generate(tmp_path / "twins", ["prod"], helm_mode="helmrelease")
 
 
+def test_helm_release_keeps_fabrikates_name_unless_taken_in_its_namespace(tmp_path):
+    chart = {"type": "helm", "method": "helm", "source": "https://c", "path": "x"}
+    root = write(tmp_path / "hld", {
+        "component.yaml": component("root", {"name": "dev", "method": "local", "path": "./dev"},
+                                    {"name": "prod", "method": "local", "path": "./prod"},
+                                    {"name": "qa", "method": "local", "path": "./qa"},
+                                    {"name": "Web_UI", **chart}),
+        "dev/component.yaml": component("dev", {"name": "chart", **chart}),
+        "prod/component.yaml": component("prod", {"name": "chart", **chart}),
+        "qa/component.yaml": component("qa", {"name": "chart", **chart}),
+        "qa/config/common.yaml": {"subcomponents": {"chart": {"namespace": "qa"}}},
+    })
+    files = files_of(generate(root, ["prod"], helm_mode="helmrelease"))
+    names = {path: (documents(files[path])[1]["metadata"]["name"], documents(files[path])[1]["spec"]["releaseName"])
+             for path in ("prod/dev/chart.yaml", "prod/prod/chart.yaml", "prod/qa/chart.yaml", "prod/Web_UI.yaml")}
+    assert names == {
+        "prod/dev/chart.yaml": ("dev-chart", "chart"),             # what `helm template chart` named things
+        "prod/prod/chart.yaml": ("prod-chart", "prod-chart"),      # `chart` is taken in namespace default
+        "prod/qa/chart.yaml": ("qa-chart", "chart"),               # another namespace, another Helm release
+        "prod/Web_UI.yaml": ("web-ui", "web-ui"),                  # Helm would refuse `Web_UI`
+    }
+
+
 def test_unknown_helm_mode_is_refused(tmp_path):
     with pytest.raises(GenerationError, match="unknown helm mode 'kustomize'"):
         generate(local_chart_hld(tmp_path / "hld"), ["prod"], helm_mode="kustomize")
+
+
+def test_rendered_mode_names_missing_helm_before_fetching_a_git_chart(tmp_path):
+    from core.generate.helm import HelmMissing
+
+    chart = {"name": "web", "type": "helm", "method": "git", "source": f"file://{tmp_path}/no-such-repo.git",
+             "path": "charts/web"}
+    root = write(tmp_path / "hld", {"component.yaml": component("root", chart)})
+    with pytest.raises(HelmMissing, match="helm binary '/no/such/helm' not found"):
+        generate(root, ["prod"], helm_bin="/no/such/helm", allowed_sources=("file://",), cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # nothing was cloned
+
+
+def test_rendered_mode_uses_a_chart_fab_install_vendored_under_helm_repos(tmp_path, helm):
+    chart = {"name": "web", "type": "helm", "method": "git", "source": "https://example.com/charts.git",
+             "path": "charts/web"}
+    root = write(tmp_path / "hld", {
+        "component.yaml": component("root", chart),
+        "helm_repos/web/charts/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+    })
+    # no source is allowed, so only the committed copy can be used: Fabrikate's generate reads it offline too
+    generation = generate(root, ["prod"], helm_bin=str(helm.path), allowed_sources=())
+    assert [generated.path for generated in generation.files] == ["prod/root.yaml", "prod/web.yaml"]
+    [call] = helm.calls
+    assert call["argv"][-2:] == ["web", str((root / "helm_repos/web/charts/web").resolve())]

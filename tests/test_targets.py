@@ -35,9 +35,9 @@ def test_bedrock_ring_configs_are_found_with_service_and_ring(tmp_path):
     targets = find_targets(tmp_path, APP)
     assert targets == [
         Target("fabrikam-project/fabrikam/dev/config/common.yaml", "fabrikate", "subcomponents.chart.config.image",
-               APP, "dev-20200401.1", None, "fabrikam", "dev"),
+               APP, "dev-20200401.1", None, "fabrikam", "dev", environments=("common",)),
         Target("fabrikam-project/fabrikam/prod/config/common.yaml", "fabrikate", "subcomponents.chart.config.image",
-               APP, "prod-20200320.2", None, "fabrikam", "prod"),
+               APP, "prod-20200320.2", None, "fabrikam", "prod", environments=("common",)),
     ]
     assert targets[0].key == "fabrikam-project/fabrikam/dev/config/common.yaml#subcomponents.chart.config.image"
 
@@ -64,10 +64,13 @@ def test_override_maps_subcomponent_names_to_directories_through_component_yaml(
     write(tmp_path, "config/prod.yaml",
           "namespace: shop\nsubcomponents:\n  shop:\n    subcomponents:\n      api:\n        subcomponents:\n"
           "          chart:\n            config:\n              image:\n                tag: pinned\n")
-    found = [t for t in find_targets(tmp_path, "r.io/api") if t.file.endswith("api/config/common.yaml")]
+    found = [t for t in find_targets(tmp_path, "r.io/api", ["prod"]) if t.file.endswith("api/config/common.yaml")]
     assert len(found) == 1
     assert found[0].overridden_by == "config/prod.yaml:10"
     assert (found[0].service, found[0].env) == ("services", "api")
+    # generating `common` (no environment) reads the service's own file: there it is the target
+    [common] = [t for t in find_targets(tmp_path, "r.io/api", ["common"]) if t.file.endswith("api/config/common.yaml")]
+    assert common.overridden_by is None and common.environments == ("common",)
 
 
 def test_highest_ancestor_wins_the_override(tmp_path):
@@ -171,6 +174,8 @@ def test_manifest_workloads_and_init_containers(tmp_path):
         ("rs", "prod", "rs", None),
         ("job", "prod", None, DIGEST),
         ("cron", "prod", "cron", None),
+        # containers anywhere under spec, as kustomize's image transformer (LegacyFilter) updates them
+        ("wrong-place", "prod", "wrong", None),
         ("top", "default", "top", None),
     ]
     assert {t.kind for t in targets} == {"manifest"}
@@ -265,3 +270,66 @@ def test_a_file_rewritten_with_the_same_size_and_time_is_read_again(tmp_path):
     assert [t.tag for t in find_targets(tmp_path, "r.io/app")] == ["1.0.2"]
     assert [t.tag for t in find_all_targets(tmp_path, candidates=["prod/app.yaml"])] == ["1.0.2"]
     assert find_all_targets(tmp_path, candidates=[]) == []
+
+
+# ------------------------------------------------------------------------------- per-environment resolution
+
+
+RING = "fabrikam-project/fabrikam/dev/config/"
+
+
+def test_tag_only_environment_file_is_the_target_for_its_environment(tmp_path):
+    shutil.copytree(GOLDEN / "env-tag-file" / "original", tmp_path, dirs_exist_ok=True)
+    by_file = {t.file: t for t in find_targets(tmp_path, APP, ["DEV", "prod"]) if t.env == "dev"}
+    assert set(by_file) == {RING + "DEV.yaml", RING + "common.yaml"}
+    dev = by_file[RING + "DEV.yaml"]
+    assert (dev.locator, dev.tag, dev.environments) == ("subcomponents.chart.config.image", "20190912.1", ("DEV",))
+    assert dev.repository == APP and dev.repository_from == RING + "common.yaml:6"
+    assert by_file[RING + "common.yaml"].environments == ("prod",)
+    # the bump narrows discovery to files mentioning the repository: the tag-only file is still reached
+    narrowed = find_all_targets(tmp_path, candidates=[RING + "common.yaml"], environments=["DEV"])
+    assert [(t.file, t.overridden_by) for t in narrowed] == [
+        (RING + "DEV.yaml", None), (RING + "common.yaml", RING + "DEV.yaml:5")]
+
+
+def test_environments_default_to_every_config_file_named_plus_common(tmp_path):
+    shutil.copytree(GOLDEN / "env-tag-file" / "original", tmp_path, dirs_exist_ok=True)
+    by_file = {t.file: t.environments for t in find_targets(tmp_path, APP) if t.env == "dev"}
+    assert by_file == {RING + "DEV.yaml": ("DEV",), RING + "common.yaml": ("common",)}
+
+
+def test_layered_environment_takes_the_first_named_file(tmp_path):
+    write(tmp_path, "svc/ring/config/common.yaml", ring_config("r.io/a", "1"))
+    write(tmp_path, "svc/ring/config/west.yaml", "subcomponents:\n  chart:\n    config:\n      image: {tag: w}\n")
+    write(tmp_path, "svc/ring/config/staging.json",
+          '{"subcomponents": {"chart": {"config": {"image": {"tag": "s"}}}}}\n')
+    [target] = [t for t in find_targets(tmp_path, "r.io/a", ["staging west"]) if not t.overridden_by]
+    assert (target.file, target.tag, target.environments) == ("svc/ring/config/staging.json", "s", ("staging-west",))
+
+
+def test_a_winning_value_that_is_no_image_map_is_reported_not_edited(tmp_path):
+    from core.bump import plan_bumps
+    from core.policy import Policy
+    from core.workitems import ImagePushed
+
+    write(tmp_path, "svc/ring/config/common.yaml", ring_config("r.io/a", "1"))
+    write(tmp_path, "svc/ring/config/DEV.yaml", "subcomponents:\n  chart:\n    config:\n      image: [r.io/a]\n")
+    targets = find_targets(tmp_path, "r.io/a", ["DEV"])
+    [blocked] = [t for t in targets if t.skip_reason]
+    assert blocked.file == "svc/ring/config/DEV.yaml"
+    assert "svc/ring/config/DEV.yaml:4 sets the image for DEV as a sequence" in blocked.skip_reason
+    item = ImagePushed(event_id="e1", trace_id="t" * 32, registry="r.io", repository="a", tag="2", digest="",
+                       media_type="", pushed_at="", acr_event_id="a1")
+    outcomes, _ = plan_bumps(targets, [item], Policy(), lambda target: None)
+    assert sorted((o.target.file, o.action) for o in outcomes) == [
+        ("svc/ring/config/DEV.yaml", "skip"), ("svc/ring/config/common.yaml", "skip")]
+    assert [o.reason for o in outcomes if o.target is blocked] == [blocked.skip_reason]
+
+
+def test_a_deeply_nested_file_is_no_target_and_breaks_nothing(tmp_path):
+    deep = "spec:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(300)) + "  " * 301 + "containers: []\n"
+    write(tmp_path, "prod/deep.yaml", "kind: X\n" + deep)
+    write(tmp_path, "svc/config/common.yaml",
+          "config:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(300)) + "  " * 301 + "image: r.io/a:1\n")
+    write(tmp_path, "prod/web.yaml", "kind: Pod\nmetadata: {name: web}\nspec: {containers: [{image: r.io/a:2}]}\n")
+    assert "2" in [t.tag for t in find_targets(tmp_path, "r.io/a")]  # the plain manifest is still found

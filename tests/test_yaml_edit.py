@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from core.policy import load_policy_from
 from core.targets import Target, find_all_targets, find_targets
 from core.yaml_edit import (
     EditError,
@@ -53,12 +54,14 @@ def test_golden_edit(case, tmp_path):
     assert edited_files and set(original) == set(expected)
     work = tmp_path / "repo"
     shutil.copytree(GOLDEN / case / "original", work)
-    targets = [t for t in find_targets(work, spec["image"]) if spec.get("env") in (None, t.env)]
+    fields = load_policy_from(work).image_fields
+    targets = [t for t in find_targets(work, spec["image"], spec.get("environments"), fields)
+               if spec.get("env") in (None, t.env) and not (t.overridden_by or t.skip_reason)]  # as plan_bumps
     changes = apply_to_tree(work, [(t, spec["tag"], spec.get("digest")) for t in targets])
     assert tree_bytes(work) == expected
     assert {change.file for change in changes} == edited_files
     for name in edited_files:  # the reviewer's check agrees that only image fields moved
-        diff = diff_image_fields(original[name].decode(), expected[name].decode(), name)
+        diff = diff_image_fields(original[name].decode(), expected[name].decode(), name, fields)
         assert diff.only_image_fields, diff.other_differences
         assert set(diff.changes) == {change for change in changes if change.file == name}
 

@@ -4,7 +4,9 @@ writes into a manifest repository working tree.
 Kept from Fabrikate: component.yaml/json trees (`type` component|static|helm, `generator` alias; `method`
 local|git|helm), config layering (first environment named wins, environment over common, config higher in the tree
 wins, inlined helm/static subcomponents take only `parent.subcomponents[name]`, first namespace set wins),
-`injectNamespace`, `disabled`, and one `<env>/<logical path>/<name>.yaml` file per component visited.
+`injectNamespace`, `disabled`, one `<env>/<logical path>/<name>.yaml` file per component visited, git sources that
+`fab install` vendored into the HLD (`components/<name>/`, `helm_repos/<name>/`) read from there without fetching,
+and `helm template <component name>` as the release name (also the HelmRelease `releaseName`).
 
 Deliberate differences:
 - one top-level folder per environment; `"a b"` layers environment a over b into folder `a-b` (Bedrock FAB_ENVS);

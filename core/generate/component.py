@@ -31,6 +31,12 @@ class Component:
         return self.type != "component"
 
 
+def component_type(generator: str | None, type_: str | None) -> str:
+    """Fabrikate copies the deprecated `generator:` into `type:` (`applyDefaultsAndMigrations`), so it wins when
+    both are set; neither means `component`. The image finder (core.targets) labels through this same rule."""
+    return generator or type_ or "component"
+
+
 def check_name(name: Any, label: str) -> str:
     """A name becomes a file and directory name in the output, so it may not steer the path."""
     if not isinstance(name, str) or not name:
@@ -65,7 +71,7 @@ def parse_component(document: Any, label: str) -> Component:
     name = check_name(document.get("name"), label)
     label = f"{label} ({name})"
     _refuse_hooks(document, label)
-    kind = _text(document, "generator", label) or _text(document, "type", label) or "component"
+    kind = component_type(_text(document, "generator", label), _text(document, "type", label))
     if kind not in TYPES:
         raise GenerationError(f"{label}: unknown type {kind!r} (expected one of {', '.join(TYPES)})")
     method = _text(document, "method", label)

@@ -8,13 +8,52 @@ from every layer instead, which silently duplicates entries; and it cannot re-en
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from .documents import load_json, load_yaml
 from .errors import GenerationError
 from .paths import decode, read_capped
+
+
+CONFIG_SUFFIXES = (".yaml", ".json")  # Fabrikate reads config/<name>.yaml, else config/<name>.json
+_ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """`"prod"` → folder `prod`, config layers [prod]. `"staging west"` → folder `staging-west`, layers
+    [staging, west] (staging wins), as Bedrock's FAB_ENVS entry "STAGING WEST" produced."""
+    folder: str
+    layers: tuple[str, ...]
+
+
+def parse_environment(text: str) -> EnvironmentSpec:
+    layers = tuple(text.split())
+    if not layers:
+        raise GenerationError("empty environment name")
+    for layer in layers:
+        if not _ENVIRONMENT_NAME.fullmatch(layer):
+            raise GenerationError(f"environment name {layer!r} is not allowed (letters, digits, . _ -)")
+    return EnvironmentSpec("-".join(layers), layers)
+
+
+def config_names(layers: tuple[str, ...]) -> tuple[str, ...]:
+    """The config files of one component, the one that wins first: the environments as named, then common."""
+    return tuple(dict.fromkeys((*layers, "common")))
+
+
+def precedence(levels: int, layers: tuple[str, ...]) -> Iterator[tuple[int, str]]:
+    """(level, config name) in the order a value is looked up for a component `levels - 1` steps below the top of
+    a chain of components: the top component's files first, because a parent's `subcomponents.<name>` block is
+    handed to the child before the child's own files fill in what is still missing (see `merge` in the walk);
+    within a level, `config_names`. This is the one statement of "which file wins" that the generator's merge
+    and the image finder (core.targets) both follow."""
+    for level in range(levels):
+        for name in config_names(layers):
+            yield level, name
 
 
 @dataclass(frozen=True)
@@ -97,7 +136,9 @@ def merge(first: ComponentConfig, second: ComponentConfig) -> ComponentConfig:
 def load_config_file(config_directory: Path, environment: str, checkout: Path, limit: int,
                      display: str) -> ComponentConfig:
     """`<environment>.yaml`, else `.json`, else nothing (Fabrikate's lookup), in a resolved `config/` directory."""
-    for suffix, loader in ((".yaml", load_yaml), (".json", load_json)):
+    loaders = {".yaml": load_yaml, ".json": load_json}
+    for suffix in CONFIG_SUFFIXES:
+        loader = loaders[suffix]
         label = f"{display}config/{environment}{suffix}"
         data = read_capped(config_directory / f"{environment}{suffix}", checkout, limit, label)
         if data is not None:

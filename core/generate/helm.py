@@ -35,6 +35,10 @@ class HelmTemplate:
         self._scratch = scratch
         self._memo: dict[tuple, str] = {}
 
+    def require(self, label: str) -> None:
+        """Fail with HelmMissing now, before a git chart is fetched, so the error names the real cause."""
+        self._resolve_binary(label)
+
     def _resolve_binary(self, label: str) -> str:
         if self._binary is None:
             wanted = self._requested or os.environ.get("HELM_BIN") or "helm"
@@ -117,6 +121,14 @@ def release_name(logical_path: tuple[str, ...], component_name: str) -> str:
     return name
 
 
+_HELM_RELEASE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def is_helm_release_name(name: str) -> bool:
+    """What `helm template <name>` accepts as a release name (Helm's ValidateReleaseName: DNS-1123, 53 characters)."""
+    return len(name) <= RELEASE_NAME_LIMIT and _HELM_RELEASE_NAME.fullmatch(name) is not None
+
+
 def chart_path_in_repository(path: str, label: str) -> str:
     """`./<path>` for a chart inside a git repository; `..` and absolute paths are refused."""
     pure = PurePosixPath(path or ".")
@@ -152,8 +164,9 @@ class ChartSource:
 
 
 def release_documents(name: str, namespace: str | None, values: Mapping[str, Any],
-                      source: ChartSource) -> list[dict]:
-    """The chart source and the HelmRelease installing it, both named `name`, in the component's namespace."""
+                      source: ChartSource, helm_release: str | None = None) -> list[dict]:
+    """The chart source and the HelmRelease installing it, both named `name`, in the component's namespace; the
+    Helm release itself is `helm_release` (default `name`), which charts see as `.Release.Name`."""
     in_namespace = namespace or "default"
     source_spec: dict[str, Any] = {"interval": INTERVAL, "url": source.url}
     if source.reference:
@@ -166,7 +179,8 @@ def release_documents(name: str, namespace: str | None, values: Mapping[str, Any
     }
     if source.chart_version:
         chart_spec["version"] = source.chart_version
-    release_spec: dict[str, Any] = {"interval": INTERVAL, "releaseName": name, "chart": {"spec": chart_spec}}
+    release_spec: dict[str, Any] = {"interval": INTERVAL, "releaseName": helm_release or name,
+                                    "chart": {"spec": chart_spec}}
     if namespace:
         release_spec["targetNamespace"] = namespace
     if values:

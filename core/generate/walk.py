@@ -1,7 +1,6 @@
 """Walking a Fabrikate component tree per environment and producing one file per component visited."""
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +9,13 @@ from typing import Any, Sequence
 from core.source_hosts import default_allowed_sources
 
 from .component import Component, load_component
-from .config import EMPTY, ComponentConfig, load_config_file, merge
+from .config import (EMPTY, ComponentConfig, EnvironmentSpec, config_names, load_config_file, merge,
+                     parse_environment)
 from .documents import load_documents
 from .emitter import dump
 from .errors import GenerationError
-from .helm import (ChartSource, HelmTemplate, chart_path_in_repository, release_documents, release_name)
+from .helm import (ChartSource, HelmTemplate, chart_path_in_repository, is_helm_release_name, release_documents,
+                   release_name)
 from .manifests import dump_documents, join_documents
 from .output import GeneratedFile, Generation
 from .paths import inside, links_leaving
@@ -23,25 +24,6 @@ from .static import static_documents
 
 HELM_MODES = ("rendered", "helmrelease")
 MAX_TREE_DEPTH = 50
-_ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-@dataclass(frozen=True)
-class EnvironmentSpec:
-    """`"prod"` → folder `prod`, config layers [prod]. `"staging west"` → folder `staging-west`, layers
-    [staging, west] (staging wins), as Bedrock's FAB_ENVS entry "STAGING WEST" produced."""
-    folder: str
-    layers: tuple[str, ...]
-
-
-def parse_environment(text: str) -> EnvironmentSpec:
-    layers = tuple(text.split())
-    if not layers:
-        raise GenerationError("empty environment name")
-    for layer in layers:
-        if not _ENVIRONMENT_NAME.fullmatch(layer):
-            raise GenerationError(f"environment name {layer!r} is not allowed (letters, digits, . _ -)")
-    return EnvironmentSpec("-".join(layers), layers)
 
 
 @dataclass(frozen=True)
@@ -89,7 +71,7 @@ class _Walker:
             self._config_directories[location.directory] = inside(
                 location.checkout, location.directory, "config", f"{location.display()}config")
         merged = EMPTY
-        for environment in (*layers, "common"):
+        for environment in config_names(layers):
             key = (location.directory, environment)
             if key not in self._config_files:
                 self._config_files[key] = load_config_file(
@@ -108,8 +90,21 @@ class _Walker:
         ref = GitRef(component.source, component.version, component.branch)
         return ref, self._checkouts.checkout(ref, label)
 
+    def _vendored(self, component: Component, parent: Location, folder: str, label: str) -> Location | None:
+        """Where `fab install` put a git source (`components/<name>/` for a component, `helm_repos/<name>/` for a
+        helm chart) when that copy is committed to the HLD: Fabrikate's `generate` reads it from there, offline,
+        so the walk does too. A symlinked copy is not used."""
+        copy = parent.directory / folder / component.name
+        if copy.is_symlink() or not copy.is_dir():
+            return None
+        directory = inside(parent.checkout, copy, component.path or ".", label)
+        return Location(directory, parent.checkout, parent.origin)
+
     def _locate(self, component: Component, parent: Location, label: str) -> Location:
         if component.method == "git":
+            vendored = self._vendored(component, parent, "components", label)
+            if vendored is not None:
+                return vendored
             ref, checkout = self._git_checkout(component, label)
             return Location(inside(checkout, checkout, component.path or ".", label), checkout, ref)
         base = inside(parent.checkout, parent.directory, component.source or ".", label)
@@ -120,6 +115,7 @@ class _Walker:
     def environment(self, spec: EnvironmentSpec) -> list[GeneratedFile]:
         self._files: dict[str, tuple[bytes, str]] = {}
         self._releases: dict[tuple[str, str], str] = {}
+        self._helm_releases: dict[tuple[str, str], str] = {}
         location = Location(self._root, self._root, None)
         root = self._component(location)
         if root.method == "git" and not root.inlined:
@@ -178,6 +174,10 @@ class _Walker:
     def _content_directory(self, component: Component, location: Location, label: str) -> tuple[Path, Location]:
         """The directory a static or helm component's `path` names: in its git source, or beside its parent."""
         if component.method == "git":
+            vendored = self._vendored(component, location, "helm_repos" if component.type == "helm" else "components",
+                                      label)
+            if vendored is not None:
+                return vendored.directory, vendored
             ref, checkout = self._git_checkout(component, label)
             location = Location(checkout, checkout, ref)
         return inside(location.checkout, location.directory, component.path or ".", label), location
@@ -195,6 +195,9 @@ class _Walker:
 
     def _rendered(self, component: Component, config: ComponentConfig, location: Location,
                   label: str) -> list[tuple[str, Any]]:
+        if component.method == "git" and self._vendored(component, location, "helm_repos", label) is None:
+            check_url(component.source, label, self._allowed_sources)  # a refused source is named first
+        self._helm.require(label)  # then a missing helm, before anything is fetched
         values = dump(dict(config.values), budget=self._output_left, label=label)
         if component.method == "helm":
             chart, repo, version = component.path, component.source, component.version
@@ -217,6 +220,7 @@ class _Walker:
             raise GenerationError(f"{label}: HelmRelease {namespace}/{name} is also written by "
                                   f"{self._releases[namespace, name]}")
         self._releases[namespace, name] = label
+        helm_release = self._helm_release(component.name, name, namespace, label)
         if component.method == "helm":
             source = ChartSource.helm_repository(component.source, component.path, component.version)
         elif component.method == "git":
@@ -233,7 +237,22 @@ class _Walker:
                 source = ChartSource.git(GitRef(self._hld_repo_url), chart)
             else:
                 source = ChartSource.git(location.origin, chart)
-        return release_documents(name, config.namespace, config.values, source)
+        return release_documents(name, config.namespace, config.values, source, helm_release)
+
+    def _helm_release(self, component_name: str, object_name: str, namespace: str, label: str) -> str:
+        """Fabrikate runs `helm template <component name>`, so charts that use `.Release.Name` named their objects
+        after the component: keep that name, so moving from Fabrikate's manifests renames no workload. Helm
+        releases are unique per namespace (the HelmRelease's, where Helm stores them): a second component of the
+        same name there (every Bedrock ring has a `chart`) gets the unique object name instead, as does a name
+        Helm would refuse."""
+        helm_release = component_name
+        if not is_helm_release_name(helm_release) or (namespace, helm_release) in self._helm_releases:
+            helm_release = object_name
+        if (namespace, helm_release) in self._helm_releases:
+            raise GenerationError(f"{label}: Helm release {namespace}/{helm_release} is also installed by "
+                                  f"{self._helm_releases[namespace, helm_release]}")
+        self._helm_releases[namespace, helm_release] = label
+        return helm_release
 
 
 def generate(hld_root: Path, environments: Sequence[str], *, helm_mode: str = "rendered",
