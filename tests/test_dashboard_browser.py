@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
-import function_app
-from core.services import reset_services
 from core.storage import IMAGE_PUSHED, Storage, poison_queue
 from core.trace import TraceLog
-from devhost import DevHost
+from tests.apphost import hosted_app
 from tests.gitrepos import bare_repo, commits, file_at, push_files
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -31,8 +29,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 KEY = "browser-function-key"
 MASTER = "browser-master-key"
 ACR_SECRET = "browser-acr-secret"
-HOST_JSON = {"version": "2.0", "extensions": {"http": {"routePrefix": "api"}, "queues": {
-    "maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01", "batchSize": 8, "maxDequeueCount": 3}}}
 XSS_SERVICE = "<script>window.__xss=1</script>"
 XSS_TAG = '"onerror=window.__xss=2 x="'
 XSS_REASON = '<img src=x onerror="window.__xss=3">'
@@ -50,16 +46,8 @@ def host(azurite, tmp_path, monkeypatch):
                 "HLD_REPO_URL": hld, "MANIFEST_REPO_URL": manifests, "WRITE_MODE": "direct",
                 "HELM_MODE": "helmrelease", "WORK_DIR": str(tmp_path / "work"), "FUNCTIONS_KEY": KEY,
                 "FUNCTIONS_MASTER_KEY": MASTER}
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
-    reset_services()
-    running = DevHost(function_app.app, HOST_JSON).start()
-    try:
+    with hosted_app(monkeypatch, settings) as running:
         yield running, hld, manifests, Storage(azurite)
-    finally:
-        running.stop()
-        reset_services()
 
 
 @pytest.fixture
@@ -263,7 +251,7 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
                            "'failed')")
     assert [r["state"] for r in rows(page)] == ["failed"]
     assert "state=failed" in page.url and f"code={MASTER}" in page.url
-    assert f"code=" not in page.input_value("#share") and "state=failed" in page.input_value("#share")
+    assert "code=" not in page.input_value("#share") and "state=failed" in page.input_value("#share")
     page.reload()
     page.wait_for_selector("#deployments li.dep")
     assert page.input_value("#f-state") == "failed" and [r["state"] for r in rows(page)] == ["failed"]

@@ -11,18 +11,14 @@ from pathlib import Path
 
 import pytest
 
-import function_app
-from core.services import reset_services
 from core.storage import IMAGE_PUSHED, Storage, poison_queue
 from core.workitems import ImagePushed, encode
-from devhost import DevHost
+from tests.apphost import hosted_app
 from tests.gitrepos import bare_repo, commits
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 KEY = "test-function-key"
 MASTER = "test-master-key"  # admin-level routes (ops/*) take the master key only, as in the Functions host
-HOST_JSON = {"version": "2.0", "extensions": {"http": {"routePrefix": "api"}, "queues": {
-    "maxPollingInterval": "00:00:00.200", "visibilityTimeout": "00:00:01", "batchSize": 8, "maxDequeueCount": 3}}}
 
 
 @pytest.fixture
@@ -33,16 +29,8 @@ def host(azurite, tmp_path, monkeypatch):
                 "HLD_REPO_URL": hld, "MANIFEST_REPO_URL": manifests, "WRITE_MODE": "direct",
                 "HELM_MODE": "helmrelease", "WORK_DIR": str(tmp_path / "work"), "FUNCTIONS_KEY": KEY,
                 "FUNCTIONS_MASTER_KEY": MASTER}
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
-    reset_services()
-    running = DevHost(function_app.app, HOST_JSON).start()
-    try:
+    with hosted_app(monkeypatch, settings) as running:
         yield running, hld, manifests, Storage(azurite)
-    finally:
-        running.stop()
-        reset_services()
 
 
 def request(url: str, method: str = "GET", body: dict | None = None,

@@ -7,14 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import function_app
 from core.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, row_key
-from core.services import reset_services
 from core.storage import Storage
-from devhost import DevHost
 from devhost import invocation
+from tests.apphost import hosted_app
 from tests.gitrepos import bare_repo, commits, file_at
-from tests.test_operations_chain import HOST_JSON, KEY, MASTER, request, wait_for
+from tests.test_operations_chain import KEY, MASTER, request, wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FRONTEND_PROD = "fabrikam-project/frontend/prod/config/common.yaml"
@@ -27,16 +25,8 @@ def host(azurite, tmp_path, monkeypatch):
                 "HLD_REPO_URL": hld, "MANIFEST_REPO_URL": "", "WRITE_MODE": "direct", "HELM_MODE": "helmrelease",
                 "WORK_DIR": str(tmp_path / "work"), "FUNCTIONS_KEY": KEY, "FUNCTIONS_MASTER_KEY": MASTER,
                 "OUTBOX_REENQUEUE_AFTER_SECONDS": "0", "AzureWebJobs.generate_worker.Disabled": "true"}
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
-    reset_services()
-    running = DevHost(function_app.app, HOST_JSON).start()
-    try:
+    with hosted_app(monkeypatch, settings) as running:
         yield running, hld, Storage(azurite)
-    finally:
-        running.stop()
-        reset_services()
 
 
 def push_body(tag: str) -> dict:
