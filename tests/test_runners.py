@@ -24,6 +24,7 @@ from core.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessag
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, poison_queue
 from core.trace import TraceLog
 from core.workitems import HldChanged, ImagePushed, decode, encode
+from tests.functions import Out
 from tests.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.test_bump import EXAMPLE_HLD, REGISTRY, make_service, push
 from tests.test_generation import changed, make_generation
@@ -373,17 +374,6 @@ def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
     assert reason.startswith("GitAuthError: ")
     [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
     assert row["stages"][0]["reason"] == reason
-
-
-class Out:
-    def __init__(self):
-        self.value = None
-
-    def set(self, value):
-        self.value = value
-
-    def get(self):
-        return self.value
 
 
 def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_unbound_follow_up(storage):
