@@ -240,7 +240,7 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
         tools["helm"] = probes.which(helm) is not None
         if not tools["helm"]:
             failing.append(f"helm: helm executable {helm!r} not found but HELM_MODE=rendered needs it; build the "
-                           "container image with --build-arg HELM_VERSION=... or set HELM_MODE=helmrelease")
+                           "container image with --build-arg INSTALL_HELM=true or set HELM_MODE=helmrelease")
     body["tools"] = tools
     if body["storage"]["reachable"]:
         _outbox(services, probes.outbox, body, warnings)

@@ -46,7 +46,7 @@ class HelmTemplate:
             if not found:
                 raise HelmMissing(
                     f"{label}: helm binary {wanted!r} not found (build the container image with "
-                    "--build-arg HELM_VERSION=..., set HELM_BIN, or use HELM_MODE=helmrelease)")
+                    "--build-arg INSTALL_HELM=true, set HELM_BIN, or use HELM_MODE=helmrelease)")
             self._binary = found
         return self._binary
 
