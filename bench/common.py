@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from tests.azurite import clear_account, running_azurite
-from tests.gitrepos import bare_repo, git, repo_path
+from devkit.azurite import clear_account, running_azurite
+from devkit.gitrepos import bare_repo, git, repo_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

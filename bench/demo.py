@@ -21,18 +21,29 @@ import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import ContextManager, Iterator, TypeVar
+from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 
-from urllib.parse import urlsplit
-
-from bench.common import (LOG_DIR, REGISTRY, ROOT, acr_push, app_environment, branch_head, devhost,
-                          files_at, git, log_tail, repo_path, wait_until)
+from bench.common import (
+    LOG_DIR,
+    REGISTRY,
+    ROOT,
+    acr_push,
+    app_environment,
+    branch_head,
+    devhost,
+    files_at,
+    git,
+    log_tail,
+    repo_path,
+    wait_until,
+)
 from core.storage import Storage
 from core.trace import TraceLog
+from devkit.azurite import running_azurite
+from devkit.flux_receiver import StandInReceiver
 from examples.demo_workspace import prepare
-from tests.azurite import running_azurite
-from tests.flux_receiver import StandInReceiver
 
 REPOSITORY = "fabrikam/frontend"
 NEW_TAG = "1.4.1"  # the demo repos are fresh: prod runs 1.3.2, dev 1.4.0

@@ -1,6 +1,6 @@
 """flux_notify: a manifest commit -> every Flux Receiver notified, through the running host (direct mode, warm).
 
-Ten stand-in Receivers (tests/flux_receiver.py: each validates the generic-hmac signature as notification-controller
+Ten stand-in Receivers (devkit/flux_receiver.py: each validates the generic-hmac signature as notification-controller
 does) serve the `prod` folder; one of them is slow (answers after `SLOW_S`, beyond the notifier's attempt timeout).
 Each sample: an ACR push of the example HLD's frontend -> HLD commit -> generation -> manifest commit (seen on the
 bare repo's ref, polled every 2 ms: t0) -> the generation run's flux-notify output binding -> the flux_notify_worker
@@ -18,15 +18,32 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import (EXAMPLE_HLD, EXAMPLE_MANIFESTS, LOG_DIR, BenchError, HookClient, acr_push, azurite, bare_repo,
-                          branch_head, devhost, host_settings, latency_ms, log_tail, ms, percentile, progress, result,
-                          wait_until)
+from bench.common import (
+    EXAMPLE_HLD,
+    EXAMPLE_MANIFESTS,
+    LOG_DIR,
+    BenchError,
+    HookClient,
+    acr_push,
+    azurite,
+    bare_repo,
+    branch_head,
+    devhost,
+    host_settings,
+    latency_ms,
+    log_tail,
+    ms,
+    percentile,
+    progress,
+    result,
+    wait_until,
+)
 from core.flux_notify import Notifier, notification_body
 from core.flux_receivers import FluxReceiver
 from core.storage import Storage
 from core.trace import TraceLog
 from core.workitems import FluxNotify
-from tests.flux_receiver import StandInReceiver
+from devkit.flux_receiver import StandInReceiver
 
 TARGET_P99_S = 1.0
 CLUSTERS = 10

@@ -13,15 +13,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (EXAMPLE_MANIFESTS, BenchError, azurite, bare_repo, bedrock_hld_repo, branch_head, progress,
-                          result, secs, service_name)
+from bench.common import (
+    EXAMPLE_MANIFESTS,
+    BenchError,
+    azurite,
+    bare_repo,
+    bedrock_hld_repo,
+    branch_head,
+    progress,
+    result,
+    secs,
+    service_name,
+)
 from core.generate import generate
 from core.generation import GenerationService
 from core.git_workspace import GitWorkspace
 from core.storage import Storage
 from core.trace import TraceLog
 from core.workitems import HldChanged
-from tests.gitrepos import push_files
+from devkit.gitrepos import push_files
 
 TARGET_NOOP_S = 1.0
 COMPONENTS_PER_SERVICE = 4  # service, ring, chart, static (write_bedrock_hld with one ring)

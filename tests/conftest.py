@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 import pytest  # noqa: E402
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 
-from tests.azurite import clear_account, running_azurite  # noqa: E402
+from devkit.azurite import clear_account, running_azurite  # noqa: E402
 
 # Properties are judged on what they find, not on how fast a loaded 2-core CI machine runs an example.
 hypothesis_settings.register_profile("suite", deadline=None)

@@ -20,9 +20,9 @@ from core.services import reset_services
 from core.storage import IMAGE_PUSHED, dev_connection_string, poison_queue
 from core.trace import TraceLog
 from core.workitems import ImagePushed, encode
+from devkit.azurite import free_port
 from handlers import admin
 from tests.azdo_fake import ORG, PAT, PROJECT, PROJECT_ID, azdo  # noqa: F401  (the fixture)
-from tests.azurite import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "myregistry.azurecr.io/fabrikam/app"

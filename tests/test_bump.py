@@ -17,8 +17,8 @@ from core.runners import BumpJob, QueuedMessage, QueueWorker
 from core.storage import IMAGE_PUSHED
 from core.trace import TraceLog
 from core.workitems import HldChanged, ImagePushed, encode
+from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
-from tests.gitrepos import bare_repo, branches, commits, file_at, push_files
 
 EXAMPLE_HLD = Path(__file__).resolve().parent.parent / "examples" / "hld"
 REGISTRY = "fabrikam.azurecr.io"

@@ -12,8 +12,16 @@ import azure.functions as func
 import pytest
 
 import function_app
-from core.cluster_feedback import (FeedbackJob, FluxEventError, Ignored, RunningLog, parse_event, parse_revision,
-                                   sign, signature_ok)
+from core.cluster_feedback import (
+    FeedbackJob,
+    FluxEventError,
+    Ignored,
+    RunningLog,
+    parse_event,
+    parse_revision,
+    sign,
+    signature_ok,
+)
 from core.deliveries import DeliveryLog
 from core.git_workspace import GitWorkspace
 from core.runners import QueuedMessage, QueueWorker
@@ -22,7 +30,7 @@ from core.storage import CLUSTER_EVENTS
 from core.telemetry import in_memory_metrics, metric_points
 from core.trace import TraceLog
 from core.workitems import ClusterEvent, decode, encode
-from tests.gitrepos import bare_repo, git, push_files
+from devkit.gitrepos import bare_repo, git, push_files
 
 SECRET = "flux-hmac-key"
 SHA = "a" * 40

@@ -19,8 +19,8 @@ import pytest
 
 from core.storage import IMAGE_PUSHED, Storage, poison_queue
 from core.trace import TraceLog
+from devkit.gitrepos import bare_repo, commits, file_at, push_files
 from tests.apphost import hosted_app
-from tests.gitrepos import bare_repo, commits, file_at, push_files
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -13,15 +13,22 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.flux_notify import (FluxNotifyJob, Notifier, Posted, changed_envs, manifest_notification,
-                              notification_body, post_http)
+from core.flux_notify import (
+    FluxNotifyJob,
+    Notifier,
+    Posted,
+    changed_envs,
+    manifest_notification,
+    notification_body,
+    post_http,
+)
 from core.flux_receivers import FluxReceiver, parse_receivers, receivers_for, sign
 from core.runners import QueuedMessage, QueueWorker
 from core.settings import load_settings
 from core.storage import FLUX_NOTIFY
 from core.trace import TraceLog
 from core.workitems import FluxNotify, WorkItemError, decode, encode
-from tests.flux_receiver import StandInReceiver, validate_signature
+from devkit.flux_receiver import StandInReceiver, validate_signature
 
 COMMIT = "c0ffee" + "0" * 34
 

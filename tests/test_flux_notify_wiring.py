@@ -22,8 +22,8 @@ from core.settings import load_settings
 from core.storage import FLUX_NOTIFY, HLD_CHANGED
 from core.trace import TraceLog
 from core.workitems import FluxNotify, HldChanged, encode
+from devkit.flux_receiver import StandInReceiver
 from handlers import admin
-from tests.flux_receiver import StandInReceiver
 from tests.test_generation import make_generation, repos  # noqa: F401  (the fixture)
 from tests.test_intake import azdo_headers, call, fixture, messages
 

@@ -17,8 +17,8 @@ from core.runners import GenerateJob, QueuedMessage, QueueWorker
 from core.storage import HLD_CHANGED
 from core.trace import TraceLog
 from core.workitems import HldChanged, encode
+from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
-from tests.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.test_bump import EXAMPLE_HLD, FRONTEND_DEV, push
 
 EXAMPLES = EXAMPLE_HLD.parent

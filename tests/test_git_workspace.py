@@ -26,7 +26,7 @@ from core.git_workspace import (
     classify,
     pat_auth_header,
 )
-from tests import gitrepos
+from devkit import gitrepos
 
 PAT = "pat-s3cret-0123456789"
 PAT_B64 = base64.b64encode(f":{PAT}".encode()).decode()

@@ -12,15 +12,14 @@ import azure.functions as func
 import pytest
 
 from core.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
-from core.health import TABLES, HealthProbes, RepoProbe, StoreProbe, check_health, ls_remote
 from core.git_workspace import GitError, pat_auth_header
+from core.health import TABLES, HealthProbes, RepoProbe, StoreProbe, check_health, ls_remote
 from core.services import get_services, reset_services
-from core.storage import (DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, Storage, dev_connection_string,
-                          poison_queue)
+from core.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, Storage, dev_connection_string, poison_queue
+from devkit.azurite import free_port
+from devkit.gitrepos import bare_repo, branches
 from handlers import admin
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, azdo  # noqa: F401  (the fixture)
-from tests.azurite import free_port
-from tests.gitrepos import bare_repo, branches
 
 ACR_SECRET = "acr-secret-health-1"
 AZDO_SECRET = "azdo-secret-health-2"

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import azure.functions as func
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from core.services import reset_services
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES
@@ -150,7 +152,7 @@ def test_acr_bad_input(app_env, storage, body, headers, status, fragment):
 
 def test_storage_unreachable_is_503_not_500(app_env, monkeypatch):
     from core.storage import dev_connection_string
-    from tests.azurite import free_port
+    from devkit.azurite import free_port
 
     dead = free_port()
     monkeypatch.setenv("AzureWebJobsStorage", dev_connection_string(queue_port=dead, table_port=dead))
@@ -345,7 +347,7 @@ def test_dead_storage_answers_503_within_acrs_five_seconds(app_env, monkeypatch)
     import time
 
     from core.storage import dev_connection_string
-    from tests.azurite import free_port
+    from devkit.azurite import free_port
 
     dead = free_port()
     monkeypatch.setenv("AzureWebJobsStorage", dev_connection_string(queue_port=dead, table_port=dead))

@@ -13,8 +13,8 @@ import pytest
 
 from core.storage import IMAGE_PUSHED, Storage, poison_queue
 from core.workitems import ImagePushed, encode
+from devkit.gitrepos import bare_repo, commits
 from tests.apphost import hosted_app
-from tests.gitrepos import bare_repo, commits
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 KEY = "test-function-key"

@@ -14,16 +14,16 @@ from types import SimpleNamespace
 import azure.functions as func
 import pytest
 
-from core.deliveries import (DELIVERIES_TABLE, OUTBOX_PREFIX, AsyncDeliveryLog, Claim, DeliveryLog, row_key)
+from core.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, AsyncDeliveryLog, Claim, DeliveryLog, row_key
 from core.health import HealthProbes, check_health
 from core.outbox import reenqueue_due
 from core.runners import BumpJob, QueuedMessage, settle
 from core.services import get_services, reset_services
-from core.storage import AsyncStorage, IMAGE_PUSHED, PR_REVIEW
+from core.storage import IMAGE_PUSHED, PR_REVIEW, AsyncStorage
 from core.workitems import decode, encode
+from devkit.gitrepos import bare_repo, branches, commits, file_at
 from tests.conftest import ACR_SECRET, AZDO_SECRET
 from tests.functions import call_http, invoke
-from tests.gitrepos import bare_repo, branches, commits, file_at
 from tests.test_bump import EXAMPLE_HLD, FRONTEND_PROD, make_service
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deliveries"
@@ -271,7 +271,7 @@ def test_mark_done_ignores_ids_intake_never_claimed(app_env, storage):
 
 def test_async_storage_reports_dead_storage_as_unavailable(app_env):
     from core.storage import StorageUnavailable, dev_connection_string
-    from tests.azurite import free_port
+    from devkit.azurite import free_port
 
     dead = free_port()
 

@@ -10,8 +10,8 @@ import pytest
 from core.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, row_key
 from core.storage import Storage
 from devhost import invocation
+from devkit.gitrepos import bare_repo, commits, file_at
 from tests.apphost import hosted_app
-from tests.gitrepos import bare_repo, commits, file_at
 from tests.test_operations_chain import KEY, MASTER, request, wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

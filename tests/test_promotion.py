@@ -20,7 +20,7 @@ from core.promotion_gate import Candidate, decide_gate
 from core.settings import load_settings
 from core.trace import TraceLog
 from core.workitems import ClusterEvent, ImagePushed
-from tests.gitrepos import bare_repo, commits, file_at
+from devkit.gitrepos import bare_repo, commits, file_at
 
 REGISTRY = "fabrikam.azurecr.io"
 POLICY = """\
@@ -242,7 +242,7 @@ def test_a_failure_halts_and_a_pause_holds_until_resumed(world):
 
 
 def test_a_manual_rollback_pauses_the_target_until_resumed(world):
-    from tests.gitrepos import push_files
+    from devkit.gitrepos import push_files
 
     world.bump.pauses = Pauses(world.services.storage)
     assert world.bump.process([pushed("1.1.0")]).bumped
@@ -259,7 +259,7 @@ def test_a_manual_rollback_pauses_the_target_until_resumed(world):
 
 
 def test_a_malformed_policy_does_not_lose_the_cluster_feedback(world):
-    from tests.gitrepos import push_files
+    from devkit.gitrepos import push_files
 
     result = world.bump.process([pushed("1.1.0")])
     push_files(world.url, "main", {"autopilot.yaml": "promotion: [dev]\n"}, "break the policy")
@@ -269,7 +269,7 @@ def test_a_malformed_policy_does_not_lose_the_cluster_feedback(world):
 
 
 def test_on_failure_rollback_commits_the_previous_good_tag_once(world):
-    from tests.gitrepos import push_files
+    from devkit.gitrepos import push_files
 
     push_files(world.url, "main", {"autopilot.yaml": POLICY.replace("  - env: dev\n",
                                                                     "  - env: dev\n    onFailure: rollback\n")},

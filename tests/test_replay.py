@@ -9,14 +9,23 @@ import pytest
 from azure.storage.queue import QueueServiceClient
 
 from core.services import get_services, reset_services
-from core.storage import (CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES,
-                          dev_connection_string, poison_queue)
+from core.storage import (
+    CLUSTER_EVENTS,
+    FLUX_NOTIFY,
+    HLD_CHANGED,
+    IMAGE_PUSHED,
+    PR_REVIEW,
+    WORK_QUEUES,
+    dev_connection_string,
+    poison_queue,
+)
 from core.workitems import ClusterEvent, FluxNotify, HldChanged, ImagePushed, PrReview, decode, encode, new_trace_id
-from tests.azurite import free_port
+from devkit.azurite import free_port
 from tests.functions import call_http
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deliveries"
 from tests.conftest import ACR_SECRET
+
 ACR_EVENT_ID = "acr:cb8c3971-9adc-488b-bdd8-43cbb4974ff5"
 
 

@@ -10,9 +10,11 @@ from types import SimpleNamespace
 from core.replay import Replayer
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, poison_queue
 from core.workitems import decode, encode
-from tests.gitrepos import branches
-from tests.test_bump import make_service, push, run_one as bump_one
-from tests.test_generation import changed, make_generation, repos, run_one as generate_one  # noqa: F401
+from devkit.gitrepos import branches
+from tests.test_bump import make_service, push
+from tests.test_bump import run_one as bump_one
+from tests.test_generation import changed, make_generation, repos  # noqa: F401
+from tests.test_generation import run_one as generate_one
 
 
 def replay_once(storage, queue: str, item) -> object:

@@ -19,14 +19,14 @@ from core.review_records import ReviewRecords, RuleFailure
 from core.review_rules import MARKER
 from core.review_runner import ReviewJob
 from core.runners import QueuedMessage, QueueWorker, Settled
-from core.storage import PR_REVIEW
 from core.services import Services
 from core.settings import load_settings
+from core.storage import PR_REVIEW
 from core.targets import find_all_targets
 from core.trace import TraceLog
 from core.workitems import HldChanged, ImagePushed, PrReview, encode
+from devkit.gitrepos import bare_repo, branches, git, push_files, repo_path
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, PROJECT_ID, FakeIteration, azdo  # noqa: F401
-from tests.gitrepos import bare_repo, branches, git, push_files, repo_path
 
 EXAMPLE_HLD = Path(__file__).resolve().parent.parent / "examples" / "hld"
 FRONTEND_DEV = "fabrikam-project/frontend/dev/config/common.yaml"

@@ -24,8 +24,8 @@ from core.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessag
 from core.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, poison_queue
 from core.trace import TraceLog
 from core.workitems import HldChanged, ImagePushed, decode, encode
+from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.functions import Out
-from tests.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.test_bump import EXAMPLE_HLD, REGISTRY, make_service, push
 from tests.test_generation import changed, make_generation
 

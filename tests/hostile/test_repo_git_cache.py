@@ -14,7 +14,7 @@ import pytest
 
 from core.generate import generate
 from core.git_workspace import GitWorkspace, checkout_head, files_mentioning
-from tests import gitrepos
+from devkit import gitrepos
 from tests.test_bump import FRONTEND_DEV, REGISTRY, make_service, push
 from tests.test_generate_helpers import GitRepository, component, files_of, write
 from tests.test_generation import changed, make_generation

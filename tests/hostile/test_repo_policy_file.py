@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import Permanent
 from core.policy import MAX_POLICY_BYTES, PolicyError, load_policy, load_policy_from
-from tests.gitrepos import bare_repo, branches, git
+from devkit.gitrepos import bare_repo, branches, git
 from tests.test_bump import REGISTRY, make_service, push
 
 SECRET = "hunter2-TOKEN-do-not-log"

@@ -16,7 +16,7 @@ import pytest
 from core.bump_decision import decide_bump, newest
 from core.policy import PolicyError, load_policy
 from core.tag_order import Ordering, TagOrder, sort_key
-from tests.gitrepos import bare_repo, branches
+from devkit.gitrepos import bare_repo, branches
 from tests.test_bump import REGISTRY, make_service, push
 
 EVIL = "^(a+)+$"

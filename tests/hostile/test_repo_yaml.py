@@ -16,7 +16,7 @@ from core.policy import PolicyError, load_policy
 from core.repo_yaml import ALIAS_EXPANSION_BUDGET, MAX_REPO_YAML_BYTES, RepoYamlError, load_all
 from core.targets import Target, find_targets
 from core.yaml_edit import EditError, apply_to_tree, diff_image_fields, set_image
-from tests.gitrepos import bare_repo, branches, file_at
+from devkit.gitrepos import bare_repo, branches, file_at
 from tests.test_bump import REGISTRY, make_service, push
 
 
