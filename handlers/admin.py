@@ -18,7 +18,7 @@ from core.review_records import ReviewRecords
 from core.services import get_services
 from core.settings import SettingsError
 from core.storage import StorageUnavailable
-from handlers.dashboard import refuse_cross_origin
+from handlers.dashboard import posted_action
 from handlers.http import error_response, json_response
 
 log = logging.getLogger("autopilot.admin")
@@ -27,13 +27,9 @@ _health_probes = HealthProbes()  # one per process, so store and repo answers ar
 
 
 async def replay(req: func.HttpRequest) -> func.HttpResponse:
-    refused = refuse_cross_origin(req)  # the dashboard's replay button posts here; another site's page may not
+    body, refused = posted_action(req)  # the dashboard's Replay button posts here; another site's page may not
     if refused is not None:
         return refused
-    try:
-        body = req.get_json()
-    except ValueError:
-        return error_response(400, "body is not valid JSON")
     try:
         request = parse_replay_request(body)
     except ReplayRequestError as exc:

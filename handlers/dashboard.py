@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timezone
+from typing import Any
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
@@ -57,6 +58,18 @@ def refuse_cross_origin(req: func.HttpRequest) -> func.HttpResponse | None:
     """403 for an action posted from another site's page (the dashboard's buttons post from its own origin)."""
     why = foreign_origin(headers_of(req), req.url)
     return None if why is None else error_response(403, why)
+
+
+def posted_action(req: func.HttpRequest) -> tuple[Any, func.HttpResponse | None]:
+    """(the JSON body, None) of an action the dashboard's buttons post (replay, resume), or (None, the refusal):
+    403 from another site's page, 400 when the body is not JSON."""
+    refused = refuse_cross_origin(req)
+    if refused is not None:
+        return None, refused
+    try:
+        return req.get_json(), None
+    except ValueError:
+        return None, error_response(400, "body is not valid JSON")
 
 
 def _snapshot(services: Services, filters: Filters) -> dict:

@@ -12,7 +12,7 @@ from core.promoter import Pauses, PromotionError, promoter_for, resume_request
 from core.services import get_services
 from core.settings import SettingsError
 from core.storage import StorageUnavailable
-from handlers.dashboard import refuse_cross_origin
+from handlers.dashboard import posted_action
 from handlers.http import error_response, json_response
 
 log = logging.getLogger("autopilot.promotion")
@@ -34,13 +34,9 @@ async def tick(timer: func.TimerRequest) -> None:
 
 
 async def resume(req: func.HttpRequest) -> func.HttpResponse:
-    refused = refuse_cross_origin(req)  # the dashboard's Resume button posts here; another site's page may not
+    body, refused = posted_action(req)  # the dashboard's Resume button posts here; another site's page may not
     if refused is not None:
         return refused
-    try:
-        body = req.get_json()
-    except ValueError:
-        return error_response(400, "body is not valid JSON")
     try:
         service, env = resume_request(body)
         resumed = await off_loop(Pauses(get_services().storage).resume, service, env)
