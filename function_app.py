@@ -11,8 +11,8 @@ from typing import List
 
 import azure.functions as func
 
-from core.storage import CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
-from handlers import admin, bump, cluster_feedback, dashboard, flux, generate, intake, outbox, promotion, review
+from core.adapters.storage import CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
+from handlers import bump, cluster_feedback, dashboard, flux, generate, intake, ops, outbox, promotion, review
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -107,13 +107,13 @@ async def review_worker(msg: func.QueueMessage, poison: func.Out[List[str]]) -> 
 @app.function_name("ops_replay")
 @app.route(route="ops/replay", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
 async def ops_replay(req: func.HttpRequest) -> func.HttpResponse:
-    return await admin.replay(req)
+    return await ops.replay(req)
 
 
 @app.function_name("ops_deployments")
 @app.route(route="ops/deployments", methods=["GET"], auth_level=func.AuthLevel.ADMIN)
 async def ops_deployments(req: func.HttpRequest) -> func.HttpResponse:
-    return await admin.deployments(req)
+    return await ops.deployments(req)
 
 
 # The dashboard (routes may not start with "admin": the host keeps /admin for itself).
@@ -146,4 +146,4 @@ async def ops_resume(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    return await admin.health(req)
+    return await ops.health(req)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from bench.common import (ACR_SECRET, LOG_DIR, BenchError, azurite, devhost, host_settings, latency_ms, progress,
                           result, secs, wait_until)
-from core.storage import IMAGE_PUSHED, Storage
+from core.adapters.storage import IMAGE_PUSHED, Storage
 
 EVENT_GRID_TIMEOUT_S = 30.0
 TARGET_S = 10.0  # a third of Event Grid's budget

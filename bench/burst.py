@@ -17,7 +17,7 @@ from bench.common import (EXAMPLE_MANIFESTS, LOG_DIR, BenchError, HookClient, ac
                           bedrock_hld_repo, branch_head, commit_count, concurrently, devhost, files_at, host_settings,
                           log_tail, progress, recent_messages, result, ring_config, secs, service_name,
                           service_repository, tag_in, wait_until)
-from core.storage import IMAGE_PUSHED, Storage
+from core.adapters.storage import IMAGE_PUSHED, Storage
 
 DRAIN_TIMEOUT_S = 90.0
 

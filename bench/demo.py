@@ -4,7 +4,7 @@ A private Azurite and `python -m devhost` on free ports, with fresh demo repos f
 mode, helmrelease); an ACR push of the frontend image with a new tag; then the HLD commit, the manifest commit (a
 HelmRelease under `prod/` carrying the tag), the Flux Receiver of the cluster serving `prod/` woken with a signed
 request (a stand-in that validates it as notification-controller does), a push of an older tag (skipped: never
-downgrade), the deployment trace (`python -m core.admin trace`), and last the dashboard's URL (`/api/ops/dashboard?code=<this run's master key>`).
+downgrade), the deployment trace (`python -m core.ops.cli trace`), and last the dashboard's URL (`/api/ops/dashboard?code=<this run's master key>`).
 Run in a terminal, the host stays up for the dashboard until Enter or Ctrl-C; otherwise (CI, tests) it stops at
 once. Everything it started is stopped. Exit 0, or 1 with "demo failed: <stage>: <what>".
 """
@@ -39,8 +39,8 @@ from bench.common import (
     repo_path,
     wait_until,
 )
-from core.storage import Storage
-from core.trace import TraceLog
+from core.adapters.storage import Storage
+from core.adapters.trace import TraceLog
 from devkit.azurite import running_azurite
 from devkit.flux_receiver import StandInReceiver
 from examples.demo_workspace import prepare
@@ -182,12 +182,12 @@ def hold_for_viewer(dashboard: str) -> None:
 
 
 def print_trace(settings: dict[str, str]) -> None:
-    say("\ndeployment trace (python -m core.admin trace):")
-    shown = subprocess.run([sys.executable, "-m", "core.admin", "trace"], cwd=ROOT, env=app_environment(settings),
+    say("\ndeployment trace (python -m core.ops.cli trace):")
+    shown = subprocess.run([sys.executable, "-m", "core.ops.cli", "trace"], cwd=ROOT, env=app_environment(settings),
                            capture_output=True, text=True, timeout=60)
     print(shown.stdout, end="", flush=True)
     if shown.returncode != 0:
-        raise DemoFailed("trace", f"python -m core.admin trace exited {shown.returncode}: {shown.stderr.strip()}")
+        raise DemoFailed("trace", f"python -m core.ops.cli trace exited {shown.returncode}: {shown.stderr.strip()}")
 
 
 def demo(demo_dir: Path) -> None:

@@ -38,11 +38,11 @@ from bench.common import (
     result,
     wait_until,
 )
-from core.flux_notify import Notifier, notification_body
-from core.flux_receivers import FluxReceiver
-from core.storage import Storage
-from core.trace import TraceLog
-from core.workitems import FluxNotify
+from core.workers.flux_notify import Notifier, notification_body
+from core.adapters.flux_receivers import FluxReceiver
+from core.adapters.storage import Storage
+from core.adapters.trace import TraceLog
+from core.model.workitems import FluxNotify
 from devkit.flux_receiver import StandInReceiver
 
 TARGET_P99_S = 1.0

@@ -26,11 +26,11 @@ from bench.common import (
     service_name,
 )
 from core.generate import generate
-from core.generation import GenerationService
-from core.git_workspace import GitWorkspace
-from core.storage import Storage
-from core.trace import TraceLog
-from core.workitems import HldChanged
+from core.workers.manifest_update import GenerationService
+from core.adapters.git_workspace import GitWorkspace
+from core.adapters.storage import Storage
+from core.adapters.trace import TraceLog
+from core.model.workitems import HldChanged
 from devkit.gitrepos import push_files
 
 TARGET_NOOP_S = 1.0

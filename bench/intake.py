@@ -15,7 +15,7 @@ from azure.storage.queue import QueueClient
 
 from bench.common import (LOG_DIR, HookClient, acr_push, azurite, concurrently, devhost, host_settings, latency_ms,
                           progress, result)
-from core.storage import IMAGE_PUSHED, Storage
+from core.adapters.storage import IMAGE_PUSHED, Storage
 
 TARGET_P99_MS = 50.0
 SINGLE_CLIENT_REQUESTS = 200

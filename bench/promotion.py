@@ -29,9 +29,9 @@ from pathlib import Path
 
 from bench.common import (LOG_DIR, REGISTRY, ROOT, HookClient, acr_push, app_environment, azurite, bare_repo,
                           branch_head, devhost, host_settings, log_tail, progress, result, wait_until)
-from core.cluster_feedback import sign
-from core.storage import Storage
-from core.trace import TraceLog
+from core.workers.cluster_feedback import sign
+from core.adapters.storage import Storage
+from core.adapters.trace import TraceLog
 
 FLUX_SECRET = "demo-flux-hmac-key"
 WAIT_S = 60.0
@@ -173,8 +173,8 @@ def demo(conn: str | None = None) -> int:
                     SimulatedFlux(hook, manifests, "prod-1", "prod", apply_s=0.5):
                 one_push(url, conn, manifests, "1.1.0", soak_s=3.0, say=lambda m: print(m, flush=True))
         for args in (["trace", "--service", "web"], ["trace", "--matrix"]):
-            print(f"\npython -m core.admin {' '.join(args)}:", flush=True)
-            shown = subprocess.run([sys.executable, "-m", "core.admin", *args], cwd=ROOT,
+            print(f"\npython -m core.ops.cli {' '.join(args)}:", flush=True)
+            shown = subprocess.run([sys.executable, "-m", "core.ops.cli", *args], cwd=ROOT,
                                    env=app_environment(settings), capture_output=True, text=True, timeout=60)
             print(shown.stdout or shown.stderr, end="", flush=True)
     print("promotion demo done: push -> dev -> applied@dev-1 -> soak -> prod -> applied@prod-1", flush=True)

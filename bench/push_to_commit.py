@@ -21,8 +21,8 @@ from pathlib import Path
 from bench.common import (EXAMPLE_HLD, EXAMPLE_MANIFESTS, LOG_DIR, ROOT, BenchError, HookClient, acr_push, azurite,
                           bare_repo, branch_head, devhost, files_at, git, host_settings, latency_ms, log_tail,
                           progress, result, tag_in, wait_until)
-from core.storage import Storage
-from core.trace import TraceLog
+from core.adapters.storage import Storage
+from core.adapters.trace import TraceLog
 from devhost.host_config import parse_timespan
 
 TARGET_BASELINE_FACTOR = 3.0

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.common import (BenchError, azurite, bedrock_hld_repo, branch_head, files_at, git, latency_ms, ms, progress,
                           repo_path, result, ring_config, secs, service_name, tag_in)
 from bench.scale import bump_service, push_item
-from core.git_workspace import GitContention
+from core.adapters.git_workspace import GitContention
 
 MAX_DELIVERIES = 5  # host.json maxDequeueCount
 JOIN_TIMEOUT_S = 120.0

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from bench.common import (REGISTRY, BenchError, azurite, bedrock_hld_repo, files_at, latency_ms, progress, result,
                           ring_config, service_name, service_repository, tag_in)
-from core.bump import BumpService
-from core.services import Services
+from core.workers.bump import BumpService
+from core.wiring import Services
 from core.settings import load_settings
-from core.workitems import ImagePushed, new_trace_id
+from core.model.workitems import ImagePushed, new_trace_id
 
 TARGET_RATIO = 1.3  # issue #13: push -> commit on 1,000 services within 1.3x of 10 services
 
@@ -33,7 +33,7 @@ def push_item(service: str, tag: str) -> ImagePushed:
 
 
 def bump_service(hld_url: str, conn: str, work_dir: Path) -> BumpService:
-    """The bump worker's service as `core.services` wires it: direct mode, working copies under `work_dir`."""
+    """The bump worker's service as `core.wiring` wires it: direct mode, working copies under `work_dir`."""
     return Services(load_settings({"AzureWebJobsStorage": conn, "HLD_REPO_URL": hld_url, "WRITE_MODE": "direct",
                                    "WORK_DIR": str(work_dir)})).bump
 
@@ -73,6 +73,6 @@ def run(small: int = 10, large: int = 1000, bumps: int = 15, warmup: int = 1, mi
     ratio = round(measured[large]["p50_ms"] / measured[small]["p50_ms"], 2)
     return result("scale", {**measured[large], "ratio_p50": ratio}, measured[small],
                   f"p50({large} services) / p50({small} services) < {TARGET_RATIO:g}", ratio < TARGET_RATIO,
-                  "BumpService.process (wired by core.services) called directly: no HTTP, no queue polling; direct "
+                  "BumpService.process (wired by core.wiring) called directly: no HTTP, no queue polling; direct "
                   "mode, warm working copy; "
                   "Bedrock layout <project>/<service>/prod, one image per service")

@@ -14,8 +14,8 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from core.errors import Permanent
-from core.flux_receivers import SETTING as FLUX_RECEIVERS, ReceiverConfig, parse_receivers
-from core.source_hosts import default_allowed_sources, parse_allowed_sources
+from core.adapters.flux_receivers import SETTING as FLUX_RECEIVERS, ReceiverConfig, parse_receivers
+from core.rules.source_hosts import default_allowed_sources, parse_allowed_sources
 
 WRITE_MODES = ("direct", "pull-request")
 HELM_MODES = ("rendered", "helmrelease")
@@ -53,7 +53,7 @@ class Settings:
     # FLUX_RECEIVERS: the clusters to wake after a manifest commit; bad entries are kept as problems (health names
     # them) rather than failing the load, since every other part of the service works without them.
     flux: ReceiverConfig = field(default=ReceiverConfig(), repr=False)
-    # Hosts component.yaml git sources may come from (core.source_hosts); default: the HLD repository's host.
+    # Hosts component.yaml git sources may come from (core.rules.source_hosts); default: the HLD repository's host.
     allowed_source_hosts: tuple[str, ...] = ()
     outbox_reenqueue_after: float = 120.0  # OUTBOX_REENQUEUE_AFTER_SECONDS: accepted work no worker took by then
     outbox_max_reenqueues: int = 3         # OUTBOX_MAX_REENQUEUES: then health reports the delivery as stuck

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Mapping
 
-from devhost.admin import AdminInvocations
+from devhost.admin_invocations import AdminInvocations
 from devhost.function_index import FunctionIndex, index_functions
 from devhost.host_config import HostConfig, host_config_from_json
 from devhost.http_server import DevHttpServer, Dispatcher, HostKeys

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from devhost.admin import AdminInvocations
+from devhost.admin_invocations import AdminInvocations
 from devhost.function_index import FunctionIndex, HttpFunction
 from devhost.invocation import Invoker, failure_summary, log_invocation
 

@@ -35,7 +35,7 @@ from azure.functions.queue import QueueMessage
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
-from core.storage import poison_queue
+from core.adapters.storage import poison_queue
 from devhost.function_index import QueueFunction
 from devhost.host_config import MIN_POLLING_INTERVAL, QueueOptions
 from devhost.invocation import Invoker, failure_summary, log_invocation

@@ -13,7 +13,7 @@ from typing import Mapping
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from core.storage import normalize_connection_string
+from core.adapters.storage import normalize_connection_string
 
 _CLIENT_OPTIONS = {"retry_total": 2, "retry_backoff_factor": 0.2, "connection_timeout": 3, "read_timeout": 10}
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
           f"Push an image (ACR webhook):\n\n{CURL.format(port=args.port, secret='demo-acr-secret', n=os.getpid(), digest='0' * 64)}\n\n"
           f"Then look: git --git-dir {args.dir}/hld.git log -p -1 main ; "
           f"git --git-dir {args.dir}/manifests.git log --stat -1 main ;\n"
-          f"{sys.executable} -m core.admin trace\n", file=sys.stderr)
+          f"{sys.executable} -m core.ops.cli trace\n", file=sys.stderr)
     return 0
 
 

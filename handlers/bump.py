@@ -5,9 +5,9 @@ from typing import List
 
 import azure.functions as func
 
-from core.runners import BumpJob, QueueWorker
-from core.services import get_services
-from core.storage import FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED
+from core.workers.runners import BumpJob, QueueWorker
+from core.wiring import get_services
+from core.adapters.storage import FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED
 from handlers import queues
 
 worker = QueueWorker(IMAGE_PUSHED, lambda: BumpJob(get_services()))

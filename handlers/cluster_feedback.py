@@ -11,13 +11,13 @@ from typing import List
 
 import azure.functions as func
 
-from core.cluster_feedback import FeedbackHook, FeedbackJob, Reply
-from core.runners import QueueWorker
-from core.services import get_services
+from core.workers.cluster_feedback import FeedbackHook, FeedbackJob, Reply
+from core.workers.runners import QueueWorker
+from core.wiring import get_services
 from core.settings import SettingsError
-from core.storage import CLUSTER_EVENTS
+from core.adapters.storage import CLUSTER_EVENTS
 from core.telemetry import metrics
-from core.workitems import ClusterEvent, encode
+from core.model.workitems import ClusterEvent, encode
 from handlers import queues
 from handlers.http import error_response, headers_of, json_response
 

@@ -14,15 +14,15 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from core.admin import UsageError, review_json
-from core.dashboard import SCAN_TOP, Filters, dashboard_data, parse_filters
-from core.dashboard_page import DATA_HEADERS, foreign_origin, new_nonce, page_headers, render_page
-from core.health import HealthProbes, check_health
-from core.promoter import Pauses
-from core.review_records import ReviewRecords
-from core.services import Services, get_services
+from core.ops.cli import UsageError, review_json
+from core.ops.dashboard import SCAN_TOP, Filters, dashboard_data, parse_filters
+from core.ops.dashboard_page import DATA_HEADERS, foreign_origin, new_nonce, page_headers, render_page
+from core.ops.health import HealthProbes, check_health
+from core.workers.promoter import Pauses
+from core.adapters.review_records import ReviewRecords
+from core.wiring import Services, get_services
 from core.settings import SettingsError
-from core.storage import WORK_QUEUES, StorageUnavailable, poison_queue
+from core.adapters.storage import WORK_QUEUES, StorageUnavailable, poison_queue
 from handlers.http import error_response, headers_of, json_response
 
 log = logging.getLogger("autopilot.dashboard")

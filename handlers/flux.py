@@ -5,10 +5,10 @@ from typing import List
 
 import azure.functions as func
 
-from core.flux_notify import RUN_THREADS, FluxNotifyJob
-from core.runners import QueueWorker
-from core.services import get_services
-from core.storage import FLUX_NOTIFY
+from core.workers.flux_notify import RUN_THREADS, FluxNotifyJob
+from core.workers.runners import QueueWorker
+from core.wiring import get_services
+from core.adapters.storage import FLUX_NOTIFY
 from handlers import queues
 
 # One item per run (no batching), RUN_THREADS runs at once: a run that waits on a slow receiver (at most the notifier's

@@ -6,9 +6,9 @@ from typing import List
 
 import azure.functions as func
 
-from core.runners import GenerateJob, QueueWorker
-from core.services import get_services
-from core.storage import FLUX_NOTIFY, HLD_CHANGED
+from core.workers.runners import GenerateJob, QueueWorker
+from core.wiring import get_services
+from core.adapters.storage import FLUX_NOTIFY, HLD_CHANGED
 from handlers import queues
 
 worker = QueueWorker(HLD_CHANGED, lambda: GenerateJob(get_services()))

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import azure.functions as func
 
-from core.services import get_services
+from core.wiring import get_services
 from core.settings import SettingsError
 from handlers.http import error_response, headers_of, json_response, set_outputs
 

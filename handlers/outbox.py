@@ -1,4 +1,4 @@
-"""Timer: re-enqueue accepted deliveries that no worker took (the outbox, core/outbox.py)."""
+"""Timer: re-enqueue accepted deliveries that no worker took (the outbox, core/workers/outbox.py)."""
 from __future__ import annotations
 
 import logging
@@ -7,8 +7,8 @@ from typing import Mapping
 
 import azure.functions as func
 
-from core.outbox import reenqueue_due
-from core.services import get_services
+from core.workers.outbox import reenqueue_due
+from core.wiring import get_services
 from handlers.http import set_outputs
 
 log = logging.getLogger("autopilot.outbox")

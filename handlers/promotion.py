@@ -7,11 +7,11 @@ import logging
 
 import azure.functions as func
 
-from core.offload import off_loop
-from core.promoter import Pauses, PromotionError, promoter_for, resume_request
-from core.services import get_services
+from core.adapters.offload import off_loop
+from core.workers.promoter import Pauses, PromotionError, promoter_for, resume_request
+from core.wiring import get_services
 from core.settings import SettingsError
-from core.storage import StorageUnavailable
+from core.adapters.storage import StorageUnavailable
 from handlers.dashboard import posted_action
 from handlers.http import error_response, json_response
 

@@ -11,8 +11,8 @@ from typing import List, Mapping
 
 import azure.functions as func
 
-from core.runners import QueuedMessage, QueueWorker
-from core.workitems import encode
+from core.workers.runners import QueuedMessage, QueueWorker
+from core.model.workitems import encode
 
 
 def queued(msg: func.QueueMessage) -> QueuedMessage:

@@ -5,10 +5,10 @@ from typing import List
 
 import azure.functions as func
 
-from core.review_runner import ReviewJob
-from core.runners import QueueWorker
-from core.services import get_services
-from core.storage import PR_REVIEW
+from core.workers.review_job import ReviewJob
+from core.workers.runners import QueueWorker
+from core.wiring import get_services
+from core.adapters.storage import PR_REVIEW
 from handlers import queues
 
 worker = QueueWorker(PR_REVIEW, lambda: ReviewJob(get_services()), batches=False)

@@ -8,7 +8,7 @@ from typing import Iterator, Mapping
 import pytest
 
 import function_app
-from core.services import reset_services
+from core.wiring import reset_services
 from devhost import DevHost
 
 # Fast polling and retries so end-to-end tests settle quickly (the shipped host.json polls at most every 2 s).

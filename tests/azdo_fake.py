@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pytest
 import responses
 
-from core.azdo import AzdoGateway
+from core.adapters.azdo import AzdoGateway
 
 ORG = "https://dev.azure.com/fabrikam"
 PROJECT = "Fabrikam"

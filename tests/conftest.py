@@ -39,7 +39,7 @@ def azurite(azurite_session):
 
 @pytest.fixture
 def storage(azurite):
-    from core.storage import Storage
+    from core.adapters.storage import Storage
 
     store = Storage(azurite)
     store.ensure()
@@ -54,7 +54,7 @@ HLD_URL = "https://dev.azure.com/fabrikam/Fabrikam/_git/hld"
 @pytest.fixture
 def app_env(azurite, monkeypatch):
     """App settings for the function app on a fresh Azurite, direct mode, Azure DevOps URLs for routing only."""
-    from core.services import reset_services
+    from core.wiring import reset_services
 
     monkeypatch.setenv("AzureWebJobsStorage", azurite)
     monkeypatch.setenv("ACR_WEBHOOK_SECRET", ACR_SECRET)

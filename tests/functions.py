@@ -33,7 +33,7 @@ def queue_outputs(fn_name: str) -> dict[str, str]:
 def invoke(fn_name: str, trigger_arg: str, trigger: Any, *, deliver: bool = True) -> tuple[Any, dict[str, list[str]]]:
     """(the function's return value, messages by queue it handed to its output bindings). With `deliver`, the
     messages are written to their queues as the host would after a successful return."""
-    from core.services import get_services
+    from core.wiring import get_services
 
     fn = getattr(function_app, fn_name).build().get_user_function()
     outs = {arg: Out() for arg in queue_outputs(fn_name)}
@@ -60,7 +60,7 @@ def invoke(fn_name: str, trigger_arg: str, trigger: Any, *, deliver: bool = True
 
 
 async def _close_aio() -> None:
-    from core.services import get_services
+    from core.wiring import get_services
     from core.settings import SettingsError
 
     try:

@@ -1,4 +1,4 @@
-"""The deployments endpoint and `python -m core.admin` (trace, replay, health, setup) on Azurite."""
+"""The deployments endpoint and `python -m core.ops.cli` (trace, replay, health, setup) on Azurite."""
 from __future__ import annotations
 
 import asyncio
@@ -13,15 +13,15 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from core import storage as storage_module
-from core.admin import load_cli_settings, main
-from core.review_records import ReviewRecord, ReviewRecords, RuleFailure
-from core.services import reset_services
-from core.storage import IMAGE_PUSHED, dev_connection_string, poison_queue
-from core.trace import TraceLog
-from core.workitems import ImagePushed, encode
+from core.adapters import storage as storage_module
+from core.ops.cli import load_cli_settings, main
+from core.adapters.review_records import ReviewRecord, ReviewRecords, RuleFailure
+from core.wiring import reset_services
+from core.adapters.storage import IMAGE_PUSHED, dev_connection_string, poison_queue
+from core.adapters.trace import TraceLog
+from core.model.workitems import ImagePushed, encode
 from devkit.azurite import free_port
-from handlers import admin
+from handlers import ops
 from tests.azdo_fake import ORG, PAT, PROJECT, PROJECT_ID, azdo  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def history(storage):
 
 
 def get_deployments(**params: str) -> tuple[int, dict]:
-    resp = asyncio.run(admin.deployments(func.HttpRequest("GET", "/api/ops/deployments", params=params, body=b"")))
+    resp = asyncio.run(ops.deployments(func.HttpRequest("GET", "/api/ops/deployments", params=params, body=b"")))
     return resp.status_code, json.loads(resp.get_body())
 
 
@@ -318,14 +318,14 @@ def test_setup_azure_devops_failure_exits_1(settings_file, environ, azdo):  # no
 
 
 def test_runs_as_a_module(settings_file):
-    run = subprocess.run([sys.executable, "-m", "core.admin", "--settings", str(settings_file), "trace",
+    run = subprocess.run([sys.executable, "-m", "core.ops.cli", "--settings", str(settings_file), "trace",
                           "--top", "0"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr == "error: top='0' must be an integer from 1 to 1000\n"
 
 
 def test_trace_prints_why_a_push_was_skipped(settings_file, storage):
-    from core.trace import TraceLog
+    from core.adapters.trace import TraceLog
 
     trace = TraceLog(storage)
     trace.record("t-skip", "prod/app.yaml#doc[0].spec.containers[0].image", "received", actor="acr",

@@ -9,7 +9,7 @@ import requests
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 
-from core.azdo import (
+from core.adapters.azdo import (
     ADO_SCOPE,
     EMPTY_GUID,
     AzdoAuthError,

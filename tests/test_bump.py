@@ -8,15 +8,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.bump import BumpService
-from core.git_workspace import GitContention, GitError, GitWorkspace
-from core.highwater import HighWaterMarks
-from core.policy import PolicyError
-from core.pull_requests import PullRequests
-from core.runners import BumpJob, QueuedMessage, QueueWorker
-from core.storage import IMAGE_PUSHED
-from core.trace import TraceLog
-from core.workitems import HldChanged, ImagePushed, encode
+from core.workers.bump import BumpService
+from core.adapters.git_workspace import GitContention, GitError, GitWorkspace
+from core.adapters.highwater import HighWaterMarks
+from core.rules.policy import PolicyError
+from core.adapters.pull_requests import PullRequests
+from core.workers.runners import BumpJob, QueuedMessage, QueueWorker
+from core.adapters.storage import IMAGE_PUSHED
+from core.adapters.trace import TraceLog
+from core.model.workitems import HldChanged, ImagePushed, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
 
@@ -212,7 +212,7 @@ def test_unreachable_repo_raises_so_the_queue_retries(tmp_path, storage):
 
 
 def _bump_in_process(url: str, conn: str, work: str, service_name: str, tags: list[str]) -> None:
-    from core.storage import Storage
+    from core.adapters.storage import Storage
 
     storage = Storage(conn)
     service = make_service(url, storage, Path(work), work="w")
@@ -283,7 +283,7 @@ def test_newer_push_supersedes_the_open_pr_instead_of_opening_another(pr_service
 
 
 def test_crash_between_push_and_pr_creation_then_retry_yields_one_pr(pr_service, hld):
-    from core.azdo import AzdoTransientError
+    from core.adapters.azdo import AzdoTransientError
 
     service, fake = pr_service
     item = push("fabrikam/backend", "2.0.4")

@@ -3,9 +3,9 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, strategies as st
 
-from core.bump_decision import BumpDecision, decide_bump, newest
-from core.policy import TargetPolicy, load_policy
-from core.tag_order import Ordering, TagOrder, compare, sort_key
+from core.rules.bump_decision import BumpDecision, decide_bump, newest
+from core.rules.policy import TargetPolicy, load_policy
+from core.rules.tag_order import Ordering, TagOrder, compare, sort_key
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 

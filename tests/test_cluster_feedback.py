@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 
 import function_app
-from core.cluster_feedback import (
+from core.workers.cluster_feedback import (
     FeedbackJob,
     FluxEventError,
     Ignored,
@@ -22,14 +22,14 @@ from core.cluster_feedback import (
     sign,
     signature_ok,
 )
-from core.deliveries import DeliveryLog
-from core.git_workspace import GitWorkspace
-from core.runners import QueuedMessage, QueueWorker
+from core.adapters.deliveries import DeliveryLog
+from core.adapters.git_workspace import GitWorkspace
+from core.workers.runners import QueuedMessage, QueueWorker
 from core.settings import load_settings
-from core.storage import CLUSTER_EVENTS
+from core.adapters.storage import CLUSTER_EVENTS
 from core.telemetry import in_memory_metrics, metric_points
-from core.trace import TraceLog
-from core.workitems import ClusterEvent, decode, encode
+from core.adapters.trace import TraceLog
+from core.model.workitems import ClusterEvent, decode, encode
 from devkit.gitrepos import bare_repo, git, push_files
 
 SECRET = "flux-hmac-key"
@@ -73,7 +73,7 @@ class _Out:
 
 @pytest.fixture
 def flux_env(app_env, monkeypatch):
-    from core.services import reset_services
+    from core.wiring import reset_services
 
     monkeypatch.setenv("FLUX_WEBHOOK_SECRET", SECRET)
     reset_services()

@@ -1,4 +1,4 @@
-"""What runs where in `python -m core.admin trace --matrix` and /api/ops/deployments; the Flux Provider/Alert YAML
+"""What runs where in `python -m core.ops.cli trace --matrix` and /api/ops/deployments; the Flux Provider/Alert YAML
 `setup` prints."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 import azure.functions as func
 from ruamel.yaml import YAML
 
-from core.cluster_feedback import Marked, RunningLog
-from handlers import admin
+from core.workers.cluster_feedback import Marked, RunningLog
+from handlers import ops
 from tests.test_admin_cli import cli, environ, settings_file  # noqa: F401  (fixtures)
 
 
@@ -44,7 +44,7 @@ def test_trace_matrix(settings_file, storage):  # noqa: F811
 
 def test_deployments_endpoint_carries_the_matrix(app_env, storage):
     seed(storage)
-    resp = asyncio.run(admin.deployments(func.HttpRequest("GET", "/api/ops/deployments", params={"service": "web"},
+    resp = asyncio.run(ops.deployments(func.HttpRequest("GET", "/api/ops/deployments", params={"service": "web"},
                                                           body=b"")))
     body = json.loads(resp.get_body())
     assert resp.status_code == 200 and len(body["running"]) == 2
@@ -64,7 +64,7 @@ def test_setup_prints_provider_secret_and_alert(settings_file, environ):  # noqa
 
 
 def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
-    from core.promoter import Pauses
+    from core.workers.promoter import Pauses
     from handlers import promotion
 
     Pauses(storage).pause("web", "prod", "a person rolled web back to 1.0.0")
@@ -91,10 +91,10 @@ def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
 
 
 def test_health_warns_about_paused_targets(app_env, storage):
-    from core.promoter import Pauses
+    from core.workers.promoter import Pauses
 
     Pauses(storage).pause("web", "prod", "a person set prod/web.yaml to 1.0.0 below 1.1.0")
-    resp = asyncio.run(admin.health(func.HttpRequest("GET", "/api/health", body=b"")))
+    resp = asyncio.run(ops.health(func.HttpRequest("GET", "/api/health", body=b"")))
     warnings = json.loads(resp.get_body()).get("warnings", [])
     assert any(w.startswith("paused: web in prod: a person set") and "resume --service web --env prod" in w
                for w in warnings)

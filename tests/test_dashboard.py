@@ -1,5 +1,5 @@
-"""The dashboard's data (core/dashboard.py) for each state a deployment can be in, its filters, the what-runs-where
-matrix, queues and health; the page's safety (core/dashboard_page.py); the data handler's bad input."""
+"""The dashboard's data (core/ops/dashboard.py) for each state a deployment can be in, its filters, the what-runs-where
+matrix, queues and health; the page's safety (core/ops/dashboard_page.py); the data handler's bad input."""
 from __future__ import annotations
 
 import asyncio
@@ -9,10 +9,10 @@ import re
 import azure.functions as func
 import pytest
 
-from core.admin import UsageError
-from core.dashboard import (STATES, Filters, clean_repo_url, commit_link, dashboard_data, deployment_json,
+from core.ops.cli import UsageError
+from core.ops.dashboard import (STATES, Filters, clean_repo_url, commit_link, dashboard_data, deployment_json,
                             fold_failures, health_json, matrix, parse_filters, pr_link, queues_json, row_state)
-from core.dashboard_page import TEMPLATE, content_security_policy, foreign_origin, page_headers, render_page
+from core.ops.dashboard_page import TEMPLATE, content_security_policy, foreign_origin, page_headers, render_page
 from handlers import dashboard as handler
 
 T0 = "2026-11-29T10:00:00+00:00"
@@ -311,7 +311,7 @@ def test_actions_from_another_site_are_refused(headers, url, refused):
 
 def test_the_data_handler_answers_503_when_unconfigured_or_storage_is_down(monkeypatch):
     from core.settings import SettingsError
-    from core.storage import StorageUnavailable
+    from core.adapters.storage import StorageUnavailable
 
     req = func.HttpRequest("GET", "http://127.0.0.1/api/ops/dashboard/data", params={}, body=b"")
 
@@ -346,7 +346,7 @@ def test_the_page_handler_sends_a_fresh_nonce_with_its_policy():
 
 
 def test_paused_targets_are_listed_as_text_with_their_reason():
-    from core.dashboard import paused_json
+    from core.ops.dashboard import paused_json
 
     shown = paused_json([{"service": "web", "env": "prod", "reason": "a person set 1.0.0 <script>", "at": "t2"},
                          {"service": "api", "env": "dev", "reason": "rollback", "at": "t1"}])
@@ -356,7 +356,7 @@ def test_paused_targets_are_listed_as_text_with_their_reason():
 
 
 def test_the_page_offers_resume_for_paused_targets_through_a_post():
-    from core.dashboard_page import render_page
+    from core.ops.dashboard_page import render_page
 
     page = render_page("n0nce")
     assert 'fetch("resume", {method: "POST"' in page and "renderPaused(data)" in page

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import IMAGE_PUSHED, Storage, poison_queue
-from core.trace import TraceLog
+from core.adapters.storage import IMAGE_PUSHED, Storage, poison_queue
+from core.adapters.trace import TraceLog
 from devkit.gitrepos import bare_repo, commits, file_at, push_files
 from tests.apphost import hosted_app
 
@@ -313,7 +313,7 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "dashboard-after-replay.png"), full_page=True)
 
     # A target a person's rollback paused is listed with its reason; Resume lifts the pause.
-    from core.promoter import Pauses
+    from core.workers.promoter import Pauses
     Pauses(storage).pause("frontend", "prod", "a person set 1.4.0 below 1.5.0 <b>bold?</b>")
     until(page, "document.querySelector(\"#paused tr[data-paused='frontend/prod']\") !== null")
     assert "<b>bold?</b>" in page.text_content("#paused")   # text, not markup

@@ -207,7 +207,7 @@ def test_function_exception_is_500_and_log_has_no_secrets(host, caplog):
 
 
 def test_base64_messages_are_consumed_and_deleted(host, storage, record):
-    storage.enqueue(sample.WORK_QUEUE, "héllo wörld")  # core.storage writes base64, as the Functions host expects
+    storage.enqueue(sample.WORK_QUEUE, "héllo wörld")  # core.adapters.storage writes base64, as the Functions host expects
     done = wait_for(lambda: [e for e in events(record) if e["event"] == "done"])
     assert [(e["body"], e["dequeue_count"]) for e in done] == [("héllo wörld", 1)]
     wait_for(lambda: queue_is_empty(storage.queue(sample.WORK_QUEUE)))

@@ -33,8 +33,8 @@ def test_every_error_class_is_rooted_and_classified(cls):
 
 
 def test_only_permanent_errors_skip_the_retries():
-    from core.azdo import AzdoAuthError, AzdoTransientError
-    from core.storage import StorageUnavailable
+    from core.adapters.azdo import AzdoAuthError, AzdoTransientError
+    from core.adapters.storage import StorageUnavailable
 
     assert is_permanent(AzdoAuthError("401"))
     assert not is_permanent(AzdoTransientError("503"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from core.git_workspace import files_mentioning
+from core.adapters.git_workspace import files_mentioning
 
 
 def git(cwd, *args):

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.flux_notify import (
+from core.workers.flux_notify import (
     FluxNotifyJob,
     Notifier,
     Posted,
@@ -22,12 +22,12 @@ from core.flux_notify import (
     notification_body,
     post_http,
 )
-from core.flux_receivers import FluxReceiver, parse_receivers, receivers_for, sign
-from core.runners import QueuedMessage, QueueWorker
+from core.adapters.flux_receivers import FluxReceiver, parse_receivers, receivers_for, sign
+from core.workers.runners import QueuedMessage, QueueWorker
 from core.settings import load_settings
-from core.storage import FLUX_NOTIFY
-from core.trace import TraceLog
-from core.workitems import FluxNotify, WorkItemError, decode, encode
+from core.adapters.storage import FLUX_NOTIFY
+from core.adapters.trace import TraceLog
+from core.model.workitems import FluxNotify, WorkItemError, decode, encode
 from devkit.flux_receiver import StandInReceiver, validate_signature
 
 COMMIT = "c0ffee" + "0" * 34
@@ -296,7 +296,7 @@ def test_bedrock_rings_of_one_folder_all_get_the_cluster_s_outcome(storage, azur
 
 
 def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(storage, azurite, monkeypatch):
-    monkeypatch.setattr("core.flux_notify.ROUND_DELAYS_S", (0, 60))   # visible at once, so the test can read it
+    monkeypatch.setattr("core.workers.flux_notify.ROUND_DELAYS_S", (0, 60))   # visible at once, so the test can read it
     with StandInReceiver("t-ok") as ok, StandInReceiver("t-bad") as down:
         down.fail_next(100, 502)
         settings = fleet_settings(azurite, {"ok-1": ("prod", ok), "down-1": ("prod", down)})
@@ -322,7 +322,7 @@ def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(storage, az
 
 
 def test_the_next_round_waits_its_back_off_on_the_queue(storage, azurite, monkeypatch):
-    monkeypatch.setattr("core.flux_notify.ROUND_DELAYS_S", (2, 60))
+    monkeypatch.setattr("core.workers.flux_notify.ROUND_DELAYS_S", (2, 60))
     with StandInReceiver("t") as down:
         down.fail_next(100, 503)
         settings = fleet_settings(azurite, {"down-1": ("prod", down)})

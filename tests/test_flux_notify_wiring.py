@@ -13,17 +13,17 @@ import azure.functions as func
 import pytest
 from ruamel.yaml import YAML
 
-from core.admin import main
-from core.flux_notify import FluxNotifyJob
-from core.flux_receivers import webhook_path
-from core.runners import BumpJob, GenerateJob, QueuedMessage, QueueWorker
-from core.services import reset_services
+from core.ops.cli import main
+from core.workers.flux_notify import FluxNotifyJob
+from core.adapters.flux_receivers import webhook_path
+from core.workers.runners import BumpJob, GenerateJob, QueuedMessage, QueueWorker
+from core.wiring import reset_services
 from core.settings import load_settings
-from core.storage import FLUX_NOTIFY, HLD_CHANGED
-from core.trace import TraceLog
-from core.workitems import FluxNotify, HldChanged, encode
+from core.adapters.storage import FLUX_NOTIFY, HLD_CHANGED
+from core.adapters.trace import TraceLog
+from core.model.workitems import FluxNotify, HldChanged, encode
 from devkit.flux_receiver import StandInReceiver
-from handlers import admin
+from handlers import ops
 from tests.test_generation import make_generation, repos  # noqa: F401  (the fixture)
 from tests.test_intake import azdo_headers, call, fixture, messages
 
@@ -123,7 +123,7 @@ def flux_env(azurite, monkeypatch):
 
 
 def get_health() -> tuple[int, dict, str]:
-    resp = asyncio.run(admin.health(func.HttpRequest("GET", "/api/health", body=b"")))
+    resp = asyncio.run(ops.health(func.HttpRequest("GET", "/api/health", body=b"")))
     return resp.status_code, json.loads(resp.get_body()), resp.get_body().decode()
 
 

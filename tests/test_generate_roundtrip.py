@@ -10,10 +10,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from core.generate import generate
-from core.images import same_image
-from core.policy import load_policy_from
-from core.targets import find_targets
-from core.yaml_edit import apply_to_tree
+from core.model.images import same_image
+from core.rules.policy import load_policy_from
+from core.rules.targets import find_targets
+from core.rules.yaml_edit import apply_to_tree
 
 GOLDEN = Path(__file__).parent / "golden" / "edit"
 FABRIKATE_CASES = sorted(case.name for case in GOLDEN.iterdir() if (case / "original" / "component.yaml").is_file())

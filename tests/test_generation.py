@@ -7,16 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.bump import BumpService
+from core.workers.bump import BumpService
 from core.generate import GenerationError
-from core.generation import MANIFEST_BOT_BRANCH, GenerationService
-from core.git_workspace import GitWorkspace
-from core.highwater import HighWaterMarks
-from core.pull_requests import PullRequests
-from core.runners import GenerateJob, QueuedMessage, QueueWorker
-from core.storage import HLD_CHANGED
-from core.trace import TraceLog
-from core.workitems import HldChanged, encode
+from core.workers.manifest_update import MANIFEST_BOT_BRANCH, GenerationService
+from core.adapters.git_workspace import GitWorkspace
+from core.adapters.highwater import HighWaterMarks
+from core.adapters.pull_requests import PullRequests
+from core.workers.runners import GenerateJob, QueuedMessage, QueueWorker
+from core.adapters.storage import HLD_CHANGED
+from core.adapters.trace import TraceLog
+from core.model.workitems import HldChanged, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
 from tests.test_bump import EXAMPLE_HLD, FRONTEND_DEV, push

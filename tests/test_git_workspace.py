@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.git_workspace import (
+from core.adapters.git_workspace import (
     GitAuthError,
     GitError,
     GitRefNotFound,
@@ -420,7 +420,7 @@ def test_default_working_copy_lives_under_the_temp_dir_per_url_and_branch():
 
 
 def test_an_edit_naming_its_paths_stages_only_those(remote, tmp_path):
-    from core.git_workspace import Edited
+    from core.adapters.git_workspace import Edited
 
     ws = workspace(remote, tmp_path)
 
@@ -436,7 +436,7 @@ def test_an_edit_naming_its_paths_stages_only_those(remote, tmp_path):
 
 
 def test_checkout_helpers_read_the_head_and_grep_tracked_files(remote, tmp_path):
-    from core.git_workspace import checkout_head, files_mentioning
+    from core.adapters.git_workspace import checkout_head, files_mentioning
 
     sha = gitrepos.push_files(remote, "main", {"apps/api.yaml": "image: r.io/api:1.0.0\n"},
                               "Add api\n\nTrace-Id: abc")

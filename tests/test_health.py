@@ -11,14 +11,14 @@ from urllib.parse import urlsplit
 import azure.functions as func
 import pytest
 
-from core.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
-from core.git_workspace import GitError, pat_auth_header
-from core.health import TABLES, HealthProbes, RepoProbe, StoreProbe, check_health, ls_remote
-from core.services import get_services, reset_services
-from core.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, Storage, dev_connection_string, poison_queue
+from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
+from core.adapters.git_workspace import GitError, pat_auth_header
+from core.ops.health import TABLES, HealthProbes, RepoProbe, StoreProbe, check_health, ls_remote
+from core.wiring import get_services, reset_services
+from core.adapters.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, Storage, dev_connection_string, poison_queue
 from devkit.azurite import free_port
 from devkit.gitrepos import bare_repo, branches
-from handlers import admin
+from handlers import ops
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, azdo  # noqa: F401  (the fixture)
 
 ACR_SECRET = "acr-secret-health-1"
@@ -48,7 +48,7 @@ def app_env(azurite, monkeypatch, remotes):
 
 
 def get_health() -> tuple[int, dict, str]:
-    resp = asyncio.run(admin.health(func.HttpRequest("GET", "/api/health", body=b"")))
+    resp = asyncio.run(ops.health(func.HttpRequest("GET", "/api/health", body=b"")))
     text = resp.get_body().decode()
     return resp.status_code, json.loads(text), text
 
@@ -126,7 +126,7 @@ def test_every_table_intake_and_workers_use_is_checked(app_env):
     assert get_health()[0] == 200
     services = get_services()
     services.storage.service_clients[1].delete_table(JOURNAL_TABLE)
-    admin._health_probes.stores = StoreProbe()  # the handler's probe caches its last answer for a few seconds
+    ops._health_probes.stores = StoreProbe()  # the handler's probe caches its last answer for a few seconds
 
     status, body, _ = get_health()
 
@@ -253,7 +253,7 @@ def test_ls_remote_reads_the_branch_head(tmp_path):
 
 
 def test_the_outbox_count_is_asked_once_per_ttl_per_storage(monkeypatch):
-    from core import health
+    from core.ops import health
 
     calls = []
     monkeypatch.setattr(health.DeliveryLog, "stuck", lambda self, limit: calls.append(limit) or ["acr:x"])

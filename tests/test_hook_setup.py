@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.hook_setup import (HookSetupError, acr_commands, hook_url, setup_subscriptions)
+from core.ops.hook_setup import (HookSetupError, acr_commands, hook_url, setup_subscriptions)
 from core.settings import load_settings
 from tests.azdo_fake import ORG, PROJECT, PROJECT_ID, azdo  # noqa: F401  (the fixture)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from core.images import ImageRef, ImageRefError, parse_image_ref, same_image, validate_digest, validate_tag
+from core.model.images import ImageRef, ImageRefError, parse_image_ref, same_image, validate_digest, validate_tag
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from core.services import reset_services
-from core.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES
-from core.workitems import decode
+from core.wiring import reset_services
+from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES
+from core.model.workitems import decode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "deliveries"
 from tests.conftest import ACR_SECRET, AZDO_SECRET
@@ -151,7 +151,7 @@ def test_acr_bad_input(app_env, storage, body, headers, status, fragment):
 
 
 def test_storage_unreachable_is_503_not_500(app_env, monkeypatch):
-    from core.storage import dev_connection_string
+    from core.adapters.storage import dev_connection_string
     from devkit.azurite import free_port
 
     dead = free_port()
@@ -287,7 +287,7 @@ def test_secrets_never_logged(app_env, storage, caplog):
 
 
 def test_journal_replay_bypasses_duplicate_check(app_env, storage):
-    from core.services import get_services
+    from core.wiring import get_services
 
     call("acr_webhook", fixture("acr_push.json"), acr_headers())
     reply = get_services().intake.replay("acr:cb8c3971-9adc-488b-bdd8-43cbb4974ff5")
@@ -297,7 +297,7 @@ def test_journal_replay_bypasses_duplicate_check(app_env, storage):
 
 
 def test_journal_holds_large_bodies_exactly(app_env, storage):
-    from core.services import get_services
+    from core.wiring import get_services
 
     data = json.loads(fixture("acr_push.json"))
     data["padding"] = "p" * 300_000
@@ -346,7 +346,7 @@ def test_arbitrary_input_never_500_and_only_202_enqueues(app_env, storage, fn, b
 def test_dead_storage_answers_503_within_acrs_five_seconds(app_env, monkeypatch):
     import time
 
-    from core.storage import dev_connection_string
+    from core.adapters.storage import dev_connection_string
     from devkit.azurite import free_port
 
     dead = free_port()
@@ -355,7 +355,7 @@ def test_dead_storage_answers_503_within_acrs_five_seconds(app_env, monkeypatch)
     started = time.monotonic()
     status, _ = call("acr_webhook", fixture("acr_push.json"), acr_headers())
     assert status == 503 and time.monotonic() - started < 5
-    from core.storage import Storage, StorageUnavailable
+    from core.adapters.storage import Storage, StorageUnavailable
 
     store = Storage(dev_connection_string(queue_port=dead, table_port=dead))
     started = time.monotonic()

@@ -67,7 +67,7 @@ acr = call(functions["acr_webhook"], func.HttpRequest(
 out["acr"] = [acr.status_code, json.loads(acr.get_body())]
 
 from core.errors import is_permanent
-from core.services import get_services
+from core.wiring import get_services
 
 for text in outputs["acr_webhook"]["pushed"] or []:  # what the host writes for the queue output binding
     get_services().storage.enqueue("image-pushed", text)
@@ -75,8 +75,8 @@ for text in outputs["acr_webhook"]["pushed"] or []:  # what the host writes for 
 out["workers"] = {}
 for name, queue in (("bump_worker", "image-pushed"), ("generate_worker", "hld-changed")):
     if queue == "hld-changed":
-        from core.storage import HLD_CHANGED
-        from core.workitems import HldChanged, encode
+        from core.adapters.storage import HLD_CHANGED
+        from core.model.workitems import HldChanged, encode
         get_services().storage.enqueue(HLD_CHANGED, encode(HldChanged(
             event_id="push:1", trace_id="t-1", reason="push", commit="0" * 40)))
     message = get_services().storage.queue(queue).receive_message(visibility_timeout=60)
@@ -158,7 +158,7 @@ def test_rendered_mode_without_helm_is_one_permanent_error(tmp_path, monkeypatch
 
 def test_git_missing_is_permanent_and_names_the_fix(monkeypatch, tmp_path):
     from core.errors import is_permanent
-    from core.git_workspace import GitMissing, GitWorkspace
+    from core.adapters.git_workspace import GitMissing, GitWorkspace
 
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(GitMissing) as raised:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import IMAGE_PUSHED, Storage, poison_queue
-from core.workitems import ImagePushed, encode
+from core.adapters.storage import IMAGE_PUSHED, Storage, poison_queue
+from core.model.workitems import ImagePushed, encode
 from devkit.gitrepos import bare_repo, commits
 from tests.apphost import hosted_app
 

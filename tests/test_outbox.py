@@ -14,13 +14,13 @@ from types import SimpleNamespace
 import azure.functions as func
 import pytest
 
-from core.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, AsyncDeliveryLog, Claim, DeliveryLog, row_key
-from core.health import HealthProbes, check_health
-from core.outbox import reenqueue_due
-from core.runners import BumpJob, QueuedMessage, settle
-from core.services import get_services, reset_services
-from core.storage import IMAGE_PUSHED, PR_REVIEW, AsyncStorage
-from core.workitems import decode, encode
+from core.adapters.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, AsyncDeliveryLog, Claim, DeliveryLog, row_key
+from core.ops.health import HealthProbes, check_health
+from core.workers.outbox import reenqueue_due
+from core.workers.runners import BumpJob, QueuedMessage, settle
+from core.wiring import get_services, reset_services
+from core.adapters.storage import IMAGE_PUSHED, PR_REVIEW, AsyncStorage
+from core.model.workitems import decode, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at
 from tests.conftest import ACR_SECRET, AZDO_SECRET
 from tests.functions import call_http, invoke
@@ -270,7 +270,7 @@ def test_mark_done_ignores_ids_intake_never_claimed(app_env, storage):
 
 
 def test_async_storage_reports_dead_storage_as_unavailable(app_env):
-    from core.storage import StorageUnavailable, dev_connection_string
+    from core.adapters.storage import StorageUnavailable, dev_connection_string
     from devkit.azurite import free_port
 
     dead = free_port()
@@ -293,7 +293,7 @@ def test_an_event_id_too_long_for_the_outbox_is_refused_before_anything_is_claim
     one = json.loads((FIXTURES / "eventgrid_push.json").read_bytes())[0]
     events = [dict(one, id="fine"), dict(one, id="x" * 5_000)]
     status, body, outputs = post(eventgrid_request(events), "eventgrid_webhook")
-    # the door's id limit (256, core.payloads) is below the outbox's (1,024): refused naming the event, nothing out
+    # the door's id limit (256, core.model.payloads) is below the outbox's (1,024): refused naming the event, nothing out
     assert status == 400 and body["error"].startswith("[1].id:") and "too long" in body["error"] and outputs == {}
     assert list(storage.table(DELIVERIES_TABLE).list_entities()) == []
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, row_key
-from core.storage import Storage
+from core.adapters.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, row_key
+from core.adapters.storage import Storage
 from devhost import invocation
 from devkit.gitrepos import bare_repo, commits, file_at
 from tests.apphost import hosted_app

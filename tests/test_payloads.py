@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.azdo_routing import RepoConfig, route_azdo
-from core.images import is_registered_digest, is_registry_host, is_registry_repository, is_registry_tag
-from core.payloads import (MAX_ID, AcrPush, AzdoEvent, Ignored, PayloadError, check_text, parse_acr_event,
+from core.rules.azdo_routing import RepoConfig, route_azdo
+from core.model.images import is_registered_digest, is_registry_host, is_registry_repository, is_registry_tag
+from core.model.payloads import (MAX_ID, AcrPush, AzdoEvent, Ignored, PayloadError, check_text, parse_acr_event,
                            parse_azdo, parse_eventgrid, show)
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from ruamel.yaml import YAML
 
-from core.policy import Policy, PolicyError, auto_approves, load_policy
-from core.tag_order import Ordering, TagOrder
+from core.rules.policy import Policy, PolicyError, auto_approves, load_policy
+from core.rules.tag_order import Ordering, TagOrder
 
 FULL = textwrap.dedent("""\
     # autopilot.yaml

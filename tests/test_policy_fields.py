@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.policy import PolicyError, load_policy
-from core.targets import ImageFields, find_targets
+from core.rules.policy import PolicyError, load_policy
+from core.rules.targets import ImageFields, find_targets
 
 
 def rule(fields: str) -> str:

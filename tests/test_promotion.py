@@ -8,18 +8,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.bump import BumpService
-from core.cluster_feedback import FeedbackJob
-from core.deliveries import DeliveryLog
-from core.git_workspace import GitWorkspace
-from core.highwater import HighWaterMarks
-from core.policy import PolicyError, load_policy
-from core.promoter import Claims, Pauses, Promoter, promoter_for
-from core.promotion import parse_duration, parse_window
-from core.promotion_gate import Candidate, decide_gate
+from core.workers.bump import BumpService
+from core.workers.cluster_feedback import FeedbackJob
+from core.adapters.deliveries import DeliveryLog
+from core.adapters.git_workspace import GitWorkspace
+from core.adapters.highwater import HighWaterMarks
+from core.rules.policy import PolicyError, load_policy
+from core.workers.promoter import Claims, Pauses, Promoter, promoter_for
+from core.rules.promotion import parse_duration, parse_window
+from core.rules.promotion_gate import Candidate, decide_gate
 from core.settings import load_settings
-from core.trace import TraceLog
-from core.workitems import ClusterEvent, ImagePushed
+from core.adapters.trace import TraceLog
+from core.model.workitems import ClusterEvent, ImagePushed
 from devkit.gitrepos import bare_repo, commits, file_at
 
 REGISTRY = "fabrikam.azurecr.io"

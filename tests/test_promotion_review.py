@@ -1,8 +1,8 @@
 """approval: manual: the reviewer refuses a bump PR into such a stage, whatever else holds."""
 from __future__ import annotations
 
-from core.policy import load_policy
-from core.review_rules import bump_diff_rule
+from core.rules.policy import load_policy
+from core.rules.review_rules import bump_diff_rule
 from tests.test_review_rules import BASE, FRONTEND_DEV, tag, versions
 
 MANUAL_DEV = load_policy("autoApprove: major\npromotion:\n  - env: qa\n  - env: dev\n    approval: manual\n")

@@ -8,8 +8,8 @@ import azure.functions as func
 import pytest
 from azure.storage.queue import QueueServiceClient
 
-from core.services import get_services, reset_services
-from core.storage import (
+from core.wiring import get_services, reset_services
+from core.adapters.storage import (
     CLUSTER_EVENTS,
     FLUX_NOTIFY,
     HLD_CHANGED,
@@ -19,7 +19,7 @@ from core.storage import (
     dev_connection_string,
     poison_queue,
 )
-from core.workitems import ClusterEvent, FluxNotify, HldChanged, ImagePushed, PrReview, decode, encode, new_trace_id
+from core.model.workitems import ClusterEvent, FluxNotify, HldChanged, ImagePushed, PrReview, decode, encode, new_trace_id
 from devkit.azurite import free_port
 from tests.functions import call_http
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from core.replay import Replayer
-from core.storage import HLD_CHANGED, IMAGE_PUSHED, poison_queue
-from core.workitems import decode, encode
+from core.ops.replay import Replayer
+from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, poison_queue
+from core.model.workitems import decode, encode
 from devkit.gitrepos import branches
 from tests.test_bump import make_service, push
 from tests.test_bump import run_one as bump_one

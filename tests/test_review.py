@@ -10,21 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from core.azdo import AzdoAuthError, AzdoTransientError
-from core.bump import Outcome, pr_text
-from core.generation import GenerationService
-from core.git_workspace import GitWorkspace
-from core.pull_requests import PullRequests
-from core.review_records import ReviewRecords, RuleFailure
-from core.review_rules import MARKER
-from core.review_runner import ReviewJob
-from core.runners import QueuedMessage, QueueWorker, Settled
-from core.services import Services
+from core.adapters.azdo import AzdoAuthError, AzdoTransientError
+from core.workers.bump import Outcome, pr_text
+from core.workers.manifest_update import GenerationService
+from core.adapters.git_workspace import GitWorkspace
+from core.adapters.pull_requests import PullRequests
+from core.adapters.review_records import ReviewRecords, RuleFailure
+from core.rules.review_rules import MARKER
+from core.workers.review_job import ReviewJob
+from core.workers.runners import QueuedMessage, QueueWorker, Settled
+from core.wiring import Services
 from core.settings import load_settings
-from core.storage import PR_REVIEW
-from core.targets import find_all_targets
-from core.trace import TraceLog
-from core.workitems import HldChanged, ImagePushed, PrReview, encode
+from core.adapters.storage import PR_REVIEW
+from core.rules.targets import find_all_targets
+from core.adapters.trace import TraceLog
+from core.model.workitems import HldChanged, ImagePushed, PrReview, encode
 from devkit.gitrepos import bare_repo, branches, git, push_files, repo_path
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, PROJECT_ID, FakeIteration, azdo  # noqa: F401
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from core.azdo import ChangedFile, PolicyEvaluation, PullRequest
-from core.bump import Outcome, pr_text
-from core.generation import manifest_message
-from core.policy import load_policy
-from core.review_rules import (
+from core.adapters.azdo import ChangedFile, PolicyEvaluation, PullRequest
+from core.workers.bump import Outcome, pr_text
+from core.workers.manifest_update import manifest_message
+from core.rules.policy import load_policy
+from core.rules.review_rules import (
     BUILD_POLICY,
     MARKER,
     MAX_BUMP_FILES,
@@ -34,8 +34,8 @@ from core.review_rules import (
     target_changes,
     trace_ids,
 )
-from core.targets import find_all_targets
-from core.workitems import ImagePushed
+from core.rules.targets import find_all_targets
+from core.model.workitems import ImagePushed
 
 BOT = "8c8c7d32-6b1b-47f4-b2e9-30b477b5ab3d"
 PERSON = "54d125f7-69f7-4191-904f-c5b96b6261c8"

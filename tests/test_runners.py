@@ -17,20 +17,20 @@ import pytest
 from azure.functions._thirdparty import typing_inspect
 from azure.functions.queue import QueueMessageOutConverter
 
-import core.runners
+import core.workers.runners
 from core.errors import Permanent, Retryable
-from core.replay import Replayer
-from core.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessage, QueueWorker, Settled
-from core.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, poison_queue
-from core.trace import TraceLog
-from core.workitems import HldChanged, ImagePushed, decode, encode
+from core.ops.replay import Replayer
+from core.workers.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessage, QueueWorker, Settled
+from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, poison_queue
+from core.adapters.trace import TraceLog
+from core.model.workitems import HldChanged, ImagePushed, decode, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.functions import Out
 from tests.test_bump import EXAMPLE_HLD, REGISTRY, make_service, push
 from tests.test_generation import changed, make_generation
 
 EXAMPLES = EXAMPLE_HLD.parent
-RETRY_DELAY_AS_DECLARED = core.runners.RETRY_DELAY_SECONDS   # before the autouse fixture below sets it to 0
+RETRY_DELAY_AS_DECLARED = core.workers.runners.RETRY_DELAY_SECONDS   # before the autouse fixture below sets it to 0
 
 
 class Flaky(Retryable):
@@ -122,7 +122,7 @@ def drain(storage: Storage, worker: QueueWorker, queue: str, *, batch_size: int,
 
 @pytest.fixture(autouse=True)
 def quick_release(monkeypatch):
-    monkeypatch.setattr("core.runners.RETRY_DELAY_SECONDS", 0)   # a released taken message is visible again at once
+    monkeypatch.setattr("core.workers.runners.RETRY_DELAY_SECONDS", 0)   # a released taken message is visible again at once
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
@@ -334,7 +334,7 @@ def test_a_settings_error_poisons_without_running(storage):
 
 
 def test_retry_after_is_waited_on_the_event_loop_before_the_retry(storage):
-    from core.azdo import AzdoTransientError
+    from core.adapters.azdo import AzdoTransientError
 
     sleeps: list[float] = []
 
@@ -359,9 +359,9 @@ def test_commits_through_the_runner_record_no_failure(tmp_path, storage):
 
 
 def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
-    from core.bump import BumpService
-    from core.git_workspace import GitWorkspace
-    from core.highwater import HighWaterMarks
+    from core.workers.bump import BumpService
+    from core.adapters.git_workspace import GitWorkspace
+    from core.adapters.highwater import HighWaterMarks
 
     url = bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
     bump = BumpService(repo_url=url, branch="main", high_water=HighWaterMarks(storage), trace=TraceLog(storage),
@@ -400,7 +400,7 @@ def test_under_devhost_a_permanent_failure_is_poisoned_by_the_function_itself_wi
     """The whole app under devhost: a malformed autopilot.yaml poisons the push at its first attempt, through the
     bump_worker's poison output binding (the host's own poisoning would copy the text as it is, after retries)."""
     import function_app
-    from core.services import reset_services
+    from core.wiring import reset_services
     from devhost import DevHost
 
     hld = bare_repo(tmp_path, {**{p.relative_to(EXAMPLE_HLD).as_posix(): p.read_text()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.services import Services
+from core.wiring import Services
 from core.settings import SettingsError, load_settings
 
 

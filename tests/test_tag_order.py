@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, strategies as st
 
-from core.tag_order import (
+from core.rules.tag_order import (
     Ordering, PolicyError, TagOrder, UnorderableTag, change_level, compare, in_range, parse_semver, sort_key,
 )
 

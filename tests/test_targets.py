@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from core.images import ImageRefError
-from core.targets import (
+from core.model.images import ImageRefError
+from core.rules.targets import (
     Target,
     YamlIndexError,
     find_all_targets,
@@ -308,9 +308,9 @@ def test_layered_environment_takes_the_first_named_file(tmp_path):
 
 
 def test_a_winning_value_that_is_no_image_map_is_reported_not_edited(tmp_path):
-    from core.bump import plan_bumps
-    from core.policy import Policy
-    from core.workitems import ImagePushed
+    from core.workers.bump import plan_bumps
+    from core.rules.policy import Policy
+    from core.model.workitems import ImagePushed
 
     write(tmp_path, "svc/ring/config/common.yaml", ring_config("r.io/a", "1"))
     write(tmp_path, "svc/ring/config/DEV.yaml", "subcomponents:\n  chart:\n    config:\n      image: [r.io/a]\n")

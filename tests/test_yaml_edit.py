@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from core.policy import load_policy_from
-from core.targets import Target, find_all_targets, find_targets
-from core.yaml_edit import (
+from core.rules.policy import load_policy_from
+from core.rules.targets import Target, find_all_targets, find_targets
+from core.rules.yaml_edit import (
     EditError,
     FieldChange,
     apply_to_tree,

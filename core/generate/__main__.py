@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from core.policy import MAX_POLICY_BYTES
-from core.repo_yaml import RepoYamlError, read_repo_text
-from core.source_hosts import parse_allowed_sources
+from core.rules.policy import MAX_POLICY_BYTES
+from core.rules.repo_yaml import RepoYamlError, read_repo_text
+from core.rules.source_hosts import parse_allowed_sources
 
 from .documents import load_yaml
 from .errors import GenerationError

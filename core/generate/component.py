@@ -33,7 +33,7 @@ class Component:
 
 def component_type(generator: str | None, type_: str | None) -> str:
     """Fabrikate copies the deprecated `generator:` into `type:` (`applyDefaultsAndMigrations`), so it wins when
-    both are set; neither means `component`. The image finder (core.targets) labels through this same rule."""
+    both are set; neither means `component`. The image finder (core.rules.targets) labels through this same rule."""
     return generator or type_ or "component"
 
 

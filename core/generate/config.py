@@ -50,7 +50,7 @@ def precedence(levels: int, layers: tuple[str, ...]) -> Iterator[tuple[int, str]
     a chain of components: the top component's files first, because a parent's `subcomponents.<name>` block is
     handed to the child before the child's own files fill in what is still missing (see `merge` in the walk);
     within a level, `config_names`. This is the one statement of "which file wins" that the generator's merge
-    and the image finder (core.targets) both follow."""
+    and the image finder (core.rules.targets) both follow."""
     for level in range(levels):
         for name in config_names(layers):
             yield level, name

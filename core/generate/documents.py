@@ -4,7 +4,7 @@ Helm, kubectl and Fabrikate read YAML with go-yaml v2, so a value must get the t
 `yes`/`on` are booleans, `0644` is octal, `12:30` and `2020-01-01` stay strings. ruamel's YAML 1.2 rules (and its
 1.1 rules, which add sexagesimal numbers) differ, so scalars are resolved here. The libyaml parser is used when
 ruamel.yaml.clib is installed (it is a dependency of ruamel.yaml): same safe constructor, about five times faster.
-Documents go through `core.repo_yaml` (the loader every repository YAML shares): an alias bomb or a document that
+Documents go through `core.rules.repo_yaml` (the loader every repository YAML shares): an alias bomb or a document that
 contains itself is refused before it is constructed, and errors read `<file>:<line>: <what is wrong>`.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ruamel.yaml.nodes import ScalarNode, SequenceNode
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.tag import Tag
 
-from core.repo_yaml import ALIAS_EXPANSION_BUDGET, RepoYamlError, load_one
+from core.rules.repo_yaml import ALIAS_EXPANSION_BUDGET, RepoYamlError, load_one
 
 from .errors import GenerationError
 

@@ -8,7 +8,7 @@ cached; a branch or tag is resolved with `git ls-remote` on every generation, so
 Before a cached checkout is used it is checked with one local `git diff-index` against its commit: a checkout
 without HEAD, with a corrupt index or lost objects, with files changed or missing, or that is no longer a
 directory is discarded and fetched again. Only sources on the `ALLOWED_SOURCE_HOSTS` allow-list are fetched
-(`core.source_hosts`): never `file://` unless listed, never plain http or git://.
+(`core.rules.source_hosts`): never `file://` unless listed, never plain http or git://.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from core.git_workspace import gitpython
-from core.source_hosts import source_allowed
+from core.adapters.git_workspace import gitpython
+from core.rules.source_hosts import source_allowed
 
 from .errors import GenerationError
 

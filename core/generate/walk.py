@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from core.source_hosts import default_allowed_sources
+from core.rules.source_hosts import default_allowed_sources
 
 from .component import Component, load_component
 from .config import (EMPTY, ComponentConfig, EnvironmentSpec, config_names, load_config_file, merge,
@@ -261,7 +261,7 @@ def generate(hld_root: Path, environments: Sequence[str], *, helm_mode: str = "r
              allowed_sources: Sequence[str] | None = None) -> Generation:
     """Generate the manifests of every environment (one top-level folder each) from the HLD at `hld_root`.
     The same HLD always gives byte-identical files, sorted by path. Git sources must be on `allowed_sources`
-    (entries as in `core.source_hosts`; default: the host of `hld_repo_url`, so none without it)."""
+    (entries as in `core.rules.source_hosts`; default: the host of `hld_repo_url`, so none without it)."""
     allowed = tuple(allowed_sources) if allowed_sources is not None else default_allowed_sources(hld_repo_url)
     if helm_mode not in HELM_MODES:
         raise GenerationError(f"unknown helm mode {helm_mode!r} (expected one of {', '.join(HELM_MODES)})")

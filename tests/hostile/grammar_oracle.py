@@ -2,7 +2,7 @@
 
 Written from distribution/reference (reference.go grammar comment, regexp.go): the tag is `[\\w][\\w.-]{0,127}`
 with Go's ASCII `\\w`; a repository is path components `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*` joined by `/`,
-255 characters at most (RepositoryNameTotalLengthMax). Deliberately not shared with core.images.
+255 characters at most (RepositoryNameTotalLengthMax). Deliberately not shared with core.model.images.
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import azure.functions as func
 
-from core.deliveries import DELIVERIES_TABLE
-from core.storage import WORK_QUEUES, Storage
+from core.adapters.deliveries import DELIVERIES_TABLE
+from core.adapters.storage import WORK_QUEUES, Storage
 from tests.conftest import ACR_SECRET, AZDO_SECRET
 from tests.functions import invoke
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from core.payloads import MAX_ID
+from core.model.payloads import MAX_ID
 from tests.hostile.intake_calls import claimed, enqueued, fixture, post
 
 LONG = "x" * (64 * 1024 + 1)

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 
-from core.storage import IMAGE_PUSHED
+from core.adapters.storage import IMAGE_PUSHED
 from tests.hostile.grammar_oracle import HOSTILE, valid_repository, valid_tag
 from tests.hostile.intake_calls import claimed, enqueued, fixture, post
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from core.payloads import AcrPush, PayloadError, parse_acr_event, parse_eventgrid
-from core.targets import Target, find_targets, index_yaml
-from core.yaml_edit import set_image
+from core.model.payloads import AcrPush, PayloadError, parse_acr_event, parse_eventgrid
+from core.rules.targets import Target, find_targets, index_yaml
+from core.rules.yaml_edit import set_image
 from tests.hostile.grammar_oracle import HOSTILE, valid_repository, valid_tag
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "deliveries"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.generate import generate
-from core.git_workspace import GitWorkspace, checkout_head, files_mentioning
+from core.adapters.git_workspace import GitWorkspace, checkout_head, files_mentioning
 from devkit import gitrepos
 from tests.test_bump import FRONTEND_DEV, REGISTRY, make_service, push
 from tests.test_generate_helpers import GitRepository, component, files_of, write

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from core.errors import Permanent
-from core.policy import MAX_POLICY_BYTES, PolicyError, load_policy, load_policy_from
+from core.rules.policy import MAX_POLICY_BYTES, PolicyError, load_policy, load_policy_from
 from devkit.gitrepos import bare_repo, branches, git
 from tests.test_bump import REGISTRY, make_service, push
 

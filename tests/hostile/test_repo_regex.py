@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from core.bump_decision import decide_bump, newest
-from core.policy import PolicyError, load_policy
-from core.tag_order import Ordering, TagOrder, sort_key
+from core.rules.bump_decision import decide_bump, newest
+from core.rules.policy import PolicyError, load_policy
+from core.rules.tag_order import Ordering, TagOrder, sort_key
 from devkit.gitrepos import bare_repo, branches
 from tests.test_bump import REGISTRY, make_service, push
 

@@ -12,7 +12,7 @@ from core.errors import Permanent
 from core.generate import GenerationError, generate
 from core.generate.__main__ import main
 from core.settings import SettingsError, load_settings
-from core.source_hosts import default_allowed_sources, parse_allowed_sources, source_allowed
+from core.rules.source_hosts import default_allowed_sources, parse_allowed_sources, source_allowed
 from devkit import gitrepos
 from tests.test_bump import EXAMPLE_HLD
 from tests.test_generate_helpers import GitRepository, component, files_of, write

@@ -2,7 +2,7 @@
 
 The edit check loaded the file being bumped and expanded every alias into plain data: 72 s for 10^7 nodes, and
 a larger bomb exhausted memory, blocking every unrelated bump. Every repository YAML document now goes through
-`core.repo_yaml`: its alias expansion is counted on the composed node graph before anything is constructed.
+`core.rules.repo_yaml`: its alias expansion is counted on the composed node graph before anything is constructed.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 
 from core.errors import Permanent
 from core.generate import GenerationError, generate
-from core.policy import PolicyError, load_policy
-from core.repo_yaml import ALIAS_EXPANSION_BUDGET, MAX_REPO_YAML_BYTES, RepoYamlError, load_all
-from core.targets import Target, find_targets
-from core.yaml_edit import EditError, apply_to_tree, diff_image_fields, set_image
+from core.rules.policy import PolicyError, load_policy
+from core.rules.repo_yaml import ALIAS_EXPANSION_BUDGET, MAX_REPO_YAML_BYTES, RepoYamlError, load_all
+from core.rules.targets import Target, find_targets
+from core.rules.yaml_edit import EditError, apply_to_tree, diff_image_fields, set_image
 from devkit.gitrepos import bare_repo, branches, file_at
 from tests.test_bump import REGISTRY, make_service, push
 

@@ -1,0 +1,7 @@
+"""Shapes of what arrives and what is queued: webhook payloads, typed work items, image references."""
+
+__all__ = [
+    "images",
+    "payloads",
+    "workitems",
+]

@@ -1,0 +1,302 @@
+"""Can the service do its work right now? Every store intake and workers use, the git and helm executables,
+the configured repos, Azure DevOps, version.
+
+Healthy (200) when every check passes; poison messages are reported as warnings, not failures, because the
+service still works and an operator decides what to replay. Nothing secret is put in the report: repos are
+named by role, git errors are scrubbed of credentials, and every failure text passes `redact` as well.
+
+`check_health` is plain blocking code over injected probes (`HealthProbes`), safe to call from any thread
+(e.g. `asyncio.to_thread`); the probes cache their answers so a health poll costs little.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
+from azure.data.tables import TableErrorCode
+
+import core
+from core.adapters.azdo import AzdoError
+from core.workers.cluster_feedback import CLUSTERS_TABLE, RUNNING_TABLE
+from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
+from core.adapters.git_workspace import GIT_MISSING, GitError, classify, clean_url, git_executable, scrub, secret_forms
+from core.adapters.highwater import HIGHWATER_TABLE
+from core.workers.promoter import PAUSES_TABLE, PROMOTIONS_TABLE
+from core.adapters.review_records import REVIEW_TABLE
+from core.wiring import Services
+from core.settings import SettingsError
+from core.adapters.storage import WORK_QUEUES, Storage, StorageUnavailable, poison_queue
+from core.telemetry import redact
+from core.adapters.trace import TRACE_TABLE
+
+REPO_CACHE_SECONDS = 60.0
+STORE_CACHE_SECONDS = 10.0
+LS_REMOTE_TIMEOUT_SECONDS = 15.0
+# Every table intake and the workers read or write; a store they need that does not answer is a failure.
+TABLES = (DELIVERIES_TABLE, JOURNAL_TABLE, TRACE_TABLE, HIGHWATER_TABLE, REVIEW_TABLE, RUNNING_TABLE, CLUSTERS_TABLE,
+          PROMOTIONS_TABLE, PAUSES_TABLE)
+HEALTH_KEY = "~health"  # a row key no table holds: the point read answers "not found" when the table is fine
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    status: int
+    body: dict
+
+
+@dataclass(frozen=True)
+class RepoStatus:
+    reachable: bool
+    head: str = ""
+    error: str = ""
+
+
+def ls_remote(url: str, branch: str, auth_header: Callable[[], str] | None = None,
+              timeout: float = LS_REMOTE_TIMEOUT_SECONDS) -> str:
+    """Sha of `branch` on the remote, asked with `git ls-remote` and the Authorization header the workspace uses
+    (given through git's environment config, so it shows neither in `ps` nor in error text)."""
+    header = auth_header() if auth_header else ""
+    config = [("credential.helper", "")] + ([("http.extraHeader", f"Authorization: {header}")] if header else [])
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "GIT_CONFIG_COUNT": str(len(config))}
+    for index, (key, value) in enumerate(config):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    target = clean_url(url)
+    secrets = secret_forms(header) if header else ()
+    git = git_executable()
+    try:
+        run = subprocess.run([git, "ls-remote", "--", target, f"refs/heads/{branch}"], env=env,
+                             capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(scrub(f"git ls-remote {target} did not answer within {timeout:g} s", secrets)) from exc
+    if run.returncode != 0:
+        raise classify(f"git ls-remote {target}", run.stderr, secrets)
+    for line in run.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref == f"refs/heads/{branch}":
+            return sha
+    raise GitError(scrub(f"branch {branch!r} not found in {target}"))
+
+
+class RepoProbe:
+    """`ls_remote` answers (success or failure) cached per (url, branch) for `ttl` seconds in this process."""
+
+    def __init__(self, ttl: float = REPO_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 timeout: float = LS_REMOTE_TIMEOUT_SECONDS):
+        self._ttl = ttl
+        self._clock = clock
+        self._timeout = timeout
+        self._cache: dict[tuple[str, str], tuple[float, RepoStatus]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, url: str, branch: str, auth_header: Callable[[], str] | None) -> RepoStatus:
+        key = (url, branch)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None and self._clock() < cached[0]:
+            return cached[1]
+        try:
+            status = RepoStatus(True, head=ls_remote(url, branch, auth_header, self._timeout))
+        except GitError as exc:
+            status = RepoStatus(False, error=str(exc))
+        except ClientAuthenticationError as exc:
+            status = RepoStatus(False, error=f"no Azure DevOps token for git: {exc.message}")
+        with self._lock:
+            self._cache[key] = (self._clock() + self._ttl, status)
+        return status
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    queues: dict[str, dict[str, int]]  # depth and poison depth of each work queue that answered
+    failing: tuple[str, ...]           # one line per store that did not answer, naming it
+
+
+class StoreProbe:
+    """The work queues (and their poison queues) and every table, checked at most once per `ttl` seconds for a
+    given `Storage` (a new one, e.g. after the settings changed, is checked at once)."""
+
+    def __init__(self, ttl: float = STORE_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 tables: tuple[str, ...] = TABLES, queues: tuple[str, ...] = WORK_QUEUES):
+        self._ttl = ttl
+        self._clock = clock
+        self._tables = tables
+        self._queues = queues
+        self._cached: tuple[Storage, float, StoreStatus] | None = None
+        self._lock = threading.Lock()
+
+    def check(self, storage: Storage) -> StoreStatus:
+        with self._lock:
+            cached = self._cached
+        if cached is not None and cached[0] is storage and self._clock() < cached[1]:
+            return cached[2]
+        failing: list[str] = []
+        queues = self._check_queues(storage, failing)
+        self._check_tables(storage, failing)
+        status = StoreStatus(queues, tuple(failing))
+        with self._lock:
+            self._cached = (storage, self._clock() + self._ttl, status)
+        return status
+
+    def _check_queues(self, storage: Storage, failing: list[str]) -> dict[str, dict[str, int]]:
+        queues: dict[str, dict[str, int]] = {}
+        for name in self._queues:
+            try:
+                queues[name] = {"depth": storage.queue_depth(name), "poison": storage.queue_depth(poison_queue(name))}
+            except (StorageUnavailable, AzureError) as exc:
+                failing.append(_store_failure(f"queue {name}", exc))
+                break  # the other queues are behind the same endpoint: do not wait for each to time out
+        return queues
+
+    def _check_tables(self, storage: Storage, failing: list[str]) -> None:
+        for name in self._tables:
+            try:
+                storage.table(name).get_entity(HEALTH_KEY, HEALTH_KEY)
+            except ResourceNotFoundError as exc:
+                if exc.error_code == TableErrorCode.TABLE_NOT_FOUND:
+                    failing.append(f"storage: table {name} was deleted (restart the app: it creates its tables "
+                                   "on first use)")
+            except (StorageUnavailable, AzureError) as exc:
+                failing.append(_store_failure(f"table {name}", exc))
+                break
+
+
+def _store_failure(store: str, exc: Exception) -> str:
+    """`storage: <store>: <what>`, without the SDK's multi-line text (which can quote request headers);
+    `StorageUnavailable` already names its store."""
+    return f"storage: {exc}" if isinstance(exc, StorageUnavailable) else f"storage: {store}: {type(exc).__name__}"
+
+
+class OutboxProbe:
+    """The outbox's stuck deliveries (16 range queries), asked at most once per `ttl` seconds for a given `Storage`:
+    the count only changes when the outbox timer runs (each minute), and health must stay cheap to poll."""
+
+    def __init__(self, ttl: float = STORE_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self._ttl = ttl
+        self._clock = clock
+        self._cached: tuple[Storage, int, float, list[str]] | None = None
+        self._lock = threading.Lock()
+
+    def stuck(self, storage: Storage, limit: int) -> list[str]:
+        with self._lock:
+            cached = self._cached
+        if cached is not None and cached[0] is storage and cached[1] == limit and self._clock() < cached[2]:
+            return cached[3]
+        found = DeliveryLog(storage).stuck(limit)
+        with self._lock:
+            self._cached = (storage, limit, self._clock() + self._ttl, found)
+        return found
+
+
+@dataclass
+class HealthProbes:
+    """What `check_health` asks; one per process so the caches span requests. `which` finds executables."""
+    repos: RepoProbe = field(default_factory=RepoProbe)
+    stores: StoreProbe = field(default_factory=StoreProbe)
+    outbox: OutboxProbe = field(default_factory=OutboxProbe)
+    which: Callable[[str], str | None] = shutil.which
+
+
+def check_health(load_services: Callable[[], Services], probes: HealthProbes) -> HealthReport:
+    """Run every check against the services `load_services()` wires (a settings error is itself a failure)."""
+    body: dict = {"version": core.__version__}
+    failing: list[str] = []
+    warnings: list[str] = []
+    try:
+        services = load_services()
+    except SettingsError as exc:
+        return _report(body, [f"settings: {exc}"], warnings)
+    settings = services.settings
+    if settings.flux.receivers or settings.flux.problems:
+        # Bad FLUX_RECEIVERS entries are a configuration failure like any other setting (the good entries are
+        # still notified); no URL or token is shown, only the cluster names.
+        body["flux"] = {"receivers": [r.cluster for r in settings.flux.receivers]}
+        failing += [f"flux: {problem}" for problem in settings.flux.problems]
+
+    stores = probes.stores.check(services.storage)
+    body["storage"] = {"reachable": not stores.failing}
+    body["queues"] = stores.queues
+    failing += stores.failing
+    for name, depth in stores.queues.items():
+        if depth["poison"]:
+            warnings.append(f"{poison_queue(name)} holds {depth['poison']} message(s); inspect with "
+                            f"`python -m core.ops.cli replay --queue {name} --dry-run`")
+
+    if not stores.failing:
+        warnings += _paused_warnings(services.storage)
+
+    has_git = probes.which("git") is not None
+    tools = {"git": has_git}
+    if not has_git:
+        failing.append(f"git: {GIT_MISSING}")
+    if settings.helm_mode == "rendered":
+        helm = settings.helm_bin or "helm"
+        tools["helm"] = probes.which(helm) is not None
+        if not tools["helm"]:
+            failing.append(f"helm: helm executable {helm!r} not found but HELM_MODE=rendered needs it; build the "
+                           "container image with --build-arg INSTALL_HELM=true or set HELM_MODE=helmrelease")
+    body["tools"] = tools
+    if body["storage"]["reachable"]:
+        _outbox(services, probes.outbox, body, warnings)
+
+    repos: dict[str, dict] = {}
+    for role, url, branch in (("hld", settings.hld_repo_url, settings.hld_branch),
+                              ("manifest", settings.manifest_repo_url, settings.manifest_branch)):
+        if not url or not has_git:  # without git nothing can be asked of a remote; the git failure says why
+            continue
+        status = probes.repos.check(url, branch, services.git_auth(url))
+        repos[role] = {"reachable": status.reachable, "branch": branch}
+        if status.reachable:
+            repos[role]["head"] = status.head
+        else:
+            failing.append(f"{role} repo: {status.error}")
+    body["repos"] = repos
+
+    if settings.azdo_configured:
+        try:
+            body["azdo"] = {"reachable": True, "identityId": services.gateway.identity_id()}
+        except AzdoError as exc:
+            body["azdo"] = {"reachable": False}
+            failing.append(f"azdo: {exc}")
+    return _report(body, failing, warnings)
+
+
+def _outbox(services: Services, probe: OutboxProbe, body: dict, warnings: list[str]) -> None:
+    """Accepted deliveries the outbox re-enqueued OUTBOX_MAX_REENQUEUES times without a worker taking them."""
+    limit = services.settings.outbox_max_reenqueues
+    try:
+        stuck = probe.stuck(services.storage, limit)
+    except StorageUnavailable:
+        return
+    body["outbox"] = {"stuck": len(stuck)}
+    if stuck:
+        warnings.append(f"{len(stuck)} accepted deliveries re-enqueued {limit} times and still not taken by a "
+                        f"worker (stuck): {', '.join(stuck[:5])}; is the worker for their "
+                        "queue disabled or failing to start?")
+
+
+def _paused_warnings(storage: Storage) -> list[str]:
+    """Targets a person's manual rollback paused (core.workers.promoter): a warning each, with the command that resumes."""
+    from core.workers.promoter import Pauses
+
+    try:
+        paused = Pauses(storage).listed()
+    except StorageUnavailable:
+        return []
+    return [f"paused: {p['service']} in {p['env']}: {p['reason']} (resume: python -m core.ops.cli resume --service "
+            f"{p['service']} --env {p['env']})" for p in paused]
+
+
+def _report(body: dict, failing: list[str], warnings: list[str]) -> HealthReport:
+    body = {"status": "unhealthy" if failing else "healthy", **body}
+    if failing:
+        body["failing"] = [redact(f) for f in failing]
+    if warnings:
+        body["warnings"] = warnings
+    return HealthReport(503 if failing else 200, body)

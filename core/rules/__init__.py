@@ -1,0 +1,16 @@
+"""Pure decisions and transformations over data (no I/O): tag order, policy, bump decision, target discovery,
+byte-preserving YAML edits, review rules, promotion gates, hook routing."""
+
+__all__ = [
+    "azdo_routing",
+    "bump_decision",
+    "policy",
+    "promotion",
+    "promotion_gate",
+    "repo_yaml",
+    "review_rules",
+    "source_hosts",
+    "tag_order",
+    "targets",
+    "yaml_edit",
+]

@@ -1,0 +1,191 @@
+"""Dependencies wired once per process: settings, storage, and the services built on them."""
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+import weakref
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+from core.adapters.deliveries import AsyncDeliveryLog, DeliveryLog
+from core.adapters.highwater import HighWaterMarks
+from core.workers.intake import Intake
+from core.model.payloads import repo_name_from_url
+from core.settings import Settings, SettingsError, get_settings
+from core.adapters.storage import AsyncStorage, Storage, StorageIdentity
+from core.adapters.trace import TraceLog
+
+
+@dataclass
+class Services:
+    settings: Settings
+
+    @cached_property
+    def storage(self) -> Storage:
+        s = self.settings
+        if s.storage_connection:
+            return Storage(s.storage_connection)
+        if s.storage_client_id:
+            from azure.identity import ManagedIdentityCredential
+            credential = ManagedIdentityCredential(client_id=s.storage_client_id)
+        else:
+            credential = self._credential
+        return Storage(identity=StorageIdentity(s.storage_queue_url, s.storage_table_url, credential))
+
+    @cached_property
+    def _aio_by_loop(self) -> tuple[threading.Lock, weakref.WeakKeyDictionary]:
+        return threading.Lock(), weakref.WeakKeyDictionary()
+
+    def async_storage(self) -> AsyncStorage:
+        """The aio storage clients of the running event loop (one per loop: an aiohttp session belongs to the
+        loop it was opened on; the Python worker has one loop for every coroutine function)."""
+        loop = asyncio.get_running_loop()
+        lock, by_loop = self._aio_by_loop
+        with lock:
+            store = by_loop.get(loop)
+            if store is None:
+                s = self.settings
+                if s.storage_connection:
+                    store = AsyncStorage(s.storage_connection)
+                else:
+                    store = AsyncStorage(identity=StorageIdentity(s.storage_queue_url, s.storage_table_url,
+                                                                  self._async_credential))
+                by_loop[loop] = store
+            return store
+
+    async def aclose(self) -> None:
+        """Close the running loop's aio clients (tests and tools that run a loop of their own)."""
+        if "intake" in self.__dict__:
+            await self.intake.drain()
+        lock, by_loop = self._aio_by_loop
+        with lock:
+            store = by_loop.pop(asyncio.get_running_loop(), None)
+        if store is not None:
+            await store.close()
+
+    def async_deliveries(self) -> AsyncDeliveryLog:
+        return AsyncDeliveryLog(self.async_storage(), reenqueue_after=self.settings.outbox_reenqueue_after)
+
+    @cached_property
+    def deliveries(self) -> DeliveryLog:
+        return DeliveryLog(self.storage)
+
+    @cached_property
+    def intake(self) -> Intake:
+        return Intake(self.settings, self.storage, self.deliveries, self.async_storage, self.async_deliveries)
+
+    @cached_property
+    def _async_credential(self):
+        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+        if self.settings.storage_client_id:
+            return ManagedIdentityCredential(client_id=self.settings.storage_client_id)
+        return DefaultAzureCredential()
+
+    @cached_property
+    def trace(self) -> TraceLog:
+        return TraceLog(self.storage)
+
+    @cached_property
+    def high_water(self) -> HighWaterMarks:
+        return HighWaterMarks(self.storage)
+
+    @cached_property
+    def _credential(self):
+        from azure.identity import DefaultAzureCredential
+        return DefaultAzureCredential()
+
+    def git_auth(self, url: str) -> Callable[[], str] | None:
+        """Authorization header for Azure Repos over https: the PAT, else an Entra token (managed identity)."""
+        from core.adapters.azdo import ADO_SCOPE
+        from core.adapters.git_workspace import bearer_auth_header, pat_auth_header
+
+        if urlsplit(url).scheme not in ("http", "https"):
+            return None
+        if self.settings.azdo_pat:
+            return pat_auth_header(self.settings.azdo_pat)
+        return bearer_auth_header(lambda: self._credential.get_token(ADO_SCOPE).token)
+
+    def workspace(self, url: str, branch: str, purpose: str = "write"):
+        """The cached working copy of (url, branch); readers use their own `purpose` so they never wait for
+        a writer's lock on the same repository."""
+        from core.adapters.git_workspace import GitWorkspace
+
+        key = (url, branch, purpose)
+        if key not in self._workspaces:
+            self._workspaces[key] = GitWorkspace(
+                url, branch, auth_header=self.git_auth(url), base_dir=self.work_base / purpose,
+                author_name=self.settings.git_author_name, author_email=self.settings.git_author_email)
+        return self._workspaces[key]
+
+    @cached_property
+    def work_base(self) -> Path:
+        """Where working copies and caches live: WORK_DIR, else the temp dir (local disk in Azure)."""
+        if self.settings.work_dir:
+            return Path(self.settings.work_dir)
+        return Path(tempfile.gettempdir()) / "gitops-autopilot"
+
+    @cached_property
+    def _workspaces(self) -> dict:
+        return {}
+
+    @cached_property
+    def gateway(self):
+        """The Azure DevOps gateway, or None when AZDO_ORG_URL is not set."""
+        from core.adapters.azdo import AzdoGateway
+
+        s = self.settings
+        if not s.azdo_configured:
+            return None
+        if s.azdo_pat:
+            return AzdoGateway(s.azdo_org_url, s.azdo_project, pat=s.azdo_pat)
+        return AzdoGateway(s.azdo_org_url, s.azdo_project, credential=self._credential)
+
+    @cached_property
+    def bump(self):
+        from core.workers.bump import BumpService
+        from core.workers.promoter import Pauses
+        from core.adapters.pull_requests import PullRequests
+
+        s = self.settings
+        if not s.bump_repo_url:
+            raise SettingsError("neither HLD_REPO_URL nor MANIFEST_REPO_URL is set: nowhere to bump images")
+        prs = (PullRequests(self.gateway, repo_name_from_url(s.bump_repo_url))
+               if s.write_mode == "pull-request" else None)
+        return BumpService(repo_url=s.bump_repo_url, branch=s.bump_branch,
+                           workspace=self.workspace(s.bump_repo_url, s.bump_branch), high_water=self.high_water,
+                           trace=self.trace, mode=s.write_mode,
+                           is_hld=bool(s.hld_repo_url), pull_requests=prs, pauses=Pauses(self.storage))
+
+    @cached_property
+    def generation(self):
+        from core.workers.manifest_update import GenerationService
+        from core.adapters.pull_requests import PullRequests
+
+        s = self.settings
+        if not (s.hld_repo_url and s.manifest_repo_url):
+            raise SettingsError("manifest generation needs both HLD_REPO_URL and MANIFEST_REPO_URL")
+        prs = (PullRequests(self.gateway, repo_name_from_url(s.manifest_repo_url))
+               if s.write_mode == "pull-request" else None)
+        return GenerationService(
+            hld=self.workspace(s.hld_repo_url, s.hld_branch, purpose="generate"),
+            manifests=self.workspace(s.manifest_repo_url, s.manifest_branch),
+            hld_url=s.hld_repo_url, manifest_url=s.manifest_repo_url, mode=s.write_mode, helm_mode=s.helm_mode,
+            helm_bin=s.helm_bin, trace=self.trace, cache_dir=self.work_base / "components", pull_requests=prs,
+            allowed_sources=s.allowed_source_hosts)
+
+
+@lru_cache(maxsize=1)
+def get_services() -> Services:
+    return Services(get_settings())
+
+
+def reset_services() -> None:
+    """Forget the wired services (tests change the environment between cases)."""
+    get_settings.cache_clear()
+    get_services.cache_clear()
+

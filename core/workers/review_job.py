@@ -1,0 +1,54 @@
+"""The `pr-review` queue job: wire the reviewer from the process's services and review one pull request.
+
+Failures follow core.workers.runners: Azure DevOps 429/5xx and git trouble are retried (Retry-After honoured), refused
+credentials and other permanent errors poison the message with their reason; never a vote on a failure.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from core.workers.reviewer import ReviewOutcome, ReviewService
+from core.adapters.review_records import ReviewRecords
+from core.settings import SettingsError
+from core.adapters.storage import PR_REVIEW, Storage
+from core.telemetry import metrics
+from core.model.workitems import PrReview, WorkItem
+
+log = logging.getLogger("autopilot.review")
+
+WORKSPACE_PURPOSE = "review"
+
+
+@dataclass
+class ReviewJob:
+    services: Any
+    queue: str = PR_REVIEW
+    stage: str = "review"
+    batches: bool = False       # each message is its own pull request
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
+
+    def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
+        [item] = items
+        assert isinstance(item, PrReview)
+        services = self.services
+        if services.gateway is None:
+            raise SettingsError("AZDO_ORG_URL is not set: pull requests cannot be reviewed")
+        reviewer = ReviewService(
+            gateway=services.gateway, settings=services.settings, records=ReviewRecords(services.storage),
+            trace=services.trace, workspace=lambda url, branch: services.workspace(url, branch, WORKSPACE_PURPOSE),
+            cache_dir=services.work_base / "review-components")
+        return reviewer.review(item)
+
+    def follow_ups(self, result: ReviewOutcome | None) -> Sequence[WorkItem]:
+        return ()
+
+    def report(self, outcome: ReviewOutcome | None, items: Sequence[WorkItem]) -> None:
+        if outcome is not None:
+            metrics.approval(outcome.action)
+            log.info("PR %s iteration %s: %s", outcome.pr_id, outcome.iteration, outcome.action,
+                     extra={"trace_id": items[0].trace_id})

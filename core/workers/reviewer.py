@@ -1,0 +1,400 @@
+"""The pull request reviewer: gather the facts of one PR (through the Azure DevOps gateway, and git for manifest
+PRs), evaluate the rules of `core.rules.review_rules`, act (vote, auto-complete, one comment thread), and record.
+
+Acting is idempotent: a PR already approved by us with our auto-complete set costs only the reads. Before it
+approves, the reviewer re-reads the PR and gives up ("superseded") when the source moved past what it verified;
+the push's own event brings the next review.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Callable, Sequence
+
+
+from core.adapters.azdo import AzdoGateway, AzdoNotFound, ChangedFile, PullRequest
+from core.generate import GenerationError, generate
+from core.adapters.git_workspace import GitWorkspace, checkout_head
+from core.model.payloads import repo_name_from_url
+from core.rules.policy import POLICY_FILE, Policy, PolicyError, load_policy, read_policy_file
+from core.adapters.review_records import ReviewRecord, ReviewRecords, RuleFailure
+from core.rules.review_rules import (
+    MANIFEST_SOURCE,
+    MARKER,
+    MAX_BUMP_FILES,
+    FileVersions,
+    ManifestFacts,
+    RuleResult,
+    TargetChange,
+    Verdict,
+    author_rule,
+    bump_diff_rule,
+    bump_files_rule,
+    checks_rule,
+    completion_message,
+    decide,
+    eligible_comment,
+    hld_commit_in,
+    ineligible_comment,
+    is_bot_pr,
+    manifest_diff_rule,
+    manifest_files_rule,
+    policy_rule,
+    scope_rule,
+    target_changes,
+    trace_ids,
+)
+from core.settings import Settings
+from core.rules.targets import Target, find_all_targets
+from core.adapters.trace import TraceLog
+from core.model.workitems import PrReview
+
+log = logging.getLogger("autopilot.review")
+
+APPROVE = 10
+
+
+@dataclass(frozen=True)
+class ReviewedRepo:
+    name: str
+    url: str
+    branch: str
+    manifest: bool     # PRs here are manifest generations (an HLD is configured), else image bumps
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    pr_id: int
+    repository: str
+    iteration: int
+    action: str        # approved | already-approved | waiting | ineligible | ignored | superseded
+    results: tuple[RuleResult, ...]
+    trace_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Policy:
+    policy: Policy | None
+    error: str | None
+
+    @property
+    def allowed_authors(self) -> tuple[str, ...]:
+        return self.policy.allowed_authors if self.policy else ()
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    verdict: Verdict
+    iteration: int
+    changes: tuple[TargetChange, ...]
+    hld_commit: str | None
+
+
+@dataclass(frozen=True)
+class _HldSnapshot:
+    head: str
+    policy: _Policy
+    files: dict[str, bytes] | None     # the generation; None when not asked for or failed
+    error: str | None = None
+
+
+class ReviewService:
+    def __init__(self, *, gateway: AzdoGateway, settings: Settings, records: ReviewRecords, trace: TraceLog,
+                 workspace: Callable[[str, str], GitWorkspace], cache_dir: Path | None = None):
+        self.gateway = gateway
+        self.settings = settings
+        self.records = records
+        self.trace = trace
+        self.workspace = workspace
+        self.cache_dir = cache_dir
+
+    # -- the work ---------------------------------------------------------------------------------------------
+
+    def review(self, item: PrReview) -> ReviewOutcome | None:
+        pr = self._find_pr(item)
+        if pr is None:
+            return None
+        repo = self._repos.get(pr.repository_id.lower())
+        if repo is None:
+            return self._ignore(pr, pr.repository_id, RuleResult(
+                "scope", False, "the repository is not the configured HLD or manifest repository"))
+        if pr.status != "active":
+            return self._ignore(pr, repo.name, RuleResult("scope", False, f"the pull request is {pr.status}"))
+        identity = self.gateway.identity_id()
+        scope = scope_rule(pr, repo.name, f"refs/heads/{repo.branch}", repo.manifest)
+        hld = self._hld_snapshot(generation=scope.passed) if repo.manifest else None
+        policy = hld.policy if hld else self._bump_policy(pr)
+        if not is_bot_pr(pr, identity, policy.allowed_authors):
+            return self._ignore(pr, repo.name, author_rule(pr, identity, policy.allowed_authors))
+
+        evaluation = self._evaluate(item, pr, repo, identity, scope, policy, hld)
+        verdict = evaluation.verdict
+        trace = trace_ids(pr.description)
+        merge_strategy = policy.policy.merge_strategy if policy.policy else "squash"
+        action, changed_anything = self._act(pr, verdict, evaluation.iteration, merge_strategy, completion_message(
+            pr, evaluation.changes, trace, evaluation.hld_commit))
+        outcome = ReviewOutcome(pr.id, repo.name, evaluation.iteration, action, verdict.results, trace)
+        self._record(outcome)
+        if action == "approved" or (action == "ineligible" and changed_anything):
+            self._trace(outcome, repo, verdict)
+        return outcome
+
+    def _evaluate(self, item: PrReview, pr: PullRequest, repo: ReviewedRepo, identity: str, scope: RuleResult,
+                  policy: _Policy, hld: _HldSnapshot | None) -> _Evaluation:
+        """Every rule; past a failed scope only the ones that need no content (the rest would judge the wrong
+        branch)."""
+        results = [scope, author_rule(pr, identity, policy.allowed_authors)]
+        iteration, changes, hld_commit, pending = 0, [], None, False
+        if scope.passed:
+            iteration = self.gateway.latest_iteration(pr.repository_id, pr.id)
+            changed = self.gateway.changed_files(pr.repository_id, pr.id, iteration)
+            if repo.manifest:
+                content, hld_commit = self._manifest_rules(pr, repo, policy, hld, changed)
+            else:
+                content, changes = self._bump_rules(pr, policy, changed)
+            results += content
+            project = pr.project_id or item.project_id
+            if project:
+                checks, pending = checks_rule(self.gateway.policy_evaluations(project, pr.id))
+            else:
+                checks = RuleResult("checks", False, "the project id is unknown: branch policies cannot be read")
+            results.append(checks)
+        results.append(policy_rule(self.settings.auto_approve, policy.policy, policy.error, repo.manifest, changes))
+        return _Evaluation(decide(results, pending), iteration, tuple(changes), hld_commit)
+
+    def _bump_rules(self, pr: PullRequest, policy: _Policy,
+                    changed: Sequence[ChangedFile]) -> tuple[list[RuleResult], list[TargetChange]]:
+        versions = self._bump_files(pr, changed)
+        changes, _ = target_changes(versions)
+        files = bump_files_rule(versions)
+        if files.passed and policy.policy:
+            return [files, bump_diff_rule(versions, policy.policy)], changes
+        return [files], changes
+
+    def _manifest_rules(self, pr: PullRequest, repo: ReviewedRepo, policy: _Policy, hld: _HldSnapshot,
+                        changed: Sequence[ChangedFile]) -> tuple[list[RuleResult], str | None]:
+        if policy.policy is None:
+            return [], None
+        files = manifest_files_rule(changed, policy.policy.environments)
+        if not files.passed:
+            return [files], None
+        facts = self._manifest_facts(pr, repo, hld, policy.policy.environments)
+        return [files, manifest_diff_rule(facts)], facts.hld_commit
+
+    # -- facts ------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def _repos(self) -> dict[str, ReviewedRepo]:
+        """The configured repositories by Azure DevOps id (resolved from the name in the configured URL)."""
+        s = self.settings
+        repos = {}
+        for url, branch, manifest in ((s.hld_repo_url, s.hld_branch, False),
+                                      (s.manifest_repo_url, s.manifest_branch, bool(s.hld_repo_url))):
+            if not url:
+                continue
+            name = repo_name_from_url(url)
+            try:
+                repo_id = self.gateway.repository_id(name)
+            except AzdoNotFound:
+                log.warning("configured repository %s is not in the Azure DevOps project; its PRs are not reviewed",
+                            name)
+                continue
+            repos[repo_id.lower()] = ReviewedRepo(name, url, branch, manifest)
+        return repos
+
+    def _find_pr(self, item: PrReview) -> PullRequest | None:
+        if item.pr_id is not None and item.repository_id:
+            try:
+                return self.gateway.get_pr(item.repository_id, item.pr_id)
+            except AzdoNotFound:
+                log.info("pull request %s in %s no longer exists", item.pr_id, item.repository_id,
+                         extra={"trace_id": item.trace_id})
+                return None
+        repo = self._repos.get(item.repository_id.lower()) if item.repository_id else None
+        if item.source_ref and repo is not None:
+            pr = self.gateway.find_active_pr(item.repository_id, item.source_ref, f"refs/heads/{repo.branch}")
+            if pr is None:
+                log.info("no active pull request from %s in %s", item.source_ref, repo.name,
+                         extra={"trace_id": item.trace_id})
+            return pr
+        log.info("%s (build %s): no PR involved", item.event_type, item.build_id, extra={"trace_id": item.trace_id})
+        return None
+
+    def _bump_policy(self, pr: PullRequest) -> _Policy:
+        """autopilot.yaml as the target branch has it: a PR cannot loosen the policy that judges it."""
+        if not pr.last_merge_target_commit:
+            return _Policy(None, "the target commit of the pull request is not known yet")
+        text = self.gateway.file_at_commit(pr.repository_id, "/" + POLICY_FILE, pr.last_merge_target_commit)
+        return _parse_policy(None if text is None else text.decode("utf-8", errors="replace"))
+
+    def _hld_snapshot(self, generation: bool) -> _HldSnapshot:
+        s = self.settings
+        with self.workspace(s.hld_repo_url, s.hld_branch).read() as tree:
+            head = checkout_head(tree).sha
+            try:
+                policy = _parse_policy(read_policy_file(tree))
+            except PolicyError as exc:  # a symlinked, oversized or non-UTF-8 autopilot.yaml
+                policy = _Policy(None, str(exc))
+            if not generation or policy.policy is None:
+                return _HldSnapshot(head, policy, None)
+            try:
+                generated = generate(tree, policy.policy.environments,
+                                     helm_mode=policy.policy.helm_mode or s.helm_mode, helm_bin=s.helm_bin or None,
+                                     cache_dir=self.cache_dir, hld_repo_url=s.hld_repo_url,
+                                     allowed_sources=s.allowed_source_hosts)
+            except GenerationError as exc:
+                return _HldSnapshot(head, policy, None, str(exc))
+        return _HldSnapshot(head, policy, {f.path: f.content for f in generated.files})
+
+    def _manifest_facts(self, pr: PullRequest, repo: ReviewedRepo, hld: _HldSnapshot,
+                        environments: Sequence[str]) -> ManifestFacts:
+        with self.workspace(repo.url, MANIFEST_SOURCE.removeprefix("refs/heads/")).read() as tree:
+            head = checkout_head(tree)
+            hld_commit = hld_commit_in(pr.description) or hld_commit_in(head.message)
+            actual = _files_under(tree, environments)
+        return ManifestFacts(hld_commit, hld.head, pr.last_merge_source_commit, head.sha, hld.files, actual,
+                             hld.error)
+
+    def _bump_files(self, pr: PullRequest, changed: Sequence[ChangedFile]) -> list[FileVersions]:
+        if len(changed) > MAX_BUMP_FILES:
+            return [FileVersions(c.path.lstrip("/"), c.change_type, None, None) for c in changed]
+        versions = []
+        for c in changed:
+            path = c.path.lstrip("/")
+            if c.change_type.lower() != "edit":
+                versions.append(FileVersions(path, c.change_type, None, None))
+                continue
+            base = self.gateway.file_at_commit(pr.repository_id, c.path, pr.last_merge_target_commit)
+            head = self.gateway.file_at_commit(pr.repository_id, c.path, pr.last_merge_source_commit)
+            versions.append(FileVersions(path, c.change_type, base, head, _targets_in(path, base),
+                                         _targets_in(path, head)))
+        return versions
+
+    # -- acting -----------------------------------------------------------------------------------------------
+
+    def _act(self, pr: PullRequest, verdict: Verdict, iteration: int, merge_strategy: str,
+             message: str) -> tuple[str, bool]:
+        """(action, whether anything was written)."""
+        me = self.gateway.identity_id().lower()
+        my_vote = next((r.vote for r in pr.reviewers if r.id.lower() == me), 0)
+        auto_complete_ours = (pr.auto_complete_set_by_id or "").lower() == me
+        if verdict.action == "ineligible":
+            withdrawn = False
+            if my_vote > 0:
+                self.gateway.vote(pr.repository_id, pr.id, 0)
+                withdrawn = True
+            if auto_complete_ours:
+                self.gateway.clear_auto_complete(pr.repository_id, pr.id)
+                withdrawn = True
+            commented = self._comment(pr, ineligible_comment(verdict, iteration), create=True, status="active")
+            return "ineligible", withdrawn or commented
+        approve = verdict.action == "approve"
+        if auto_complete_ours and (my_vote == APPROVE or not approve):
+            action, wrote = ("already-approved" if approve else "waiting"), False
+        else:
+            current = self.gateway.get_pr(pr.repository_id, pr.id)
+            if (current.last_merge_source_commit, current.target_ref) != (pr.last_merge_source_commit,
+                                                                          pr.target_ref):
+                log.info("PR %s moved to %s while it was reviewed; its own event brings the next review", pr.id,
+                         current.last_merge_source_commit)
+                return "superseded", False
+            if approve and my_vote != APPROVE:
+                self.gateway.vote(pr.repository_id, pr.id, APPROVE)
+            if not auto_complete_ours:
+                self.gateway.set_auto_complete(pr.repository_id, pr.id, merge_strategy, message)
+            action, wrote = ("approved" if approve else "waiting"), True
+        self._comment(pr, eligible_comment(iteration), create=False, status="fixed")
+        return action, wrote
+
+    def _comment(self, pr: PullRequest, text: str, *, create: bool, status: str) -> bool:
+        """Keep one marked thread: create it (when asked), else update its text and status when they differ
+        (resolved once the PR is eligible, so a "comments must be resolved" policy does not block it)."""
+        threads = self.gateway.list_threads(pr.repository_id, pr.id)
+        mine = next((t for t in threads if MARKER in t.first_comment), None)
+        if mine is None:
+            if create:
+                self.gateway.create_thread(pr.repository_id, pr.id, text, status=status)
+            return create
+        changed = False
+        if mine.first_comment.replace("\r\n", "\n") != text:
+            self.gateway.update_thread_comment(pr.repository_id, pr.id, mine.id, text)
+            changed = True
+        if mine.status != status:
+            self.gateway.set_thread_status(pr.repository_id, pr.id, mine.id, status)
+            changed = True
+        return changed
+
+    # -- records ----------------------------------------------------------------------------------------------
+
+    def _ignore(self, pr: PullRequest, repository: str, why: RuleResult) -> ReviewOutcome:
+        log.info("PR %s left alone: %s", pr.id, why.reason)
+        outcome = ReviewOutcome(pr.id, repository, 0, "ignored", (why,))
+        self._record(outcome)
+        return outcome
+
+    def _record(self, outcome: ReviewOutcome) -> None:
+        self.records.write(ReviewRecord(
+            pr=outcome.pr_id, repository=outcome.repository, iteration=outcome.iteration,
+            passed=tuple(r.rule for r in outcome.results if r.passed),
+            failed=tuple(RuleFailure(r.rule, r.reason) for r in outcome.results if not r.passed),
+            action=outcome.action, at=datetime.now(timezone.utc), trace_ids=outcome.trace_ids))
+
+    def _trace(self, outcome: ReviewOutcome, repo: ReviewedRepo, verdict: Verdict) -> None:
+        stage = "pr-approved" if outcome.action == "approved" else "review-ineligible"
+        detail = {"pr": outcome.pr_id, "iteration": outcome.iteration}
+        if verdict.failed:
+            detail["failed"] = [r.rule for r in verdict.failed]
+        for trace_id in outcome.trace_ids:
+            # Append to the push's own records (bump or manifest rows that opened this PR) so one trace shows
+            # the whole chain; a PR whose pushes were never traced here gets a record of its own.
+            keys = [row["targetKey"] for row in self.trace.rows_for_trace(trace_id)
+                    if any(stage_.get("pr") == outcome.pr_id for stage_ in row["stages"])]
+            for key in keys or [f"pr:{repo.name}:{outcome.pr_id}"]:
+                self.trace.record(trace_id, key, stage, actor="gitops-autopilot",
+                                  fields={"pr": str(outcome.pr_id)}, detail=detail)
+
+
+def _parse_policy(text: str | None) -> _Policy:
+    try:
+        return _Policy(load_policy(text), None)
+    except PolicyError as exc:
+        return _Policy(None, str(exc))
+
+
+def _targets_in(path: str, content: bytes | None) -> tuple[Target, ...]:
+    """Image targets in one file's content, found as target discovery would find them at this path."""
+    parts = PurePosixPath(path).parts
+    if content is None or not parts or ".." in parts:
+        return ()
+    with tempfile.TemporaryDirectory(prefix="review-") as scratch:
+        file = Path(scratch).joinpath(*parts)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_bytes(content)
+        return tuple(t for t in find_all_targets(Path(scratch)) if t.file == path)
+
+
+_SYMLINK = b"\0symlink to "   # never the start of generated YAML, so a symlink never equals a generated file
+
+
+def _files_under(tree: Path, folders: Sequence[str]) -> dict[str, bytes]:
+    """Every file in the given top-level folders of a checkout; symlinks (to files or folders) as themselves."""
+    files = {}
+    for folder in folders:
+        top = tree / folder
+        if top.is_symlink():
+            files[folder] = _SYMLINK + os.readlink(top).encode()
+            continue
+        for root, dirs, names in os.walk(top):
+            for name in names + [d for d in dirs if Path(root, d).is_symlink()]:
+                full = Path(root, name)
+                rel = full.relative_to(tree).as_posix()
+                files[rel] = _SYMLINK + os.readlink(full).encode() if full.is_symlink() else full.read_bytes()
+    return files
+
+
+__all__ = ["ReviewOutcome", "ReviewService", "ReviewedRepo"]
