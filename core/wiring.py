@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from core.adapters.deliveries import AsyncDeliveryLog, DeliveryLog
 from core.adapters.highwater import HighWaterMarks
 from core.workers.intake import Intake
+from core.model.fleet import DEFAULT_TENANT, Fleet, RepoRef, Tenant
 from core.model.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
 from core.adapters.storage import AsyncStorage, Storage, StorageIdentity
@@ -144,6 +145,18 @@ class Services:
         if s.azdo_pat:
             return AzdoGateway(s.azdo_org_url, s.azdo_project, pat=s.azdo_pat)
         return AzdoGateway(s.azdo_org_url, s.azdo_project, credential=self._credential)
+
+    @property
+    def fleet(self) -> Fleet:
+        """The tenants this deployment serves: without FLEET_REPO_URL, one tenant (`default`) from the app settings."""
+        s = self.settings
+        manifests = RepoRef(s.manifest_repo_url, s.manifest_branch) if s.manifest_repo_url else None
+        hld = RepoRef(s.hld_repo_url, s.hld_branch) if s.hld_repo_url else None
+        if manifests is None and hld is None:
+            return Fleet(())
+        return Fleet((Tenant(DEFAULT_TENANT, manifests=manifests or hld, hld=hld if manifests else None,
+                             write_mode=s.write_mode, azdo_org_url=s.azdo_org_url, azdo_project=s.azdo_project,
+                             pat_setting="AZDO_PAT" if s.azdo_pat else ""),))
 
     @cached_property
     def bump(self):
