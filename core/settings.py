@@ -9,6 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
@@ -57,6 +58,14 @@ class Settings:
     allowed_source_hosts: tuple[str, ...] = ()
     outbox_reenqueue_after: float = 120.0  # OUTBOX_REENQUEUE_AFTER_SECONDS: accepted work no worker took by then
     outbox_max_reenqueues: int = 3         # OUTBOX_MAX_REENQUEUES: then health reports the delivery as stuck
+    fleet_repo_url: str = ""               # FLEET_REPO_URL: the repo holding fleet.yaml; empty = one tenant, `default`
+    fleet_branch: str = "main"             # FLEET_BRANCH
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def app_setting(self, name: str) -> str:
+        """The app setting called `name`: a tenant's PAT is referenced by the name of the setting that holds it (a Key
+        Vault reference in Azure), never written in fleet.yaml."""
+        return (self.environment.get(name) or "").strip()
 
     @property
     def bump_repo_url(self) -> str:
@@ -94,7 +103,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not storage and not (queue_url and table_url):
         raise SettingsError("AzureWebJobsStorage is not set (use UseDevelopmentStorage=true for Azurite, or "
                             "AzureWebJobsStorage__accountName for a managed identity)")
-    for name in ("HLD_REPO_URL", "MANIFEST_REPO_URL", "AZDO_ORG_URL"):
+    for name in ("HLD_REPO_URL", "MANIFEST_REPO_URL", "AZDO_ORG_URL", "FLEET_REPO_URL"):
         if get(name) and not _url_ok(get(name)):
             raise SettingsError(f"{name}={get(name)!r} is not a URL (expected https://..., ssh://... or file://...)")
         if "@" in urlsplit(get(name)).netloc and name != "AZDO_ORG_URL":
@@ -118,7 +127,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     auto_approve = get("AUTO_APPROVE", "on").lower()
     if auto_approve not in ("on", "off", "true", "false", "1", "0"):
         raise SettingsError(f"AUTO_APPROVE={auto_approve!r} is not on or off")
-    for name in ("HLD_BRANCH", "MANIFEST_BRANCH"):
+    for name in ("HLD_BRANCH", "MANIFEST_BRANCH", "FLEET_BRANCH"):
         branch = get(name, "main")
         if branch.startswith("refs/") or " " in branch or ".." in branch:
             raise SettingsError(f"{name}={branch!r} is not a plain branch name (e.g. main)")
@@ -152,6 +161,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_source_hosts=allowed_sources,
         outbox_reenqueue_after=outbox_after,
         outbox_max_reenqueues=outbox_max,
+        fleet_repo_url=get("FLEET_REPO_URL"),
+        fleet_branch=get("FLEET_BRANCH", "main"),
+        environment=MappingProxyType(dict(env)),
     )
 
 
