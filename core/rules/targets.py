@@ -1,6 +1,11 @@
 """Where images live in a desired-state repository: discovery of image fields, and the YAML position index
 (`index_yaml`) that both discovery and the byte-preserving editor use to locate a field in the text.
 
+Discovery is a pure function of the files: `discover_targets` takes (repo-relative path, bytes) pairs (the reviewer
+judges a PR's files this way); `find_all_targets` is the same core reading a checkout on demand (no symlinks, files
+over `MAX_FILE_BYTES` skipped, parses cached across runs by (mtime, size, inode)). YAML is indexed from its events,
+so aliases are never expanded.
+
 Three kinds of image field are found by reading the tree (no per-service wiring):
 
 * ``fabrikate``: an image in a Fabrikate ``config/*.yaml`` (or ``.json``) anywhere under a ``config:`` of the file's
