@@ -175,6 +175,18 @@ class Services:
                            is_hld=bool(s.hld_repo_url), pull_requests=prs, pauses=Pauses(self.storage))
 
     @cached_property
+    def reviewer(self):
+        from core.adapters.review_records import ReviewRecords
+        from core.workers.reviewer import WORKSPACE_PURPOSE, ReviewService
+
+        if self.gateway is None:
+            raise SettingsError("AZDO_ORG_URL is not set: pull requests cannot be reviewed")
+        return ReviewService(
+            gateway=self.gateway, settings=self.settings, records=ReviewRecords(self.storage), trace=self.trace,
+            workspace=lambda url, branch: self.workspace(url, branch, WORKSPACE_PURPOSE),
+            cache_dir=self.work_base / "review-components")
+
+    @cached_property
     def generation(self):
         from core.workers.manifest_update import GenerationService
         from core.adapters.pull_requests import PullRequests

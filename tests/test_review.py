@@ -106,14 +106,15 @@ def bump_description() -> str:
 
 
 def bump_pr(world: World, head_text: str | None = None, *, build: str | None = "approved", policy: str = POLICY,
-            changes=None, source_ref: str = BOT_BRANCH, target_ref: str = "refs/heads/main", **pr_args):
+            changes=None, source_ref: str = BOT_BRANCH, target_ref: str = "refs/heads/main",
+            file: str = FRONTEND_DEV, base_text: str = BASE_TEXT, **pr_args):
     """A bump PR as the service opens it: the file at base and head in the fake repo, one iteration."""
     base, head = next(_shas), next(_shas)
-    world.azdo.add_commit(world.hld, base, {FRONTEND_DEV: BASE_TEXT, "autopilot.yaml": policy})
-    world.azdo.add_commit(world.hld, head, {FRONTEND_DEV: head_text or tagged("1.4.1"), "autopilot.yaml": policy})
+    world.azdo.add_commit(world.hld, base, {file: base_text, "autopilot.yaml": policy})
+    world.azdo.add_commit(world.hld, head, {file: head_text or tagged("1.4.1"), "autopilot.yaml": policy})
     pr_args.setdefault("description", bump_description())
     pr = world.azdo.add_pr(world.hld, source_ref, target_ref, title="Bump frontend in dev: 1.4.0 -> 1.4.1",
-                           changes=changes or [("/" + FRONTEND_DEV, "edit")], source_commit=head, target_commit=base,
+                           changes=changes or [("/" + file, "edit")], source_commit=head, target_commit=base,
                            **pr_args)
     if build:
         world.azdo.add_policy_evaluation(pr.id, build)
@@ -359,6 +360,30 @@ def test_the_policy_is_read_from_the_target_branch_not_the_pr(world):
     pr = bump_pr(world, tagged("1.5.0"))
     world.azdo.add_commit(world.hld, pr.last_merge_source_commit, {"autopilot.yaml": "autoApprove: major\n"})
     assert world.review(pr).action == "ineligible"
+
+
+# -- a policy's `fields` shapes ----------------------------------------------------------------------------------
+
+WORKER = "fabrikam-project/worker/dev/config/common.yaml"
+WORKER_TEXT = "config:\n  app:\n    replicas: 1\n    image:\n      name: r.io/worker\n      version: '2.0.0'\n"
+FIELDS = "  - image: 'r.io/*'\n    fields: {repository: app.image.name, tag: app.image.version}\n"
+
+
+def test_a_tag_bump_in_a_fields_declared_shape_is_approved_and_nothing_else_is(world):
+    bumped = WORKER_TEXT.replace("'2.0.0'", "'2.0.1'")
+    pr = bump_pr(world, bumped, file=WORKER, base_text=WORKER_TEXT, policy=POLICY + FIELDS)
+    assert world.review(pr).action == "approved"
+    assert "Image: r.io/worker:2.0.1" in world.azdo.pr(pr.id).completion_options["mergeCommitMessage"]
+
+    more = bump_pr(world, bumped.replace("replicas: 1", "replicas: 3"), file=WORKER, base_text=WORKER_TEXT,
+                   policy=POLICY + FIELDS)
+    assert world.review(more).action == "ineligible"
+    assert world.records(more.id)[0].failed == (RuleFailure("diff", f"{WORKER}: config.app.replicas: 1 -> 3"),)
+
+    unknown_shape = bump_pr(world, bumped, file=WORKER, base_text=WORKER_TEXT)   # no `fields` rule: no image field
+    assert world.review(unknown_shape).action == "ineligible"
+    assert world.records(unknown_shape.id)[0].failed == (
+        RuleFailure("files", f"{WORKER} holds no image field at base"),)
 
 
 # -- failures of Azure DevOps: retry, never approve -----------------------------------------------------------

@@ -33,6 +33,7 @@ from core.rules.review_rules import (
     scope_rule,
     target_changes,
     trace_ids,
+    with_targets,
 )
 from core.rules.targets import find_all_targets
 from core.model.workitems import ImagePushed
@@ -67,17 +68,12 @@ def pr(**changes) -> PullRequest:
     return replace(base, **changes)
 
 
-def versions(tmp_path: Path, path: str, base: str | None, head: str | None, change_type: str = "edit") -> FileVersions:
-    def targets(text: str | None, side: str):
-        if text is None:
-            return ()
-        file = tmp_path / side / path
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(text)
-        return tuple(find_all_targets(tmp_path / side))
-
-    return FileVersions(path, change_type, None if base is None else base.encode(),
-                        None if head is None else head.encode(), targets(base, "base"), targets(head, "head"))
+def versions(tmp_path: Path | None, path: str, base: str | None, head: str | None, change_type: str = "edit",
+             fields=()) -> FileVersions:
+    """One changed file with the targets of each side, as `evaluate` finds them (`tmp_path` is not used)."""
+    [found] = with_targets([FileVersions(path, change_type, None if base is None else base.encode(),
+                                         None if head is None else head.encode())], fields)
+    return found
 
 
 def tag(text: str, new: str) -> str:

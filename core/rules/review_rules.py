@@ -14,11 +14,14 @@ A bot pull request is approved only when every rule holds:
 - ``checks``: every enabled blocking policy other than reviewer policies is approved (a queued or running build
   validation means "wait");
 - ``policy``: the kill switches are off (``AUTO_APPROVE=off``, ``autoApprove: none``).
+
+The worker gathers a PR's facts once (`PrFacts`), `evaluate` judges them (pure: the image targets of a changed
+file are discovered from its bytes, with the policy's `fields` shapes), and the worker acts on the `Verdict`.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 from core.adapters.azdo import ChangedFile, PolicyEvaluation, PullRequest
@@ -26,7 +29,7 @@ from core.model.images import ImageRefError, same_image
 from core.rules.policy import Policy, TargetPolicy, auto_approves
 from core.rules.promotion import manual_envs
 from core.rules.tag_order import UnorderableTag, change_level, in_range, quoted
-from core.rules.targets import Target
+from core.rules.targets import ImageFields, Target, discover_targets
 from core.rules.yaml_edit import EditError, diff_image_fields, set_image
 
 BOT_BRANCH_PREFIX = "refs/heads/autopilot/"
@@ -77,9 +80,37 @@ class ManifestFacts:
 
 
 @dataclass(frozen=True)
+class PrFacts:
+    """Everything the rules judge one pull request by, gathered once; nothing is read after this.
+
+    Gathering stops where the rules stop looking: a PR that is not active has only `pr` and the repository; past a
+    failed `scope` (or for a PR that is no bot PR) there is no content; a manifest PR whose files fail `files`
+    has no `manifests`."""
+    pr: PullRequest
+    repository: str                                  # the configured repository's name
+    branch: str                                      # its configured branch (the PR must target it)
+    manifest: bool                                   # a manifest repository (generated PRs), else image bumps
+    auto_approve: bool                               # the AUTO_APPROVE setting
+    identity: str = ""                               # the service identity's id
+    policy: Policy | None = None                     # autopilot.yaml (bump PRs: as the target branch has it)
+    policy_error: str | None = None                  # why there is no policy
+    iteration: int = 0
+    changed: tuple[ChangedFile, ...] = ()            # the iteration's changed files
+    files: tuple[FileVersions, ...] = ()             # bump PRs: each changed file at base and head (no targets)
+    manifests: ManifestFacts | None = None           # manifest PRs: the generation and the branch's folders
+    evaluations: tuple[PolicyEvaluation, ...] | None = None   # branch policies; None: the project is unknown
+
+    @property
+    def allowed_authors(self) -> tuple[str, ...]:
+        return self.policy.allowed_authors if self.policy else ()
+
+
+@dataclass(frozen=True)
 class Verdict:
-    action: str                            # approve | wait | ineligible
+    action: str                            # approve | wait | ineligible | ignore (no bot PR, or not active)
     results: tuple[RuleResult, ...]
+    changes: tuple[TargetChange, ...] = ()  # bump PRs: the image fields that change
+    hld_commit: str | None = None           # manifest PRs: the HLD commit the generation is of
 
     @property
     def passed(self) -> tuple[str, ...]:
@@ -193,7 +224,7 @@ def bump_diff_rule(files: Sequence[FileVersions], policy: Policy) -> RuleResult:
     """Call once `bump_files_rule` holds: every file then exists at base and head."""
     changes, problems = target_changes(files)
     for f in files:
-        problems += _file_diff_problems(f, [c for c in changes if c.base.file == f.path])
+        problems += _file_diff_problems(f, [c for c in changes if c.base.file == f.path], policy.image_fields)
     manual = manual_envs(policy.promotion)
     for change in changes:
         if change.base.env in manual:
@@ -209,12 +240,13 @@ def bump_diff_rule(files: Sequence[FileVersions], policy: Policy) -> RuleResult:
         f"{c.base.repository} {c.base.tag or '(none)'} -> {c.head.tag}" for c in changes))
 
 
-def _file_diff_problems(f: FileVersions, changes: Sequence[TargetChange]) -> list[str]:
+def _file_diff_problems(f: FileVersions, changes: Sequence[TargetChange],
+                        fields: Sequence[ImageFields] = ()) -> list[str]:
     try:
         base, head = f.base.decode("utf-8"), f.head.decode("utf-8")
     except UnicodeDecodeError:
         return [f"{f.path} is not UTF-8 text"]
-    diff = diff_image_fields(base, head, f.path)
+    diff = diff_image_fields(base, head, f.path, fields)
     if not diff.only_image_fields:
         return [f"{f.path}: {difference}" for difference in diff.other_differences]
     if not changes:
@@ -331,6 +363,68 @@ def policy_rule(auto_approve_setting: bool, policy: Policy | None, policy_error:
     if problems:
         return RuleResult("policy", False, _listing(problems))
     return RuleResult("policy", True, "autoApprove is on for every changed image")
+
+
+def evaluate(facts: PrFacts) -> Verdict:
+    """Every rule over the gathered facts; past a failed scope only the ones that need no content (the rest would
+    judge the wrong branch). A PR that is not active, or no bot PR, is left alone ("ignore")."""
+    pr = facts.pr
+    if pr.status != "active":
+        return Verdict("ignore", (RuleResult("scope", False, f"the pull request is {pr.status}"),))
+    author = author_rule(pr, facts.identity, facts.allowed_authors)
+    if not is_bot_pr(pr, facts.identity, facts.allowed_authors):
+        return Verdict("ignore", (author,))
+    scope = scope_rule(pr, facts.repository, f"refs/heads/{facts.branch}", facts.manifest)
+    results = [scope, author]
+    changes: list[TargetChange] = []
+    hld_commit, pending = None, False
+    if scope.passed:
+        if facts.manifest:
+            content, hld_commit = _manifest_rules(facts)
+        else:
+            content, changes = _bump_rules(facts)
+        results += content
+        if facts.evaluations is None:
+            checks = RuleResult("checks", False, "the project id is unknown: branch policies cannot be read")
+        else:
+            checks, pending = checks_rule(facts.evaluations)
+        results.append(checks)
+    results.append(policy_rule(facts.auto_approve, facts.policy, facts.policy_error, facts.manifest, changes))
+    return replace(decide(results, pending), changes=tuple(changes), hld_commit=hld_commit)
+
+
+def _bump_rules(facts: PrFacts) -> tuple[list[RuleResult], list[TargetChange]]:
+    files = with_targets(facts.files, facts.policy.image_fields if facts.policy else ())
+    changes, _ = target_changes(files)
+    rule = bump_files_rule(files)
+    if rule.passed and facts.policy:
+        return [rule, bump_diff_rule(files, facts.policy)], changes
+    return [rule], changes
+
+
+def _manifest_rules(facts: PrFacts) -> tuple[list[RuleResult], str | None]:
+    if facts.policy is None:
+        return [], None
+    files = manifest_files_rule(facts.changed, facts.policy.environments)
+    if not files.passed:
+        return [files], None
+    if facts.manifests is None:
+        return [files, RuleResult("diff", False, "the manifest branch was not read")], None
+    return [files, manifest_diff_rule(facts.manifests)], facts.manifests.hld_commit
+
+
+def targets_in(path: str, content: bytes | None, fields: Sequence[ImageFields] = ()) -> tuple[Target, ...]:
+    """Image targets in one file's content, found as target discovery would find them at this path (the file
+    alone: a tag-only environment file, whose repository is in another file, holds none)."""
+    if content is None:
+        return ()
+    return tuple(t for t in discover_targets([(path, content)], fields=fields) if t.file == path)
+
+
+def with_targets(files: Sequence[FileVersions], fields: Sequence[ImageFields] = ()) -> tuple[FileVersions, ...]:
+    """The changed files with the image targets of each side (`fields`: the policy's extra image shapes)."""
+    return tuple(replace(f, base_targets=targets_in(f.path, f.base, fields),
+                         head_targets=targets_in(f.path, f.head, fields)) for f in files)
 
 
 def decide(results: Sequence[RuleResult], build_pending: bool) -> Verdict:

@@ -1,6 +1,11 @@
 """Where images live in a desired-state repository: discovery of image fields, and the YAML position index
 (`index_yaml`) that both discovery and the byte-preserving editor use to locate a field in the text.
 
+Discovery is a pure function of the files: `discover_targets` takes (repo-relative path, bytes) pairs (the reviewer
+judges a PR's files this way); `find_all_targets` is the same core reading a checkout on demand (no symlinks, files
+over `MAX_FILE_BYTES` skipped, parses cached across runs by (mtime, size, inode)). YAML is indexed from its events,
+so aliases are never expanded.
+
 Three kinds of image field are found by reading the tree (no per-service wiring):
 
 * ``fabrikate``: an image in a Fabrikate ``config/*.yaml`` (or ``.json``) anywhere under a ``config:`` of the file's
@@ -33,7 +38,7 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Protocol, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -367,22 +372,42 @@ def find_targets(root: Path, image_name: str, environments: Sequence[str] | None
             if same_image(target.repository, image_name)]
 
 
+def discover_targets(files: Iterable[tuple[str, bytes]], candidates: Iterable[str] | None = None,
+                     environments: Sequence[str] | None = None,
+                     fields: Sequence[ImageFields] = ()) -> list[Target]:
+    """Every image field in a set of files given as (repo-relative POSIX path, content) pairs: no file system.
+
+    The pairs are the tree: a directory exists when a file is under it. Paths that are not plain repo-relative
+    paths (absolute, `..`, `.`, empty segments) are ignored, as are files over `MAX_FILE_BYTES` and files that are
+    not UTF-8 YAML; a path given twice keeps its last content. `candidates`, `environments` and `fields` mean what
+    they mean for `find_all_targets`, which reads a checkout and gives the same result for the same files."""
+    return _discover(_Pairs(files), candidates, environments, fields)
+
+
 def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
                      environments: Sequence[str] | None = None,
                      fields: Sequence[ImageFields] = ()) -> list[Target]:
-    """Every image field in the tree. `candidates` (repo-relative paths, e.g. the files `git grep -l` finds
-    mentioning a repository) replaces the walk of the whole tree; the other config files of the components
+    """Every image field in the checkout at `root`. `candidates` (repo-relative paths, e.g. the files `git grep -l`
+    finds mentioning a repository) replaces the walk of the whole tree; the other config files of the components
     concerned are still read to resolve which file wins.
 
     A Fabrikate image is resolved per environment (`environments` as the generator names them, e.g.
     `["prod", "staging west"]`; None: every environment a config file on the way names, and `common`): the
-    target is the field in the file whose value the generator uses for that environment."""
-    tree = _Tree(Path(root))
+    target is the field in the file whose value the generator uses for that environment.
+
+    The checkout is read lazily (only the files discovery asks for), without following symbolic links, and
+    parsed files are cached across calls; the rules are `discover_targets`'s."""
+    return _discover(_Checkout(Path(root)), candidates, environments, fields)
+
+
+def _discover(files: "_Files", candidates: Iterable[str] | None, environments: Sequence[str] | None,
+              fields: Sequence[ImageFields]) -> list[Target]:
+    tree = _Tree(files)
     tree.environments = None if environments is None else tuple(parse_environment(e) for e in environments)
     tree.fields = tuple(fields)
     found: list[tuple[str, int, Target]] = []
-    files = tree.yaml_files() if candidates is None else sorted(rel for rel in candidates if _is_discovered(rel))
-    for rel in files:
+    paths = files.walk() if candidates is None else sorted(rel for rel in candidates if _is_discovered(rel))
+    for rel in paths:
         index = tree.index(rel)
         if index is None:
             continue
@@ -407,6 +432,87 @@ def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
         elif target.environments:
             unique[target.key] = target
     return list(unique.values())
+
+
+def _parse(data: bytes) -> YamlIndex | None:
+    """The index of one file's content; None (never a target) when too large, not UTF-8 or not YAML."""
+    if len(data) > MAX_FILE_BYTES:
+        return None
+    try:
+        return index_yaml(data.decode("utf-8"))
+    except (UnicodeDecodeError, YamlIndexError):
+        return None
+
+
+class _Files(Protocol):
+    """What discovery reads of a tree: repo-relative POSIX paths, "" for the root directory."""
+
+    def walk(self) -> list[str]:
+        """Every discovered file (`_is_discovered`), each directory's files before its subdirectories', by name."""
+
+    def index(self, rel: str) -> YamlIndex | None:
+        """The parsed file, None when absent or not indexable."""
+
+    def is_dir(self, rel: str) -> bool: ...
+
+    def plain_dir(self, rel: str) -> bool:
+        """A directory reached without symbolic links."""
+
+    def file_names(self, rel_dir: str) -> list[str]:
+        """Names of the regular files directly in a directory."""
+
+    def component_dirs(self, rel: str, index: YamlIndex, component_dir: str) -> dict[str, str | None]:
+        """`_subcomponent_dirs` of the component file `rel` (a reader may cache it)."""
+
+
+def _plain_path(rel: str) -> bool:
+    parts = rel.split("/")
+    return bool(rel) and all(part not in ("", ".", "..") for part in parts)
+
+
+def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
+    """The order of `_Checkout.walk`: in each directory its files (0) before its subdirectories (1), by name."""
+    parts = rel.split("/")
+    return tuple((1, part) for part in parts[:-1]) + ((0, parts[-1]),)
+
+
+class _Pairs:
+    """A tree given as (path, bytes) pairs."""
+
+    def __init__(self, files: Iterable[tuple[str, bytes]]) -> None:
+        self._data: dict[str, bytes] = {}
+        for rel, data in files:
+            if _plain_path(rel):
+                self._data[rel] = bytes(data)
+        self._dirs: dict[str, list[str]] = {"": []}
+        for rel in self._data:
+            parent, _, name = rel.rpartition("/")
+            self._dirs.setdefault(parent, []).append(name)
+            while parent:
+                parent = parent.rpartition("/")[0]
+                self._dirs.setdefault(parent, [])
+        self._indexes: dict[str, YamlIndex | None] = {}
+
+    def walk(self) -> list[str]:
+        return sorted((rel for rel in self._data if _is_discovered(rel) and ".git" not in rel.split("/")[:-1]),
+                      key=_walk_key)
+
+    def index(self, rel: str) -> YamlIndex | None:
+        if rel not in self._indexes:
+            data = self._data.get(rel)
+            self._indexes[rel] = None if data is None else _parse(data)
+        return self._indexes[rel]
+
+    def is_dir(self, rel: str) -> bool:
+        return rel in self._dirs
+
+    plain_dir = is_dir
+
+    def file_names(self, rel_dir: str) -> list[str]:
+        return list(self._dirs.get(rel_dir, ()))
+
+    def component_dirs(self, rel: str, index: YamlIndex, component_dir: str) -> dict[str, str | None]:
+        return _subcomponent_dirs(index, component_dir)
 
 
 _FileKey = tuple[int, int, int]
@@ -446,21 +552,17 @@ def _cached_file(path: str) -> tuple[_FileKey, bytes, "YamlIndex | None | bool"]
     return entry
 
 
-class _Tree:
-    """Reads a repository tree once: YAML indexes and Fabrikate component maps, cached."""
+class _Checkout:
+    """A working copy on disk, read on demand: symlinks never followed, parses cached by (mtime, size, inode)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._root = str(root)
         self._indexes: dict[str, YamlIndex | None] = {}
-        self._subcomponents: dict[str, dict[str, str | None]] = {}
-        self._config_dirs: dict[str, bool] = {}
-        self.environments: tuple[EnvironmentSpec, ...] | None = None
-        self.fields: tuple[ImageFields, ...] = ()
+        self._plain: dict[str, bool] = {}
 
-    def yaml_files(self) -> list[str]:
-        """Repo-relative YAML files (symlinks and .git skipped), each directory's files before its subdirectories'.
-        Plain os.scandir and strings: this runs on every bump over trees of thousands of files."""
+    def walk(self) -> list[str]:
+        """Plain os.scandir and strings: this runs on every bump over trees of thousands of files."""
         files: list[str] = []
 
         def walk(directory: str, prefix: str) -> None:
@@ -478,7 +580,7 @@ class _Tree:
             for entry in subdirs:
                 walk(entry.path, prefix + entry.name + "/")
 
-        walk(str(self.root), "")
+        walk(self._root, "")
         return files
 
     def index(self, rel: str) -> YamlIndex | None:
@@ -493,18 +595,52 @@ class _Tree:
             return None
         key, data, index = entry
         if index is False:
-            try:
-                index = index_yaml(data.decode("utf-8"))
-            except (UnicodeDecodeError, YamlIndexError):
-                index = None
+            index = _parse(data)
             _file_cache[path] = (key, data, index)
         return index
 
+    def is_dir(self, rel: str) -> bool:
+        return (self.root / rel).is_dir()
+
+    def plain_dir(self, rel: str) -> bool:
+        if rel not in self._plain:
+            self._plain[rel] = _plain_directory(self._root, rel)
+        return self._plain[rel]
+
+    def file_names(self, rel_dir: str) -> list[str]:
+        try:
+            with os.scandir(os.path.join(self._root, rel_dir)) as it:
+                return [entry.name for entry in it if entry.is_file(follow_symlinks=False)]
+        except OSError:
+            return []
+
+    def component_dirs(self, rel: str, index: YamlIndex, component_dir: str) -> dict[str, str | None]:
+        # A project component.yaml can list a thousand services: map it once per content, not once per bump.
+        path = os.path.join(self._root, rel)
+        cached = _component_cache.get(path)
+        if cached is not None and cached[0] is index:
+            return cached[1]
+        dirs = _subcomponent_dirs(index, component_dir)
+        _component_cache[path] = (index, dirs)
+        return dirs
+
+
+class _Tree:
+    """What discovery derives from the files: YAML indexes and Fabrikate component maps, each computed once."""
+
+    def __init__(self, files: _Files) -> None:
+        self.files = files
+        self._subcomponents: dict[str, dict[str, str | None]] = {}
+        self.environments: tuple[EnvironmentSpec, ...] | None = None
+        self.fields: tuple[ImageFields, ...] = ()
+
+    def index(self, rel: str) -> YamlIndex | None:
+        return self.files.index(rel)
+
     def config_file(self, component_dir: str, name: str) -> str | None:
         """`config/<name>.yaml`, else `.json` (the generator's lookup), in a directory reached without symlinks."""
-        if component_dir not in self._config_dirs:
-            self._config_dirs[component_dir] = _plain_directory(self._root, _rel(component_dir, "config"))
-        if not self._config_dirs[component_dir]:
+        config_dir = _rel(component_dir, "config")
+        if config_dir is None or not self.files.plain_dir(config_dir):
             return None
         for suffix in CONFIG_SUFFIXES:
             rel = _rel(component_dir, "config", name + suffix)
@@ -514,14 +650,10 @@ class _Tree:
 
     def environment_names(self, component_dir: str) -> list[str]:
         """Environments the config files of a component name (`config/<env>.yaml|json`), common excluded."""
-        self.config_file(component_dir, "common")
-        if not self._config_dirs[component_dir]:
+        config_dir = _rel(component_dir, "config")
+        if config_dir is None or not self.files.plain_dir(config_dir):
             return []
-        try:
-            with os.scandir(os.path.join(self._root, component_dir, "config")) as it:
-                names = [entry.name for entry in it if entry.is_file(follow_symlinks=False)]
-        except OSError:
-            return []
+        names = self.files.file_names(config_dir)
         stems = {name.rsplit(".", 1)[0] for name in names if name.endswith(CONFIG_SUFFIXES)}
         return sorted(stem for stem in stems if stem != "common" and _ENVIRONMENT.fullmatch(stem))
 
@@ -536,24 +668,15 @@ class _Tree:
             rel = _rel(component_dir, name)
             index = self.index(rel)
             if index is not None:
-                break
-        else:
-            return {}
-        # A project component.yaml can list a thousand services: map it once per content, not once per bump.
-        path = os.path.join(self._root, rel)
-        cached = _component_cache.get(path)
-        if cached is not None and cached[0] is index:
-            return cached[1]
-        dirs = _subcomponent_dirs(index, component_dir)
-        _component_cache[path] = (index, dirs)
-        return dirs
+                return self.files.component_dirs(rel, index, component_dir)
+        return {}
 
     def child_dir(self, component_dir: str, name: str) -> str | None:
         dirs = self.subcomponent_dirs(component_dir)
         if name in dirs:
             return dirs[name]
         fallback = _rel(component_dir, name)
-        return fallback if fallback is not None and (self.root / fallback).is_dir() else None
+        return fallback if fallback is not None and self.files.is_dir(fallback) else None
 
 
 def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | None]:

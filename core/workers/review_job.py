@@ -1,4 +1,5 @@
-"""The `pr-review` queue job: wire the reviewer from the process's services and review one pull request.
+"""The `pr-review` queue job: review one pull request with the reviewer the process's services wire
+(`core.wiring.Services.reviewer`).
 
 Failures follow core.workers.runners: Azure DevOps 429/5xx and git trouble are retried (Retry-After honoured), refused
 credentials and other permanent errors poison the message with their reason; never a vote on a failure.
@@ -9,16 +10,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from core.workers.reviewer import ReviewOutcome, ReviewService
-from core.adapters.review_records import ReviewRecords
-from core.settings import SettingsError
+from core.workers.reviewer import ReviewOutcome
 from core.adapters.storage import PR_REVIEW, Storage
 from core.telemetry import metrics
 from core.model.workitems import PrReview, WorkItem
 
 log = logging.getLogger("autopilot.review")
-
-WORKSPACE_PURPOSE = "review"
 
 
 @dataclass
@@ -35,14 +32,7 @@ class ReviewJob:
     def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
         [item] = items
         assert isinstance(item, PrReview)
-        services = self.services
-        if services.gateway is None:
-            raise SettingsError("AZDO_ORG_URL is not set: pull requests cannot be reviewed")
-        reviewer = ReviewService(
-            gateway=services.gateway, settings=services.settings, records=ReviewRecords(services.storage),
-            trace=services.trace, workspace=lambda url, branch: services.workspace(url, branch, WORKSPACE_PURPOSE),
-            cache_dir=services.work_base / "review-components")
-        return reviewer.review(item)
+        return self.services.reviewer.review(item)
 
     def follow_ups(self, result: ReviewOutcome | None) -> Sequence[WorkItem]:
         return ()

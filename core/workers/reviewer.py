@@ -7,56 +7,48 @@ the push's own event brings the next review.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Sequence
 
 
 from core.adapters.azdo import AzdoGateway, AzdoNotFound, ChangedFile, PullRequest
-from core.generate import GenerationError, generate
 from core.adapters.git_workspace import GitWorkspace, checkout_head
-from core.model.payloads import repo_name_from_url
-from core.rules.policy import POLICY_FILE, Policy, PolicyError, load_policy, read_policy_file
 from core.adapters.review_records import ReviewRecord, ReviewRecords, RuleFailure
+from core.adapters.trace import TraceLog
+from core.generate import GenerationError, generate
+from core.model.payloads import repo_name_from_url
+from core.model.workitems import PrReview
+from core.rules.policy import POLICY_FILE, Policy, PolicyError, load_policy, read_policy_file
 from core.rules.review_rules import (
     MANIFEST_SOURCE,
     MARKER,
     MAX_BUMP_FILES,
     FileVersions,
     ManifestFacts,
+    PrFacts,
     RuleResult,
-    TargetChange,
     Verdict,
-    author_rule,
-    bump_diff_rule,
-    bump_files_rule,
-    checks_rule,
     completion_message,
-    decide,
     eligible_comment,
+    evaluate,
     hld_commit_in,
     ineligible_comment,
     is_bot_pr,
-    manifest_diff_rule,
     manifest_files_rule,
-    policy_rule,
     scope_rule,
-    target_changes,
     trace_ids,
 )
 from core.settings import Settings
-from core.rules.targets import Target, find_all_targets
-from core.adapters.trace import TraceLog
-from core.model.workitems import PrReview
 
 log = logging.getLogger("autopilot.review")
 
 APPROVE = 10
+WORKSPACE_PURPOSE = "review"   # the reviewer's own working copies: it never waits for a writer's lock
 
 
 @dataclass(frozen=True)
@@ -88,14 +80,6 @@ class _Policy:
 
 
 @dataclass(frozen=True)
-class _Evaluation:
-    verdict: Verdict
-    iteration: int
-    changes: tuple[TargetChange, ...]
-    hld_commit: str | None
-
-
-@dataclass(frozen=True)
 class _HldSnapshot:
     head: str
     policy: _Policy
@@ -116,79 +100,43 @@ class ReviewService:
     # -- the work ---------------------------------------------------------------------------------------------
 
     def review(self, item: PrReview) -> ReviewOutcome | None:
-        pr = self._find_pr(item)
+        repos = functools.cache(self._repos)   # resolved once per review, only when needed
+        pr = self._find_pr(item, repos)
         if pr is None:
             return None
-        repo = self._repos.get(pr.repository_id.lower())
+        repo = repos().get(pr.repository_id.lower())
         if repo is None:
-            return self._ignore(pr, pr.repository_id, RuleResult(
-                "scope", False, "the repository is not the configured HLD or manifest repository"))
+            return self._ignore(pr, pr.repository_id, (RuleResult(
+                "scope", False, "the repository is not the configured HLD or manifest repository"),))
+        facts = self.gather(item, pr, repo)
+        return self.act(facts, evaluate(facts))
+
+    # -- gather: every read, once -------------------------------------------------------------------------------
+
+    def gather(self, item: PrReview, pr: PullRequest, repo: ReviewedRepo) -> PrFacts:
+        """The facts `evaluate` judges; reads only what the rules will look at (see `PrFacts`)."""
+        facts = PrFacts(pr, repo.name, repo.branch, repo.manifest, self.settings.auto_approve)
         if pr.status != "active":
-            return self._ignore(pr, repo.name, RuleResult("scope", False, f"the pull request is {pr.status}"))
+            return facts
         identity = self.gateway.identity_id()
         scope = scope_rule(pr, repo.name, f"refs/heads/{repo.branch}", repo.manifest)
         hld = self._hld_snapshot(generation=scope.passed) if repo.manifest else None
         policy = hld.policy if hld else self._bump_policy(pr)
-        if not is_bot_pr(pr, identity, policy.allowed_authors):
-            return self._ignore(pr, repo.name, author_rule(pr, identity, policy.allowed_authors))
+        facts = replace(facts, identity=identity, policy=policy.policy, policy_error=policy.error)
+        if not (scope.passed and is_bot_pr(pr, identity, policy.allowed_authors)):
+            return facts
+        iteration = self.gateway.latest_iteration(pr.repository_id, pr.id)
+        changed = tuple(self.gateway.changed_files(pr.repository_id, pr.id, iteration))
+        facts = replace(facts, iteration=iteration, changed=changed)
+        if not repo.manifest:
+            facts = replace(facts, files=self._bump_files(pr, changed))
+        elif policy.policy is not None and manifest_files_rule(changed, policy.policy.environments).passed:
+            facts = replace(facts, manifests=self._manifest_facts(pr, repo, hld, policy.policy.environments))
+        project = pr.project_id or item.project_id
+        if project:
+            facts = replace(facts, evaluations=tuple(self.gateway.policy_evaluations(project, pr.id)))
+        return facts
 
-        evaluation = self._evaluate(item, pr, repo, identity, scope, policy, hld)
-        verdict = evaluation.verdict
-        trace = trace_ids(pr.description)
-        merge_strategy = policy.policy.merge_strategy if policy.policy else "squash"
-        action, changed_anything = self._act(pr, verdict, evaluation.iteration, merge_strategy, completion_message(
-            pr, evaluation.changes, trace, evaluation.hld_commit))
-        outcome = ReviewOutcome(pr.id, repo.name, evaluation.iteration, action, verdict.results, trace)
-        self._record(outcome)
-        if action == "approved" or (action == "ineligible" and changed_anything):
-            self._trace(outcome, repo, verdict)
-        return outcome
-
-    def _evaluate(self, item: PrReview, pr: PullRequest, repo: ReviewedRepo, identity: str, scope: RuleResult,
-                  policy: _Policy, hld: _HldSnapshot | None) -> _Evaluation:
-        """Every rule; past a failed scope only the ones that need no content (the rest would judge the wrong
-        branch)."""
-        results = [scope, author_rule(pr, identity, policy.allowed_authors)]
-        iteration, changes, hld_commit, pending = 0, [], None, False
-        if scope.passed:
-            iteration = self.gateway.latest_iteration(pr.repository_id, pr.id)
-            changed = self.gateway.changed_files(pr.repository_id, pr.id, iteration)
-            if repo.manifest:
-                content, hld_commit = self._manifest_rules(pr, repo, policy, hld, changed)
-            else:
-                content, changes = self._bump_rules(pr, policy, changed)
-            results += content
-            project = pr.project_id or item.project_id
-            if project:
-                checks, pending = checks_rule(self.gateway.policy_evaluations(project, pr.id))
-            else:
-                checks = RuleResult("checks", False, "the project id is unknown: branch policies cannot be read")
-            results.append(checks)
-        results.append(policy_rule(self.settings.auto_approve, policy.policy, policy.error, repo.manifest, changes))
-        return _Evaluation(decide(results, pending), iteration, tuple(changes), hld_commit)
-
-    def _bump_rules(self, pr: PullRequest, policy: _Policy,
-                    changed: Sequence[ChangedFile]) -> tuple[list[RuleResult], list[TargetChange]]:
-        versions = self._bump_files(pr, changed)
-        changes, _ = target_changes(versions)
-        files = bump_files_rule(versions)
-        if files.passed and policy.policy:
-            return [files, bump_diff_rule(versions, policy.policy)], changes
-        return [files], changes
-
-    def _manifest_rules(self, pr: PullRequest, repo: ReviewedRepo, policy: _Policy, hld: _HldSnapshot,
-                        changed: Sequence[ChangedFile]) -> tuple[list[RuleResult], str | None]:
-        if policy.policy is None:
-            return [], None
-        files = manifest_files_rule(changed, policy.policy.environments)
-        if not files.passed:
-            return [files], None
-        facts = self._manifest_facts(pr, repo, hld, policy.policy.environments)
-        return [files, manifest_diff_rule(facts)], facts.hld_commit
-
-    # -- facts ------------------------------------------------------------------------------------------------
-
-    @cached_property
     def _repos(self) -> dict[str, ReviewedRepo]:
         """The configured repositories by Azure DevOps id (resolved from the name in the configured URL)."""
         s = self.settings
@@ -207,7 +155,7 @@ class ReviewService:
             repos[repo_id.lower()] = ReviewedRepo(name, url, branch, manifest)
         return repos
 
-    def _find_pr(self, item: PrReview) -> PullRequest | None:
+    def _find_pr(self, item: PrReview, repos: Callable[[], dict[str, ReviewedRepo]]) -> PullRequest | None:
         if item.pr_id is not None and item.repository_id:
             try:
                 return self.gateway.get_pr(item.repository_id, item.pr_id)
@@ -215,7 +163,7 @@ class ReviewService:
                 log.info("pull request %s in %s no longer exists", item.pr_id, item.repository_id,
                          extra={"trace_id": item.trace_id})
                 return None
-        repo = self._repos.get(item.repository_id.lower()) if item.repository_id else None
+        repo = repos().get(item.repository_id.lower()) if item.repository_id else None
         if item.source_ref and repo is not None:
             pr = self.gateway.find_active_pr(item.repository_id, item.source_ref, f"refs/heads/{repo.branch}")
             if pr is None:
@@ -260,9 +208,10 @@ class ReviewService:
         return ManifestFacts(hld_commit, hld.head, pr.last_merge_source_commit, head.sha, hld.files, actual,
                              hld.error)
 
-    def _bump_files(self, pr: PullRequest, changed: Sequence[ChangedFile]) -> list[FileVersions]:
+    def _bump_files(self, pr: PullRequest, changed: Sequence[ChangedFile]) -> tuple[FileVersions, ...]:
+        """Each changed file at base and head, as bytes (the rules find the image targets in them)."""
         if len(changed) > MAX_BUMP_FILES:
-            return [FileVersions(c.path.lstrip("/"), c.change_type, None, None) for c in changed]
+            return tuple(FileVersions(c.path.lstrip("/"), c.change_type, None, None) for c in changed)
         versions = []
         for c in changed:
             path = c.path.lstrip("/")
@@ -271,14 +220,27 @@ class ReviewService:
                 continue
             base = self.gateway.file_at_commit(pr.repository_id, c.path, pr.last_merge_target_commit)
             head = self.gateway.file_at_commit(pr.repository_id, c.path, pr.last_merge_source_commit)
-            versions.append(FileVersions(path, c.change_type, base, head, _targets_in(path, base),
-                                         _targets_in(path, head)))
-        return versions
+            versions.append(FileVersions(path, c.change_type, base, head))
+        return tuple(versions)
 
-    # -- acting -----------------------------------------------------------------------------------------------
+    # -- act: vote, auto-complete, comment, record ----------------------------------------------------------------
 
-    def _act(self, pr: PullRequest, verdict: Verdict, iteration: int, merge_strategy: str,
-             message: str) -> tuple[str, bool]:
+    def act(self, facts: PrFacts, verdict: Verdict) -> ReviewOutcome:
+        pr = facts.pr
+        if verdict.action == "ignore":
+            return self._ignore(pr, facts.repository, verdict.results)
+        trace = trace_ids(pr.description)
+        merge_strategy = facts.policy.merge_strategy if facts.policy else "squash"
+        action, changed_anything = self._vote(pr, verdict, facts.iteration, merge_strategy, completion_message(
+            pr, verdict.changes, trace, verdict.hld_commit))
+        outcome = ReviewOutcome(pr.id, facts.repository, facts.iteration, action, verdict.results, trace)
+        self._record(outcome)
+        if action == "approved" or (action == "ineligible" and changed_anything):
+            self._trace(outcome, verdict)
+        return outcome
+
+    def _vote(self, pr: PullRequest, verdict: Verdict, iteration: int, merge_strategy: str,
+              message: str) -> tuple[str, bool]:
         """(action, whether anything was written)."""
         me = self.gateway.identity_id().lower()
         my_vote = next((r.vote for r in pr.reviewers if r.id.lower() == me), 0)
@@ -331,9 +293,9 @@ class ReviewService:
 
     # -- records ----------------------------------------------------------------------------------------------
 
-    def _ignore(self, pr: PullRequest, repository: str, why: RuleResult) -> ReviewOutcome:
-        log.info("PR %s left alone: %s", pr.id, why.reason)
-        outcome = ReviewOutcome(pr.id, repository, 0, "ignored", (why,))
+    def _ignore(self, pr: PullRequest, repository: str, why: tuple[RuleResult, ...]) -> ReviewOutcome:
+        log.info("PR %s left alone: %s", pr.id, "; ".join(r.reason for r in why))
+        outcome = ReviewOutcome(pr.id, repository, 0, "ignored", why)
         self._record(outcome)
         return outcome
 
@@ -344,7 +306,7 @@ class ReviewService:
             failed=tuple(RuleFailure(r.rule, r.reason) for r in outcome.results if not r.passed),
             action=outcome.action, at=datetime.now(timezone.utc), trace_ids=outcome.trace_ids))
 
-    def _trace(self, outcome: ReviewOutcome, repo: ReviewedRepo, verdict: Verdict) -> None:
+    def _trace(self, outcome: ReviewOutcome, verdict: Verdict) -> None:
         stage = "pr-approved" if outcome.action == "approved" else "review-ineligible"
         detail = {"pr": outcome.pr_id, "iteration": outcome.iteration}
         if verdict.failed:
@@ -354,7 +316,7 @@ class ReviewService:
             # the whole chain; a PR whose pushes were never traced here gets a record of its own.
             keys = [row["targetKey"] for row in self.trace.rows_for_trace(trace_id)
                     if any(stage_.get("pr") == outcome.pr_id for stage_ in row["stages"])]
-            for key in keys or [f"pr:{repo.name}:{outcome.pr_id}"]:
+            for key in keys or [f"pr:{outcome.repository}:{outcome.pr_id}"]:
                 self.trace.record(trace_id, key, stage, actor="gitops-autopilot",
                                   fields={"pr": str(outcome.pr_id)}, detail=detail)
 
@@ -364,18 +326,6 @@ def _parse_policy(text: str | None) -> _Policy:
         return _Policy(load_policy(text), None)
     except PolicyError as exc:
         return _Policy(None, str(exc))
-
-
-def _targets_in(path: str, content: bytes | None) -> tuple[Target, ...]:
-    """Image targets in one file's content, found as target discovery would find them at this path."""
-    parts = PurePosixPath(path).parts
-    if content is None or not parts or ".." in parts:
-        return ()
-    with tempfile.TemporaryDirectory(prefix="review-") as scratch:
-        file = Path(scratch).joinpath(*parts)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_bytes(content)
-        return tuple(t for t in find_all_targets(Path(scratch)) if t.file == path)
 
 
 _SYMLINK = b"\0symlink to "   # never the start of generated YAML, so a symlink never equals a generated file
@@ -397,4 +347,4 @@ def _files_under(tree: Path, folders: Sequence[str]) -> dict[str, bytes]:
     return files
 
 
-__all__ = ["ReviewOutcome", "ReviewService", "ReviewedRepo"]
+__all__ = ["WORKSPACE_PURPOSE", "ReviewOutcome", "ReviewService", "ReviewedRepo"]
