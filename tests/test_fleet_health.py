@@ -133,3 +133,158 @@ def test_without_a_fleet_repo_the_default_tenant_shows_its_credentials(azurite, 
                                 "head": branches(repos["beta-manifests"])["main"]}},
         "credentials": {"kind": "pat", "setting": "AZDO_PAT", "present": True}}}
     assert "deploy-pat-9" not in json.dumps(body)
+
+
+# ---------------------------------------------------------------------------------------------- setup per tenant
+
+import base64  # noqa: E402
+import io  # noqa: E402
+
+from core.errors import Permanent  # noqa: E402
+from core.model.fleet import Fleet, RepoRef, Tenant  # noqa: E402
+from core.ops import cli  # noqa: E402
+from core.ops.hook_setup import setup_fleet  # noqa: E402
+from tests.azdo_fake import ORG, PAT, PROJECT, PROJECT_ID, azdo  # noqa: E402,F401  (the fixture)
+
+BASE = "https://autopilot-func.azurewebsites.net"
+HOOK_SECRET = "hook-secret-fleet"
+
+
+class FakeGateway:
+    """Subscriptions of one organization (shared by the gateways of its projects), repositories by name."""
+
+    def __init__(self, store: dict, project_id: str, repos: dict[str, str]):
+        self.store, self._project_id, self.repos = store, project_id, repos
+
+    def project_id(self) -> str:
+        return self._project_id
+
+    def repository_id(self, name_or_id: str) -> str:
+        return self.repos[name_or_id]
+
+    def list_subscriptions(self) -> list[dict]:
+        return [dict(s) for s in self.store.values()]
+
+    def create_subscription(self, body: dict) -> dict:
+        created = {**body, "id": f"sub-{len(self.store) + 1}"}
+        self.store[created["id"]] = created
+        return created
+
+    def replace_subscription(self, subscription_id: str, body: dict) -> dict:
+        self.store[subscription_id] = {**body, "id": subscription_id}
+        return self.store[subscription_id]
+
+
+def azdo_tenant(name: str, org: str, project: str, hld: bool = True, **kwargs) -> Tenant:
+    return Tenant(name, manifests=RepoRef(f"{org}/{project}/_git/{name}-manifests", "deploy"),
+                  hld=RepoRef(f"{org}/{project}/_git/{name}-hld") if hld else None,
+                  azdo_org_url=org, azdo_project=project, **kwargs)
+
+
+def test_setup_creates_each_tenants_hooks_in_its_own_project_with_its_own_gateway():
+    contoso_org, fabrikam_org = {}, {}
+    gateways = {
+        "contoso": FakeGateway(contoso_org, "p-contoso", {"contoso-hld": "r-ch", "contoso-manifests": "r-cm"}),
+        "fabrikam": FakeGateway(fabrikam_org, "p-fab", {"fabrikam-manifests": "r-fm"}),
+        "tailspin": FakeGateway(fabrikam_org, "p-fab", {"tailspin-hld": "r-th", "tailspin-manifests": "r-tm"}),
+    }
+    fleet = Fleet((azdo_tenant("contoso", "https://dev.azure.com/contoso", "gitops"),
+                   azdo_tenant("fabrikam", "https://dev.azure.com/fabrikam", "ops", hld=False, paused=True),
+                   azdo_tenant("tailspin", "https://dev.azure.com/fabrikam", "ops"),
+                   Tenant("local", manifests=RepoRef("file:///srv/m.git")),
+                   azdo_tenant("broken", "https://dev.azure.com/broken", "x", pat_setting="BROKEN_PAT")))
+    asked = []
+
+    def gateway_for(tenant: Tenant):
+        asked.append(tenant.name)
+        if tenant.name == "broken":
+            raise cli.HookSetupError("app setting BROKEN_PAT (tenant broken's PAT) is not set")
+        return gateways[tenant.name]
+
+    settings = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZDO_WEBHOOK_SECRET": HOOK_SECRET,
+                              "FLEET_REPO_URL": "https://dev.azure.com/platform/ops/_git/fleet"})
+    fleet_store: dict = {}
+    fleet_gateway = FakeGateway(fleet_store, "p-platform", {"fleet": "r-fleet"})
+    results = setup_fleet(fleet, gateway_for, settings, base_url=BASE, fleet_gateway=fleet_gateway)
+
+    assert asked == ["contoso", "fabrikam", "tailspin", "broken"]       # local has no azureDevOps: not asked
+    by_scope = {r.scope: r for r in results}
+    assert by_scope["tenant local"].skipped == "no azureDevOps in fleet.yaml: no service hooks"
+    assert by_scope["tenant broken"].error == "app setting BROKEN_PAT (tenant broken's PAT) is not set"
+    assert by_scope["tenant contoso"].result.count("create") == 8       # 4 on the HLD, 3 on manifests, build
+    assert by_scope["tenant fabrikam"].result.count("create") == 4      # light-weight: manifests PRs + build
+    assert by_scope["tenant tailspin"].result.count("create") == 7      # shares fabrikam's build subscription
+    assert by_scope["tenant tailspin"].result.count("unchanged") == 1
+
+    def made(store):
+        return sorted((s["eventType"], s["publisherInputs"]["projectId"], s["publisherInputs"].get("repository", ""))
+                      for s in store.values())
+    assert {r for _, _, r in made(contoso_org)} == {"r-ch", "r-cm", ""}
+    assert {p for _, p, _ in made(fabrikam_org)} == {"p-fab"}
+    assert {r for _, _, r in made(fabrikam_org)} == {"r-fm", "r-th", "r-tm", ""}
+    assert made(fleet_store) == [("git.push", "p-platform", "r-fleet")]    # no project-wide build hook there
+    assert fleet_store["sub-1"]["publisherInputs"]["branch"] == "main"
+    assert all(s["consumerInputs"]["basicAuthPassword"] == HOOK_SECRET
+               for store in (contoso_org, fabrikam_org, fleet_store) for s in store.values())
+
+    again = setup_fleet(fleet, gateway_for, settings, base_url=BASE, fleet_gateway=fleet_gateway)
+    assert all(r.result.count("create") == r.result.count("update") == 0 for r in again if r.result)
+
+
+def test_cli_setup_uses_each_tenants_own_pat(azdo, tmp_path, monkeypatch):  # noqa: F811
+    hld, manifests, fleet_repo_in_azdo = azdo.add_repo("fab-hld"), azdo.add_repo("fab-manifests"), azdo.add_repo("fleet")
+    fleet_repo = bare_repo(tmp_path, {"fleet.yaml": f"""tenants:
+  - name: fab
+    hld: {{url: "{ORG}/{PROJECT}/_git/fab-hld"}}
+    manifests: {{url: "{ORG}/{PROJECT}/_git/fab-manifests"}}
+    azureDevOps: {{org: "{ORG}", project: {PROJECT}}}
+    credentials: {{patSetting: FAB_PAT}}
+  - name: solo
+    manifests: {{url: "file:///srv/solo.git"}}
+"""}, name="fleet")
+    for name, value in {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZDO_WEBHOOK_SECRET": HOOK_SECRET,
+                        "FLEET_REPO_URL": fleet_repo, "WORK_DIR": str(tmp_path / "work"), "AZDO_ORG_URL": ORG,
+                        "AZDO_PROJECT": PROJECT, "AZDO_PAT": "deployment-pat-0", "FAB_PAT": PAT}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+
+    assert cli.main(["setup", "--url", BASE, "--function-key", ""], out, err) == 0, err.getvalue()
+
+    text = out.getvalue()
+    assert "tenant fab:\n" in text and "tenant solo: skipped: no azureDevOps in fleet.yaml" in text
+    assert "fleet repo:\n" in text
+    posts = azdo.find_calls("POST", "/hooks/subscriptions$")
+    fab_auth = "Basic " + base64.b64encode(f":{PAT}".encode()).decode()
+    deployment_auth = "Basic " + base64.b64encode(b":deployment-pat-0").decode()
+    tenant_posts = [p for p in posts if p.body["publisherInputs"].get("repository") != fleet_repo_in_azdo.id]
+    assert len(tenant_posts) == 8 and all(p.headers["Authorization"] == fab_auth for p in tenant_posts)
+    (fleet_post,) = [p for p in posts if p.body["publisherInputs"].get("repository") == fleet_repo_in_azdo.id]
+    assert fleet_post.body["eventType"] == "git.push" and fleet_post.headers["Authorization"] == deployment_auth
+    assert {p.body["publisherInputs"]["projectId"] for p in posts} == {PROJECT_ID}
+    assert {hld.id, manifests.id} <= {p.body["publisherInputs"].get("repository") for p in tenant_posts}
+    assert PAT not in text and "deployment-pat-0" not in text
+
+
+def test_cli_setup_reports_a_tenant_without_its_pat_setting(azdo, tmp_path, monkeypatch):  # noqa: F811
+    azdo.add_repo("fab-manifests")
+    fleet_repo = bare_repo(tmp_path, {"fleet.yaml": f"""tenants:
+  - name: fab
+    manifests: {{url: "{ORG}/{PROJECT}/_git/fab-manifests"}}
+    azureDevOps: {{org: "{ORG}", project: {PROJECT}}}
+    credentials: {{patSetting: FAB_PAT}}
+"""}, name="fleet")
+    for name, value in {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "AZDO_WEBHOOK_SECRET": HOOK_SECRET,
+                        "FLEET_REPO_URL": fleet_repo, "WORK_DIR": str(tmp_path / "work")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FAB_PAT", raising=False)
+    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+
+    assert cli.main(["setup", "--url", BASE], out, err) == 1
+    assert "tenant fab: FAILED: app setting FAB_PAT (tenant fab's PAT) is not set" in out.getvalue()
+    assert "fleet repo: skipped: AZDO_ORG_URL is not set" in out.getvalue()
+    assert err.getvalue().strip() == "error: setup failed for tenant fab; the others are set up"
+    assert azdo.find_calls("POST", "/hooks/subscriptions$") == []
+    assert issubclass(cli.HookSetupError, Permanent)
