@@ -230,3 +230,12 @@ def test_mutated_example_gives_a_fleet_or_a_line_error(data):
     result = outcome(bytes(text))
     if isinstance(result, Fleet):
         assert result.tenants and len(set(result.names)) == len(result.names)
+
+
+def test_the_readme_example_parses():
+    readme = (EXAMPLE.parents[2] / "README.md").read_text()
+    section = readme.split("## `fleet.yaml`: one deployment, many tenants", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    fleet = parse(block)
+    assert fleet.names == ("contoso", "fabrikam")
+    assert fleet.tenants[0].pat_expires == date(2027, 3, 31) and fleet.tenants[1].pat_setting == ""
