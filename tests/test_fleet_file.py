@@ -114,6 +114,8 @@ REFUSALS = [
      "expires must be a date"),
     ("tenants:\n" + tenant(extra="    credentials: {patSetting: A_PAT, expires: '2027-02-30'}\n"), 4,
      "expires must be a date"),
+    ("tenants:\n" + tenant(extra="    credentials: {patSetting: A_PAT, expires: 2027-13-01}\n"), 4,
+     "expires must be a date"),
     ("tenants:\n" + tenant(extra="    credentials:\n      pat: hunter2\n"), 5, "key 'pat' would hold a secret"),
     ("tenants:\n" + tenant(extra="    credentials:\n      token: hunter2\n"), 5, "key 'token' would hold"),
     ("tenants:\n" + tenant(extra=f"    credentials:\n      patSetting: {PAT}\n"), 5, "an Azure DevOps PAT"),
@@ -239,3 +241,15 @@ def test_the_readme_example_parses():
     fleet = parse(block)
     assert fleet.names == ("contoso", "fabrikam")
     assert fleet.tenants[0].pat_expires == date(2027, 3, 31) and fleet.tenants[1].pat_setting == ""
+
+
+@given(st.data())
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_a_pat_anywhere_is_refused_and_never_repeated(data):
+    lines = EXAMPLE.read_text().splitlines()
+    at = data.draw(st.integers(0, len(lines) - 1))
+    column = data.draw(st.integers(0, len(lines[at])))
+    lines[at] = lines[at][:column] + data.draw(st.sampled_from(["", " ", "'", '"', "# "])) + PAT + lines[at][column:]
+    with pytest.raises(FleetFileError) as caught:
+        parse_fleet("\n".join(lines).encode(), "hypothesis")
+    assert PAT not in str(caught.value) and PAT[:20] not in str(caught.value)

@@ -187,6 +187,37 @@ def test_a_due_check_runs_in_the_background_and_callers_do_not_wait(fleet_repo, 
     assert loader.current().names == ("alpha",)
 
 
+def test_callers_never_wait_for_a_running_check(fleet_repo, tmp_path):
+    import threading
+
+    class SlowHead:
+        """The real workspace, whose head check blocks until released."""
+        def __init__(self, workspace):
+            self.workspace, self.entered, self.release = workspace, threading.Event(), threading.Event()
+
+        def head(self):
+            self.entered.set()
+            assert self.release.wait(30)
+            return self.workspace.head()
+
+        def __getattr__(self, name):
+            return getattr(self.workspace, name)
+
+    clock = Clock()
+    slow = SlowHead(GitWorkspace(fleet_repo, "main", base_dir=tmp_path / "slow"))
+    slow.release.set()
+    loader = FleetSource(fleet_repo, "main", slow, clock=clock)   # the real background thread
+    first = loader.current()
+    slow.release.clear()
+    clock.now += 61
+    assert loader.current() is first                      # starts the background check
+    assert slow.entered.wait(30)
+    done = threading.Event()
+    threading.Thread(target=lambda: (loader.current(), done.set()), daemon=True).start()
+    assert done.wait(10)                                  # answered while the check holds the lock
+    slow.release.set()
+
+
 # ---------------------------------------------------------------------------------------------- wiring + hook
 
 

@@ -103,7 +103,8 @@ class FleetSource:
     _status: FleetStatus | None = field(default=None, init=False)
     _next_check: float = field(default=float("-inf"), init=False)
     _checking: bool = field(default=False, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)       # held through a check
+    _flag_lock: threading.Lock = field(default_factory=threading.Lock, init=False)  # only around `_checking`
 
     def __post_init__(self) -> None:
         self.url = clean_url(self.url)
@@ -124,7 +125,7 @@ class FleetSource:
                                            f"{self._status.error or 'not loaded yet'}")
                 return self._fleet
         if self.clock() >= self._next_check:
-            with self._lock:
+            with self._flag_lock:
                 start, self._checking = not self._checking, True
             if start:
                 self.background(self._check_in_background)
@@ -147,7 +148,7 @@ class FleetSource:
                 if self.clock() >= self._next_check:
                     self._check(force=False)
         finally:
-            with self._lock:
+            with self._flag_lock:
                 self._checking = False
 
     def _check(self, *, force: bool) -> bool:

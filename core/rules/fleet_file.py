@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from core.errors import Permanent
@@ -80,6 +81,8 @@ _SECRET_SHAPES = (
     ("a base64 key", re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40,}={1,2}")),
 )
 _TOKEN = re.compile(r"[A-Za-z0-9_+-]{32,}")
+_LOWER_RUN = re.compile(r"[a-z0-9]{52,}")   # a PAT glued to other letters; hex runs (digests) are let through
+_HEX = frozenset("0123456789abcdef")
 
 
 class FleetFileError(Permanent, ValueError):
@@ -100,13 +103,33 @@ def parse_fleet(text: bytes, source: str, *, fleet_repo_url: str = "") -> Fleet:
         except UnicodeDecodeError as exc:
             raise FleetFileError(text[:exc.start].count(b"\n") + 1, "is not UTF-8 text") from None
         _refuse_secret_lines(decoded)
-        data = load_one(decoded, FLEET_FILE, yaml=YAML(typ="rt"), max_bytes=MAX_FLEET_BYTES)
+        data = load_one(decoded, FLEET_FILE, yaml=_yaml(), max_bytes=MAX_FLEET_BYTES)
     except RepoYamlError as exc:
         raise FleetFileError(exc.line, exc.problem) from None
     if data is None:
         raise FleetFileError(None, "is empty: it must list the tenants (tenants: [...])")
     _refuse_secret_values(data)
     return _Parser(fleet_repo_url).fleet(data, source)
+
+
+class _Constructor(RoundTripConstructor):
+    """Round trip, except that an impossible date (`2027-02-30`) stays a string, so the field that holds it is
+    refused with its own line instead of the whole document with line 1."""
+
+    def construct_yaml_timestamp(self, node: Any, values: Any = None) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node, values)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:timestamp", _Constructor.construct_yaml_timestamp)
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
+    return yaml
 
 
 # ---------------------------------------------------------------------------------------------------- secrets
@@ -116,6 +139,9 @@ def _secret_shape(value: str) -> str | None:
     for what, pattern in _SECRET_SHAPES:
         if pattern.search(value):
             return what
+    for run in _LOWER_RUN.findall(value):
+        if sum(c.isdigit() for c in run) >= 4 and not set(run) <= _HEX:
+            return "an Azure DevOps PAT"
     for token in _TOKEN.findall(value):
         if _random_looking(token):
             return "a random token (a key or password?)"
