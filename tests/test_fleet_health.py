@@ -232,7 +232,8 @@ def test_setup_creates_each_tenants_hooks_in_its_own_project_with_its_own_gatewa
 
 
 def test_cli_setup_uses_each_tenants_own_pat(azdo, tmp_path, monkeypatch):  # noqa: F811
-    hld, manifests, fleet_repo_in_azdo = azdo.add_repo("fab-hld"), azdo.add_repo("fab-manifests"), azdo.add_repo("fleet")
+    hld, manifests = azdo.add_repo("fab-hld"), azdo.add_repo("fab-manifests")
+    fleet_repo_in_azdo = azdo.add_repo("fleet")
     fleet_repo = bare_repo(tmp_path, {"fleet.yaml": f"""tenants:
   - name: fab
     hld: {{url: "{ORG}/{PROJECT}/_git/fab-hld"}}

@@ -168,13 +168,13 @@ class FleetSource:
             self._load()
             return False
         except AutopilotError as exc:
-            self._status = _replace(status, error=f"cannot read the fleet repository: {exc}", error_commit="",
+            self._status = _replace(self._status, error=f"cannot read the fleet repository: {exc}", error_commit="",
                                     checked_at=_now())
             log.warning("fleet: %s", self._status.error)
             return not isinstance(exc, Permanent)
         except Exception as exc:  # a bug must not stop the checks; the last good fleet stays in use
             log.exception("fleet: loading %s failed", self.url)
-            self._status = _replace(status, error=f"loading failed: {type(exc).__name__}", error_commit="",
+            self._status = _replace(self._status, error=f"loading failed: {type(exc).__name__}", error_commit="",
                                     checked_at=_now())
             return True
 
@@ -198,7 +198,10 @@ class FleetSource:
     def _refused(self, commit: str, error: str) -> None:
         log.warning("fleet: %s@%s refused: %s", self.url, commit[:12], error)
         if self._fleet is None:
-            self._last_good_in_history(commit)
+            try:
+                self._last_good_in_history(commit)
+            except AutopilotError as exc:   # the refusal is still the news; the history walk is a bonus
+                log.warning("fleet: could not look for an earlier good commit: %s", exc)
         self._status = _replace(self._status, error=error, error_commit=commit, checked_at=_now())
 
     def _last_good_in_history(self, refused: str) -> None:

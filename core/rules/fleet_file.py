@@ -307,8 +307,8 @@ class _Parser:
         hld = self.repo(node, "hld", where) if "hld" in node else None
         manifests = self.repo(node, "manifests", where)
         if hld is not None and _repo_key(hld.url) == _repo_key(manifests.url) and hld.branch == manifests.branch:
-            raise FleetFileError(max(_line(node, "hld"), _line(node, "manifests")), f"{where}: hld and manifests are the same repository "
-                                                           "and branch")
+            raise FleetFileError(max(_line(node, "hld"), _line(node, "manifests")),
+                                 f"{where}: hld and manifests are the same repository and branch")
         for key, ref in (("hld", hld), ("manifests", manifests)):
             if ref is None:
                 continue
@@ -333,7 +333,8 @@ class _Parser:
             raise FleetFileError(_line(node, "writeMode"), f"{where}.writeMode pull-request needs azureDevOps "
                                                            "{org, project} (the pull requests are made there)")
         images = self.images(node, where) if "images" in node else ("*",)
-        pat_setting, expires = self.credentials(node, where, pat_settings, name) if "credentials" in node else ("", None)
+        pat_setting, expires = (self.credentials(node, where, pat_settings, name) if "credentials" in node
+                                else ("", None))
         paused = False
         if "paused" in node:
             if not isinstance(node["paused"], (bool, ScalarBoolean)):
@@ -458,7 +459,8 @@ def _url(value: str, where: str, line: int, schemes: tuple[str, ...] = ("https",
             raise FleetFileError(line, f"{where} must be file:///absolute/path")
     elif not host:
         raise FleetFileError(line, f"{where} has no host")
-    if "@" in parts.netloc and (parts.scheme != "ssh" or parts.password is not None or ":" in parts.netloc.split("@")[0]):
+    userinfo = parts.netloc.rpartition("@")[0]
+    if userinfo and (parts.scheme != "ssh" or ":" in userinfo):   # ssh://git@host names a user, not a credential
         raise FleetFileError(line, f"{where} carries credentials in the URL; name them under credentials instead")
     if parts.query or parts.fragment or "?" in value or "#" in value:
         raise FleetFileError(line, f"{where} must not carry a query or fragment")
