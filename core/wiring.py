@@ -77,7 +77,8 @@ class Services:
 
     @cached_property
     def intake(self) -> Intake:
-        return Intake(self.settings, self.storage, self.deliveries, self.async_storage, self.async_deliveries)
+        return Intake(self.settings, self.storage, self.deliveries, self.async_storage, self.async_deliveries,
+                      fleet_source=self.fleet_source)
 
     @cached_property
     def _async_credential(self):
@@ -148,8 +149,11 @@ class Services:
 
     @property
     def fleet(self) -> Fleet:
-        """The tenants this deployment serves: without FLEET_REPO_URL, one tenant (`default`) from the app settings."""
+        """The tenants this deployment serves: the fleet.yaml of FLEET_REPO_URL (core.adapters.fleet_source; raises
+        FleetUnavailable until one loaded), else one tenant (`default`) from the app settings."""
         s = self.settings
+        if self.fleet_source is not None:
+            return self.fleet_source.current()
         manifests = RepoRef(s.manifest_repo_url, s.manifest_branch) if s.manifest_repo_url else None
         hld = RepoRef(s.hld_repo_url, s.hld_branch) if s.hld_repo_url else None
         if manifests is None and hld is None:
@@ -157,6 +161,17 @@ class Services:
         return Fleet((Tenant(DEFAULT_TENANT, manifests=manifests or hld, hld=hld if manifests else None,
                              write_mode=s.write_mode, azdo_org_url=s.azdo_org_url, azdo_project=s.azdo_project,
                              pat_setting="AZDO_PAT" if s.azdo_pat else ""),))
+
+    @cached_property
+    def fleet_source(self):
+        """The fleet repository's loader (None without FLEET_REPO_URL), read with the deployment's own credentials."""
+        from core.adapters.fleet_source import FleetSource
+
+        s = self.settings
+        if not s.fleet_repo_url:
+            return None
+        return FleetSource(s.fleet_repo_url, s.fleet_branch, self.workspace(s.fleet_repo_url, s.fleet_branch,
+                                                                            purpose="fleet"))
 
     @cached_property
     def bump(self):

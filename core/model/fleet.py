@@ -3,6 +3,7 @@ credentials (by reference only) and image filter. Without a fleet.yaml the app s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from fnmatch import fnmatchcase
 
 from core.errors import Permanent
@@ -39,6 +40,7 @@ class Tenant:
     images: tuple[str, ...] = ("*",)     # globs on `host/repository` (no tag)
     pat_setting: str = ""                # the NAME of the app setting holding this tenant's PAT; "" = managed identity
     paused: bool = False
+    pat_expires: date | None = None      # when that PAT expires (fleet.yaml `expires`); health flags it 14 days ahead
 
     @property
     def bump_repo(self) -> RepoRef:

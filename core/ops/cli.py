@@ -9,6 +9,8 @@
                                [--registry NAME] [--dry-run] [--rotate-secret]
                                [--flux-namespace NS] [--flux-source NAME]
                                [--flux-cluster NAME [--flux-env E1,E2]]
+        (with FLEET_REPO_URL: the hooks of every tenant's project, each with the tenant's own credentials, and a
+        push hook on the fleet repo; a tenant that fails is reported, the others go on, exit status 1)
 
 Settings come from the environment first, then the `Values` of local.settings.json in the current folder (else
 local.settings.sample.json), as the function app reads them. Exit status: 0 done, 1 the operation failed
@@ -24,13 +26,15 @@ from typing import Any, Sequence, TextIO
 
 from azure.core.exceptions import AzureError
 
-from core.adapters.azdo import AzdoError
+from core.adapters.azdo import AzdoError, AzdoGateway
+from core.adapters.fleet_source import FleetUnavailable
 from core.workers.cluster_feedback import RunningLog, provider_yaml
 from core.workers.promoter import Pauses
 from core.errors import Permanent
+from core.model.fleet import Tenant
 from core.adapters.flux_receivers import RECEIVER_NAME, receiver_check, receiver_yaml
 from core.ops.health import HealthProbes, check_health
-from core.ops.hook_setup import HookSetupError, SetupResult, acr_commands, hook_url, setup_subscriptions
+from core.ops.hook_setup import HookSetupError, SetupResult, acr_commands, hook_url, setup_fleet, setup_subscriptions
 from core.ops.replay import Replayer, ReplayRequestError, parse_replay_request
 from core.adapters.review_records import ReviewRecord, ReviewRecords
 from core.wiring import Services
@@ -302,7 +306,45 @@ def _print_feedback(args: argparse.Namespace, services: Services, out: TextIO) -
         print(provider_yaml(cluster, env, url, namespace=args.flux_namespace), end="", file=out)
 
 
+def tenant_gateway(services: Services, tenant: Tenant) -> AzdoGateway:
+    """An Azure DevOps gateway on the tenant's own org and project with the tenant's own credentials: the PAT in
+    the app setting fleet.yaml names, else the managed identity. Never another tenant's or the deployment's PAT."""
+    if tenant.pat_setting:
+        pat = services.settings.app_setting(tenant.pat_setting)
+        if not pat:
+            raise HookSetupError(f"app setting {tenant.pat_setting} (tenant {tenant.name}'s PAT) is not set")
+        return AzdoGateway(tenant.azdo_org_url, tenant.azdo_project, pat=pat)
+    return AzdoGateway(tenant.azdo_org_url, tenant.azdo_project, credential=services._credential)
+
+
+def _setup_fleet(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    function_key = services.settings.functions_key if args.function_key is None else args.function_key
+    results = setup_fleet(services.fleet, lambda tenant: tenant_gateway(services, tenant), services.settings,
+                          base_url=args.url, function_key=function_key, dry_run=args.dry_run,
+                          rotate_secret=args.rotate_secret, fleet_gateway=services.gateway)
+    failed = []
+    for scope in results:
+        if scope.result is not None:
+            print(f"{scope.scope}:", file=out)
+            print("\n".join(f"  {line}" for line in format_setup(scope.result)), file=out)
+        elif scope.skipped:
+            print(f"{scope.scope}: skipped: {scope.skipped}", file=out)
+        else:
+            print(f"{scope.scope}: FAILED: {scope.error}", file=out)
+            failed.append(scope.scope)
+    print("\nPoint ACR at the app with ONE of (export ACR_WEBHOOK_SECRET"
+          + (" and FUNCTIONS_KEY" if function_key else "") + " first):", file=out)
+    for command in acr_commands(args.registry, args.url, bool(function_key)):
+        print(f"  {command}", file=out)
+    _print_feedback(args, services, out)
+    if failed:
+        raise _Failed(f"setup failed for {', '.join(failed)}; the others are set up")
+    return 0
+
+
 def _setup(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    if services.fleet_source is not None:
+        return _setup_fleet(args, services, out)
     if services.gateway is None and args.flux_cluster:
         print("AZDO_ORG_URL is not set: no Azure DevOps service hooks to set up.", file=out)
         _print_flux(args, services, out)
@@ -389,7 +431,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except StorageUnavailable as exc:
         print(f"error: storage unavailable: {exc}", file=err)
         return 1
-    except (_Failed, AzdoError) as exc:
+    except (_Failed, AzdoError, FleetUnavailable) as exc:
         print(f"error: {exc}", file=err)
         return 1
     except AzureError as exc:

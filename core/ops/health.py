@@ -16,7 +16,9 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from typing import Callable
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 from azure.data.tables import TableErrorCode
@@ -25,7 +27,10 @@ import core
 from core.adapters.azdo import AzdoError
 from core.workers.cluster_feedback import CLUSTERS_TABLE, RUNNING_TABLE
 from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
-from core.adapters.git_workspace import GIT_MISSING, GitError, classify, clean_url, git_executable, scrub, secret_forms
+from core.adapters.fleet_source import FleetUnavailable
+from core.adapters.git_workspace import (GIT_MISSING, GitError, bearer_auth_header, classify, clean_url, git_executable,
+                                         pat_auth_header, scrub, secret_forms)
+from core.model.fleet import Fleet, Tenant
 from core.adapters.highwater import HIGHWATER_TABLE
 from core.workers.promoter import PAUSES_TABLE, PROMOTIONS_TABLE
 from core.adapters.review_records import REVIEW_TABLE
@@ -38,6 +43,7 @@ from core.adapters.trace import TRACE_TABLE
 REPO_CACHE_SECONDS = 60.0
 STORE_CACHE_SECONDS = 10.0
 LS_REMOTE_TIMEOUT_SECONDS = 15.0
+PAT_EXPIRY_WARNING_DAYS = 14     # Bedrock #248 asked for PAT expiry in the operators' view
 # Every table intake and the workers read or write; a store they need that does not answer is a failure.
 TABLES = (DELIVERIES_TABLE, JOURNAL_TABLE, TRACE_TABLE, HIGHWATER_TABLE, REVIEW_TABLE, RUNNING_TABLE, CLUSTERS_TABLE,
           PROMOTIONS_TABLE, PAUSES_TABLE)
@@ -201,6 +207,7 @@ class HealthProbes:
     stores: StoreProbe = field(default_factory=StoreProbe)
     outbox: OutboxProbe = field(default_factory=OutboxProbe)
     which: Callable[[str], str | None] = shutil.which
+    today: Callable[[], date] = field(default=lambda: datetime.now(timezone.utc).date())
 
 
 def check_health(load_services: Callable[[], Services], probes: HealthProbes) -> HealthReport:
@@ -258,6 +265,8 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
             failing.append(f"{role} repo: {status.error}")
     body["repos"] = repos
 
+    _fleet(services, probes, body, failing, warnings, has_git)
+
     if settings.azdo_configured:
         try:
             body["azdo"] = {"reachable": True, "identityId": services.gateway.identity_id()}
@@ -265,6 +274,93 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
             body["azdo"] = {"reachable": False}
             failing.append(f"azdo: {exc}")
     return _report(body, failing, warnings)
+
+
+def _fleet(services: Services, probes: HealthProbes, body: dict, failing: list[str], warnings: list[str],
+           has_git: bool) -> None:
+    """The fleet's source (commit, last load error) and, per tenant, its repos and credential status. One tenant's
+    problem is a warning naming it, not a failure: the other tenants are served (isolation)."""
+    source = services.fleet_source
+    try:
+        fleet = services.fleet
+    except FleetUnavailable as exc:
+        fleet = None
+        failing.append(f"fleet: {exc}")
+    if source is not None:
+        status = source.status()
+        body["fleet"] = {"source": status.url, "branch": status.branch, "commit": status.commit or None,
+                         "loadedAt": status.loaded_at or None}
+        if status.error:
+            body["fleet"]["error"] = redact(status.error)
+            body["fleet"]["errorCommit"] = status.error_commit or None
+            if fleet is not None:
+                refused = f"commit {status.error_commit[:12]} refused" if status.error_commit else "not reloaded"
+                warnings.append(redact(f"fleet: {refused}, still serving {status.commit[:12]}: {status.error}"))
+    if fleet is None:
+        return
+    tenants = {}
+    for tenant in fleet.tenants:
+        entry, problems = _tenant(services, probes, tenant, has_git)
+        tenants[tenant.name] = entry
+        # Without a fleet repo the default tenant's repos are the app settings' repos, already failing above.
+        warnings += [redact(f"tenant {tenant.name}: {p}") for p in problems
+                     if source is not None or not p.startswith(("hld repo", "manifests repo"))]
+    body["tenants"] = tenants
+
+
+def credential_status(tenant: Tenant, services: Services, today: date) -> tuple[dict, list[str]]:
+    """How the tenant's work authenticates, and whether that can work: its PAT's app setting present, the PAT's
+    `expires` not within PAT_EXPIRY_WARNING_DAYS; or the managed identity. Never the PAT itself."""
+    if not tenant.pat_setting:
+        return {"kind": "managed-identity"}, []
+    present = bool(services.settings.app_setting(tenant.pat_setting))
+    status: dict = {"kind": "pat", "setting": tenant.pat_setting, "present": present}
+    problems = [] if present else [f"app setting {tenant.pat_setting} (its PAT) is not set: its repos cannot be "
+                                   "read or written"]
+    if tenant.pat_expires is not None:
+        days = (tenant.pat_expires - today).days
+        status.update(expires=tenant.pat_expires.isoformat(), expiresInDays=days,
+                      expiring=days <= PAT_EXPIRY_WARNING_DAYS)
+        if days < 0:
+            problems.append(f"the PAT in {tenant.pat_setting} expired on {tenant.pat_expires.isoformat()}")
+        elif days <= PAT_EXPIRY_WARNING_DAYS:
+            problems.append(f"the PAT in {tenant.pat_setting} expires in {days} day(s), on "
+                            f"{tenant.pat_expires.isoformat()}: renew it and update the setting (and expires)")
+    return status, problems
+
+
+def tenant_git_auth(services: Services, tenant: Tenant, url: str) -> Callable[[], str] | None:
+    """The tenant's own credentials for its repos over https: its PAT, else the managed identity's token."""
+    from core.adapters.azdo import ADO_SCOPE
+
+    if urlsplit(url).scheme not in ("http", "https"):
+        return None
+    if tenant.pat_setting:
+        pat = services.settings.app_setting(tenant.pat_setting)
+        return pat_auth_header(pat) if pat else None
+    return bearer_auth_header(lambda: services._credential.get_token(ADO_SCOPE).token)
+
+
+def _tenant(services: Services, probes: HealthProbes, tenant: Tenant, has_git: bool) -> tuple[dict, list[str]]:
+    credentials, problems = credential_status(tenant, services, probes.today())
+    repos: dict[str, dict] = {}
+    for role, ref in (("hld", tenant.hld), ("manifests", tenant.manifests)):
+        if ref is None:
+            continue
+        repos[role] = {"branch": ref.branch}
+        if not has_git or (tenant.pat_setting and not credentials["present"]):
+            repos[role]["reachable"] = None      # not asked: without git or credentials the answer says nothing
+            continue
+        status = probes.repos.check(ref.url, ref.branch, tenant_git_auth(services, tenant, ref.url))
+        repos[role]["reachable"] = status.reachable
+        if status.reachable:
+            repos[role]["head"] = status.head
+        else:
+            problems.append(f"{role} repo: {status.error}")
+    entry = {"paused": tenant.paused, "writeMode": tenant.write_mode, "repos": repos, "credentials": credentials}
+    if tenant.paused:
+        entry["note"] = "paused in fleet.yaml: takes no new pushes"
+    return entry, problems
 
 
 def _outbox(services: Services, probe: OutboxProbe, body: dict, warnings: list[str]) -> None:

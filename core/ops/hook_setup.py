@@ -9,6 +9,10 @@ Subscriptions (Web Hooks consumer, basic auth `autopilot` / AZDO_WEBHOOK_SECRET,
   ignores pushes to any repo but the HLD.
 - `build.complete`, project-wide (a PR's build policy finishing triggers its review).
 
+With a fleet (FLEET_REPO_URL), `setup_fleet` does this for every tenant's Azure DevOps project, each with that
+tenant's own credentials (a tenant without `azureDevOps` gets no hooks), and adds a `git.push` subscription on the
+fleet repository (in AZDO_ORG_URL / AZDO_PROJECT, with the deployment's credentials) so a change reloads the fleet.
+
 An existing subscription is the same one when (project, eventType, publisherInputs.repository, hook URL without
 its query) match; the query carries the function key, so a rotated key updates the subscription rather than
 adding a second one. Subscriptions this service no longer wants are left alone.
@@ -16,10 +20,13 @@ adding a second one. Subscriptions this service no longer wants are left alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from core.errors import Permanent
+from azure.core.exceptions import AzureError
+
+from core.errors import AutopilotError, Permanent
+from core.model.fleet import Fleet, Tenant
 from core.model.payloads import repo_name_from_url
 from core.settings import Settings
 
@@ -45,6 +52,7 @@ class SubscriptionGateway(Protocol):
     def create_subscription(self, body: dict) -> dict: ...
     def replace_subscription(self, subscription_id: str, body: dict) -> dict: ...
     def repository_id(self, name_or_id: str) -> str: ...
+    def project_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,8 @@ def without_query(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), "", ""))
 
 
-def wanted_subscriptions(project_id: str, repos: Iterable[RepoHooks], url: str, secret: str) -> list[Wanted]:
+def wanted_subscriptions(project_id: str, repos: Iterable[RepoHooks], url: str, secret: str,
+                         project_wide: bool = True) -> list[Wanted]:
     consumer = {"url": url, "basicAuthUsername": HOOK_USERNAME, "basicAuthPassword": secret,
                 "resourceDetailsToSend": "all"}
 
@@ -113,7 +122,8 @@ def wanted_subscriptions(project_id: str, repos: Iterable[RepoHooks], url: str, 
     wanted = [Wanted(f"{repo.role} repo, branch {repo.branch}",
                      body(event, "1.0", {"repository": repo.repository_id, "branch": repo.branch}))
               for repo in repos for event in repo.events]
-    wanted.append(Wanted("project", body(BUILD_EVENT, "2.0", {})))
+    if project_wide:
+        wanted.append(Wanted("project", body(BUILD_EVENT, "2.0", {})))
     return wanted
 
 
@@ -206,6 +216,68 @@ def setup_subscriptions(gateway: SubscriptionGateway, settings: Settings, *, bas
     if not dry_run:
         changes = apply_changes(gateway, changes)
     return SetupResult(tuple(changes), dry_run)
+
+
+@dataclass(frozen=True)
+class ScopeResult:
+    """One tenant's (or the fleet repo's) setup: its result, or why it was skipped or failed."""
+    scope: str                 # "tenant contoso" | "fleet repo"
+    result: SetupResult | None = None
+    skipped: str = ""
+    error: str = ""
+
+
+def tenant_repo_hooks(tenant: Tenant, gateway: SubscriptionGateway) -> list[RepoHooks]:
+    repos = []
+    if tenant.hld is not None:
+        repos.append(RepoHooks("hld", gateway.repository_id(repo_name_from_url(tenant.hld.url)), tenant.hld.branch,
+                               PR_EVENTS + (PUSH_EVENT,)))
+    repos.append(RepoHooks("manifest", gateway.repository_id(repo_name_from_url(tenant.manifests.url)),
+                           tenant.manifests.branch, PR_EVENTS))
+    return repos
+
+
+def setup_fleet(fleet: Fleet, gateway_for: Callable[[Tenant], SubscriptionGateway], settings: Settings, *,
+                base_url: str, function_key: str = "", dry_run: bool = False, rotate_secret: bool = False,
+                fleet_gateway: SubscriptionGateway | None = None) -> list[ScopeResult]:
+    """Every tenant's subscriptions in its own project with its own gateway (`gateway_for(tenant)`: that tenant's
+    credentials), then the fleet repository's push hook with `fleet_gateway` (the deployment's). One tenant's
+    failure (a missing PAT setting, a refused call) is reported and the others go on. Tenants run one after the
+    other, each listing afresh, so two tenants in one project share the project-wide build subscription."""
+    if not settings.azdo_webhook_secret:
+        raise HookSetupError("AZDO_WEBHOOK_SECRET is empty: set it first (the hooks authenticate with it)")
+    url = hook_url(base_url, function_key)
+    results = []
+
+    def plan(gateway: SubscriptionGateway, repos: list[RepoHooks], project_wide: bool, scope: str) -> SetupResult:
+        wanted = wanted_subscriptions(gateway.project_id(), repos, url, settings.azdo_webhook_secret, project_wide)
+        wanted = [Wanted(f"{scope}: {w.scope}", w.body) for w in wanted]
+        changes = plan_changes(wanted, gateway.list_subscriptions(), rotate_secret)
+        return SetupResult(tuple(changes if dry_run else apply_changes(gateway, changes)), dry_run)
+
+    for tenant in fleet.tenants:
+        scope = f"tenant {tenant.name}"
+        if not (tenant.azdo_org_url and tenant.azdo_project):
+            results.append(ScopeResult(scope, skipped="no azureDevOps in fleet.yaml: no service hooks"))
+            continue
+        try:
+            gateway = gateway_for(tenant)
+            results.append(ScopeResult(scope, plan(gateway, tenant_repo_hooks(tenant, gateway), True, scope)))
+        except (AutopilotError, AzureError) as exc:
+            results.append(ScopeResult(scope, error=str(exc)))
+    if settings.fleet_repo_url:
+        scope = "fleet repo"
+        if fleet_gateway is None:
+            results.append(ScopeResult(scope, skipped="AZDO_ORG_URL is not set: no push hook on the fleet repo "
+                                                      "(it is still checked every minute)"))
+        else:
+            try:
+                repo = RepoHooks("fleet", fleet_gateway.repository_id(repo_name_from_url(settings.fleet_repo_url)),
+                                 settings.fleet_branch, (PUSH_EVENT,))
+                results.append(ScopeResult(scope, plan(fleet_gateway, [repo], False, scope)))
+            except (AutopilotError, AzureError) as exc:
+                results.append(ScopeResult(scope, error=str(exc)))
+    return results
 
 
 def acr_commands(registry: str, base_url: str, uses_function_key: bool) -> list[str]:

@@ -104,6 +104,35 @@ def _trace_ids(description: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))[:MAX_TRACE_IDS]
 
 
+def fleet_push(event: AzdoEvent, fleet_url: str, fleet_branch: str) -> str | Ignored | None:
+    """A `git.push` to the fleet repository (FLEET_REPO_URL): the new head of the fleet branch, to reload from;
+    Ignored when the push left that branch alone; None when the event is anything else (routed as usual)."""
+    if event.event_type != "git.push" or not fleet_url:
+        return None
+    repository = _repository(event.resource)
+    remote = repository.get("remoteUrl")
+    if not isinstance(remote, str) or not remote:
+        return None   # the fleet repository is recognised by its URL only: a name alone could be any project's
+    try:
+        if normalize_repo_url(remote) != normalize_repo_url(fleet_url):
+            return None
+    except ValueError:
+        raise PayloadError(f"resource.repository.remoteUrl: {show(remote)} is not a URL") from None
+    ref_updates = event.resource.get("refUpdates")
+    if not isinstance(ref_updates, list):
+        raise PayloadError("resource.refUpdates must be an array")
+    wanted = f"refs/heads/{fleet_branch}"
+    for i, update in enumerate(ref_updates):
+        if not isinstance(update, dict):
+            raise PayloadError(f"resource.refUpdates[{i}] must be a JSON object")
+        if _ref(update.get("name"), f"resource.refUpdates[{i}].name") == wanted:
+            new = _commit_id(update.get("newObjectId"), f"resource.refUpdates[{i}].newObjectId")
+            if new and set(new) != {"0"}:
+                return new
+            return Ignored(f"push deleted the fleet branch {fleet_branch}; the fleet in use stays")
+    return Ignored(f"push to the fleet repository did not update {wanted}")
+
+
 def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: str) -> list[WorkItem] | Ignored:
     resource = event.resource
     kind = event.event_type

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from core.rules.azdo_routing import RepoConfig, route_azdo
+from core.rules.azdo_routing import RepoConfig, fleet_push, route_azdo
+from core.adapters.fleet_source import FleetSource
 from core.adapters.deliveries import MAX_EVENT_ID_CHARS, MAX_MESSAGES_CHARS, AsyncDeliveryLog, Claim, DeliveryLog
 from core.model.payloads import (ACR_IMAGE_PUSHED, EVENTGRID_VALIDATION, Ignored, PayloadError, parse_acr_event,
                            parse_azdo, parse_eventgrid)
@@ -82,8 +83,10 @@ class Accepted:
 
 class Intake:
     def __init__(self, settings: Settings, storage: Storage, deliveries: DeliveryLog,
-                 aio_storage: Callable[[], AsyncStorage], aio_deliveries: Callable[[], AsyncDeliveryLog]):
+                 aio_storage: Callable[[], AsyncStorage], aio_deliveries: Callable[[], AsyncDeliveryLog],
+                 fleet_source: FleetSource | None = None):
         self._settings = settings
+        self._fleet_source = fleet_source        # a push to the fleet repository reloads it (not journaled: idempotent)
         self._storage = storage
         self._deliveries = deliveries
         self._aio_storage = aio_storage          # per event loop: the aio clients belong to the loop using them
@@ -191,6 +194,21 @@ class Intake:
             return [Delivery(event_id, raw, ignored=routed.reason)]
         return [Delivery(event_id, raw, items=tuple(routed))]
 
+    def _fleet_push(self, source: str, data: Any) -> str | Ignored | None:
+        if source != "azdo" or self._fleet_source is None:
+            return None
+        return fleet_push(parse_azdo(data), self._settings.fleet_repo_url, self._settings.fleet_branch)
+
+    async def _reload_fleet(self, data: Any, push: str | Ignored) -> Reply:
+        """200 with what was loaded, or why the new commit was refused and which fleet stays in use; 503 when the
+        fleet repository could not be read (Azure DevOps retries 503; the head check catches up anyway)."""
+        event_id = f"azdo:{parse_azdo(data).delivery_id}"
+        if isinstance(push, Ignored):
+            return Reply(200, {"eventId": event_id, "ignored": push.reason})
+        result = await asyncio.to_thread(self._fleet_source.reload)
+        log.info("fleet push %s: %s", push[:12], result.body())
+        return Reply(503 if result.retryable else 200, {"eventId": event_id, **result.body()})
+
     # -- the pipeline -------------------------------------------------------------------------------------------
     async def receive(self, source: str, headers: Mapping[str, str], params: Mapping[str, str],
                       body: bytes) -> Accepted:
@@ -206,6 +224,12 @@ class Intake:
         return accepted
 
     async def _accept(self, source: str, data: Any, raw: bytes, content_type: str) -> Accepted:
+        try:
+            reload = self._fleet_push(source, data)
+        except PayloadError as exc:
+            return Accepted(_error(400, str(exc)))
+        if reload is not None:
+            return Accepted(await self._reload_fleet(data, reload))
         try:
             deliveries = self.interpret(source, data, raw)
         except PayloadError as exc:
