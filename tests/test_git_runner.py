@@ -7,9 +7,7 @@ import os
 import stat
 import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 
 import pytest
 
@@ -29,9 +27,8 @@ from core.adapters.git_runner import (
 from core.errors import Permanent, Retryable, is_permanent
 from core.settings import child_environment
 from devkit import gitrepos
-
-PAT = "pat-s3cret-0123456789"
-PAT_B64 = base64.b64encode(f":{PAT}".encode()).decode()
+from tests.test_git_workspace import PAT, PAT_B64, unauthorized_server  # noqa: F401 (a fixture)
+from tests.test_git_workspace import _assert_no_secret as assert_no_secret
 
 
 def fake_git(tmp_path: Path, stderr: str = "", status: int = 0, sleep: float = 0) -> Path:
@@ -53,11 +50,6 @@ def fake_git(tmp_path: Path, stderr: str = "", status: int = 0, sleep: float = 0
 def recorded_env(tmp_path: Path) -> dict[str, str]:
     lines = (tmp_path / "env").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line)
-
-
-def assert_no_secret(text: str) -> None:
-    for secret in (PAT, PAT_B64, f"Basic {PAT_B64}"):
-        assert secret not in text
 
 
 def test_the_environment_is_built_not_inherited(tmp_path, monkeypatch):
@@ -104,29 +96,11 @@ def test_system_and_global_config_and_an_inherited_repository_are_ignored(tmp_pa
     assert git.run("config", "user.name", cwd=repo).status == 1  # ~/.gitconfig was not read
 
 
-def test_the_credential_goes_to_the_server_as_a_header_and_never_into_argv_or_a_log(tmp_path, caplog):
+def test_the_credential_goes_to_the_server_as_a_header_and_never_into_argv_or_a_log(unauthorized_server, caplog):
     caplog.set_level(logging.DEBUG)
-    seen: list[str | None] = []
+    url, seen = unauthorized_server
 
-    class Refusing(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            seen.append(self.headers.get("Authorization"))
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", 'Basic realm="x"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/org/p/_git/hld"
-        run = GitRunner(auth_header=pat_auth_header(PAT), timeout=30).run("ls-remote", "--", url, network=True)
-    finally:
-        server.shutdown()
-        server.server_close()
+    run = GitRunner(auth_header=pat_auth_header(PAT), timeout=30).run("ls-remote", "--", url, network=True)
 
     assert seen and seen[0] == f"Basic {PAT_B64}"
     with pytest.raises(GitAuthError) as raised:
