@@ -22,7 +22,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -158,12 +158,9 @@ def credentials_from_url(url: str) -> tuple[str, Callable[[], str] | None]:
     with ``user:password@`` (a git source named in repository content): the password reaches the server as git
     would send it, and never argv or an error. Other URLs come back as they are, without a header."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.username is None:
-        return url, None
-    bare = _without_userinfo(url)
-    if parts.password is None:
-        return bare, None
-    return bare, basic_auth_header(unquote(parts.username), unquote(parts.password))
+    if parts.scheme in ("http", "https") and parts.password is not None:
+        return _without_userinfo(url), basic_auth_header(unquote(parts.username or ""), unquote(parts.password))
+    return _without_userinfo(url), None
 
 
 def _without_userinfo(url: str) -> str:
@@ -229,12 +226,11 @@ class GitRunner:
     """
 
     def __init__(self, *, auth_header: Callable[[], str] | None = None, author: tuple[str, str] | None = None,
-                 timeout: float | None = None, environment: Mapping[str, str] | None = None) -> None:
+                 timeout: float | None = None) -> None:
         self.executable = git_executable()
         self._auth_header = auth_header
         self._timeout = timeout
-        env = dict(child_environment() if environment is None else environment)
-        env = {name: value for name, value in env.items() if not name.startswith("GIT_")}
+        env = child_environment()  # an allow-list: no GIT_* variable, no app setting or secret
         env.update({
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_ASKPASS": "",  # set but empty: git then neither runs an askpass program nor falls back to SSH_ASKPASS
@@ -251,11 +247,6 @@ class GitRunner:
             env.update(GIT_AUTHOR_NAME=name, GIT_AUTHOR_EMAIL=email, GIT_COMMITTER_NAME=name,
                        GIT_COMMITTER_EMAIL=email)
         self._env = env
-
-    @property
-    def environment(self) -> dict[str, str]:
-        """The environment every command starts from (before its config and repository variables)."""
-        return dict(self._env)
 
     def run(self, *args: str, cwd: Path | None = None, repo: Path | None = None, network: bool = False,
             input: bytes | None = None, binary: bool = False, timeout: float | None = None) -> GitResult:

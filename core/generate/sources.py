@@ -97,9 +97,9 @@ class GitCheckouts:
         if ref not in self._memo:
             check_url(ref.url, label, self._allowed)
             url, auth_header = credentials_from_url(ref.url)
-            git = _Source(GitRunner(auth_header=auth_header, timeout=GIT_TIMEOUT_SECONDS), url, ref, label)
+            source = _Source(GitRunner(auth_header=auth_header, timeout=GIT_TIMEOUT_SECONDS), url, ref, label)
             try:
-                self._memo[ref] = self._checkout(git)
+                self._memo[ref] = self._checkout(source)
             except GitMissing:
                 raise
             except (GitUnavailable, GitAuthError) as error:  # retried, or refused until the credentials change
