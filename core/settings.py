@@ -2,6 +2,8 @@
 
 In Azure every app setting is an environment variable. Locally, devhost copies the `Values` of
 local.settings.json into the environment first (variables already set win), exactly like Core Tools.
+This is the only module of core/ and handlers/ that reads the process environment: everything else gets its
+values as arguments (wired in core.wiring), and child processes get `child_environment()`.
 """
 from __future__ import annotations
 
@@ -16,10 +18,17 @@ from urllib.parse import urlsplit
 
 from core.errors import Permanent
 from core.adapters.flux_receivers import SETTING as FLUX_RECEIVERS, ReceiverConfig, parse_receivers
+from core.rules.helm_modes import HELM_MODES
 from core.rules.source_hosts import default_allowed_sources, parse_allowed_sources
 
 WRITE_MODES = ("direct", "pull-request")
-HELM_MODES = ("rendered", "helmrelease")
+# What a child process (git) inherits from this one: enough to run, reach a proxy, trust a CA bundle and use an ssh
+# agent. Nothing else: no app setting or secret (AZDO_PAT, the storage connection string), no GIT_* variable.
+CHILD_VARIABLES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "TZ", "SSH_AUTH_SOCK",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+})
 
 
 class SettingsError(Permanent, ValueError):
@@ -88,11 +97,24 @@ def _url_ok(value: str) -> bool:
     return parts.scheme in ("http", "https", "ssh") and bool(parts.netloc)
 
 
+def setting(name: str, default: str = "", env: Mapping[str, str] | None = None) -> str:
+    """One setting's value as the loader reads it (stripped; empty means unset), for tools that run without the
+    service's required settings (`python -m core.generate`)."""
+    env = os.environ if env is None else env
+    return (env.get(name) or default).strip()
+
+
+def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The variables of `CHILD_VARIABLES` this process has, for a child process to start from."""
+    env = os.environ if env is None else env
+    return {name: value for name, value in env.items() if name in CHILD_VARIABLES}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
 
     def get(name: str, default: str = "") -> str:
-        return (env.get(name) or default).strip()
+        return setting(name, default, env)
 
     storage = get("AzureWebJobsStorage")
     account = get("AzureWebJobsStorage__accountName")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import azure.functions as func
 
@@ -17,6 +18,11 @@ from handlers.http import error_response, json_response
 
 log = logging.getLogger("autopilot.promotion")
 
+# Gate evaluation runs git (a fetch may take minutes) and storage: on the 4-thread offload pool it would hold a
+# thread health and replay answer with, and the loop's default executor is no pool of ours (core/adapters/offload.py);
+# so the timer has one thread of its own, as a batching queue does (core/workers/runners.py), and ticks never overlap.
+_gates = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autopilot-promotion")
+
 
 def _evaluate() -> int:
     promoter = promoter_for(get_services())
@@ -27,8 +33,7 @@ def _evaluate() -> int:
 
 
 async def tick(timer: func.TimerRequest) -> None:
-    # Blocking work (storage, git) off the worker's event loop: the default executor, as the HTTP side's to_thread.
-    promoted = await asyncio.to_thread(_evaluate)
+    promoted = await asyncio.get_running_loop().run_in_executor(_gates, _evaluate)
     if promoted or timer.past_due:
         log.info("promotion timer: %d promoted%s", promoted, " (past due)" if timer.past_due else "")
 

@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from core.adapters.git_runner import GitUnavailable
+from core.errors import Retryable
 from core.generate import GenerationError, generate
 from tests.test_generate_helpers import FakeHelm, GitRepository, component, documents, files_of, write
 
@@ -77,10 +79,11 @@ def test_component_in_a_subdirectory_of_the_repository_with_its_own_config(tmp_p
     assert documents(content) == [{"kind": "A", "metadata": {"name": "a", "namespace": "remote"}}]
 
 
-def test_unreachable_source_fails_with_its_url_without_credentials(tmp_path):
+def test_unreachable_source_is_retryable_and_names_its_url_without_credentials(tmp_path):
     root = hld(tmp_path, source="https://user:tok3n@127.0.0.1:9/org/repo.git", branch="main")
-    with pytest.raises(GenerationError) as raised:
+    with pytest.raises(GitUnavailable) as raised:  # the source may answer later: the queue retries the work item
         generate(root, ["prod"], allowed_sources=("127.0.0.1:9",))
+    assert isinstance(raised.value, Retryable)
     message = str(raised.value)
     assert "https://127.0.0.1:9/org/repo.git@main" in message and "tok3n" not in message
     assert message.startswith("component dep (prod): cannot fetch")

@@ -87,9 +87,16 @@ def test_helm_runs_once_per_distinct_values(tmp_path, helm):
     assert files["prod/web.yaml"] == files["staging/web.yaml"]
 
 
-def test_helm_binary_comes_from_the_environment_when_not_given(tmp_path, helm, monkeypatch):
+def test_helm_binary_comes_from_the_argument_only_and_the_cli_defaults_it_to_helm_bin(tmp_path, helm, monkeypatch):
+    from core.generate.__main__ import main
+
     monkeypatch.setenv("HELM_BIN", str(helm.path))
-    generate(local_chart_hld(tmp_path / "hld"), ["prod"])
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    root = local_chart_hld(tmp_path / "hld")
+    with pytest.raises(GenerationError, match="helm binary 'helm' not found"):  # the library reads no environment
+        generate(root, ["prod"])
+    assert helm.calls == []
+    assert main(["--hld", str(root), "--check", "--helm-mode", "rendered"]) == 0  # the CLI's default is the setting
     assert len(helm.calls) == 1
 
 

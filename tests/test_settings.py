@@ -45,3 +45,31 @@ def test_identity_based_storage_uses_account_endpoints_and_no_key():
     assert queues.url.startswith("https://autopilotsa.queue.core.windows.net")
     assert tables.url.startswith("https://autopilotsa.table.core.windows.net")
     assert type(queues.credential).__name__ == "ManagedIdentityCredential"
+
+
+def test_only_the_settings_loader_reads_the_environment():
+    """Everything else in core/ and handlers/ gets its values as arguments (wired in core.wiring); child processes
+    get `child_environment()`."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    reads = re.compile(r"os\.environ|getenv|environ\[|from os import environ")
+    offenders = [str(path.relative_to(root)) for folder in ("core", "handlers") for path in (root / folder).rglob("*.py")
+                 if path != root / "core/settings.py" and reads.search(path.read_text())]
+    assert offenders == []
+
+
+def test_one_helm_modes():
+    from core import settings
+    from core.generate import HELM_MODES
+    from core.rules import helm_modes, policy
+
+    assert settings.HELM_MODES is policy.HELM_MODES is HELM_MODES is helm_modes.HELM_MODES
+
+
+def test_a_single_setting_reads_as_the_loader_does():
+    from core.settings import setting
+
+    assert setting("HELM_BIN", env={"HELM_BIN": "  /opt/helm  "}) == "/opt/helm"
+    assert setting("HELM_BIN", "helm", env={"HELM_BIN": ""}) == "helm"

@@ -1,10 +1,11 @@
-"""The edges: Azure Storage tables and queues, git working copies, the Azure DevOps gateway, Flux receivers,
-and the pool that keeps blocking calls off the event loop."""
+"""The edges: Azure Storage tables and queues, git (the one command runner, cached working copies), the Azure
+DevOps gateway, Flux receivers, and the pool that keeps blocking calls off the event loop."""
 
 __all__ = [
     "azdo",
     "deliveries",
     "flux_receivers",
+    "git_runner",
     "git_workspace",
     "highwater",
     "offload",

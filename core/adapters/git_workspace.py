@@ -4,14 +4,12 @@ Each (repository URL, branch) has one shallow working copy under a base director
 processes: warm use is a ``fetch --depth=1`` + hard reset + clean, never a re-clone. An inter-process
 ``fcntl.flock`` on ``<workdir>.lock`` keeps two processes (or threads) out of the same working tree.
 
-Credentials travel only as an ``Authorization`` header given to each network command through git's environment
-form of ``-c`` (``GIT_CONFIG_COUNT`` / ``GIT_CONFIG_KEY_n`` / ``GIT_CONFIG_VALUE_n``). Unlike ``-c`` on the command
-line it shows neither in ``ps`` nor in the command lines gitpython logs and puts into its exceptions, and it is
-never written to the URL, ``.git/config`` or the remote. Error messages are scrubbed of it and of URL user-info.
+Every command runs through core.adapters.git_runner (credentials as a header in git's environment config, never
+in the URL, ``.git/config`` or the remote; a scrubbed environment; failures mapped onto core.errors), whose
+names are re-exported here for the callers that catch them.
 """
 from __future__ import annotations
 
-import base64
 import fcntl
 import hashlib
 import logging
@@ -19,7 +17,6 @@ import os
 import random
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,10 +24,31 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import TypeVar
+from urllib.parse import quote
 
-from core.errors import AutopilotError, Permanent, Retryable
+from core.adapters.git_runner import (
+    GIT_MISSING,
+    GitAuthError,
+    GitContention,
+    GitError,
+    GitMissing,
+    GitRefNotFound,
+    GitResult,
+    GitRunner,
+    GitUnavailable,
+    bearer_auth_header,
+    classify,
+    clean_url,
+    pat_auth_header,
+    scrub,
+)
+
+__all__ = [
+    "CheckoutHead", "Edited", "GIT_MISSING", "GitAuthError", "GitContention", "GitError", "GitMissing",
+    "GitRefNotFound", "GitUnavailable", "GitWorkspace", "LandResult", "bearer_auth_header", "checkout_head",
+    "classify", "files_mentioning", "pat_auth_header", "parse_trailer_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +57,6 @@ DEFAULT_AUTHOR_EMAIL = "gitops-autopilot@users.noreply.local"
 BACKOFF_BASE_S = 0.05
 BACKOFF_CAP_S = 1.0
 
-# Config every command runs with: no credential helper may answer (or store) for us, no background gc may
-# outlive our lock, no signing prompt, and a stalled transfer aborts instead of holding the lock forever.
-_BASE_CONFIG = (
-    ("credential.helper", ""),
-    ("gc.autoDetach", "false"),
-    ("commit.gpgSign", "false"),
-    ("http.lowSpeedLimit", "1000"),
-    ("http.lowSpeedTime", "60"),
-)
-
 # A push refused because the branch moved under us (git's own reasons, a lost ref-lock race on the server,
 # Azure Repos TF401028 "already been updated by another client"): fetch, re-apply, retry.
 _RETRYABLE_PUSH = re.compile(
@@ -56,81 +64,15 @@ _RETRYABLE_PUSH = re.compile(
     r"incorrect old value|TF401028",
     re.IGNORECASE,
 )
-_AUTH_FAILURE = re.compile(
-    r"authentication failed|could not read (username|password)|terminal prompts disabled|"
-    r"returned error: 40[13]|TF400813|access denied",
-    re.IGNORECASE,
-)
-_NOT_FOUND = re.compile(
-    r"does not appear to be a git repository|repository .* not found|returned error: 404", re.IGNORECASE
-)
-_UNAVAILABLE = re.compile(
-    r"could not resolve|failed to connect|couldn't connect|connection (refused|reset)|timed out|"
-    r"returned error: 5\d\d|rpc failed|early eof|remote end hung up|unable to access|ssl_connect|ssl_read|"
-    r"gnutls_handshake|did not complete in|operation too slow",
-    re.IGNORECASE,
-)
 _MISSING_REF = re.compile(
     r"couldn't find remote ref|remote branch .* not found|not our ref|no such remote ref", re.IGNORECASE
 )
 _MISSING_PATH = re.compile(r"does not exist in|exists on disk, but not in|invalid object name", re.IGNORECASE)
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 
 DIRTY_MARKER = "autopilot-dirty"     # an edit or reader may have changed files since the last sync
 LANDED_MARKER = "autopilot-landed"   # index and files hold the tree of this pushed commit
-
-
-class GitError(AutopilotError):
-    """A git operation failed; the message is one line and carries no credential."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
-
-
-class GitAuthError(GitError, Permanent):
-    """The remote refused our credentials: retrying will not help, fail the work item."""
-
-
-class GitUnavailable(GitError, Retryable):
-    """The remote could not be reached (or kept moving): raise so the queue retries later."""
-
-
-class GitContention(GitUnavailable):
-    """Every push attempt was rejected because other writers kept moving the branch."""
-
-
-class GitRefNotFound(GitError, Permanent):
-    """The branch or commit does not exist on the remote (including an empty remote)."""
-
-
-class GitMissing(GitError, Permanent):
-    """This host has no git executable: nothing that clones or pushes can work until the image provides one."""
-
-
-GIT_MISSING = ("git executable not found on PATH: this host cannot clone or push; deploy the container image "
-               "(Dockerfile, README 'Deploying to Azure'), which installs git")
-
-
-def git_executable() -> str:
-    """Path of the git executable every command here runs; `GitMissing` when the host has none."""
-    found = shutil.which("git")
-    if found is None:
-        raise GitMissing(GIT_MISSING)
-    return found
-
-
-def gitpython() -> Any:
-    """The GitPython package, imported on first use. Importing it runs `git version` and raises
-    `ImportError: Bad git executable` when there is none (git/cmd.py `Git.refresh`), so no module imports it at
-    load time: every function of the app must load on a host without git and say so through /api/health."""
-    git_executable()
-    try:
-        import git
-    except ImportError as exc:  # git is on PATH but does not run
-        raise GitMissing(f"{GIT_MISSING} ({' '.join(str(exc).split())[:200]})") from None
-    return git
 
 
 @dataclass(frozen=True)
@@ -151,83 +93,11 @@ class LandResult:
     changed_paths: tuple[str, ...]
 
 
-def pat_auth_header(pat: str) -> Callable[[], str]:
-    """Authorization header value for an Azure DevOps personal access token (``Basic base64(":" + PAT)``)."""
-    value = "Basic " + base64.b64encode(f":{pat}".encode()).decode("ascii")
-    return lambda: value
-
-
-def bearer_auth_header(get_token: Callable[[], str]) -> Callable[[], str]:
-    """Authorization header value from a token source asked anew for each network command (refreshable)."""
-    return lambda: "Bearer " + get_token()
-
-
 def backoff_delay(attempt: int) -> float:
     """Seconds to wait before retry number ``attempt`` (2, 3, ...): exponential from 50 ms, capped at 1 s,
     half of it jittered so competing writers spread out."""
     ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 2))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-def scrub(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` on one line with every secret and any URL user-info (``user:pass@``) replaced by ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(_USERINFO.sub("***@", text).split())
-
-
-def secret_forms(header_value: str) -> tuple[str, ...]:
-    """Every spelling of a credential that could leak from an ``Authorization`` header value."""
-    forms = [header_value]
-    scheme, _, credential = header_value.partition(" ")
-    if credential:
-        forms.append(credential)
-        if scheme.lower() == "basic":
-            try:
-                user_pass = base64.b64decode(credential, validate=True).decode()
-            except ValueError:
-                user_pass = ""
-            forms += [user_pass, user_pass.partition(":")[2]]
-    return tuple(form for form in forms if len(form) >= 4)
-
-
-def clean_url(url: str) -> str:
-    """The URL git is given: never a password in it; for http(s) no user-info at all (Azure Repos remote URLs
-    carry ``org@``, and a PAT given as the user name would otherwise land in ``.git/config``)."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        raise GitError(f"repository URL {scrub(url)} embeds a password; pass credentials via auth_header")
-    if parts.scheme in ("http", "https") and parts.username is not None:
-        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    return url
-
-
-def _detail(stderr: str) -> str:
-    """The informative part of git's stderr: its error lines, else its last line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.lower().startswith(("fatal:", "error:", "remote: error", "timeout:"))]
-    return "; ".join(errors or lines[-1:]) or "no error output"
-
-
-def classify(operation: str, stderr: str, secrets: tuple[str, ...] = ()) -> GitError:
-    """The exception for a failed git command, by what its stderr says."""
-    message = scrub(f"{operation} failed: {_detail(stderr)}", secrets)[:600]
-    if _AUTH_FAILURE.search(stderr):
-        return GitAuthError(message)
-    if _NOT_FOUND.search(stderr):
-        return GitError(message)
-    if _UNAVAILABLE.search(stderr):
-        return GitUnavailable(message)
-    return GitError(message)
-
-
-@dataclass(frozen=True)
-class _Run:
-    status: int
-    out: str
-    err: str
-    secrets: tuple[str, ...] = ()  # spellings of the credential the command was given, to scrub from errors
 
 
 _held = threading.local()
@@ -256,21 +126,12 @@ class GitWorkspace:
             raise ValueError(f"branch must be a short branch name, got {branch!r}")
         self.url = clean_url(url)
         self.branch = branch
-        self._auth_header = auth_header
-        self._timeout = network_timeout_s
+        self._git = GitRunner(auth_header=auth_header, author=(author_name, author_email),
+                              timeout=network_timeout_s)
         base = Path(base_dir) if base_dir is not None else Path(tempfile.gettempdir()) / "gitops-autopilot" / "work"
         self.workdir = base / hashlib.sha1(self.url.encode()).hexdigest() / quote(branch, safe="")
         self._lock_path = self.workdir.with_name(self.workdir.name + ".lock")
         self._tracking = f"refs/remotes/origin/{branch}"
-        self._env = {
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ASKPASS": "",  # set but empty: git then neither runs an askpass program nor falls back to SSH_ASKPASS
-            "GIT_AUTHOR_NAME": author_name,
-            "GIT_AUTHOR_EMAIL": author_email,
-            "GIT_COMMITTER_NAME": author_name,
-            "GIT_COMMITTER_EMAIL": author_email,
-        }
-        self._git = gitpython().Git()
 
     # ---- public operations -------------------------------------------------------------------------------
 
@@ -308,17 +169,17 @@ class GitWorkspace:
 
     def file_at(self, ref: str, path: str) -> bytes | None:
         """Content of ``path`` at ``ref`` (a branch name or a commit sha) on the remote; None when absent."""
-        def read_blob() -> tuple[int, bytes, str]:
+        def read_blob() -> GitResult:
             self._ensure_clone()
             sha = self._fetch_ref(ref, depth=1)
-            blob = self._blob(f"{sha}:{path.lstrip('/')}")
-            if blob[0] != 0 and not _MISSING_PATH.search(blob[2]):
-                raise classify(f"git cat-file {ref}:{path} in {self.url}", blob[2])
+            blob = self._git.run("cat-file", "blob", f"{sha}:{path.lstrip('/')}", repo=self.workdir, binary=True)
+            if not blob.ok and not _MISSING_PATH.search(blob.err):
+                raise blob.error(f"git cat-file {ref}:{path} in {self.url}")
             return blob
 
         with self._locked():
-            status, content, _ = self._recovering(read_blob)
-        return content if status == 0 else None  # read_blob raised for anything but a missing path
+            blob = self._recovering(read_blob)
+        return blob.out if blob.ok else None  # read_blob raised for anything but a missing path
 
     def log_trailers(self, ref: str, max_count: int = 50) -> list[tuple[str, dict[str, str]]]:
         """(sha, trailers) of the last ``max_count`` commits reachable from ``ref``, newest first. Trailers are
@@ -456,7 +317,7 @@ class GitWorkspace:
             return True
         rejected = [line for line in run.out.splitlines() if line.startswith("!")]
         if not rejected:
-            raise self._failure(f"git push to {self.url} branch {target}", run)
+            raise run.error(f"git push to {self.url} branch {target}")
         if all(_RETRYABLE_PUSH.search(line) for line in rejected):
             return False
         reason = rejected[0].split("\t")[-1]
@@ -554,7 +415,7 @@ class GitWorkspace:
             shutil.rmtree(partial, ignore_errors=True)
             if _MISSING_REF.search(run.err):
                 raise self._missing_branch()
-            raise self._failure(f"git clone {self.url} branch {self.branch}", run)
+            raise run.error(f"git clone {self.url} branch {self.branch}")
         partial.rename(self.workdir)
         log.info("cloned %s@%s into %s", self.url, self.branch, self.workdir)
         return True
@@ -576,7 +437,7 @@ class GitWorkspace:
             return
         if _MISSING_REF.search(run.err):
             raise self._missing_branch()
-        raise self._failure(f"git fetch {self.url} branch {self.branch}", run)
+        raise run.error(f"git fetch {self.url} branch {self.branch}")
 
     def _fetch_ref(self, ref: str, *, depth: int) -> str:
         """Make ``ref`` (branch or sha) and ``depth`` commits of its history local; return its sha."""
@@ -589,7 +450,7 @@ class GitWorkspace:
         if run.status != 0:
             if _MISSING_REF.search(run.err):
                 raise GitRefNotFound(scrub(f"ref {ref!r} not found in {self.url}"))
-            raise self._failure(f"git fetch {self.url} ref {ref}", run)
+            raise run.error(f"git fetch {self.url} ref {ref}")
         return self._run("rev-parse", "FETCH_HEAD").out.strip()
 
     def _missing_branch(self) -> GitRefNotFound:
@@ -614,59 +475,15 @@ class GitWorkspace:
             finally:
                 held.discard(self._lock_path)
 
-    def _network(self, *args: str, cwd: Path | None = None, check: bool = True) -> _Run:
-        """Run a command that talks to the remote, with the Authorization header asked for afresh."""
-        header = self._auth_header() if self._auth_header else None
-        if header is not None and ("\n" in header or "\r" in header):
-            raise GitAuthError("the Authorization header value contains a line break")
-        extra = (("http.extraHeader", f"Authorization: {header}"),) if header else ()
-        status, out, err = self._execute(args, cwd, _BASE_CONFIG + extra, timeout=self._timeout)
-        run = _Run(status, out, err, secret_forms(header) if header else ())
-        if check and status != 0:
-            raise self._failure(f"git {args[0]} {self.url}", run)
-        return run
+    def _network(self, *args: str, cwd: Path | None = None, check: bool = True) -> GitResult:
+        """Run a command that talks to the remote (in ``cwd``, else the working copy)."""
+        run = self._git.run(*args, cwd=cwd, repo=None if cwd else self.workdir, network=True)
+        return run.checked(f"git {args[0]} {self.url}") if check else run
 
-    def _run(self, *args: str, check: bool = True) -> _Run:
+    def _run(self, *args: str, check: bool = True) -> GitResult:
         """Run a local command in the working copy."""
-        status, out, err = self._execute(args, None, _BASE_CONFIG)
-        run = _Run(status, out, err)
-        if check and status != 0:
-            raise self._failure(f"git {args[0]} in the working copy of {self.url}", run)
-        return run
-
-    def _blob(self, spec: str) -> tuple[int, bytes, str]:
-        return self._execute(("cat-file", "blob", spec), None, _BASE_CONFIG, binary=True)
-
-    def _execute(
-        self,
-        args: tuple[str, ...],
-        cwd: Path | None,
-        config: tuple[tuple[str, str], ...],
-        *,
-        timeout: float | None = None,
-        binary: bool = False,
-    ) -> Any:
-        env = dict(self._env, GIT_CONFIG_COUNT=str(len(config)))
-        for index, (key, value) in enumerate(config):
-            env[f"GIT_CONFIG_KEY_{index}"] = key
-            env[f"GIT_CONFIG_VALUE_{index}"] = value
-        if cwd is None:
-            # Name the repository outright: a broken working copy must fail, not let git discover (and reset
-            # and clean) a repository above it, and an inherited GIT_DIR must not redirect us.
-            env.update(GIT_DIR=str(self.workdir / ".git"), GIT_WORK_TREE=str(self.workdir))
-        return self._git.execute(
-            ["git", "-C", str(cwd or self.workdir), *args],
-            env=env,
-            with_extended_output=True,
-            with_exceptions=False,
-            stdout_as_string=not binary,
-            strip_newline_in_stdout=False,
-            kill_after_timeout=timeout,
-        )
-
-    @staticmethod
-    def _failure(operation: str, run: _Run) -> GitError:
-        return classify(operation, run.err, run.secrets)
+        run = self._git.run(*args, repo=self.workdir)
+        return run.checked(f"git {args[0]} in the working copy of {self.url}") if check else run
 
 
 @dataclass(frozen=True)
@@ -678,8 +495,7 @@ class CheckoutHead:
 
 def checkout_head(worktree: Path) -> CheckoutHead:
     """The commit a checkout handed out by ``read()`` (or seen inside an edit) stands on."""
-    out = subprocess.run(["git", "log", "-1", "--format=%H%x1f%s%x1f%B"], cwd=worktree, check=True,
-                         capture_output=True, text=True).stdout
+    out = GitRunner().run("log", "-1", "--format=%H%x1f%s%x1f%B", cwd=worktree).checked(f"git log in {worktree}").out
     sha, subject, message = out.split("\x1f", 2)
     return CheckoutHead(sha.strip(), subject, message.rstrip("\n"))
 
@@ -700,13 +516,12 @@ def files_mentioning(worktree: Path, needles: Sequence[str]) -> list[str]:
     bytes, git's own test) and blobs over 1 MiB are not searched: discovery never reads them."""
     if not needles:
         return []
-    listing = subprocess.run([git_executable(), "ls-files", "-s", "-z"], cwd=worktree, capture_output=True)
-    if listing.returncode != 0:
-        raise GitError(scrub(f"git ls-files in {worktree} failed: {listing.stderr.decode(errors='replace').strip()}"))
-    entries = _LS_FILES_ENTRY.findall(listing.stdout)  # (sha, path) of regular files: no symlinks, no submodules
+    git = GitRunner()
+    listing = git.run("ls-files", "-s", "-z", cwd=worktree, binary=True).checked(f"git ls-files in {worktree}")
+    entries = _LS_FILES_ENTRY.findall(listing.out)  # (sha, path) of regular files: no symlinks, no submodules
     missing = sorted({sha for sha, _ in entries if sha not in _blob_texts})
     if missing:
-        _read_blobs(worktree, [sha.decode("ascii") for sha in missing])
+        _read_blobs(git, worktree, [sha.decode("ascii") for sha in missing])
     texts = [(_blob_texts.get(sha, b""), path) for sha, path in entries]
     found: set[bytes] = set()
     for needle in needles:
@@ -715,13 +530,11 @@ def files_mentioning(worktree: Path, needles: Sequence[str]) -> list[str]:
     return [path.decode("utf-8", "surrogateescape") for _, path in entries if path in found]
 
 
-def _read_blobs(worktree: Path, shas: list[str]) -> None:
+def _read_blobs(git: GitRunner, worktree: Path, shas: list[str]) -> None:
     global _blob_cache_size
-    run = subprocess.run([git_executable(), "cat-file", "--batch"], cwd=worktree, capture_output=True,
-                         input="".join(f"{sha}\n" for sha in shas).encode("ascii"))
-    if run.returncode != 0:
-        raise GitError(scrub(f"git cat-file in {worktree} failed: {run.stderr.decode(errors='replace').strip()}"))
-    out, pos = run.stdout, 0
+    run = git.run("cat-file", "--batch", cwd=worktree, binary=True,
+                  input="".join(f"{sha}\n" for sha in shas).encode("ascii")).checked(f"git cat-file in {worktree}")
+    out, pos = run.out, 0
     for sha in shas:
         end = out.index(b"\n", pos)
         header = out[pos:end].split()

@@ -23,8 +23,10 @@ Deliberate differences:
 - `helm_mode="helmrelease"` writes Flux v2 HelmRelease objects with their GitRepository/HelmRepository instead of
   running Helm; `helm dependency update` is never run (vendor chart dependencies for rendered mode).
 """
+from core.rules.helm_modes import HELM_MODES
+
 from .errors import GenerationError
 from .output import GeneratedFile, Generation, write_generation
-from .walk import HELM_MODES, generate
+from .walk import generate
 
 __all__ = ["GeneratedFile", "Generation", "GenerationError", "HELM_MODES", "generate", "write_generation"]

@@ -6,20 +6,21 @@ Environments and the helm mode default to `environments:` and `helmMode:` in `<h
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from core.rules.helm_modes import HELM_MODES
 from core.rules.policy import MAX_POLICY_BYTES
 from core.rules.repo_yaml import RepoYamlError, read_repo_text
 from core.rules.source_hosts import parse_allowed_sources
+from core.settings import setting
 
 from .documents import load_yaml
 from .errors import GenerationError
 from .output import write_generation
-from .walk import HELM_MODES, generate
+from .walk import generate
 
 SETTINGS_FILE = "autopilot.yaml"
 SETTINGS_LIMIT = MAX_POLICY_BYTES
@@ -66,10 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true", help="render and validate only; write nothing")
     parser.add_argument("--helm-mode", choices=HELM_MODES)
     parser.add_argument("--hld-repo-url", help="URL of the HLD repository (helmrelease mode, local charts)")
-    parser.add_argument("--helm-bin", help="helm binary (default: $HELM_BIN, then helm on PATH)")
+    parser.add_argument("--helm-bin", default=setting("HELM_BIN") or None,
+                        help="helm binary (default: $HELM_BIN, then helm on PATH)")
     parser.add_argument("--cache-dir", type=Path, help="cache for git-sourced components")
     parser.add_argument("--allowed-source-hosts", metavar="LIST",
-                        default=os.environ.get("ALLOWED_SOURCE_HOSTS", ""),
+                        default=setting("ALLOWED_SOURCE_HOSTS"),
                         help="comma list of hosts git sources may come from: host (https), ssh://host, file:// "
                              "(default: $ALLOWED_SOURCE_HOSTS, else the host of --hld-repo-url)")
     return parser

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from .errors import GenerationError
-from .sources import GitRef, is_full_sha, redact, strip_credentials
+from .sources import GitRef, is_full_sha, strip_credentials
 
 HELM_TIMEOUT_SECONDS = 300
 RELEASE_NAME_LIMIT = 53  # Helm's limit on release names
@@ -41,7 +41,7 @@ class HelmTemplate:
 
     def _resolve_binary(self, label: str) -> str:
         if self._binary is None:
-            wanted = self._requested or os.environ.get("HELM_BIN") or "helm"
+            wanted = self._requested or "helm"
             found = shutil.which(wanted)
             if not found:
                 raise HelmMissing(
@@ -102,7 +102,7 @@ def _run(arguments: list[str], limit: int, label: str) -> str:
         raise GenerationError(f"{label}: helm template output exceeds the size limit")
     if status != 0:
         lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-        reason = redact(lines[-1]) if lines else "no error output"
+        reason = strip_credentials(lines[-1]) if lines else "no error output"
         raise GenerationError(f"{label}: helm template failed with exit status {status}: {reason}")
     try:
         return b"".join(chunks).decode("utf-8")

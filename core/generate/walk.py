@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from core.rules.helm_modes import HELM_MODES
 from core.rules.source_hosts import default_allowed_sources
 
 from .component import Component, load_component
@@ -22,7 +23,6 @@ from .paths import inside, links_leaving
 from .sources import GitCheckouts, GitRef, check_url
 from .static import static_documents
 
-HELM_MODES = ("rendered", "helmrelease")
 MAX_TREE_DEPTH = 50
 
 

@@ -10,9 +10,7 @@ named by role, git errors are scrubbed of credentials, and every failure text pa
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,8 +26,8 @@ from core.adapters.azdo import AzdoError
 from core.workers.cluster_feedback import CLUSTERS_TABLE, RUNNING_TABLE
 from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
 from core.adapters.fleet_source import FleetUnavailable
-from core.adapters.git_workspace import (GIT_MISSING, GitError, bearer_auth_header, classify, clean_url, git_executable,
-                                         pat_auth_header, scrub, secret_forms)
+from core.adapters.git_runner import (GIT_MISSING, GitError, GitRunner, bearer_auth_header, clean_url,
+                                      pat_auth_header, scrub)
 from core.model.fleet import Fleet, Tenant
 from core.adapters.highwater import HIGHWATER_TABLE
 from core.workers.promoter import PAUSES_TABLE, PROMOTIONS_TABLE
@@ -65,25 +63,11 @@ class RepoStatus:
 
 def ls_remote(url: str, branch: str, auth_header: Callable[[], str] | None = None,
               timeout: float = LS_REMOTE_TIMEOUT_SECONDS) -> str:
-    """Sha of `branch` on the remote, asked with `git ls-remote` and the Authorization header the workspace uses
-    (given through git's environment config, so it shows neither in `ps` nor in error text)."""
-    header = auth_header() if auth_header else ""
-    config = [("credential.helper", "")] + ([("http.extraHeader", f"Authorization: {header}")] if header else [])
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "GIT_CONFIG_COUNT": str(len(config))}
-    for index, (key, value) in enumerate(config):
-        env[f"GIT_CONFIG_KEY_{index}"] = key
-        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    """Sha of `branch` on the remote, asked with `git ls-remote` and the Authorization header the workspace uses."""
     target = clean_url(url)
-    secrets = secret_forms(header) if header else ()
-    git = git_executable()
-    try:
-        run = subprocess.run([git, "ls-remote", "--", target, f"refs/heads/{branch}"], env=env,
-                             capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise GitError(scrub(f"git ls-remote {target} did not answer within {timeout:g} s", secrets)) from exc
-    if run.returncode != 0:
-        raise classify(f"git ls-remote {target}", run.stderr, secrets)
-    for line in run.stdout.splitlines():
+    run = GitRunner(auth_header=auth_header, timeout=timeout).run(
+        "ls-remote", "--", target, f"refs/heads/{branch}", network=True).checked(f"git ls-remote {target}")
+    for line in run.out.splitlines():
         sha, _, ref = line.partition("\t")
         if ref == f"refs/heads/{branch}":
             return sha

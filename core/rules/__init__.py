@@ -4,6 +4,7 @@ byte-preserving YAML edits, review rules, promotion gates, hook routing."""
 __all__ = [
     "azdo_routing",
     "bump_decision",
+    "helm_modes",
     "policy",
     "promotion",
     "promotion_gate",

@@ -62,6 +62,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarbool import ScalarBoolean
 
+from core.rules.helm_modes import HELM_MODES
 from core.rules.promotion import PromotionStage, parse_promotion
 from core.rules.repo_yaml import RepoYamlError, load_one, read_repo_text
 from core.rules.targets import ImageFields
@@ -71,7 +72,6 @@ __all__ = ["AUTO_APPROVE_LEVELS", "Policy", "PolicyError", "Rule", "TargetPolicy
 
 AUTO_APPROVE_LEVELS = ("none", "patch", "minor", "major")
 MERGE_STRATEGIES = ("squash", "noFastForward", "rebase", "rebaseMerge")
-HELM_MODES = ("rendered", "helmrelease")
 DEFAULT_ENVIRONMENTS = ("prod",)
 
 _TOP_KEYS = ("environments", "helmMode", "mergeStrategy", "paused", "autoApprove", "allowedAuthors", "defaults",

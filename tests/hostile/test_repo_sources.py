@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.adapters.git_runner import GitUnavailable
 from core.errors import Permanent
 from core.generate import GenerationError, generate
 from core.generate.__main__ import main
@@ -75,9 +76,10 @@ def test_sources_off_the_list_are_refused_in_both_helm_modes(tmp_path, source):
 
 def test_allowed_https_source_gets_through_to_the_fetch_and_credentials_never_show(tmp_path):
     root = hld_with_source(tmp_path / "hld", "https://bot:tok3n@127.0.0.1:9/org/repo.git")
-    with pytest.raises(GenerationError) as raised:
+    with pytest.raises(GitUnavailable) as raised:  # fetched (and unreachable): retried, not poisoned
         generate(root, ["prod"], allowed_sources=("127.0.0.1:9",))
     assert "cannot fetch https://127.0.0.1:9/org/repo.git@main" in str(raised.value)
+    assert "tok3n" not in str(raised.value)
     with pytest.raises(GenerationError) as refused:
         generate(root, ["prod"], hld_repo_url=HLD_URL)
     assert "tok3n" not in str(refused.value) and "'https://127.0.0.1:9/org/repo.git' is not allowed" in str(
