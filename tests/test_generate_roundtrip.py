@@ -12,7 +12,7 @@ from ruamel.yaml import YAML
 from core.generate import generate
 from core.model.images import same_image
 from core.rules.policy import load_policy_from
-from core.rules.targets import find_targets
+from core.adapters.checkout_targets import find_targets
 from core.rules.yaml_edit import apply_to_tree
 
 GOLDEN = Path(__file__).parent / "golden" / "edit"

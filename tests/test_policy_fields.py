@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from core.rules.policy import PolicyError, load_policy
-from core.rules.targets import ImageFields, find_targets
+from core.rules.targets import ImageFields
+from core.adapters.checkout_targets import find_targets
 
 
 def rule(fields: str) -> str:

@@ -22,7 +22,7 @@ from core.workers.runners import QueuedMessage, QueueWorker, Settled
 from core.wiring import Services
 from core.settings import load_settings
 from core.adapters.storage import PR_REVIEW
-from core.rules.targets import find_all_targets
+from core.adapters.checkout_targets import find_all_targets
 from core.adapters.trace import TraceLog
 from core.model.workitems import HldChanged, ImagePushed, PrReview, encode
 from devkit.gitrepos import bare_repo, branches, git, push_files, repo_path

@@ -35,7 +35,7 @@ from core.rules.review_rules import (
     trace_ids,
     with_targets,
 )
-from core.rules.targets import find_all_targets
+from core.adapters.checkout_targets import find_all_targets
 from core.model.workitems import ImagePushed
 
 BOT = "8c8c7d32-6b1b-47f4-b2e9-30b477b5ab3d"

@@ -4,15 +4,8 @@ from pathlib import Path
 import pytest
 
 from core.model.images import ImageRefError
-from core.rules.targets import (
-    Target,
-    YamlIndexError,
-    find_all_targets,
-    find_targets,
-    format_locator,
-    index_yaml,
-    parse_locator,
-)
+from core.rules.targets import Target, YamlIndexError, format_locator, index_yaml, parse_locator
+from core.adapters.checkout_targets import find_all_targets, find_targets
 
 GOLDEN = Path(__file__).parent / "golden" / "edit"
 APP = "myacr.azurecr.io/app-repo-fabrikam"

@@ -7,7 +7,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.rules.targets import MAX_FILE_BYTES, ImageFields, discover_targets, find_all_targets
+from core.rules.targets import MAX_FILE_BYTES, ImageFields, discover_targets
+
+from core.adapters.checkout_targets import find_all_targets
 
 NAMES = ("svc", "api", "dev", "prod", "chart", "web")
 ENVS = ("common", "dev", "prod", "DEV", "staging")

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from core.rules.policy import load_policy_from
-from core.rules.targets import Target, find_all_targets, find_targets
+from core.rules.targets import Target
+from core.adapters.checkout_targets import find_all_targets, find_targets
 from core.rules.yaml_edit import (
     EditError,
     FieldChange,

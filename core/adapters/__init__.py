@@ -3,6 +3,7 @@ DevOps gateway, Flux receivers, and the pool that keeps blocking calls off the e
 
 __all__ = [
     "azdo",
+    "checkout_targets",
     "deliveries",
     "flux_receivers",
     "git_runner",

@@ -2,9 +2,9 @@
 (`index_yaml`) that both discovery and the byte-preserving editor use to locate a field in the text.
 
 Discovery is a pure function of the files: `discover_targets` takes (repo-relative path, bytes) pairs (the reviewer
-judges a PR's files this way); `find_all_targets` is the same core reading a checkout on demand (no symlinks, files
-over `MAX_FILE_BYTES` skipped, parses cached across runs by (mtime, size, inode)). YAML is indexed from its events,
-so aliases are never expanded.
+judges a PR's files this way); `discover` takes any `TreeFiles` reader, and core.adapters.checkout_targets is the one
+that reads a checkout on disk (no symlinks, files over `MAX_FILE_BYTES` skipped, parses cached across runs). YAML is
+indexed from its events, so aliases are never expanded.
 
 Three kinds of image field are found by reading the tree (no per-service wiring):
 
@@ -34,10 +34,8 @@ import dataclasses
 import json
 import os
 import re
-import stat
-import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Iterable, Iterator, Protocol, Sequence
 
 from ruamel.yaml import YAML
@@ -60,7 +58,7 @@ from ruamel.yaml.resolver import VersionedResolver
 from core.errors import Permanent
 from core.generate.component import component_type
 from core.generate.config import CONFIG_SUFFIXES, EnvironmentSpec, parse_environment, precedence
-from core.model.images import ImageRef, ImageRefError, parse_image_ref, same_image
+from core.model.images import ImageRef, ImageRefError, parse_image_ref
 from core.rules.repo_yaml import MAX_REPO_YAML_BYTES
 
 MAX_FILE_BYTES = MAX_REPO_YAML_BYTES  # larger files are not indexed, so never targets
@@ -364,14 +362,6 @@ class Target:
         return (0,) + path
 
 
-def find_targets(root: Path, image_name: str, environments: Sequence[str] | None = None,
-                 fields: Sequence[ImageFields] = ()) -> list[Target]:
-    """Every image field in the tree that holds `image_name` (host/repository; a tag or digest is ignored)."""
-    parse_image_ref(image_name)
-    return [target for target in find_all_targets(root, environments=environments, fields=fields)
-            if same_image(target.repository, image_name)]
-
-
 def discover_targets(files: Iterable[tuple[str, bytes]], candidates: Iterable[str] | None = None,
                      environments: Sequence[str] | None = None,
                      fields: Sequence[ImageFields] = ()) -> list[Target]:
@@ -381,32 +371,16 @@ def discover_targets(files: Iterable[tuple[str, bytes]], candidates: Iterable[st
     paths (absolute, `..`, `.`, empty segments) are ignored, as are files over `MAX_FILE_BYTES` and files that are
     not UTF-8 YAML; a path given twice keeps its last content. `candidates`, `environments` and `fields` mean what
     they mean for `find_all_targets`, which reads a checkout and gives the same result for the same files."""
-    return _discover(_Pairs(files), candidates, environments, fields)
+    return discover(_Pairs(files), candidates, environments, fields)
 
 
-def find_all_targets(root: Path, candidates: Iterable[str] | None = None,
-                     environments: Sequence[str] | None = None,
-                     fields: Sequence[ImageFields] = ()) -> list[Target]:
-    """Every image field in the checkout at `root`. `candidates` (repo-relative paths, e.g. the files `git grep -l`
-    finds mentioning a repository) replaces the walk of the whole tree; the other config files of the components
-    concerned are still read to resolve which file wins.
-
-    A Fabrikate image is resolved per environment (`environments` as the generator names them, e.g.
-    `["prod", "staging west"]`; None: every environment a config file on the way names, and `common`): the
-    target is the field in the file whose value the generator uses for that environment.
-
-    The checkout is read lazily (only the files discovery asks for), without following symbolic links, and
-    parsed files are cached across calls; the rules are `discover_targets`'s."""
-    return _discover(_Checkout(Path(root)), candidates, environments, fields)
-
-
-def _discover(files: "_Files", candidates: Iterable[str] | None, environments: Sequence[str] | None,
+def discover(files: "TreeFiles", candidates: Iterable[str] | None, environments: Sequence[str] | None,
               fields: Sequence[ImageFields]) -> list[Target]:
     tree = _Tree(files)
     tree.environments = None if environments is None else tuple(parse_environment(e) for e in environments)
     tree.fields = tuple(fields)
     found: list[tuple[str, int, Target]] = []
-    paths = files.walk() if candidates is None else sorted(rel for rel in candidates if _is_discovered(rel))
+    paths = files.walk() if candidates is None else sorted(rel for rel in candidates if is_discovered(rel))
     for rel in paths:
         index = tree.index(rel)
         if index is None:
@@ -434,7 +408,7 @@ def _discover(files: "_Files", candidates: Iterable[str] | None, environments: S
     return list(unique.values())
 
 
-def _parse(data: bytes) -> YamlIndex | None:
+def parse_indexable(data: bytes) -> YamlIndex | None:
     """The index of one file's content; None (never a target) when too large, not UTF-8 or not YAML."""
     if len(data) > MAX_FILE_BYTES:
         return None
@@ -444,7 +418,7 @@ def _parse(data: bytes) -> YamlIndex | None:
         return None
 
 
-class _Files(Protocol):
+class TreeFiles(Protocol):
     """What discovery reads of a tree: repo-relative POSIX paths, "" for the root directory."""
 
     def walk(self) -> list[str]:
@@ -471,7 +445,7 @@ def _plain_path(rel: str) -> bool:
 
 
 def _walk_key(rel: str) -> tuple[tuple[int, str], ...]:
-    """The order of `_Checkout.walk`: in each directory its files (0) before its subdirectories (1), by name."""
+    """The order of a checkout's walk (core.adapters.checkout_targets): in each directory its files (0) before its subdirectories (1), by name."""
     parts = rel.split("/")
     return tuple((1, part) for part in parts[:-1]) + ((0, parts[-1]),)
 
@@ -494,13 +468,13 @@ class _Pairs:
         self._indexes: dict[str, YamlIndex | None] = {}
 
     def walk(self) -> list[str]:
-        return sorted((rel for rel in self._data if _is_discovered(rel) and ".git" not in rel.split("/")[:-1]),
+        return sorted((rel for rel in self._data if is_discovered(rel) and ".git" not in rel.split("/")[:-1]),
                       key=_walk_key)
 
     def index(self, rel: str) -> YamlIndex | None:
         if rel not in self._indexes:
             data = self._data.get(rel)
-            self._indexes[rel] = None if data is None else _parse(data)
+            self._indexes[rel] = None if data is None else parse_indexable(data)
         return self._indexes[rel]
 
     def is_dir(self, rel: str) -> bool:
@@ -512,123 +486,13 @@ class _Pairs:
         return list(self._dirs.get(rel_dir, ()))
 
     def component_dirs(self, rel: str, index: YamlIndex, component_dir: str) -> dict[str, str | None]:
-        return _subcomponent_dirs(index, component_dir)
-
-
-_FileKey = tuple[int, int, int]
-_FILE_CACHE_LIMIT = 50_000
-_RACY_NS = 2_000_000_000
-# Parsed files of warm working copies, reused across runs while (mtime, size, inode) is unchanged: git rewrites
-# only the files a fetch changed, so a bump in an HLD of 1,000 services parses a handful of files, not thousands.
-_file_cache: dict[str, tuple[_FileKey, bytes, "YamlIndex | None | bool"]] = {}
-_component_cache: dict[str, tuple["YamlIndex", dict[str, str | None]]] = {}
-
-
-def _cached_file(path: str) -> tuple[_FileKey, bytes, "YamlIndex | None | bool"] | None:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    key = (st.st_mtime_ns, st.st_size, st.st_ino)
-    entry = _file_cache.get(path)
-    # Like git's "racily clean" rule: a file changed within the timestamp granularity may have been rewritten
-    # with the same size and time, so recent files are compared by content.
-    if entry is not None and entry[0] == key and time.time_ns() - st.st_mtime_ns > _RACY_NS:
-        return entry
-    if st.st_size > MAX_FILE_BYTES or not stat.S_ISREG(st.st_mode):
-        return None
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    if entry is not None and entry[1] == data:
-        entry = (key, data, entry[2])
-    else:
-        if len(_file_cache) >= _FILE_CACHE_LIMIT:
-            _file_cache.clear()
-        entry = (key, data, False)  # False: not parsed yet
-    _file_cache[path] = entry
-    return entry
-
-
-class _Checkout:
-    """A working copy on disk, read on demand: symlinks never followed, parses cached by (mtime, size, inode)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._root = str(root)
-        self._indexes: dict[str, YamlIndex | None] = {}
-        self._plain: dict[str, bool] = {}
-
-    def walk(self) -> list[str]:
-        """Plain os.scandir and strings: this runs on every bump over trees of thousands of files."""
-        files: list[str] = []
-
-        def walk(directory: str, prefix: str) -> None:
-            with os.scandir(directory) as it:
-                entries = sorted(it, key=lambda entry: entry.name)
-            subdirs = []
-            for entry in entries:
-                if entry.is_symlink():
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name != ".git":
-                        subdirs.append(entry)
-                elif _is_discovered(prefix + entry.name):
-                    files.append(prefix + entry.name)
-            for entry in subdirs:
-                walk(entry.path, prefix + entry.name + "/")
-
-        walk(self._root, "")
-        return files
-
-    def index(self, rel: str) -> YamlIndex | None:
-        if rel not in self._indexes:
-            self._indexes[rel] = self._load(rel)
-        return self._indexes[rel]
-
-    def _load(self, rel: str) -> YamlIndex | None:
-        path = os.path.join(self._root, rel)
-        entry = _cached_file(path)
-        if entry is None:
-            return None
-        key, data, index = entry
-        if index is False:
-            index = _parse(data)
-            _file_cache[path] = (key, data, index)
-        return index
-
-    def is_dir(self, rel: str) -> bool:
-        return (self.root / rel).is_dir()
-
-    def plain_dir(self, rel: str) -> bool:
-        if rel not in self._plain:
-            self._plain[rel] = _plain_directory(self._root, rel)
-        return self._plain[rel]
-
-    def file_names(self, rel_dir: str) -> list[str]:
-        try:
-            with os.scandir(os.path.join(self._root, rel_dir)) as it:
-                return [entry.name for entry in it if entry.is_file(follow_symlinks=False)]
-        except OSError:
-            return []
-
-    def component_dirs(self, rel: str, index: YamlIndex, component_dir: str) -> dict[str, str | None]:
-        # A project component.yaml can list a thousand services: map it once per content, not once per bump.
-        path = os.path.join(self._root, rel)
-        cached = _component_cache.get(path)
-        if cached is not None and cached[0] is index:
-            return cached[1]
-        dirs = _subcomponent_dirs(index, component_dir)
-        _component_cache[path] = (index, dirs)
-        return dirs
+        return subcomponent_dirs(index, component_dir)
 
 
 class _Tree:
     """What discovery derives from the files: YAML indexes and Fabrikate component maps, each computed once."""
 
-    def __init__(self, files: _Files) -> None:
+    def __init__(self, files: TreeFiles) -> None:
         self.files = files
         self._subcomponents: dict[str, dict[str, str | None]] = {}
         self.environments: tuple[EnvironmentSpec, ...] | None = None
@@ -679,7 +543,7 @@ class _Tree:
         return fallback if fallback is not None and self.files.is_dir(fallback) else None
 
 
-def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | None]:
+def subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | None]:
     dirs: dict[str, str | None] = {}
     entries = index.get((0, "subcomponents"))
     for i in entries.children if entries and entries.kind == "sequence" else ():
@@ -701,7 +565,7 @@ def _subcomponent_dirs(index: YamlIndex, component_dir: str) -> dict[str, str | 
     return dirs
 
 
-def _is_discovered(rel: str) -> bool:
+def is_discovered(rel: str) -> bool:
     """YAML files, kustomizations, and the JSON configs Fabrikate reads (`config/<env>.json`)."""
     path = PurePosixPath(rel)
     return (rel.endswith((".yaml", ".yml")) or path.name in KUSTOMIZATION_NAMES
@@ -709,21 +573,6 @@ def _is_discovered(rel: str) -> bool:
 
 
 _ENVIRONMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _plain_directory(root: str, rel: str | None) -> bool:
-    """A directory inside the tree whose every component is a real directory (never a symlink)."""
-    if rel is None:
-        return False
-    path = root
-    for part in _parts(rel):
-        path = os.path.join(path, part)
-        try:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                return False
-        except OSError:
-            return False
-    return True
 
 
 def _rel(*parts: str) -> str | None:
@@ -734,7 +583,7 @@ def _rel(*parts: str) -> str | None:
     return "" if joined == "." else PurePosixPath(joined).as_posix()
 
 
-def _parts(rel_dir: str) -> list[str]:
+def path_parts(rel_dir: str) -> list[str]:
     return [part for part in rel_dir.split("/") if part]
 
 
@@ -1025,7 +874,7 @@ def _fabrikate_labels(tree: _Tree, component_dir: str, chain: tuple[str, ...]) -
         if child is None:
             break
         directory = child
-    parts = _parts(directory)
+    parts = path_parts(directory)
     if len(parts) >= 2:
         return parts[-2], parts[-1]
     if parts:

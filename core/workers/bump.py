@@ -21,7 +21,8 @@ from core.model.images import same_image
 from core.rules.policy import Policy, load_policy_from
 from core.rules.promotion import push_skip_reason
 from core.rules.tag_order import TagOrder, sort_key
-from core.rules.targets import Target, find_all_targets
+from core.rules.targets import Target
+from core.adapters.checkout_targets import find_all_targets
 from core.adapters.trace import TraceLog, _parse
 from core.model.workitems import HldChanged, ImagePushed, WorkItem
 from core.rules.yaml_edit import apply_to_tree

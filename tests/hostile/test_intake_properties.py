@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from core.model.payloads import AcrPush, PayloadError, parse_acr_event, parse_eventgrid
-from core.rules.targets import Target, find_targets, index_yaml
+from core.rules.targets import Target, index_yaml
+from core.adapters.checkout_targets import find_targets
 from core.rules.yaml_edit import set_image
 from tests.hostile.grammar_oracle import HOSTILE, valid_repository, valid_tag
 

@@ -14,7 +14,8 @@ from core.errors import Permanent
 from core.generate import GenerationError, generate
 from core.rules.policy import PolicyError, load_policy
 from core.rules.repo_yaml import ALIAS_EXPANSION_BUDGET, MAX_REPO_YAML_BYTES, RepoYamlError, load_all
-from core.rules.targets import Target, find_targets
+from core.rules.targets import Target
+from core.adapters.checkout_targets import find_targets
 from core.rules.yaml_edit import EditError, apply_to_tree, diff_image_fields, set_image
 from devkit.gitrepos import bare_repo, branches, file_at
 from tests.test_bump import REGISTRY, make_service, push
