@@ -223,7 +223,7 @@ def _replay(args: argparse.Namespace, services: Services, out: TextIO) -> int:
         parsed = parse_replay_request(request)
     except ReplayRequestError as exc:
         raise UsageError(str(exc)) from exc
-    reply = Replayer(services.storage, services.intake, services.deliveries).run(parsed)
+    reply = Replayer(services.queues, services.intake, services.deliveries).run(parsed)
     body = reply.body
     if args.json:
         _print_json(body, out)

@@ -368,6 +368,14 @@ class FeedbackJob:
     def storage(self) -> Storage:
         return self.services.storage
 
+    @property
+    def queues(self):       # core.workers.runners.Job
+        return self.services.queues
+
+    @property
+    def deliveries(self):
+        return self.services.deliveries
+
     def _workspace(self):
         s = self.services.settings
         # Its own working copy ("feedback"): ancestry checks never wait for the writer's lock.

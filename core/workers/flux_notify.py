@@ -279,6 +279,14 @@ class FluxNotifyJob:
     def storage(self) -> Storage:
         return self.services.storage
 
+    @property
+    def queues(self):       # core.workers.runners.Job
+        return self.services.queues
+
+    @property
+    def deliveries(self):
+        return self.services.deliveries
+
     def process(self, items: Sequence[WorkItem]) -> NotifyResult:
         [item] = items
         assert isinstance(item, FluxNotify)

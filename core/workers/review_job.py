@@ -32,6 +32,14 @@ class ReviewJob:
     def storage(self) -> Storage:
         return self.services.storage
 
+    @property
+    def queues(self):       # core.workers.runners.Job
+        return self.services.queues
+
+    @property
+    def deliveries(self):
+        return self.services.deliveries
+
     def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
         [item] = items
         assert isinstance(item, PrReview)
