@@ -1,4 +1,7 @@
-"""The deployments endpoint and `python -m core.ops.cli` (trace, replay, health, setup) on Azurite."""
+"""The deployments endpoint and `python -m core.ops.cli` (trace, replay, health, setup).
+
+Replay runs on the fake queues and journal (handed to the CLI through `main(wire=...)`); commands that never reach
+storage get settings naming a closed port; trace, deployments and health read Azure Storage on Azurite."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,12 +20,14 @@ import pytest
 from core.adapters import storage as storage_module
 from core.ops.cli import load_cli_settings, main
 from core.adapters.review_records import ReviewRecord, ReviewRecords, RuleFailure
-from core.wiring import reset_services
+from core.wiring import Services, reset_services
 from core.adapters.storage import IMAGE_PUSHED, dev_connection_string, poison_queue
 from core.adapters.trace import TraceLog
 from core.model.workitems import ImagePushed, encode
 from devkit.azurite import free_port
 from handlers import ops
+from tests.fakes.deliveries import FakeDeliveryJournal
+from tests.fakes.queues import AsyncFakeQueues, FakeQueues
 from tests.azdo_fake import ORG, PAT, PROJECT, PROJECT_ID, azdo  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,18 +50,39 @@ def environ(monkeypatch):
     reset_services()
 
 
-@pytest.fixture
-def settings_file(tmp_path, azurite, environ) -> Path:
-    path = tmp_path / "local.settings.json"
+def write_settings(path: Path, connection: str) -> Path:
     path.write_text(json.dumps({"IsEncrypted": False, "Values": {
-        "AzureWebJobsStorage": azurite, "ACR_WEBHOOK_SECRET": ACR_SECRET, "AZDO_WEBHOOK_SECRET": HOOK_SECRET,
+        "AzureWebJobsStorage": connection, "ACR_WEBHOOK_SECRET": ACR_SECRET, "AZDO_WEBHOOK_SECRET": HOOK_SECRET,
         "WRITE_MODE": "direct"}}))
     return path
 
 
-def cli(settings_file: Path, *args: str) -> tuple[int, str, str]:
+@pytest.fixture
+def settings_file(tmp_path, environ) -> Path:
+    """Settings whose storage is a closed port: for commands that never reach storage, or reach the fakes."""
+    dead = free_port()
+    return write_settings(tmp_path / "local.settings.json", dev_connection_string(queue_port=dead, table_port=dead))
+
+
+@pytest.fixture
+def azure_settings(tmp_path, azurite, environ) -> Path:
+    return write_settings(tmp_path / "local.settings.json", azurite)
+
+
+@dataclass
+class FakeStores:
+    queues: FakeQueues = field(default_factory=FakeQueues)
+    journal: FakeDeliveryJournal = field(default_factory=FakeDeliveryJournal)
+
+    def wire(self, settings) -> Services:
+        return Services(settings, stores={"queues": self.queues, "async_queues": AsyncFakeQueues(self.queues),
+                                          "deliveries": self.journal, "async_deliveries": self.journal})
+
+
+def cli(settings_file: Path, *args: str, stores: FakeStores | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(["--settings", str(settings_file), *args], out=out, err=err)
+    code = main(["--settings", str(settings_file), *args], out=out, err=err,
+                **({"wire": stores.wire} if stores else {}))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -99,9 +126,16 @@ def app_env(settings_file):
     return settings_file
 
 
+@pytest.fixture
+def azure_app_env(azure_settings):
+    load_cli_settings(azure_settings)
+    reset_services()
+    return azure_settings
+
+
 # -- the deployments endpoint ---------------------------------------------------------------------------------------
 
-def test_deployments_newest_first_with_filters_and_top(app_env, history):
+def test_deployments_newest_first_with_filters_and_top(azure_app_env, history):
     status, body = get_deployments()
     assert status == 200
     assert [d["traceId"] for d in body["deployments"]] == ["t-app-dev", "t-app-prod", "t-api-dev"]
@@ -119,7 +153,7 @@ def test_deployments_newest_first_with_filters_and_top(app_env, history):
     assert "reviews" not in prod
 
 
-def test_a_deployment_with_a_pr_carries_its_review_decisions(app_env, history):
+def test_a_deployment_with_a_pr_carries_its_review_decisions(azure_app_env, history):
     [api] = get_deployments(service="fabrikam-api")[1]["deployments"]
     assert api["pr"] == "12"
     assert api["reviews"] == [
@@ -136,18 +170,15 @@ def test_bad_top_is_400(app_env, top):
     assert status == 400 and "top=" in body["error"] and "1 to 1000" in body["error"]
 
 
-def test_deployments_with_storage_down_is_503(app_env, monkeypatch):
-    dead = free_port()
-    monkeypatch.setenv("AzureWebJobsStorage", dev_connection_string(queue_port=dead, table_port=dead))
-    reset_services()
+def test_deployments_with_storage_down_is_503(app_env):
     status, body = get_deployments()
     assert status == 503 and "storage unavailable" in body["error"]
 
 
 # -- trace ----------------------------------------------------------------------------------------------------------
 
-def test_trace_prints_a_table_with_stage_latencies_and_reviews(settings_file, history):
-    code, out, err = cli(settings_file, "trace")
+def test_trace_prints_a_table_with_stage_latencies_and_reviews(azure_settings, history):
+    code, out, err = cli(azure_settings, "trace")
 
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -163,13 +194,13 @@ def test_trace_prints_a_table_with_stage_latencies_and_reviews(settings_file, hi
         "    review PR 12 iteration 1: approved at 2024-04-30 09:04:00 (passed: only-image-tags, build; failed: -)"]
 
 
-def test_trace_filters_json_and_empty(settings_file, history):
-    code, out, _ = cli(settings_file, "trace", "--env", "prod", "--json")
+def test_trace_filters_json_and_empty(azure_settings, history):
+    code, out, _ = cli(azure_settings, "trace", "--env", "prod", "--json")
     assert code == 0
     [row] = json.loads(out)["deployments"]
     assert row["traceId"] == "t-app-prod"
 
-    code, out, _ = cli(settings_file, "trace", "--service", "nothing-here")
+    code, out, _ = cli(azure_settings, "trace", "--service", "nothing-here")
     assert (code, out) == (0, "no deployments recorded matching the filters\n")
 
 
@@ -187,27 +218,30 @@ def pushed(n: int) -> ImagePushed:
                        "2024-05-01T10:00:00Z", f"e{n}")
 
 
-def test_replay_moves_and_prints_each_message(settings_file, storage):
-    ids = [storage.enqueue(poison_queue(IMAGE_PUSHED), encode(pushed(n))) for n in (1, 2)]
+def test_replay_moves_and_prints_each_message(settings_file):
+    stores = FakeStores()
+    ids = [stores.queues.enqueue(poison_queue(IMAGE_PUSHED), encode(pushed(n))) for n in (1, 2)]
 
-    code, out, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--dry-run")
+    code, out, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--dry-run", stores=stores)
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == ("would move 2 message(s) from image-pushed-poison to image-pushed "
                                    "(dry run: nothing moved)")
-    assert storage.queue_depth(IMAGE_PUSHED) == 0
+    assert stores.queues.queue_depth(IMAGE_PUSHED) == 0
 
-    code, out, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--message-id", ids[1])
+    code, out, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--message-id", ids[1], stores=stores)
     assert (code, err) == (0, "")
     assert out.splitlines() == ["moved 1 message(s) from image-pushed-poison to image-pushed",
                                 f"  {ids[1]}  image-pushed  event acr:e2  trace trace2"]
-    assert storage.queue_depth(IMAGE_PUSHED) == 1
+    assert stores.queues.queue_depth(IMAGE_PUSHED) == 1
+    assert stores.queues.texts(poison_queue(IMAGE_PUSHED)) == [encode(pushed(1))]
 
 
-def test_replay_failures_exit_non_zero_with_one_line(settings_file, storage):
-    code, _, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--message-id", "missing-id")
+def test_replay_failures_exit_non_zero_with_one_line(settings_file):
+    stores = FakeStores()
+    code, _, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--message-id", "missing-id", stores=stores)
     assert (code, err) == (1, "error: not on image-pushed-poison: missing-id\n")
 
-    code, _, err = cli(settings_file, "replay", "--event-id", "acr:unknown")
+    code, _, err = cli(settings_file, "replay", "--event-id", "acr:unknown", stores=stores)
     assert (code, err) == (1, "error: no journaled delivery with eventId acr:unknown\n")
 
     code, _, err = cli(settings_file, "replay", "--queue", "images")
@@ -255,12 +289,12 @@ def test_bad_settings_exit_2(tmp_path, environ):
     assert code == 2 and "settings file not found" in err
 
 
-def test_health_command(settings_file, storage):
-    code, out, _ = cli(settings_file, "health")
+def test_health_command(azure_settings, storage):
+    code, out, _ = cli(azure_settings, "health")
     assert code == 0 and json.loads(out)["status"] == "healthy"
 
     storage.enqueue(poison_queue(IMAGE_PUSHED), "{}")
-    code, out, _ = cli(settings_file, "health")
+    code, out, _ = cli(azure_settings, "health")
     assert code == 0 and json.loads(out)["warnings"]
 
 
@@ -324,7 +358,7 @@ def test_runs_as_a_module(settings_file):
     assert run.stderr == "error: top='0' must be an integer from 1 to 1000\n"
 
 
-def test_trace_prints_why_a_push_was_skipped(settings_file, storage):
+def test_trace_prints_why_a_push_was_skipped(azure_settings, storage):
     from core.adapters.trace import TraceLog
 
     trace = TraceLog(storage)
@@ -334,6 +368,6 @@ def test_trace_prints_why_a_push_was_skipped(settings_file, storage):
     trace.record("t-skip", "prod/app.yaml#doc[0].spec.containers[0].image", "skipped", actor="gitops-autopilot",
                  at="2024-05-02T10:00:01+00:00", detail={"action": "skip",
                                                         "reason": "1.3.0 is older than current 1.4.0; never downgrade"})
-    code, out, _ = cli(settings_file, "trace")
+    code, out, _ = cli(azure_settings, "trace")
     assert code == 0
     assert "    skipped: 1.3.0 is older than current 1.4.0; never downgrade" in out.splitlines()
