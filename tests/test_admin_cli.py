@@ -58,14 +58,14 @@ def write_settings(path: Path, connection: str) -> Path:
 
 
 @pytest.fixture
-def settings_file(tmp_path, environ) -> Path:
+def offline_settings(tmp_path, environ) -> Path:
     """Settings whose storage is a closed port: for commands that never reach storage, or reach the fakes."""
     dead = free_port()
     return write_settings(tmp_path / "local.settings.json", dev_connection_string(queue_port=dead, table_port=dead))
 
 
 @pytest.fixture
-def azure_settings(tmp_path, azurite, environ) -> Path:
+def settings_file(tmp_path, azurite, environ) -> Path:
     return write_settings(tmp_path / "local.settings.json", azurite)
 
 
@@ -120,17 +120,17 @@ def get_deployments(**params: str) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def app_env(settings_file):
-    load_cli_settings(settings_file)
+def app_env(offline_settings):
+    load_cli_settings(offline_settings)
     reset_services()
-    return settings_file
+    return offline_settings
 
 
 @pytest.fixture
-def azure_app_env(azure_settings):
-    load_cli_settings(azure_settings)
+def azure_app_env(settings_file):
+    load_cli_settings(settings_file)
     reset_services()
-    return azure_settings
+    return settings_file
 
 
 # -- the deployments endpoint ---------------------------------------------------------------------------------------
@@ -177,8 +177,8 @@ def test_deployments_with_storage_down_is_503(app_env):
 
 # -- trace ----------------------------------------------------------------------------------------------------------
 
-def test_trace_prints_a_table_with_stage_latencies_and_reviews(azure_settings, history):
-    code, out, err = cli(azure_settings, "trace")
+def test_trace_prints_a_table_with_stage_latencies_and_reviews(settings_file, history):
+    code, out, err = cli(settings_file, "trace")
 
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -194,18 +194,18 @@ def test_trace_prints_a_table_with_stage_latencies_and_reviews(azure_settings, h
         "    review PR 12 iteration 1: approved at 2024-04-30 09:04:00 (passed: only-image-tags, build; failed: -)"]
 
 
-def test_trace_filters_json_and_empty(azure_settings, history):
-    code, out, _ = cli(azure_settings, "trace", "--env", "prod", "--json")
+def test_trace_filters_json_and_empty(settings_file, history):
+    code, out, _ = cli(settings_file, "trace", "--env", "prod", "--json")
     assert code == 0
     [row] = json.loads(out)["deployments"]
     assert row["traceId"] == "t-app-prod"
 
-    code, out, _ = cli(azure_settings, "trace", "--service", "nothing-here")
+    code, out, _ = cli(settings_file, "trace", "--service", "nothing-here")
     assert (code, out) == (0, "no deployments recorded matching the filters\n")
 
 
-def test_trace_bad_top_exits_2(settings_file):
-    code, out, err = cli(settings_file, "trace", "--top", "zero")
+def test_trace_bad_top_exits_2(offline_settings):
+    code, out, err = cli(offline_settings, "trace", "--top", "zero")
     assert (code, out) == (2, "")
     assert err == "error: top='zero' must be an integer from 1 to 1000\n"
 
@@ -218,17 +218,18 @@ def pushed(n: int) -> ImagePushed:
                        "2024-05-01T10:00:00Z", f"e{n}")
 
 
-def test_replay_moves_and_prints_each_message(settings_file):
+def test_replay_moves_and_prints_each_message(offline_settings):
     stores = FakeStores()
     ids = [stores.queues.enqueue(poison_queue(IMAGE_PUSHED), encode(pushed(n))) for n in (1, 2)]
 
-    code, out, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--dry-run", stores=stores)
+    code, out, err = cli(offline_settings, "replay", "--queue", IMAGE_PUSHED, "--dry-run", stores=stores)
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == ("would move 2 message(s) from image-pushed-poison to image-pushed "
                                    "(dry run: nothing moved)")
     assert stores.queues.queue_depth(IMAGE_PUSHED) == 0
 
-    code, out, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--message-id", ids[1], stores=stores)
+    code, out, err = cli(offline_settings, "replay", "--queue", IMAGE_PUSHED, "--message-id", ids[1],
+                         stores=stores)
     assert (code, err) == (0, "")
     assert out.splitlines() == ["moved 1 message(s) from image-pushed-poison to image-pushed",
                                 f"  {ids[1]}  image-pushed  event acr:e2  trace trace2"]
@@ -236,29 +237,30 @@ def test_replay_moves_and_prints_each_message(settings_file):
     assert stores.queues.texts(poison_queue(IMAGE_PUSHED)) == [encode(pushed(1))]
 
 
-def test_replay_failures_exit_non_zero_with_one_line(settings_file):
+def test_replay_failures_exit_non_zero_with_one_line(offline_settings):
     stores = FakeStores()
-    code, _, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--message-id", "missing-id", stores=stores)
+    code, _, err = cli(offline_settings, "replay", "--queue", IMAGE_PUSHED, "--message-id", "missing-id",
+                       stores=stores)
     assert (code, err) == (1, "error: not on image-pushed-poison: missing-id\n")
 
-    code, _, err = cli(settings_file, "replay", "--event-id", "acr:unknown", stores=stores)
+    code, _, err = cli(offline_settings, "replay", "--event-id", "acr:unknown", stores=stores)
     assert (code, err) == (1, "error: no journaled delivery with eventId acr:unknown\n")
 
-    code, _, err = cli(settings_file, "replay", "--queue", "images")
+    code, _, err = cli(offline_settings, "replay", "--queue", "images")
     assert code == 2 and err == ("error: queue 'images' is not a work queue "
                                  "(valid: image-pushed, hld-changed, pr-review, flux-notify, cluster-events)\n")
 
-    code, _, err = cli(settings_file, "replay", "--event-id", "x", "--message-id", "y")
+    code, _, err = cli(offline_settings, "replay", "--event-id", "x", "--message-id", "y")
     assert (code, err) == (2, "error: --message-id goes with --queue, not with --event-id\n")
 
 
-def test_storage_down_exits_1(settings_file, environ, monkeypatch):
+def test_storage_down_exits_1(offline_settings, environ, monkeypatch):
     monkeypatch.setattr(storage_module, "_CLIENT_OPTIONS", {**storage_module._CLIENT_OPTIONS, "initial_backoff": 0,
                                                             "increment_base": 0, "random_jitter_range": 0})
     dead = free_port()
     environ["AzureWebJobsStorage"] = dev_connection_string(queue_port=dead, table_port=dead)
     for args in (["trace"], ["replay", "--queue", IMAGE_PUSHED]):
-        code, out, err = cli(settings_file, *args)
+        code, out, err = cli(offline_settings, *args)
         assert code == 1, args
         assert err.startswith("error: storage unavailable") and err.count("\n") == 1
 
@@ -289,29 +291,29 @@ def test_bad_settings_exit_2(tmp_path, environ):
     assert code == 2 and "settings file not found" in err
 
 
-def test_health_command(azure_settings, storage):
-    code, out, _ = cli(azure_settings, "health")
+def test_health_command(settings_file, storage):
+    code, out, _ = cli(settings_file, "health")
     assert code == 0 and json.loads(out)["status"] == "healthy"
 
     storage.enqueue(poison_queue(IMAGE_PUSHED), "{}")
-    code, out, _ = cli(azure_settings, "health")
+    code, out, _ = cli(settings_file, "health")
     assert code == 0 and json.loads(out)["warnings"]
 
 
-def test_setup_creates_once_and_prints_the_acr_commands(settings_file, environ, azdo):  # noqa: F811
+def test_setup_creates_once_and_prints_the_acr_commands(offline_settings, environ, azdo):  # noqa: F811
     azdo.add_repo("hld")
     environ.update({"AZDO_ORG_URL": ORG, "AZDO_PROJECT": PROJECT, "AZDO_PAT": PAT,
                     "HLD_REPO_URL": f"{ORG}/{PROJECT}/_git/hld", "FUNCTIONS_KEY": "the-function-key"})
     args = ("setup", "--url", "https://autopilot.azurewebsites.net", "--project-id", PROJECT_ID,
             "--registry", "myregistry")
 
-    code, out, err = cli(settings_file, *args, "--dry-run")
+    code, out, err = cli(offline_settings, *args, "--dry-run")
     assert (code, err) == (0, "")
     assert out.splitlines()[0].startswith("would create  git.pullrequest.created")
     assert "0 to update, 0 unchanged (dry run: nothing changed)" in out
     assert azdo.subscriptions == {}
 
-    code, out, err = cli(settings_file, *args)
+    code, out, err = cli(offline_settings, *args)
     assert (code, err) == (0, "")
     assert "5 to create, 0 to update, 0 unchanged" in out
     assert '--headers "Authorization=Bearer $ACR_WEBHOOK_SECRET"' in out
@@ -321,44 +323,44 @@ def test_setup_creates_once_and_prints_the_acr_commands(settings_file, environ, 
     assert {s["consumerInputs"]["url"] for s in azdo.subscriptions.values()} == {
         "https://autopilot.azurewebsites.net/api/hooks/azdo?code=the-function-key"}
 
-    code, out, _ = cli(settings_file, *args)
+    code, out, _ = cli(offline_settings, *args)
     assert code == 0 and "0 to create, 0 to update, 5 unchanged" in out
     assert len(azdo.subscriptions) == 5
 
 
-def test_setup_looks_up_the_project_id_when_not_given(settings_file, environ, azdo):  # noqa: F811
+def test_setup_looks_up_the_project_id_when_not_given(offline_settings, environ, azdo):  # noqa: F811
     azdo.add_repo("hld")
     environ.update({"AZDO_ORG_URL": ORG, "AZDO_PROJECT": PROJECT, "AZDO_PAT": PAT,
                     "HLD_REPO_URL": f"{ORG}/{PROJECT}/_git/hld"})
-    code, out, err = cli(settings_file, "setup", "--url", "https://autopilot.azurewebsites.net")
+    code, out, err = cli(offline_settings, "setup", "--url", "https://autopilot.azurewebsites.net")
     assert (code, err) == (0, "")
     assert {s["publisherInputs"]["projectId"] for s in azdo.subscriptions.values()} == {PROJECT_ID}
     assert azdo.find_calls("GET", r"/_apis/projects/")
 
 
-def test_setup_needs_azure_devops(settings_file):
-    code, _, err = cli(settings_file, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
+def test_setup_needs_azure_devops(offline_settings):
+    code, _, err = cli(offline_settings, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
     assert (code, err) == (2, "error: AZDO_ORG_URL is not set: setup creates Azure DevOps service hooks\n")
 
 
-def test_setup_azure_devops_failure_exits_1(settings_file, environ, azdo):  # noqa: F811
+def test_setup_azure_devops_failure_exits_1(offline_settings, environ, azdo):  # noqa: F811
     environ.update({"AZDO_ORG_URL": ORG, "AZDO_PROJECT": PROJECT, "AZDO_PAT": PAT,
                     "HLD_REPO_URL": f"{ORG}/{PROJECT}/_git/hld"})
     azdo.add_repo("hld")
     azdo.fail_next("GET", "/hooks/subscriptions", status=401)
-    code, out, err = cli(settings_file, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
+    code, out, err = cli(offline_settings, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
     assert code == 1 and out == ""
     assert err.startswith("error: Azure DevOps GET ") and "401" in err and err.count("\n") == 1
 
 
-def test_runs_as_a_module(settings_file):
-    run = subprocess.run([sys.executable, "-m", "core.ops.cli", "--settings", str(settings_file), "trace",
+def test_runs_as_a_module(offline_settings):
+    run = subprocess.run([sys.executable, "-m", "core.ops.cli", "--settings", str(offline_settings), "trace",
                           "--top", "0"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr == "error: top='0' must be an integer from 1 to 1000\n"
 
 
-def test_trace_prints_why_a_push_was_skipped(azure_settings, storage):
+def test_trace_prints_why_a_push_was_skipped(settings_file, storage):
     from core.adapters.trace import TraceLog
 
     trace = TraceLog(storage)
@@ -368,6 +370,6 @@ def test_trace_prints_why_a_push_was_skipped(azure_settings, storage):
     trace.record("t-skip", "prod/app.yaml#doc[0].spec.containers[0].image", "skipped", actor="gitops-autopilot",
                  at="2024-05-02T10:00:01+00:00", detail={"action": "skip",
                                                         "reason": "1.3.0 is older than current 1.4.0; never downgrade"})
-    code, out, _ = cli(azure_settings, "trace")
+    code, out, _ = cli(settings_file, "trace")
     assert code == 0
     assert "    skipped: 1.3.0 is older than current 1.4.0; never downgrade" in out.splitlines()

@@ -2,8 +2,9 @@
 
 Taken messages are settled one by one through the queue port (core.adapters.storage.WorkQueues): deleted when their
 work is done, moved to `<queue>-poison` (written first, then deleted, so a failure in between leaves a copy, never
-none) when it failed for good, or made visible again after a delay when it should be retried. Azure Storage raises a message's dequeue count on
-every receive, so the runner only releases a taken message after it really was attempted (see core.workers.runners).
+none) when it failed for good, or made visible again after a delay when it should be retried. Azure Storage raises a
+message's dequeue count on every receive, so the runner only releases a taken message after it really was attempted
+(see core.workers.runners).
 """
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 from core.workers.reviewer import ReviewOutcome, ReviewService
 from core.adapters.review_records import ReviewRecords
 from core.settings import SettingsError
-from core.adapters.storage import PR_REVIEW, Storage
+from core.adapters.deliveries import DeliveryJournal, DeliveryLog
+from core.adapters.storage import PR_REVIEW, Storage, WorkQueues
 from core.telemetry import metrics
 from core.model.workitems import PrReview, WorkItem
 
@@ -33,12 +34,12 @@ class ReviewJob:
         return self.services.storage
 
     @property
-    def queues(self):       # core.workers.runners.Job
-        return self.services.queues
+    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
+        return getattr(self.services, "queues", None) or self.services.storage
 
     @property
-    def deliveries(self):
-        return self.services.deliveries
+    def deliveries(self) -> DeliveryJournal:
+        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
 
     def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
         [item] = items

@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from core.adapters.azdo import AzdoTransientError
 from core.workers.bump import BumpResult, push_time
-from core.adapters.deliveries import DeliveryJournal
+from core.adapters.deliveries import DeliveryJournal, DeliveryLog
 from core.errors import Retryable, is_permanent
 from core.workers.flux_notify import changed_envs, manifest_notification
 from core.adapters.queue_batch import Taken, TakenMessages, take_waiting
@@ -430,12 +430,12 @@ class BumpJob:
         return self.services.storage
 
     @property
-    def queues(self) -> WorkQueues:
-        return self.services.queues
+    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
+        return getattr(self.services, "queues", None) or self.services.storage
 
     @property
     def deliveries(self) -> DeliveryJournal:
-        return self.services.deliveries
+        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
 
     def process(self, items: Sequence[WorkItem]) -> BumpResult:
         assert all(isinstance(i, ImagePushed) for i in items)
@@ -478,12 +478,12 @@ class GenerateJob:
         return self.services.storage
 
     @property
-    def queues(self) -> WorkQueues:
-        return self.services.queues
+    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
+        return getattr(self.services, "queues", None) or self.services.storage
 
     @property
     def deliveries(self) -> DeliveryJournal:
-        return self.services.deliveries
+        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
 
     def process(self, items: Sequence[WorkItem]):
         assert all(isinstance(i, HldChanged) for i in items)
