@@ -64,7 +64,7 @@ class WorkQueues(Protocol):
         """Send `text` (visible after `visibility_timeout` seconds); the message id."""
         ...
 
-    def queue_depth(self, queue: str) -> int:
+    def queue_depth(self, name: str) -> int:
         """Messages on the queue, hidden ones included (Storage lets an AzureError through here: health and the
         dashboard name it)."""
         ...

@@ -127,3 +127,17 @@ def test_settle_narrows_counts_and_deletes_only_an_unchanged_marker(journal):
     assert journal.sync.stuck(1) == list(narrowed.members) and journal.sync.stuck(2) == []
     assert journal.run(lambda j: j.settle(narrowed, [], now, reenqueue=False)) is True
     assert journal.run(lambda j: j.due(now + 10 * AFTER)) == [] and journal.sync.stuck(0) == []
+
+
+def test_both_implementations_have_the_ports_methods_with_their_parameters():
+    import inspect
+
+    from core.adapters.deliveries import AsyncDeliveryJournal, AsyncDeliveryLog, DeliveryJournal, DeliveryLog
+
+    for protocol, cls in ((DeliveryJournal, DeliveryLog), (AsyncDeliveryJournal, AsyncDeliveryLog),
+                          (DeliveryJournal, FakeDeliveryJournal), (AsyncDeliveryJournal, FakeDeliveryJournal)):
+        for name, fn in vars(protocol).items():
+            if callable(fn) and not name.startswith("_"):
+                method = getattr(cls, name)
+                assert inspect.signature(method).parameters.keys() == inspect.signature(fn).parameters.keys(), name
+                assert inspect.iscoroutinefunction(method) == inspect.iscoroutinefunction(fn), (cls, name)

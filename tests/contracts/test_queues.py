@@ -62,3 +62,23 @@ def test_a_page_is_at_most_32_messages(queues):
     assert len(queues.peek(Q, 100)) == 32
     assert [m.text for m in queues.receive(Q, 100, 60)] == [str(n) for n in range(32)]
     assert [m.text for m in queues.receive(Q, 100, 60)] == [str(n) for n in range(32, 40)]
+
+
+def protocol_methods(protocol) -> dict[str, list[str]]:
+    import inspect
+
+    return {name: list(inspect.signature(fn).parameters) for name, fn in vars(protocol).items()
+            if callable(fn) and not name.startswith("_")}
+
+
+def test_both_implementations_have_the_ports_methods_with_their_parameters():
+    import inspect
+
+    from core.adapters.storage import AsyncStorage, AsyncWorkQueues, Storage, WorkQueues
+    from tests.fakes.queues import AsyncFakeQueues
+
+    for protocol, implementations in ((WorkQueues, (Storage, FakeQueues)), (AsyncWorkQueues, (AsyncStorage,
+                                                                                            AsyncFakeQueues))):
+        for name, params in protocol_methods(protocol).items():
+            for cls in implementations:
+                assert list(inspect.signature(getattr(cls, name)).parameters)[:len(params)] == params, (cls, name)

@@ -8,6 +8,7 @@ whose sends fail (a deleted queue, say).
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -21,6 +22,7 @@ MAX_PAGE = 32
 
 
 def _locked(method):
+    @functools.wraps(method)
     def run(self, *args, **kwargs):
         with self.lock:
             return method(self, *args, **kwargs)
@@ -59,8 +61,8 @@ class FakeQueues:
         return message.id
 
     @_locked
-    def queue_depth(self, queue: str) -> int:
-        return len(self._check(queue))
+    def queue_depth(self, name: str) -> int:
+        return len(self._check(name))
 
     def _visible(self, queue: str) -> list[_Message]:
         now = self.clock()
