@@ -5,25 +5,35 @@ import asyncio
 import tempfile
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from core.adapters.deliveries import AsyncDeliveryLog, DeliveryLog
+from core.adapters.deliveries import AsyncDeliveryJournal, AsyncDeliveryLog, DeliveryJournal, DeliveryLog
 from core.adapters.highwater import HighWaterMarks
 from core.workers.intake import Intake
 from core.model.fleet import DEFAULT_TENANT, Fleet, RepoRef, Tenant
 from core.model.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
-from core.adapters.storage import AsyncStorage, Storage, StorageIdentity
+from core.adapters.storage import AsyncStorage, AsyncWorkQueues, Storage, StorageIdentity, WorkQueues
 from core.adapters.trace import TraceLog
+
+
+# Stores a caller may hand to Services instead of the Azure Storage ones (tests wire the fakes of tests/fakes/).
+STORES = ("queues", "async_queues", "deliveries", "async_deliveries")
 
 
 @dataclass
 class Services:
     settings: Settings
+    stores: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.stores) - set(STORES))
+        if unknown:
+            raise TypeError(f"unknown store {unknown[0]!r} (known: {', '.join(STORES)})")
 
     @cached_property
     def storage(self) -> Storage:
@@ -68,16 +78,25 @@ class Services:
         if store is not None:
             await store.close()
 
-    def async_deliveries(self) -> AsyncDeliveryLog:
+    def async_deliveries(self) -> AsyncDeliveryJournal:
+        if "async_deliveries" in self.stores:
+            return self.stores["async_deliveries"]
         return AsyncDeliveryLog(self.async_storage(), reenqueue_after=self.settings.outbox_reenqueue_after)
 
+    def async_queues(self) -> AsyncWorkQueues:
+        return self.stores["async_queues"] if "async_queues" in self.stores else self.async_storage()
+
     @cached_property
-    def deliveries(self) -> DeliveryLog:
-        return DeliveryLog(self.storage)
+    def queues(self) -> WorkQueues:
+        return self.stores["queues"] if "queues" in self.stores else self.storage
+
+    @cached_property
+    def deliveries(self) -> DeliveryJournal:
+        return self.stores["deliveries"] if "deliveries" in self.stores else DeliveryLog(self.storage)
 
     @cached_property
     def intake(self) -> Intake:
-        return Intake(self.settings, self.storage, self.deliveries, self.async_storage, self.async_deliveries,
+        return Intake(self.settings, self.queues, self.deliveries, self.async_queues, self.async_deliveries,
                       fleet_source=self.fleet_source)
 
     @cached_property
@@ -219,13 +238,27 @@ class Services:
             allowed_sources=s.allowed_source_hosts)
 
 
-@lru_cache(maxsize=1)
+_installed: list[Services] = []
+
+
 def get_services() -> Services:
+    return _installed[0] if _installed else _wired()
+
+
+@lru_cache(maxsize=1)
+def _wired() -> Services:
     return Services(get_settings())
+
+
+def install_services(services: Services) -> None:
+    """Make `get_services()` answer `services` until the next `reset_services()` (tests wire fakes this way)."""
+    reset_services()
+    _installed.append(services)
 
 
 def reset_services() -> None:
     """Forget the wired services (tests change the environment between cases)."""
     get_settings.cache_clear()
-    get_services.cache_clear()
+    _wired.cache_clear()
+    _installed.clear()
 

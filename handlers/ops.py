@@ -39,7 +39,7 @@ async def replay(req: func.HttpRequest) -> func.HttpResponse:
     except SettingsError as exc:
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")
-    reply = await off_loop(Replayer(services.storage, services.intake, services.deliveries).run, request)
+    reply = await off_loop(Replayer(services.queues, services.intake, services.deliveries).run, request)
     return json_response(reply.status, reply.body)
 
 

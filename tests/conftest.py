@@ -13,10 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from dataclasses import dataclass, field  # noqa: E402
+
 import pytest  # noqa: E402
 from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 from devkit.azurite import clear_account, running_azurite  # noqa: E402
+from tests.fakes.deliveries import FakeDeliveryJournal  # noqa: E402
+from tests.fakes.queues import AsyncFakeQueues, FakeQueues  # noqa: E402
 
 # Properties are judged on what they find, not on how fast a loaded 2-core CI machine runs an example.
 hypothesis_settings.register_profile("suite", deadline=None)
@@ -51,12 +55,8 @@ AZDO_SECRET = "azdo-secret-456"
 HLD_URL = "https://dev.azure.com/fabrikam/Fabrikam/_git/hld"
 
 
-@pytest.fixture
-def app_env(azurite, monkeypatch):
-    """App settings for the function app on a fresh Azurite, direct mode, Azure DevOps URLs for routing only."""
-    from core.wiring import reset_services
-
-    monkeypatch.setenv("AzureWebJobsStorage", azurite)
+def _app_settings(monkeypatch, connection: str) -> None:
+    monkeypatch.setenv("AzureWebJobsStorage", connection)
     monkeypatch.setenv("ACR_WEBHOOK_SECRET", ACR_SECRET)
     monkeypatch.setenv("AZDO_WEBHOOK_SECRET", AZDO_SECRET)
     monkeypatch.setenv("HLD_REPO_URL", HLD_URL)
@@ -64,6 +64,57 @@ def app_env(azurite, monkeypatch):
     monkeypatch.setenv("MANIFEST_REPO_URL", "https://dev.azure.com/fabrikam/Fabrikam/_git/manifests")
     monkeypatch.delenv("AZDO_ORG_URL", raising=False)
     monkeypatch.setenv("WRITE_MODE", "direct")
+
+
+@pytest.fixture
+def app_env(azurite, monkeypatch):
+    """App settings for the function app on a fresh Azurite, direct mode, Azure DevOps URLs for routing only."""
+    from core.wiring import reset_services
+
+    _app_settings(monkeypatch, azurite)
     reset_services()
     yield azurite
+    reset_services()
+
+
+@dataclass
+class Door:
+    """The fake stores behind the app's front door (queues, delivery journal) and the Services wired on them."""
+    queues: FakeQueues = field(default_factory=FakeQueues)
+    journal: FakeDeliveryJournal = field(default_factory=FakeDeliveryJournal)
+
+    def rewire(self):
+        """Wire `get_services()` anew from the environment, on these same fakes (where a test on Azurite would
+        call reset_services() after changing a setting)."""
+        from core.settings import get_settings
+        from core.wiring import Services, install_services, reset_services
+
+        reset_services()
+        settings = get_settings()
+        self.journal.reenqueue_after = settings.outbox_reenqueue_after
+        services = Services(settings, stores={
+            "queues": self.queues, "async_queues": AsyncFakeQueues(self.queues),
+            "deliveries": self.journal, "async_deliveries": self.journal})
+        install_services(services)
+        return services
+
+    def enqueued(self) -> int:
+        """Messages on every work queue (and anywhere else)."""
+        return self.queues.total()
+
+
+@pytest.fixture
+def door(monkeypatch):
+    """App settings as `app_env`, but no Azure Storage behind them: `get_services()` answers Services whose work
+    queues and delivery journal are dict fakes (tests/fakes/). The connection string names a closed port, so a
+    store that is not faked fails at once instead of reaching some Azurite."""
+    from core.adapters.storage import dev_connection_string
+    from core.wiring import reset_services
+    from devkit.azurite import free_port
+
+    dead = free_port()
+    _app_settings(monkeypatch, dev_connection_string(blob_port=dead, queue_port=dead, table_port=dead))
+    fakes = Door()
+    fakes.rewire()
+    yield fakes
     reset_services()

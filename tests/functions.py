@@ -52,10 +52,10 @@ def invoke(fn_name: str, trigger_arg: str, trigger: Any, *, deliver: bool = True
         if value:
             messages.setdefault(queue, []).extend([value] if isinstance(value, str) else value)
     if deliver:
-        storage = get_services().storage
+        queues = get_services().queues
         for queue, texts in messages.items():
             for text in texts:
-                storage.enqueue(queue, text)
+                queues.enqueue(queue, text)
     return result, messages
 
 

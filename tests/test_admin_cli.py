@@ -1,4 +1,7 @@
-"""The deployments endpoint and `python -m core.ops.cli` (trace, replay, health, setup) on Azurite."""
+"""The deployments endpoint and `python -m core.ops.cli` (trace, replay, health, setup).
+
+Replay runs on the fake queues and journal (handed to the CLI through `main(wire=...)`); commands that never reach
+storage get settings naming a closed port; trace, deployments and health read Azure Storage on Azurite."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,12 +20,14 @@ import pytest
 from core.adapters import storage as storage_module
 from core.ops.cli import load_cli_settings, main
 from core.adapters.review_records import ReviewRecord, ReviewRecords, RuleFailure
-from core.wiring import reset_services
+from core.wiring import Services, reset_services
 from core.adapters.storage import IMAGE_PUSHED, dev_connection_string, poison_queue
 from core.adapters.trace import TraceLog
 from core.model.workitems import ImagePushed, encode
 from devkit.azurite import free_port
 from handlers import ops
+from tests.fakes.deliveries import FakeDeliveryJournal
+from tests.fakes.queues import AsyncFakeQueues, FakeQueues
 from tests.azdo_fake import ORG, PAT, PROJECT, PROJECT_ID, azdo  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,18 +50,39 @@ def environ(monkeypatch):
     reset_services()
 
 
-@pytest.fixture
-def settings_file(tmp_path, azurite, environ) -> Path:
-    path = tmp_path / "local.settings.json"
+def write_settings(path: Path, connection: str) -> Path:
     path.write_text(json.dumps({"IsEncrypted": False, "Values": {
-        "AzureWebJobsStorage": azurite, "ACR_WEBHOOK_SECRET": ACR_SECRET, "AZDO_WEBHOOK_SECRET": HOOK_SECRET,
+        "AzureWebJobsStorage": connection, "ACR_WEBHOOK_SECRET": ACR_SECRET, "AZDO_WEBHOOK_SECRET": HOOK_SECRET,
         "WRITE_MODE": "direct"}}))
     return path
 
 
-def cli(settings_file: Path, *args: str) -> tuple[int, str, str]:
+@pytest.fixture
+def offline_settings(tmp_path, environ) -> Path:
+    """Settings whose storage is a closed port: for commands that never reach storage, or reach the fakes."""
+    dead = free_port()
+    return write_settings(tmp_path / "local.settings.json", dev_connection_string(queue_port=dead, table_port=dead))
+
+
+@pytest.fixture
+def settings_file(tmp_path, azurite, environ) -> Path:
+    return write_settings(tmp_path / "local.settings.json", azurite)
+
+
+@dataclass
+class FakeStores:
+    queues: FakeQueues = field(default_factory=FakeQueues)
+    journal: FakeDeliveryJournal = field(default_factory=FakeDeliveryJournal)
+
+    def wire(self, settings) -> Services:
+        return Services(settings, stores={"queues": self.queues, "async_queues": AsyncFakeQueues(self.queues),
+                                          "deliveries": self.journal, "async_deliveries": self.journal})
+
+
+def cli(settings_file: Path, *args: str, stores: FakeStores | None = None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(["--settings", str(settings_file), *args], out=out, err=err)
+    code = main(["--settings", str(settings_file), *args], out=out, err=err,
+                **({"wire": stores.wire} if stores else {}))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -93,7 +120,14 @@ def get_deployments(**params: str) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def app_env(settings_file):
+def app_env(offline_settings):
+    load_cli_settings(offline_settings)
+    reset_services()
+    return offline_settings
+
+
+@pytest.fixture
+def azure_app_env(settings_file):
     load_cli_settings(settings_file)
     reset_services()
     return settings_file
@@ -101,7 +135,7 @@ def app_env(settings_file):
 
 # -- the deployments endpoint ---------------------------------------------------------------------------------------
 
-def test_deployments_newest_first_with_filters_and_top(app_env, history):
+def test_deployments_newest_first_with_filters_and_top(azure_app_env, history):
     status, body = get_deployments()
     assert status == 200
     assert [d["traceId"] for d in body["deployments"]] == ["t-app-dev", "t-app-prod", "t-api-dev"]
@@ -119,7 +153,7 @@ def test_deployments_newest_first_with_filters_and_top(app_env, history):
     assert "reviews" not in prod
 
 
-def test_a_deployment_with_a_pr_carries_its_review_decisions(app_env, history):
+def test_a_deployment_with_a_pr_carries_its_review_decisions(azure_app_env, history):
     [api] = get_deployments(service="fabrikam-api")[1]["deployments"]
     assert api["pr"] == "12"
     assert api["reviews"] == [
@@ -136,10 +170,7 @@ def test_bad_top_is_400(app_env, top):
     assert status == 400 and "top=" in body["error"] and "1 to 1000" in body["error"]
 
 
-def test_deployments_with_storage_down_is_503(app_env, monkeypatch):
-    dead = free_port()
-    monkeypatch.setenv("AzureWebJobsStorage", dev_connection_string(queue_port=dead, table_port=dead))
-    reset_services()
+def test_deployments_with_storage_down_is_503(app_env):
     status, body = get_deployments()
     assert status == 503 and "storage unavailable" in body["error"]
 
@@ -173,8 +204,8 @@ def test_trace_filters_json_and_empty(settings_file, history):
     assert (code, out) == (0, "no deployments recorded matching the filters\n")
 
 
-def test_trace_bad_top_exits_2(settings_file):
-    code, out, err = cli(settings_file, "trace", "--top", "zero")
+def test_trace_bad_top_exits_2(offline_settings):
+    code, out, err = cli(offline_settings, "trace", "--top", "zero")
     assert (code, out) == (2, "")
     assert err == "error: top='zero' must be an integer from 1 to 1000\n"
 
@@ -187,44 +218,49 @@ def pushed(n: int) -> ImagePushed:
                        "2024-05-01T10:00:00Z", f"e{n}")
 
 
-def test_replay_moves_and_prints_each_message(settings_file, storage):
-    ids = [storage.enqueue(poison_queue(IMAGE_PUSHED), encode(pushed(n))) for n in (1, 2)]
+def test_replay_moves_and_prints_each_message(offline_settings):
+    stores = FakeStores()
+    ids = [stores.queues.enqueue(poison_queue(IMAGE_PUSHED), encode(pushed(n))) for n in (1, 2)]
 
-    code, out, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--dry-run")
+    code, out, err = cli(offline_settings, "replay", "--queue", IMAGE_PUSHED, "--dry-run", stores=stores)
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == ("would move 2 message(s) from image-pushed-poison to image-pushed "
                                    "(dry run: nothing moved)")
-    assert storage.queue_depth(IMAGE_PUSHED) == 0
+    assert stores.queues.queue_depth(IMAGE_PUSHED) == 0
 
-    code, out, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--message-id", ids[1])
+    code, out, err = cli(offline_settings, "replay", "--queue", IMAGE_PUSHED, "--message-id", ids[1],
+                         stores=stores)
     assert (code, err) == (0, "")
     assert out.splitlines() == ["moved 1 message(s) from image-pushed-poison to image-pushed",
                                 f"  {ids[1]}  image-pushed  event acr:e2  trace trace2"]
-    assert storage.queue_depth(IMAGE_PUSHED) == 1
+    assert stores.queues.queue_depth(IMAGE_PUSHED) == 1
+    assert stores.queues.texts(poison_queue(IMAGE_PUSHED)) == [encode(pushed(1))]
 
 
-def test_replay_failures_exit_non_zero_with_one_line(settings_file, storage):
-    code, _, err = cli(settings_file, "replay", "--queue", IMAGE_PUSHED, "--message-id", "missing-id")
+def test_replay_failures_exit_non_zero_with_one_line(offline_settings):
+    stores = FakeStores()
+    code, _, err = cli(offline_settings, "replay", "--queue", IMAGE_PUSHED, "--message-id", "missing-id",
+                       stores=stores)
     assert (code, err) == (1, "error: not on image-pushed-poison: missing-id\n")
 
-    code, _, err = cli(settings_file, "replay", "--event-id", "acr:unknown")
+    code, _, err = cli(offline_settings, "replay", "--event-id", "acr:unknown", stores=stores)
     assert (code, err) == (1, "error: no journaled delivery with eventId acr:unknown\n")
 
-    code, _, err = cli(settings_file, "replay", "--queue", "images")
+    code, _, err = cli(offline_settings, "replay", "--queue", "images")
     assert code == 2 and err == ("error: queue 'images' is not a work queue "
                                  "(valid: image-pushed, hld-changed, pr-review, flux-notify, cluster-events)\n")
 
-    code, _, err = cli(settings_file, "replay", "--event-id", "x", "--message-id", "y")
+    code, _, err = cli(offline_settings, "replay", "--event-id", "x", "--message-id", "y")
     assert (code, err) == (2, "error: --message-id goes with --queue, not with --event-id\n")
 
 
-def test_storage_down_exits_1(settings_file, environ, monkeypatch):
+def test_storage_down_exits_1(offline_settings, environ, monkeypatch):
     monkeypatch.setattr(storage_module, "_CLIENT_OPTIONS", {**storage_module._CLIENT_OPTIONS, "initial_backoff": 0,
                                                             "increment_base": 0, "random_jitter_range": 0})
     dead = free_port()
     environ["AzureWebJobsStorage"] = dev_connection_string(queue_port=dead, table_port=dead)
     for args in (["trace"], ["replay", "--queue", IMAGE_PUSHED]):
-        code, out, err = cli(settings_file, *args)
+        code, out, err = cli(offline_settings, *args)
         assert code == 1, args
         assert err.startswith("error: storage unavailable") and err.count("\n") == 1
 
@@ -264,20 +300,20 @@ def test_health_command(settings_file, storage):
     assert code == 0 and json.loads(out)["warnings"]
 
 
-def test_setup_creates_once_and_prints_the_acr_commands(settings_file, environ, azdo):  # noqa: F811
+def test_setup_creates_once_and_prints_the_acr_commands(offline_settings, environ, azdo):  # noqa: F811
     azdo.add_repo("hld")
     environ.update({"AZDO_ORG_URL": ORG, "AZDO_PROJECT": PROJECT, "AZDO_PAT": PAT,
                     "HLD_REPO_URL": f"{ORG}/{PROJECT}/_git/hld", "FUNCTIONS_KEY": "the-function-key"})
     args = ("setup", "--url", "https://autopilot.azurewebsites.net", "--project-id", PROJECT_ID,
             "--registry", "myregistry")
 
-    code, out, err = cli(settings_file, *args, "--dry-run")
+    code, out, err = cli(offline_settings, *args, "--dry-run")
     assert (code, err) == (0, "")
     assert out.splitlines()[0].startswith("would create  git.pullrequest.created")
     assert "0 to update, 0 unchanged (dry run: nothing changed)" in out
     assert azdo.subscriptions == {}
 
-    code, out, err = cli(settings_file, *args)
+    code, out, err = cli(offline_settings, *args)
     assert (code, err) == (0, "")
     assert "5 to create, 0 to update, 0 unchanged" in out
     assert '--headers "Authorization=Bearer $ACR_WEBHOOK_SECRET"' in out
@@ -287,38 +323,38 @@ def test_setup_creates_once_and_prints_the_acr_commands(settings_file, environ, 
     assert {s["consumerInputs"]["url"] for s in azdo.subscriptions.values()} == {
         "https://autopilot.azurewebsites.net/api/hooks/azdo?code=the-function-key"}
 
-    code, out, _ = cli(settings_file, *args)
+    code, out, _ = cli(offline_settings, *args)
     assert code == 0 and "0 to create, 0 to update, 5 unchanged" in out
     assert len(azdo.subscriptions) == 5
 
 
-def test_setup_looks_up_the_project_id_when_not_given(settings_file, environ, azdo):  # noqa: F811
+def test_setup_looks_up_the_project_id_when_not_given(offline_settings, environ, azdo):  # noqa: F811
     azdo.add_repo("hld")
     environ.update({"AZDO_ORG_URL": ORG, "AZDO_PROJECT": PROJECT, "AZDO_PAT": PAT,
                     "HLD_REPO_URL": f"{ORG}/{PROJECT}/_git/hld"})
-    code, out, err = cli(settings_file, "setup", "--url", "https://autopilot.azurewebsites.net")
+    code, out, err = cli(offline_settings, "setup", "--url", "https://autopilot.azurewebsites.net")
     assert (code, err) == (0, "")
     assert {s["publisherInputs"]["projectId"] for s in azdo.subscriptions.values()} == {PROJECT_ID}
     assert azdo.find_calls("GET", r"/_apis/projects/")
 
 
-def test_setup_needs_azure_devops(settings_file):
-    code, _, err = cli(settings_file, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
+def test_setup_needs_azure_devops(offline_settings):
+    code, _, err = cli(offline_settings, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
     assert (code, err) == (2, "error: AZDO_ORG_URL is not set: setup creates Azure DevOps service hooks\n")
 
 
-def test_setup_azure_devops_failure_exits_1(settings_file, environ, azdo):  # noqa: F811
+def test_setup_azure_devops_failure_exits_1(offline_settings, environ, azdo):  # noqa: F811
     environ.update({"AZDO_ORG_URL": ORG, "AZDO_PROJECT": PROJECT, "AZDO_PAT": PAT,
                     "HLD_REPO_URL": f"{ORG}/{PROJECT}/_git/hld"})
     azdo.add_repo("hld")
     azdo.fail_next("GET", "/hooks/subscriptions", status=401)
-    code, out, err = cli(settings_file, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
+    code, out, err = cli(offline_settings, "setup", "--url", "https://a.example", "--project-id", PROJECT_ID)
     assert code == 1 and out == ""
     assert err.startswith("error: Azure DevOps GET ") and "401" in err and err.count("\n") == 1
 
 
-def test_runs_as_a_module(settings_file):
-    run = subprocess.run([sys.executable, "-m", "core.ops.cli", "--settings", str(settings_file), "trace",
+def test_runs_as_a_module(offline_settings):
+    run = subprocess.run([sys.executable, "-m", "core.ops.cli", "--settings", str(offline_settings), "trace",
                           "--top", "0"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr == "error: top='0' must be an integer from 1 to 1000\n"

@@ -199,6 +199,7 @@ class Out:
 
 def test_generate_worker_writes_the_notification_to_its_flux_notify_binding(monkeypatch, storage):
     import function_app
+    from core.adapters.deliveries import DeliveryLog
     from handlers import generate
 
     notify = FluxNotify("flux:" + "c" * 40, "c" * 32, "c" * 40, envs=("prod",))
@@ -207,7 +208,8 @@ def test_generate_worker_writes_the_notification_to_its_flux_notify_binding(monk
         queue, stage, batches = HLD_CHANGED, "generate", False
 
         def __init__(self):
-            self.storage = storage
+            self.storage = self.queues = storage
+            self.deliveries = DeliveryLog(storage)
 
         def process(self, items):
             return "done"

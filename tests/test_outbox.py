@@ -2,6 +2,10 @@
 
 Issue #16.2's scenario: pause the queue, POST, kill the host, restart, resend within 60 s. Here "the host died
 before writing the outputs" is an invocation whose output-binding values are dropped (`deliver=False`).
+
+Most cases run on the fake queues and journal (the `door` fixture). On Azurite: the two crash scenarios end to end
+(intake, outbox timer, bump worker, git), health's stuck count, and what is particular to Table storage (a failed
+transaction, mark_done's transaction fallback, no rows for unknown ids).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from types import SimpleNamespace
 import azure.functions as func
 import pytest
 
-from core.adapters.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, AsyncDeliveryLog, Claim, DeliveryLog, row_key
+from core.adapters.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, AsyncDeliveryJournal, Claim, DeliveryLog, row_key
 from core.ops.health import HealthProbes, check_health
 from core.workers.outbox import reenqueue_due
 from core.workers.runners import BumpJob, QueuedMessage, settle
@@ -52,8 +56,8 @@ def post(req: func.HttpRequest, fn: str = "acr_webhook", *, deliver: bool = True
     return resp.status_code, json.loads(resp.get_body()), outputs
 
 
-def queued(storage, queue: str = IMAGE_PUSHED) -> list:
-    return [decode(m.content, queue) for m in storage.queue(queue).peek_messages(max_messages=32)]
+def queued(queues, queue: str = IMAGE_PUSHED) -> list:
+    return [decode(m.text, queue) for m in queues.peek(queue)]
 
 
 def aio(coro_fn):
@@ -71,10 +75,19 @@ def outbox_run(now: float, max_attempts: int = 3):
     return aio(lambda log: reenqueue_due(log, now, max_attempts))
 
 
-def deliver(storage, outputs: dict[str, list[str]]) -> None:
+def deliver(queues, outputs: dict[str, list[str]]) -> None:
     for queue, texts in outputs.items():
         for text in texts:
-            storage.enqueue(queue, text)
+            queues.enqueue(queue, text)
+
+
+def worker_services(storage, bump) -> SimpleNamespace:
+    """What BumpJob needs of Services, on Azure Storage."""
+    return SimpleNamespace(storage=storage, queues=storage, deliveries=DeliveryLog(storage), bump=bump)
+
+
+def fake_markers(door) -> list[dict]:
+    return [{"members": json.dumps(list(m.members)), "attempts": m.attempts} for m in door.journal.markers.values()]
 
 
 def markers(storage) -> list[dict]:
@@ -109,7 +122,7 @@ def test_crash_between_claim_and_enqueue_ends_with_the_push_applied_exactly_once
     assert (item.event_id, item.repository, item.tag) == (ACR_EVENT_ID, "fabrikam/app", "1.4.0")
     # the worker takes it: the delivery is done, so the next timer run drops the marker and sends nothing
     bump = make_service(hld, storage, tmp_path)
-    result = run_bump(SimpleNamespace(storage=storage, bump=bump), item)
+    result = run_bump(worker_services(storage, bump), item)
     assert delivery_state(storage, ACR_EVENT_ID) == "done"
     run = outbox_run(accepted + 10_000)
     assert (run.reenqueued, run.cleared) == ([], 1) and markers(storage) == []
@@ -129,7 +142,7 @@ def test_a_lost_push_is_bumped_exactly_once_in_the_hld(app_env, storage, tmp_pat
     run = outbox_run(time.time() + 121)
     deliver(storage, run.outputs)
     bump = make_service(hld, storage, tmp_path)
-    services = SimpleNamespace(storage=storage, bump=bump)
+    services = worker_services(storage, bump)
     head = branches(hld)["main"]
     [message] = storage.queue(IMAGE_PUSHED).receive_messages(max_messages=1)
     result = run_bump(services, decode(message.content, IMAGE_PUSHED))
@@ -140,15 +153,15 @@ def test_a_lost_push_is_bumped_exactly_once_in_the_hld(app_env, storage, tmp_pat
     assert branches(hld)["main"] == result.commit
 
 
-def test_output_written_and_taken_leaves_nothing_for_the_timer(app_env, storage):
+def test_output_written_and_taken_leaves_nothing_for_the_timer(door):
     status, _, _ = post(acr_request())
     assert status == 202
-    [item] = queued(storage)
-    DeliveryLog(storage).mark_done([item.event_id])
-    assert delivery_state(storage, ACR_EVENT_ID) == "done"
+    [item] = queued(door.queues)
+    door.journal.mark_done([item.event_id])
+    assert door.journal.state(ACR_EVENT_ID) == "done"
     assert outbox_run(time.time() + 60).cleared == 0  # not due yet: the marker stays until the bound
     run = outbox_run(time.time() + 10_000)
-    assert (run.reenqueued, run.cleared) == ([], 1) and markers(storage) == []
+    assert (run.reenqueued, run.cleared) == ([], 1) and fake_markers(door) == []
 
 
 def test_reenqueued_at_most_max_times_then_health_reports_it_stuck(app_env, storage, monkeypatch):
@@ -171,17 +184,17 @@ def test_reenqueued_at_most_max_times_then_health_reports_it_stuck(app_env, stor
     assert check_health(get_services, HealthProbes()).body["outbox"] == {"stuck": 0}
 
 
-def test_the_timer_function_sends_due_work_through_its_output_bindings(app_env, storage, monkeypatch):
+def test_the_timer_function_sends_due_work_through_its_output_bindings(door, monkeypatch):
     monkeypatch.setenv("OUTBOX_REENQUEUE_AFTER_SECONDS", "0")
-    reset_services()
+    door.rewire()
     assert post(acr_request(), deliver=False)[0] == 202
     result, outputs = invoke("outbox_timer", "timer", None)
     assert result is None
     assert list(outputs) == [IMAGE_PUSHED] and len(outputs[IMAGE_PUSHED]) == 1
-    assert [i.event_id for i in queued(storage)] == [ACR_EVENT_ID]
+    assert [i.event_id for i in queued(door.queues)] == [ACR_EVENT_ID]
 
 
-def test_azdo_work_leaves_through_the_azdo_bindings_and_is_covered_too(app_env, storage):
+def test_azdo_work_leaves_through_the_azdo_bindings_and_is_covered_too(door):
     import base64
     token = base64.b64encode(f"u:{AZDO_SECRET}".encode()).decode()
     req = func.HttpRequest("POST", "/api/hooks/azdo", body=(FIXTURES / "azdo_pr_created.json").read_bytes(),
@@ -192,7 +205,8 @@ def test_azdo_work_leaves_through_the_azdo_bindings_and_is_covered_too(app_env, 
     assert list(run.outputs) == [PR_REVIEW] and run.reenqueued == [body["eventId"]]
 
 
-def test_claims_of_a_batch_are_one_per_event_and_a_resend_claims_nothing(app_env, storage):
+def test_claims_of_a_batch_are_one_per_event_and_a_resend_claims_nothing(door):
+    queues = door.queues
     one = json.loads((FIXTURES / "eventgrid_push.json").read_bytes())[0]
 
     def event(n: int) -> dict:
@@ -204,31 +218,30 @@ def test_claims_of_a_batch_are_one_per_event_and_a_resend_claims_nothing(app_env
     status, body, outputs = post(eventgrid_request(events), "eventgrid_webhook")
     assert status == 202 and len(body["queued"]) == 300
     # one marker per partition group: 16 partitions, each group under 99 deliveries
-    assert len(markers(storage)) == 16 and sum(len(json.loads(m["members"])) for m in markers(storage)) == 300
+    assert len(fake_markers(door)) == 16 and sum(len(json.loads(m["members"])) for m in fake_markers(door)) == 300
     assert len(outputs[IMAGE_PUSHED]) == 32  # the rest went out with the SDK, in parallel
-    assert storage.queue_depth(IMAGE_PUSHED) == 300
+    assert queues.queue_depth(IMAGE_PUSHED) == 300
     # a resend with 100 new events among the old ones: only the new ones are accepted
     status, body, outputs = post(eventgrid_request(events[:200] + [event(n) for n in range(300, 400)] + events[200:]),
                                  "eventgrid_webhook")
     assert status == 202 and body["duplicate"] is True and len(body["queued"]) == 100
-    assert storage.queue_depth(IMAGE_PUSHED) == 400
-    tags = {decode(m.content, IMAGE_PUSHED).tag for m in storage.queue(IMAGE_PUSHED).receive_messages(
-        max_messages=32, messages_per_page=32)}
+    assert queues.queue_depth(IMAGE_PUSHED) == 400
+    tags = {decode(m.text, IMAGE_PUSHED).tag for m in queues.receive(IMAGE_PUSHED, 32, 60)}
     assert tags  # decodable work items
     # the same event twice in one request is accepted once
     status, body, _ = post(eventgrid_request([event(500), event(500)]), "eventgrid_webhook")
     assert status == 202 and body["queued"] == [IMAGE_PUSHED] and body["duplicate"] is True
 
 
-def test_concurrent_claims_of_one_delivery_have_one_winner(app_env, storage):
+def test_concurrent_claims_of_one_delivery_have_one_winner(door):
     claim = Claim("acr:race", "acr", b"{}", "application/json", ((IMAGE_PUSHED, "{}"),))
 
-    async def race(log: AsyncDeliveryLog):
+    async def race(log: AsyncDeliveryJournal):
         return await asyncio.gather(*(log.claim([claim]) for _ in range(8)))
 
     results = aio(race)
     assert sum(len(r.won) for r in results) == 1 and sum(len(r.duplicates) for r in results) == 7
-    [row] = markers(storage)
+    [row] = fake_markers(door)
     assert (json.loads(row["members"]), row["attempts"]) == (["acr:race"], 0)
 
 
@@ -264,12 +277,29 @@ def test_storage_failure_of_some_claims_answers_503_and_still_sends_the_claimed_
     assert storage.queue_depth(IMAGE_PUSHED) == 40
 
 
+def test_claims_that_fail_answer_503_and_the_claimed_ones_are_still_sent(door):
+    """The service's side of a partial storage failure (the Table-storage side is the test above)."""
+    one = json.loads((FIXTURES / "eventgrid_push.json").read_bytes())[0]
+    events = [dict(one, id=f"partial-{n}") for n in range(40)]
+    door.journal.failing = set("01234567")
+    status, body, outputs = post(eventgrid_request(events), "eventgrid_webhook")
+    door.journal.failing = set()
+    won = [e["id"] for e in events if row_key(f"eventgrid:{e['id']}")[0] not in "01234567"]
+    assert status == 503 and "storage unavailable" in body["error"]
+    assert sorted(body["accepted"]) == sorted(f"eventgrid:{i}" for i in won)
+    assert sorted(decode(t, IMAGE_PUSHED).event_id for t in outputs[IMAGE_PUSHED]) == sorted(body["accepted"])
+    assert door.journal.claimed() == len(won)
+    status, body, _ = post(eventgrid_request(events), "eventgrid_webhook")
+    assert status == 202 and len(body["queued"]) == 40 - len(won) and body["duplicate"] is True
+    assert door.queues.queue_depth(IMAGE_PUSHED) == 40
+
+
 def test_mark_done_ignores_ids_intake_never_claimed(app_env, storage):
     DeliveryLog(storage).mark_done(["bump:abc", "acr:never-seen", "bump-retry:acr:x"])
     assert list(storage.table(DELIVERIES_TABLE).list_entities()) == []
 
 
-def test_async_storage_reports_dead_storage_as_unavailable(app_env):
+def test_async_storage_reports_dead_storage_as_unavailable():
     from core.adapters.storage import StorageUnavailable, dev_connection_string
     from devkit.azurite import free_port
 
@@ -289,27 +319,27 @@ def test_async_storage_reports_dead_storage_as_unavailable(app_env):
     assert time.monotonic() - started < 10
 
 
-def test_an_event_id_too_long_for_the_outbox_is_refused_before_anything_is_claimed(app_env, storage):
+def test_an_event_id_too_long_for_the_outbox_is_refused_before_anything_is_claimed(door):
     one = json.loads((FIXTURES / "eventgrid_push.json").read_bytes())[0]
     events = [dict(one, id="fine"), dict(one, id="x" * 5_000)]
     status, body, outputs = post(eventgrid_request(events), "eventgrid_webhook")
     # the door's id limit (256, core.model.payloads) is below the outbox's (1,024): refused naming the event, nothing out
     assert status == 400 and body["error"].startswith("[1].id:") and "too long" in body["error"] and outputs == {}
-    assert list(storage.table(DELIVERIES_TABLE).list_entities()) == []
+    assert door.journal.claimed() == 0 and door.enqueued() == 0
 
 
-def test_a_marker_keeps_only_the_deliveries_still_pending(app_env, storage):
+def test_a_marker_keeps_only_the_deliveries_still_pending(door):
     one = json.loads((FIXTURES / "eventgrid_push.json").read_bytes())[0]
     events = [dict(one, id=f"same-partition-{n}") for n in range(400)]
     events = [e for e in events if row_key(f"eventgrid:{e['id']}")[0] == "a"][:6]
     assert post(eventgrid_request(events), "eventgrid_webhook", deliver=False)[0] == 202
-    [row] = markers(storage)
+    [row] = fake_markers(door)
     assert len(json.loads(row["members"])) == 6
-    DeliveryLog(storage).mark_done([f"eventgrid:{e['id']}" for e in events[:4]])
+    door.journal.mark_done([f"eventgrid:{e['id']}" for e in events[:4]])
     run = outbox_run(time.time() + 121)
     assert sorted(run.reenqueued) == sorted(f"eventgrid:{e['id']}" for e in events[4:])
     assert len(run.outputs[IMAGE_PUSHED]) == 2
-    [row] = markers(storage)
+    [row] = fake_markers(door)
     assert sorted(json.loads(row["members"])) == sorted(run.reenqueued) and row["attempts"] == 1
 
 

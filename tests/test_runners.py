@@ -1,5 +1,8 @@
 """The queue runner: failures decided by class, batches that never poison a healthy neighbour, invocations that wait
-for their batch without a thread, and output bindings the real worker accepts."""
+for their batch without a thread, and output bindings the real worker accepts.
+
+The runner's own behaviour runs on the fake queues and journal (tests/fakes/); the cases that read the poisoned
+push's trace, run a real bump or generation, or start the app under devhost run on Azurite."""
 from __future__ import annotations
 
 import asyncio
@@ -21,10 +24,13 @@ import core.workers.runners
 from core.errors import Permanent, Retryable
 from core.ops.replay import Replayer
 from core.workers.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessage, QueueWorker, Settled
-from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, poison_queue
+from core.adapters.deliveries import DeliveryJournal, DeliveryLog
+from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, WorkQueues, poison_queue
 from core.adapters.trace import TraceLog
 from core.model.workitems import HldChanged, ImagePushed, decode, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
+from tests.fakes.deliveries import FakeDeliveryJournal
+from tests.fakes.queues import FakeQueues
 from tests.functions import Out
 from tests.test_bump import EXAMPLE_HLD, REGISTRY, make_service, push
 from tests.test_generation import changed, make_generation
@@ -43,9 +49,12 @@ class Broken(Permanent):
 
 @dataclass
 class FakeJob:
-    """An image-pushed job over real Azurite queues whose work fails for the tags `fail` names."""
-    storage: Storage
+    """An image-pushed job whose work fails for the tags `fail` names, over the given queues and journal (and the
+    storage account holding the trace, when a case reads it)."""
+    queues: WorkQueues
+    deliveries: DeliveryJournal = field(default_factory=FakeDeliveryJournal)
     fail: Callable[[ImagePushed], Exception | None] = lambda item: None
+    storage: Storage | None = None
     runs: list[list[str]] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     queue: str = IMAGE_PUSHED
@@ -74,45 +83,58 @@ def item(tag: str, trace_id: str = "") -> ImagePushed:
                        acr_event_id=tag, received_at="2026-01-01T00:00:01+00:00")
 
 
-def host_round(storage: Storage, worker: QueueWorker, queue: str, *, batch_size: int, max_dequeue: int = 5,
+def azure_job(storage: Storage, **kwargs) -> FakeJob:
+    return FakeJob(storage, DeliveryLog(storage), storage=storage, **kwargs)
+
+
+def azure_services(storage: Storage, **services) -> SimpleNamespace:
+    """What the jobs need of Services, on Azure Storage."""
+    return SimpleNamespace(storage=storage, queues=storage, deliveries=DeliveryLog(storage), **services)
+
+
+@pytest.fixture
+def queues() -> FakeQueues:
+    return FakeQueues()
+
+
+def host_round(queues: WorkQueues, worker: QueueWorker, queue: str, *, batch_size: int, max_dequeue: int = 5,
                outputs: dict[str, list[str]] | None = None) -> list[int]:
     """One poll of the Functions host's queue listener: receive `batch_size` messages, run their invocations side by
     side on one event loop, then delete (writing the output bindings), release, or poison after `max_dequeue`.
     Returns the dequeue counts the host saw."""
-    client = storage.queue(queue)
-    messages = list(client.receive_messages(max_messages=batch_size, visibility_timeout=60))[:batch_size]
+    messages = queues.receive(queue, batch_size, 60)[:batch_size]
 
     async def invoke_all():
-        return await asyncio.gather(*(worker.run(QueuedMessage(m.id, m.content, m.dequeue_count)) for m in messages),
+        return await asyncio.gather(*(worker.run(QueuedMessage(m.id, m.text, m.dequeue_count)) for m in messages),
                                     return_exceptions=True)
 
     for message, outcome in zip(messages, asyncio.run(invoke_all()) if messages else []):
         if isinstance(outcome, Settled):
             for text in outcome.poison:
-                storage.enqueue(poison_queue(queue), text)
+                queues.enqueue(poison_queue(queue), text)
             for follow_up in outcome.follow_ups:
                 (outputs if outputs is not None else {}).setdefault(follow_up.queue, []).append(encode(follow_up))
-            client.delete_message(message)
+            queues.delete(queue, message)
         elif message.dequeue_count >= max_dequeue:
-            storage.enqueue(poison_queue(queue), message.content)
-            client.delete_message(message)
+            queues.enqueue(poison_queue(queue), message.text)
+            queues.delete(queue, message)
         else:
-            client.update_message(message, visibility_timeout=0)
+            queues.release(queue, message, 0)
     return [m.dequeue_count for m in messages]
 
 
-def poisoned(storage: Storage, queue: str = IMAGE_PUSHED) -> list[str]:
-    return [m.content for m in storage.queue(poison_queue(queue)).peek_messages(max_messages=32)]
+def poisoned(queues: WorkQueues, queue: str = IMAGE_PUSHED) -> list[str]:
+    return [m.text for m in queues.peek(poison_queue(queue))]
 
 
-def drain(storage: Storage, worker: QueueWorker, queue: str, *, batch_size: int, rounds: int = 20,
+def drain(queues: WorkQueues, worker: QueueWorker, queue: str, *, batch_size: int, rounds: int = 20,
           outputs: dict | None = None) -> list[int]:
     seen: list[int] = []
     for _ in range(rounds):
-        counts = host_round(storage, worker, queue, batch_size=batch_size, outputs=outputs)
+        counts = host_round(queues, worker, queue, batch_size=batch_size, outputs=outputs)
         seen += counts
         if not counts:
-            if storage.queue_depth(queue) == 0:
+            if queues.queue_depth(queue) == 0:
                 return seen
             time.sleep(0.2)
     raise AssertionError(f"{queue} not drained after {rounds} rounds")
@@ -126,17 +148,17 @@ def quick_release(monkeypatch):
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
-def test_a_repeating_retryable_failure_next_to_healthy_messages_poisons_only_itself(storage, batch_size):
-    job = FakeJob(storage, fail=lambda i: Flaky("registry answered 503") if i.tag == "bad" else None)
+def test_a_repeating_retryable_failure_next_to_healthy_messages_poisons_only_itself(queues, batch_size):
+    job = FakeJob(queues, fail=lambda i: Flaky("registry answered 503") if i.tag == "bad" else None)
     worker = QueueWorker(IMAGE_PUSHED, lambda: job)
     tags = ["h1", "h2", "bad", "h3", "h4", "h5", "h6"]
     for tag in tags:
-        storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
+        queues.enqueue(IMAGE_PUSHED, encode(item(tag)))
     outputs: dict[str, list[str]] = {}
-    drain(storage, worker, IMAGE_PUSHED, batch_size=batch_size, outputs=outputs)
+    drain(queues, worker, IMAGE_PUSHED, batch_size=batch_size, outputs=outputs)
 
     assert sorted(job.done) == sorted(t for t in tags if t != "bad")     # every healthy one committed, once
-    [poison] = poisoned(storage)
+    [poison] = poisoned(queues)
     assert decode(poison, IMAGE_PUSHED).tag == "bad"                     # after maxDequeueCount attempts
     assert job.runs.count(["bad"]) == 5                                  # maxDequeueCount attempts, each alone
     assert len([run for run in job.runs if "bad" in run and len(run) > 1]) == 1   # only its first was in a batch
@@ -144,7 +166,7 @@ def test_a_repeating_retryable_failure_next_to_healthy_messages_poisons_only_its
 
 
 def test_a_permanent_failure_next_to_healthy_messages_is_poisoned_on_its_first_attempt(storage):
-    job = FakeJob(storage, fail=lambda i: Broken("autopilot.yaml:3: bad rule") if i.tag == "bad" else None)
+    job = azure_job(storage, fail=lambda i: Broken("autopilot.yaml:3: bad rule") if i.tag == "bad" else None)
     worker = QueueWorker(IMAGE_PUSHED, lambda: job)
     for tag in ["h1", "bad", "h2"]:
         storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
@@ -159,42 +181,42 @@ def test_a_permanent_failure_next_to_healthy_messages_is_poisoned_on_its_first_a
     assert row["imageTag"] == "bad" and row["stages"][0]["reason"] == "Broken: autopilot.yaml:3: bad rule"
 
 
-def test_a_trigger_that_fails_is_retried_while_the_taken_neighbours_commit_and_their_follow_ups_go_out(storage):
-    job = FakeJob(storage, fail=lambda i: Flaky("git remote hung up") if i.tag == "bad" else None)
+def test_a_trigger_that_fails_is_retried_while_the_taken_neighbours_commit_and_their_follow_ups_go_out(queues):
+    job = FakeJob(queues, fail=lambda i: Flaky("git remote hung up") if i.tag == "bad" else None)
     worker = QueueWorker(IMAGE_PUSHED, lambda: job)
-    storage.enqueue(IMAGE_PUSHED, encode(item("h1")))
-    storage.enqueue(IMAGE_PUSHED, encode(item("h2")))
+    queues.enqueue(IMAGE_PUSHED, encode(item("h1")))
+    queues.enqueue(IMAGE_PUSHED, encode(item("h2")))
     with pytest.raises(Flaky):
         asyncio.run(worker.run(QueuedMessage("trigger", encode(item("bad")))))
-    assert sorted(job.done) == ["h1", "h2"] and storage.queue_depth(IMAGE_PUSHED) == 0   # the taken ones deleted
-    [follow_up] = storage.queue(HLD_CHANGED).peek_messages()    # no invocation returned: written with the SDK
-    assert decode(follow_up.content, HLD_CHANGED).event_id in ("gen-h1", "gen-h2")
+    assert sorted(job.done) == ["h1", "h2"] and queues.queue_depth(IMAGE_PUSHED) == 0   # the taken ones deleted
+    follow_ups = queues.peek(HLD_CHANGED)    # no invocation returned: written with the SDK, one per healthy run
+    assert sorted(decode(f.text, HLD_CHANGED).event_id for f in follow_ups) == ["gen-h1", "gen-h2"]
 
 
-def test_a_message_that_failed_before_runs_alone_and_takes_no_others(storage):
-    job = FakeJob(storage)
+def test_a_message_that_failed_before_runs_alone_and_takes_no_others(queues):
+    job = FakeJob(queues)
     worker = QueueWorker(IMAGE_PUSHED, lambda: job)
-    storage.enqueue(IMAGE_PUSHED, encode(item("waiting")))
+    queues.enqueue(IMAGE_PUSHED, encode(item("waiting")))
     settled = asyncio.run(worker.run(QueuedMessage("again", encode(item("retried")), dequeue_count=2)))
     assert job.runs == [["retried"]] and settled.result == ["retried"]
-    assert storage.queue_depth(IMAGE_PUSHED) == 1
+    assert queues.queue_depth(IMAGE_PUSHED) == 1
 
 
-def test_an_undecodable_taken_message_is_poisoned_directly(storage):
-    job = FakeJob(storage)
+def test_an_undecodable_taken_message_is_poisoned_directly(queues):
+    job = FakeJob(queues)
     worker = QueueWorker(IMAGE_PUSHED, lambda: job)
-    storage.enqueue(IMAGE_PUSHED, "not a work item")
+    queues.enqueue(IMAGE_PUSHED, "not a work item")
     settled = asyncio.run(worker.run(QueuedMessage("t", encode(item("ok")))))
     assert settled.poison == () and job.done == ["ok"]
-    assert poisoned(storage) == ["not a work item"] and storage.queue_depth(IMAGE_PUSHED) == 0
+    assert poisoned(queues) == ["not a work item"] and queues.queue_depth(IMAGE_PUSHED) == 0
 
 
 # -- invocations wait for their batch without a thread ------------------------------------------------------------
 
-def test_concurrent_invocations_hand_over_and_hold_no_thread_while_a_batch_runs(storage):
+def test_concurrent_invocations_hand_over_and_hold_no_thread_while_a_batch_runs(queues):
     release = threading.Event()
     started = threading.Event()
-    job = FakeJob(storage)
+    job = FakeJob(queues)
     original = job.process
 
     def slow(items):
@@ -265,7 +287,7 @@ def test_policy_error_is_poisoned_at_once_and_a_replay_after_the_fix_commits(tmp
     good = f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"
     url = bare_repo(tmp_path, {"autopilot.yaml": "rules:\n  - image: x\n    ordering: sideways\n",
                                "prod/web.yaml": good}, name="m")
-    services = SimpleNamespace(storage=storage, bump=make_service(url, storage, tmp_path, is_hld=False))
+    services = azure_services(storage, bump=make_service(url, storage, tmp_path, is_hld=False))
     worker = QueueWorker(IMAGE_PUSHED, lambda: BumpJob(services))
     pushed = push("web", "1.0.1")
     settled = run_invocation(worker, encode(pushed))
@@ -290,7 +312,7 @@ def test_policy_error_is_poisoned_at_once_and_a_replay_after_the_fix_commits(tmp
     ('{"v": 1, "kind": "image-pushed", "trace_id": "abc123"}', "WorkItemError: image-pushed: missing field(s)"),
 ])
 def test_work_item_decode_error_is_poisoned_at_once(storage, text, reason):
-    job = FakeJob(storage)
+    job = azure_job(storage)
     settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), text)
     [copy] = settled.poison
     assert job.runs == [] and settled.result is None
@@ -311,7 +333,7 @@ def test_generation_error_is_poisoned_at_once_with_the_reason_on_the_pushs_recor
     push_files(hld, "main", {"fabrikam-project/frontend/dev/component.yaml":
                              "name: dev\nsubcomponents:\n- name: evil\n  method: local\n  path: ../../../../etc\n"},
                "Point a component outside the checkout")
-    services = SimpleNamespace(storage=storage, generation=make_generation((hld, manifests), storage, tmp_path))
+    services = azure_services(storage, generation=make_generation((hld, manifests), storage, tmp_path))
     before = branches(manifests)["main"]
     settled = run_invocation(QueueWorker(HLD_CHANGED, lambda: GenerateJob(services)),
                              encode(changed("bump", image_trace_ids=("p" * 32,))))
@@ -323,7 +345,7 @@ def test_generation_error_is_poisoned_at_once_with_the_reason_on_the_pushs_recor
     assert row["stages"][-1]["reason"] == reason and row["stages"][-1]["queue"] == HLD_CHANGED
 
 
-def test_a_settings_error_poisons_without_running(storage):
+def test_a_settings_error_poisons_without_running():
     from core.settings import SettingsError
 
     def unwired():
@@ -333,7 +355,7 @@ def test_a_settings_error_poisons_without_running(storage):
     assert json.loads(settled.poison[0])[POISON_REASON_FIELD] == "SettingsError: HLD_REPO_URL is not set"
 
 
-def test_retry_after_is_waited_on_the_event_loop_before_the_retry(storage):
+def test_retry_after_is_waited_on_the_event_loop_before_the_retry(queues):
     from core.adapters.azdo import AzdoTransientError
 
     sleeps: list[float] = []
@@ -341,7 +363,7 @@ def test_retry_after_is_waited_on_the_event_loop_before_the_retry(storage):
     async def sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    job = FakeJob(storage, fail=lambda i: AzdoTransientError("429", retry_after=90, status=429))
+    job = FakeJob(queues, fail=lambda i: AzdoTransientError("429", retry_after=90, status=429))
     worker = QueueWorker(IMAGE_PUSHED, lambda: job, sleep=sleep)
     with pytest.raises(AzdoTransientError):
         run_invocation(worker, encode(item("x")))
@@ -351,7 +373,7 @@ def test_retry_after_is_waited_on_the_event_loop_before_the_retry(storage):
 def test_commits_through_the_runner_record_no_failure(tmp_path, storage):
     url = bare_repo(tmp_path, {"prod/web.yaml": f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"},
                     name="m")
-    services = SimpleNamespace(storage=storage, bump=make_service(url, storage, tmp_path))
+    services = azure_services(storage, bump=make_service(url, storage, tmp_path))
     settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(services)), encode(push("web", "1.0.1")))
     [follow_up] = settled.follow_ups
     assert settled.poison == () and follow_up.commit == branches(url)["main"] == commits(url, "main")[0].sha
@@ -368,7 +390,7 @@ def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
                        mode="direct", workspace=GitWorkspace(url, "main", base_dir=tmp_path / "w",
                                                              auth_header=lambda: "Basic a\nInjected: b"))
     pushed = push("fabrikam/frontend", "1.4.9")
-    settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(SimpleNamespace(storage=storage, bump=bump))),
+    settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(azure_services(storage, bump=bump))),
                              encode(pushed))
     reason = json.loads(settled.poison[0])[POISON_REASON_FIELD]
     assert reason.startswith("GitAuthError: ")
@@ -379,7 +401,7 @@ def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
 def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_unbound_follow_up(storage):
     from handlers import queues
 
-    job = FakeJob(storage, fail=lambda i: Broken("no") if i.tag == "bad" else None)
+    job = azure_job(storage, fail=lambda i: Broken("no") if i.tag == "bad" else None)
     worker = QueueWorker(IMAGE_PUSHED, lambda: job)
     message = func.QueueMessage(id="m1", body=encode(item("ok")).encode())
     changed_out, poison_out = Out(), Out()
@@ -443,19 +465,19 @@ def test_a_released_taken_message_comes_back_after_the_hosts_visibility_timeout(
     assert RETRY_DELAY_AS_DECLARED == parse_timespan(queues["visibilityTimeout"], "visibilityTimeout")
 
 
-def test_a_batch_keeps_the_delivery_order_and_runs_each_event_once(storage):
-    job = FakeJob(storage)
+def test_a_batch_keeps_the_delivery_order_and_runs_each_event_once(queues):
+    job = FakeJob(queues)
     for tag in ["b", "a", "c"]:
-        storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
+        queues.enqueue(IMAGE_PUSHED, encode(item(tag)))
     run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), encode(item("a")))
-    assert job.runs == [["a", "b", "c"]] and storage.queue_depth(IMAGE_PUSHED) == 0
+    assert job.runs == [["a", "b", "c"]] and queues.queue_depth(IMAGE_PUSHED) == 0
 
 
-def test_when_the_cause_is_not_one_message_a_failed_batch_is_not_run_item_by_item_to_the_end(storage):
-    job = FakeJob(storage, fail=lambda i: Flaky("remote unreachable"))
+def test_when_the_cause_is_not_one_message_a_failed_batch_is_not_run_item_by_item_to_the_end(queues):
+    job = FakeJob(queues, fail=lambda i: Flaky("remote unreachable"))
     for n in range(6):
-        storage.enqueue(IMAGE_PUSHED, encode(item(f"w{n}")))
+        queues.enqueue(IMAGE_PUSHED, encode(item(f"w{n}")))
     with pytest.raises(Flaky):
         run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), encode(item("t")))
     assert len(job.runs) == 1 + 2       # the batch, then two single runs that fail the same way
-    assert storage.queue_depth(IMAGE_PUSHED) == 6     # the taken ones are back for a retry
+    assert queues.queue_depth(IMAGE_PUSHED) == 6     # the taken ones are back for a retry

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
@@ -116,6 +116,45 @@ class Journaled:
     body: bytes
     content_type: str
     received_at: float
+
+
+class AsyncDeliveryJournal(Protocol):
+    """The intake and outbox-timer side of the journal (coroutines): claims with their outbox markers, and the
+    markers' looks. `AsyncDeliveryLog` is the Table-storage implementation."""
+
+    async def claim(self, claims: Sequence[Claim]) -> ClaimResult:
+        """Claim distinct deliveries: a delivery already claimed is a duplicate; the claims of one partition
+        group are written with their marker atomically (all or none)."""
+        ...
+
+    async def due(self, now: float, limit: int = 500) -> list[Marker]:
+        """Markers whose dueAt is not after `now`, oldest acceptance first, at most `limit`."""
+        ...
+
+    async def pending(self, marker: Marker) -> list[Pending]:
+        """The marker's deliveries still `accepted` (not done)."""
+        ...
+
+    async def settle(self, marker: Marker, pending: Sequence[str], now: float, *, reenqueue: bool) -> bool:
+        """Delete (nothing pending) or narrow the marker if unchanged since it was read; False if it changed."""
+        ...
+
+
+class DeliveryJournal(Protocol):
+    """The synchronous side: done marks for the queue workers, stuck deliveries for health, journal reads for
+    replay. `DeliveryLog` is the Table-storage implementation."""
+
+    def mark_done(self, event_ids: Iterable[str]) -> None:
+        """Set the claimed ones among `event_ids` done (never raises)."""
+        ...
+
+    def stuck(self, max_attempts: int) -> list[str]:
+        """Members of markers with at least `max_attempts` re-enqueues."""
+        ...
+
+    def journaled(self, event_id: str) -> Journaled | None:
+        """The claimed delivery's body and source, or None."""
+        ...
 
 
 def _delivery_row(claim: Claim, now: float, marker: str) -> dict:

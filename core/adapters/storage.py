@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import (
@@ -44,6 +44,53 @@ def _queue_options(transport: RequestsTransport) -> dict:
 
 class StorageUnavailable(Retryable):
     """Storage could not be reached or answered with a server error."""
+
+
+@dataclass(frozen=True)
+class Received:
+    """A queue message as read: its id and text, the dequeue count after this read, and the pop receipt that
+    deletes or releases it (empty for a peek)."""
+    id: str
+    text: str
+    dequeue_count: int = 0
+    pop_receipt: str = ""
+
+
+class WorkQueues(Protocol):
+    """The work queues as the services use them; `Storage` is the Azure Storage implementation. Every method
+    raises StorageUnavailable when the queue service cannot be reached."""
+
+    def enqueue(self, queue: str, text: str, visibility_timeout: int | None = None) -> str:
+        """Send `text` (visible after `visibility_timeout` seconds); the message id."""
+        ...
+
+    def queue_depth(self, name: str) -> int:
+        """Messages on the queue, hidden ones included (Storage lets an AzureError through here: health and the
+        dashboard name it)."""
+        ...
+
+    def peek(self, queue: str, limit: int = 32) -> list[Received]:
+        """Up to `limit` (at most 32) visible messages, oldest first, without hiding them."""
+        ...
+
+    def receive(self, queue: str, limit: int, visibility_timeout: int) -> list[Received]:
+        """Up to `limit` (at most 32) visible messages, hidden for `visibility_timeout` s, dequeue count raised."""
+        ...
+
+    def delete(self, queue: str, message: Received) -> bool:
+        """Delete a received message; False when it was already gone (or its pop receipt is stale)."""
+        ...
+
+    def release(self, queue: str, message: Received, visibility_timeout: int) -> None:
+        """Make a received message visible again after `visibility_timeout` seconds."""
+        ...
+
+
+class AsyncWorkQueues(Protocol):
+    """The coroutine side (intake's sends beyond the output bindings); `AsyncStorage` implements it."""
+
+    async def enqueue(self, queue: str, text: str) -> str:
+        ...
 
 
 def dev_connection_string(host: str = "127.0.0.1", blob_port: int = 10000, queue_port: int = 10001,
@@ -145,6 +192,37 @@ class Storage:
 
     def queue_depth(self, name: str) -> int:
         return self.queue(name).get_queue_properties().approximate_message_count
+
+    def peek(self, queue: str, limit: int = 32) -> list[Received]:
+        try:
+            found = self.queue(queue).peek_messages(max_messages=min(limit, 32))
+        except AzureError as exc:
+            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
+        return [Received(m.id, m.content or "", int(m.dequeue_count or 0)) for m in found]
+
+    def receive(self, queue: str, limit: int, visibility_timeout: int) -> list[Received]:
+        try:
+            found = list(self.queue(queue).receive_messages(messages_per_page=min(limit, 32),
+                                                           max_messages=min(limit, 32),
+                                                           visibility_timeout=visibility_timeout))
+        except AzureError as exc:
+            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
+        return [Received(m.id, m.content or "", int(m.dequeue_count or 1), m.pop_receipt) for m in found]
+
+    def delete(self, queue: str, message: Received) -> bool:
+        try:
+            self.queue(queue).delete_message(message.id, message.pop_receipt)
+        except ResourceNotFoundError:
+            return False
+        except AzureError as exc:
+            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
+        return True
+
+    def release(self, queue: str, message: Received, visibility_timeout: int) -> None:
+        try:
+            self.queue(queue).update_message(message.id, message.pop_receipt, visibility_timeout=visibility_timeout)
+        except AzureError as exc:
+            raise StorageUnavailable(f"queue {queue}: {type(exc).__name__}") from exc
 
     def ensure(self, queues: Iterable[str] = WORK_QUEUES) -> None:
         """Create the work queues and their poison queues (idempotent)."""

@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from azure.core.exceptions import AzureError
 
@@ -227,7 +227,7 @@ def _replay(args: argparse.Namespace, services: Services, out: TextIO) -> int:
         parsed = parse_replay_request(request)
     except ReplayRequestError as exc:
         raise UsageError(str(exc)) from exc
-    reply = Replayer(services.storage, services.intake, services.deliveries).run(parsed)
+    reply = Replayer(services.queues, services.intake, services.deliveries).run(parsed)
     body = reply.body
     if args.json:
         _print_json(body, out)
@@ -419,11 +419,13 @@ def _resume(args: argparse.Namespace, services: Services, out: TextIO) -> int:
 _COMMANDS = {"replay": _replay, "trace": _trace, "health": _health, "setup": _setup, "resume": _resume}
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None,
+         wire: Callable[[Settings], Services] = Services) -> int:
+    """Run one command; `wire` builds the Services from the loaded settings (tests hand in fake stores)."""
     out, err = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
     try:
-        services = Services(load_cli_settings(args.settings))
+        services = wire(load_cli_settings(args.settings))
         return _COMMANDS[args.command](args, services, out)
     except (UsageError, SettingsError, HookSetupError) as exc:
         print(f"error: {exc}", file=err)

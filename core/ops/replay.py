@@ -9,13 +9,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.queue import QueueClient, QueueMessage
-
-from core.adapters.deliveries import DeliveryLog
+from core.adapters.deliveries import DeliveryJournal
 from core.errors import Permanent
 from core.workers.intake import Intake, Reply
-from core.adapters.storage import WORK_QUEUES, Storage, StorageUnavailable, poison_queue
+from core.adapters.storage import WORK_QUEUES, Received, StorageUnavailable, WorkQueues, poison_queue
 from core.model.workitems import WorkItemError, decode
 
 log = logging.getLogger("autopilot.replay")
@@ -115,8 +112,8 @@ class ReplayInterrupted(StorageUnavailable):
 
 
 class Replayer:
-    def __init__(self, storage: Storage, intake: Intake, deliveries: DeliveryLog):
-        self._storage = storage
+    def __init__(self, queues: WorkQueues, intake: Intake, deliveries: DeliveryJournal):
+        self._queues = queues
         self._intake = intake
         self._deliveries = deliveries
 
@@ -137,18 +134,18 @@ class Replayer:
         if queue not in WORK_QUEUES:
             raise ReplayRequestError(f"queue {queue!r} is not a work queue (valid: {', '.join(WORK_QUEUES)})")
         wanted = None if message_ids is None else tuple(message_ids)
-        source = self._storage.queue(poison_queue(queue))
-        leased: list[QueueMessage] = []
+        source = poison_queue(queue)
+        leased: list[Received] = []
         moved: list[MessageSummary] = []
         try:
             self._lease_all(source, leased)
             selected = [m for m in leased if wanted is None or m.id in wanted]
             for message in selected:
-                summary = summarize(message.id, message.content, queue)
+                summary = summarize(message.id, message.text, queue)
                 if not dry_run:
                     self._move(source, queue, message)
                     leased.remove(message)
-                    log.info("replayed %s from %s to %s", message.id, source.queue_name, queue,
+                    log.info("replayed %s from %s to %s", message.id, source, queue,
                              extra={"trace_id": summary.trace_id})
                 moved.append(summary)
         except StorageUnavailable as exc:
@@ -176,37 +173,28 @@ class Replayer:
                            "receivedAt": journaled.received_at, "bytes": len(journaled.body), "dryRun": True})
 
     # -- queue plumbing -----------------------------------------------------------------------------------------
-    @staticmethod
-    def _lease_all(source: QueueClient, leased: list[QueueMessage]) -> None:
+    def _lease_all(self, source: str, leased: list[Received]) -> None:
         """Receive (and so hide) every message, page by page: hidden ones are not handed out twice. Fills
         `leased` in place so the caller can release what was leased even when a later page fails."""
         while len(leased) < MAX_MESSAGES:
-            try:
-                page = list(source.receive_messages(messages_per_page=32, max_messages=32,
-                                                    visibility_timeout=LEASE_SECONDS))
-            except AzureError as exc:
-                raise StorageUnavailable(f"queue {source.queue_name}: {type(exc).__name__}") from exc
+            page = self._queues.receive(source, 32, LEASE_SECONDS)
             if not page:
                 return
             leased.extend(page)
 
-    def _move(self, source: QueueClient, queue: str, message: QueueMessage) -> None:
-        self._storage.enqueue(queue, message.content)
+    def _move(self, source: str, queue: str, message: Received) -> None:
+        self._queues.enqueue(queue, message.text)
         try:
-            source.delete_message(message.id, message.pop_receipt)
-        except ResourceNotFoundError:
-            log.warning("%s was already gone from %s after it was re-sent to %s", message.id, source.queue_name,
-                        queue)
-        except AzureError as exc:
-            raise StorageUnavailable(f"queue {source.queue_name}: {type(exc).__name__} deleting {message.id} "
-                                     f"(it is now on {queue} as well)") from exc
+            gone = not self._queues.delete(source, message)
+        except StorageUnavailable as exc:
+            raise StorageUnavailable(f"{exc} deleting {message.id} (it is now on {queue} as well)") from exc
+        if gone:
+            log.warning("%s was already gone from %s after it was re-sent to %s", message.id, source, queue)
 
-    @staticmethod
-    def _release(source: QueueClient, messages: list[QueueMessage]) -> None:
+    def _release(self, source: str, messages: list[Received]) -> None:
         """Make messages that stay on the poison queue visible again at once (else they reappear after the lease)."""
         for message in messages:
             try:
-                source.update_message(message.id, message.pop_receipt, visibility_timeout=0)
-            except AzureError:
-                log.warning("could not unhide %s on %s; it reappears within %d s", message.id, source.queue_name,
-                            LEASE_SECONDS)
+                self._queues.release(source, message, 0)
+            except StorageUnavailable:
+                log.warning("could not unhide %s on %s; it reappears within %d s", message.id, source, LEASE_SECONDS)

@@ -34,9 +34,9 @@ from typing import Any, Mapping, Sequence
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-from core.adapters.deliveries import Claim
+from core.adapters.deliveries import Claim, DeliveryJournal, DeliveryLog
 from core.errors import Permanent, Retryable
-from core.adapters.storage import CLUSTER_EVENTS, Storage, StorageUnavailable
+from core.adapters.storage import CLUSTER_EVENTS, Storage, StorageUnavailable, WorkQueues
 from core.telemetry import metrics
 from core.adapters.trace import TraceLog, cluster_stage, latency_seconds, now_iso
 from core.model.workitems import ClusterEvent, WorkItem, encode
@@ -367,6 +367,14 @@ class FeedbackJob:
     @property
     def storage(self) -> Storage:
         return self.services.storage
+
+    @property
+    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
+        return getattr(self.services, "queues", None) or self.services.storage
+
+    @property
+    def deliveries(self) -> DeliveryJournal:
+        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
 
     def _workspace(self):
         s = self.services.settings

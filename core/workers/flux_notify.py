@@ -33,7 +33,8 @@ from typing import Any, Callable, Sequence
 import core
 from core.errors import Permanent
 from core.adapters.flux_receivers import FluxReceiver, receivers_for, sign
-from core.adapters.storage import FLUX_NOTIFY, Storage, StorageUnavailable
+from core.adapters.deliveries import DeliveryJournal, DeliveryLog
+from core.adapters.storage import FLUX_NOTIFY, Storage, StorageUnavailable, WorkQueues
 from core.adapters.trace import TraceLog, now_iso
 from core.model.workitems import FluxNotify, WorkItem, encode
 
@@ -278,6 +279,14 @@ class FluxNotifyJob:
     @property
     def storage(self) -> Storage:
         return self.services.storage
+
+    @property
+    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
+        return getattr(self.services, "queues", None) or self.services.storage
+
+    @property
+    def deliveries(self) -> DeliveryJournal:
+        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
 
     def process(self, items: Sequence[WorkItem]) -> NotifyResult:
         [item] = items

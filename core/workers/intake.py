@@ -20,11 +20,12 @@ from typing import Any, Callable, Mapping
 
 from core.rules.azdo_routing import RepoConfig, fleet_push, route_azdo
 from core.adapters.fleet_source import FleetSource
-from core.adapters.deliveries import MAX_EVENT_ID_CHARS, MAX_MESSAGES_CHARS, AsyncDeliveryLog, Claim, DeliveryLog
+from core.adapters.deliveries import (MAX_EVENT_ID_CHARS, MAX_MESSAGES_CHARS, AsyncDeliveryJournal, Claim,
+                                     DeliveryJournal)
 from core.model.payloads import (ACR_IMAGE_PUSHED, EVENTGRID_VALIDATION, Ignored, PayloadError, parse_acr_event,
                            parse_azdo, parse_eventgrid)
 from core.settings import Settings
-from core.adapters.storage import AsyncStorage, Storage, StorageUnavailable
+from core.adapters.storage import AsyncWorkQueues, StorageUnavailable, WorkQueues
 from core.telemetry import metrics
 from core.model.workitems import ImagePushed, WorkItem, encode, new_trace_id
 
@@ -82,14 +83,14 @@ class Accepted:
 
 
 class Intake:
-    def __init__(self, settings: Settings, storage: Storage, deliveries: DeliveryLog,
-                 aio_storage: Callable[[], AsyncStorage], aio_deliveries: Callable[[], AsyncDeliveryLog],
+    def __init__(self, settings: Settings, queues: WorkQueues, deliveries: DeliveryJournal,
+                 aio_queues: Callable[[], AsyncWorkQueues], aio_deliveries: Callable[[], AsyncDeliveryJournal],
                  fleet_source: FleetSource | None = None):
         self._settings = settings
         self._fleet_source = fleet_source        # a push to the fleet repository reloads it (not journaled: idempotent)
-        self._storage = storage
+        self._queues = queues
         self._deliveries = deliveries
-        self._aio_storage = aio_storage          # per event loop: the aio clients belong to the loop using them
+        self._aio_queues = aio_queues            # per event loop: the aio clients belong to the loop using them
         self._aio_deliveries = aio_deliveries
         self._background: set[asyncio.Task] = set()
         self._repos = RepoConfig(settings.hld_repo_url, settings.hld_branch,
@@ -302,13 +303,13 @@ class Intake:
         return outputs
 
     async def _send_rest(self, messages: list[tuple[str, str]]) -> None:
-        storage = self._aio_storage()
+        queues = self._aio_queues()
         gate = asyncio.Semaphore(SEND_CONCURRENCY)
 
         async def send(queue: str, text: str) -> bool:
             async with gate:
                 try:
-                    await storage.enqueue(queue, text)
+                    await queues.enqueue(queue, text)
                     return True
                 except StorageUnavailable:
                     return False
@@ -348,7 +349,7 @@ class Intake:
                 continue
             try:
                 for item in delivery.items:
-                    self._storage.enqueue(item.queue, encode(item))
+                    self._queues.enqueue(item.queue, encode(item))
                     outcome.queued.append(item.queue)
                     log.info("replayed %s on %s", delivery.event_id, item.queue, extra={"trace_id": item.trace_id})
             except StorageUnavailable as exc:

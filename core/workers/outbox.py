@@ -13,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from core.adapters.deliveries import AsyncDeliveryLog, Marker, Pending
+from core.adapters.deliveries import AsyncDeliveryJournal, Marker, Pending
 
 log = logging.getLogger("autopilot.outbox")
 MAX_PER_RUN = 500  # markers handled by one timer run; more wait for the next minute
@@ -28,7 +28,7 @@ class OutboxRun:
     skipped: int = 0                                               # markers another run changed meanwhile
 
 
-async def reenqueue_due(deliveries: AsyncDeliveryLog, now: float, max_attempts: int,
+async def reenqueue_due(deliveries: AsyncDeliveryJournal, now: float, max_attempts: int,
                         limit: int = MAX_PER_RUN) -> OutboxRun:
     """Look at every due marker: drop it when its deliveries were all taken, else record one more re-enqueue
     (an etag-checked update, so concurrent runs do not both send) and return the messages of its pending

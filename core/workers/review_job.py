@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from core.workers.reviewer import ReviewOutcome
-from core.adapters.storage import PR_REVIEW, Storage
+from core.adapters.deliveries import DeliveryJournal, DeliveryLog
+from core.adapters.storage import PR_REVIEW, Storage, WorkQueues
 from core.telemetry import metrics
 from core.model.workitems import PrReview, WorkItem
 
@@ -28,6 +29,14 @@ class ReviewJob:
     @property
     def storage(self) -> Storage:
         return self.services.storage
+
+    @property
+    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
+        return getattr(self.services, "queues", None) or self.services.storage
+
+    @property
+    def deliveries(self) -> DeliveryJournal:
+        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
 
     def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
         [item] = items

@@ -39,11 +39,11 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from core.adapters.azdo import AzdoTransientError
 from core.workers.bump import BumpResult, push_time
-from core.adapters.deliveries import DeliveryLog
+from core.adapters.deliveries import DeliveryJournal, DeliveryLog
 from core.errors import Retryable, is_permanent
 from core.workers.flux_notify import changed_envs, manifest_notification
 from core.adapters.queue_batch import Taken, TakenMessages, take_waiting
-from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, StorageUnavailable, poison_queue
+from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, StorageUnavailable, WorkQueues, poison_queue
 from core.telemetry import metrics, trace_context
 from core.adapters.trace import TraceLog, latency_seconds, now_iso
 from core.model.workitems import FluxNotify, HldChanged, ImagePushed, WorkItem, decode, encode
@@ -80,7 +80,9 @@ class Job(Protocol):
     queue: str
     stage: str
     batches: bool           # take the other waiting messages into a run
-    storage: Storage
+    storage: Storage        # the trace's tables
+    queues: WorkQueues      # taking waiting messages, poison copies, follow-ups sent directly
+    deliveries: DeliveryJournal   # settled work items are marked done here
 
     def process(self, items: Sequence[WorkItem]) -> Any: ...
 
@@ -95,7 +97,7 @@ def on_done(job: Job, items: Sequence[WorkItem]) -> None:
     the work and before the invocations return. The intake outbox marks their deliveries picked up here, so its
     timer does not enqueue them again (never raises; core/adapters/deliveries.py)."""
     log.debug("%s: settled %d item(s)", job.queue, len(items))
-    DeliveryLog(job.storage).mark_done(i.event_id for i in items)
+    job.deliveries.mark_done(i.event_id for i in items)
 
 
 # -- one run, blocking (on the queue's executor) ------------------------------------------------------------------
@@ -267,8 +269,8 @@ def settle(job: Job, triggers: Sequence[QueuedMessage]) -> list[_Verdict]:
     each trigger's invocation does: return with output-binding messages, or raise for a retry."""
     units = [_unit(job.queue, t.text, t.id, dequeue_count=t.dequeue_count, trigger=True) for t in triggers]
     fresh = [u for u in units if u.item is not None and u.dequeue_count <= 1]
-    taken = (take_waiting(job.storage, job.queue) if job.batches and fresh
-             else TakenMessages(job.storage, job.queue))
+    taken = (take_waiting(job.queues, job.queue) if job.batches and fresh
+             else TakenMessages(job.queues, job.queue))
     pulled = [_unit(job.queue, m.text, m.id, taken=m) for m in taken.messages]
     follow_ups = _run(job, fresh + [u for u in pulled if u.item is not None and u.dequeue_count <= 1])
     for u in units + pulled:   # messages that failed before run alone, after the batch
@@ -316,7 +318,7 @@ def _enqueue_with_sdk(job: Job, follow_ups: Sequence[WorkItem]) -> None:
     messages that succeeded go out with the SDK (seen at the target queue's next poll)."""
     for item in follow_ups:
         try:
-            job.storage.enqueue(item.queue, encode(item))
+            job.queues.enqueue(item.queue, encode(item))
         except StorageUnavailable as exc:
             log.error("%s: could not enqueue %s for %s: %s", job.stage, item.queue, item.event_id, exc,
                       extra={"trace_id": item.trace_id})
@@ -427,6 +429,14 @@ class BumpJob:
     def storage(self) -> Storage:
         return self.services.storage
 
+    @property
+    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
+        return getattr(self.services, "queues", None) or self.services.storage
+
+    @property
+    def deliveries(self) -> DeliveryJournal:
+        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
+
     def process(self, items: Sequence[WorkItem]) -> BumpResult:
         assert all(isinstance(i, ImagePushed) for i in items)
         return self.services.bump.process(items)
@@ -466,6 +476,14 @@ class GenerateJob:
     @property
     def storage(self) -> Storage:
         return self.services.storage
+
+    @property
+    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
+        return getattr(self.services, "queues", None) or self.services.storage
+
+    @property
+    def deliveries(self) -> DeliveryJournal:
+        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
 
     def process(self, items: Sequence[WorkItem]):
         assert all(isinstance(i, HldChanged) for i in items)

@@ -1,4 +1,5 @@
-"""Posting to the real intake functions of the function app (on Azurite) and looking at what they left behind.
+"""Posting to the real intake functions of the function app (on the `door` fixture's fake stores) and looking at
+what they left behind.
 
 One place for the call, so the hostile intake tests follow the intake if its calling convention changes.
 """
@@ -9,8 +10,7 @@ from pathlib import Path
 
 import azure.functions as func
 
-from core.adapters.deliveries import DELIVERIES_TABLE
-from core.adapters.storage import WORK_QUEUES, Storage
+from core.adapters.storage import WORK_QUEUES
 from tests.conftest import ACR_SECRET, AZDO_SECRET
 from tests.functions import invoke
 
@@ -37,11 +37,11 @@ def post(source: str, body: bytes | object, content_type: str = "application/jso
     return resp.status_code, json.loads(resp.get_body() or b"{}")
 
 
-def enqueued(storage: Storage) -> int:
+def enqueued(door) -> int:
     """Messages on every work queue."""
-    return sum(storage.queue_depth(q) for q in WORK_QUEUES)
+    return sum(door.queues.queue_depth(q) for q in WORK_QUEUES)
 
 
-def claimed(storage: Storage) -> int:
+def claimed(door) -> int:
     """Deliveries claimed (journaled) so far."""
-    return len(list(storage.table(DELIVERIES_TABLE).list_entities()))
+    return door.journal.claimed()

@@ -1,5 +1,6 @@
-"""Malformed and hostile request bodies through the real intake functions on Azurite: every one answers a 4xx
-naming what is wrong (never a 500, never a 503), and leaves nothing claimed or enqueued."""
+"""Malformed and hostile request bodies through the real intake functions (on the fake stores of the `door`
+fixture): every one answers a 4xx naming what is wrong (never a 500, never a 503), and leaves nothing claimed or
+enqueued."""
 from __future__ import annotations
 
 import json
@@ -57,15 +58,15 @@ CASES = [
 
 
 @pytest.mark.parametrize("source,body,status,fragment", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_malformed_body_is_refused_and_leaves_nothing(app_env, storage, source, body, status, fragment):
+def test_malformed_body_is_refused_and_leaves_nothing(door, source, body, status, fragment):
     got, reply = post(source, body)
     assert (got, fragment in reply.get("error", "")) == (status, True), reply
     assert "\n" not in reply["error"]
-    assert enqueued(storage) == 0 and claimed(storage) == 0
+    assert enqueued(door) == 0 and claimed(door) == 0
 
 
-def test_validation_handshake_alone_answers_and_enqueues_nothing(app_env, storage):
+def test_validation_handshake_alone_answers_and_enqueues_nothing(door):
     handshake = fixture("eventgrid_validation.json")
     status, reply = post("eventgrid", handshake)
     assert status == 200 and "validationResponse" in reply
-    assert enqueued(storage) == 0 and claimed(storage) == 0
+    assert enqueued(door) == 0 and claimed(door) == 0
