@@ -110,6 +110,13 @@ def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {name: value for name, value in env.items() if name in CHILD_VARIABLES}
 
 
+def dropped_for_child(kept: Mapping[str, str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every variable of this process a child must not see, as an empty value: for a launcher that starts children
+    from a copy of os.environ and cannot unset one (GitPython's `Git.execute`)."""
+    env = os.environ if env is None else env
+    return {name: "" for name in env if name not in kept}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
 

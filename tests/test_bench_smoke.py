@@ -73,7 +73,7 @@ def test_scale(azurite, capsys):
     assert line["services"] == 5 and line["baseline"]["services"] == 2 and line["bumps"] == 2
     assert_latency(line)
     assert line["ratio_p50"] == round(line["p50_ms"] / line["baseline"]["p50_ms"], 2)
-    assert line["met"] == (line["ratio_p50"] < 1.5)
+    assert line["met"] == (line["ratio_p50"] < scale.TARGET_RATIO)
 
 
 def test_burst(azurite, capsys):

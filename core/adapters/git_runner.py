@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from core.errors import AutopilotError, Permanent, Retryable
-from core.settings import child_environment
+from core.settings import child_environment, dropped_for_child
 
 __all__ = [
     "GIT_MISSING", "GitAuthError", "GitContention", "GitError", "GitMissing", "GitRefNotFound", "GitResult",
@@ -297,12 +297,11 @@ def _execute(argv: list[str], env: dict[str, str], input: bytes | None, timeout:
     """Start git through GitPython (`Git.execute(as_process=True)`) in a session of its own, so a timeout kills
     git's helpers too (remote-https, ssh), not only git.
 
-    GitPython builds every child's environment from a copy of `os.environ` (git/cmd.py `Git.execute`) and cannot
+    GitPython builds every child's environment from a copy of the process environment (git/cmd.py `Git.execute`) and cannot
     unset a variable, so each inherited variable the allow-list drops is passed as empty: an app secret arrives
     blank, and a stray GIT_DIR makes git fail loudly instead of redirecting it."""
     git = gitpython()
-    full_env = {key: "" for key in os.environ if key not in env}
-    full_env.update(env)
+    full_env = dropped_for_child(env) | env
     try:
         handle = git.Git().execute(argv, env=full_env, as_process=True, start_new_session=True,
                                    istream=subprocess.PIPE if input is not None else None)
