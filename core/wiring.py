@@ -12,13 +12,16 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from core.adapters.deliveries import AsyncDeliveryLog, DeliveryLog
-from core.adapters.highwater import HighWaterMarks
+from core.adapters.cluster_records import ClusterRegistry, ClusterStore, RunningLog, RunningStore
+from core.adapters.highwater import HighWaterMarks, HighWaterStore
+from core.adapters.promotion_records import Claims, ClaimStore, Pauses, PauseStore
+from core.adapters.review_records import ReviewRecords, ReviewStore
 from core.workers.intake import Intake
 from core.model.fleet import DEFAULT_TENANT, Fleet, RepoRef, Tenant
 from core.model.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
 from core.adapters.storage import AsyncStorage, Storage, StorageIdentity
-from core.adapters.trace import TraceLog
+from core.adapters.trace import TraceLog, TraceStore
 
 
 @dataclass
@@ -87,13 +90,34 @@ class Services:
             return ManagedIdentityCredential(client_id=self.settings.storage_client_id)
         return DefaultAzureCredential()
 
+    # The record stores (Protocols in core/adapters; tests swap in the fakes of tests/fakes/records.py).
     @cached_property
-    def trace(self) -> TraceLog:
+    def trace(self) -> TraceStore:
         return TraceLog(self.storage)
 
     @cached_property
-    def high_water(self) -> HighWaterMarks:
+    def high_water(self) -> HighWaterStore:
         return HighWaterMarks(self.storage)
+
+    @cached_property
+    def review_records(self) -> ReviewStore:
+        return ReviewRecords(self.storage)
+
+    @cached_property
+    def running(self) -> RunningStore:
+        return RunningLog(self.storage)
+
+    @cached_property
+    def clusters(self) -> ClusterStore:
+        return ClusterRegistry(self.storage)
+
+    @cached_property
+    def pauses(self) -> PauseStore:
+        return Pauses(self.storage)
+
+    @cached_property
+    def claims(self) -> ClaimStore:
+        return Claims(self.storage)
 
     @cached_property
     def _credential(self):
@@ -161,7 +185,6 @@ class Services:
     @cached_property
     def bump(self):
         from core.workers.bump import BumpService
-        from core.workers.promoter import Pauses
         from core.adapters.pull_requests import PullRequests
 
         s = self.settings
@@ -172,7 +195,7 @@ class Services:
         return BumpService(repo_url=s.bump_repo_url, branch=s.bump_branch,
                            workspace=self.workspace(s.bump_repo_url, s.bump_branch), high_water=self.high_water,
                            trace=self.trace, mode=s.write_mode,
-                           is_hld=bool(s.hld_repo_url), pull_requests=prs, pauses=Pauses(self.storage))
+                           is_hld=bool(s.hld_repo_url), pull_requests=prs, pauses=self.pauses)
 
     @cached_property
     def generation(self):

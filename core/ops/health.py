@@ -23,11 +23,11 @@ from azure.data.tables import TableErrorCode
 
 import core
 from core.adapters.azdo import AzdoError
-from core.workers.cluster_feedback import CLUSTERS_TABLE, RUNNING_TABLE
+from core.adapters.cluster_records import CLUSTERS_TABLE, RUNNING_TABLE
 from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
 from core.adapters.git_workspace import GIT_MISSING, GitError, classify, clean_url, git_executable, scrub, secret_forms
 from core.adapters.highwater import HIGHWATER_TABLE
-from core.workers.promoter import PAUSES_TABLE, PROMOTIONS_TABLE
+from core.adapters.promotion_records import PAUSES_TABLE, PROMOTIONS_TABLE
 from core.adapters.review_records import REVIEW_TABLE
 from core.wiring import Services
 from core.settings import SettingsError
@@ -282,8 +282,8 @@ def _outbox(services: Services, probe: OutboxProbe, body: dict, warnings: list[s
 
 
 def _paused_warnings(storage: Storage) -> list[str]:
-    """Targets a person's manual rollback paused (core.workers.promoter): a warning each, with the command that resumes."""
-    from core.workers.promoter import Pauses
+    """Targets a person's manual rollback paused (core.adapters.promotion_records): a warning each, with the command that resumes."""
+    from core.adapters.promotion_records import Pauses
 
     try:
         paused = Pauses(storage).listed()
