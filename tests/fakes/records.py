@@ -197,3 +197,13 @@ def fake_services(settings: Any, **more: Any) -> SimpleNamespace:
     (a workspace factory, a bump service, ...); no `storage`, so code that reaches Azurite fails loudly."""
     records = more.pop("records", None) or FakeRecords()
     return SimpleNamespace(settings=settings, records=records, **records.stores(), **more)
+
+
+def install(monkeypatch: Any, records: FakeRecords | None = None) -> FakeRecords:
+    """Make every `core.wiring.Services` (the app's, the CLI's) use these fakes as its record stores."""
+    from core.wiring import Services
+
+    records = records or FakeRecords()
+    for name, store in records.stores().items():
+        monkeypatch.setattr(Services, name, property(lambda self, store=store: store))
+    return records
