@@ -9,11 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from core.adapters.cluster_records import ClusterRegistry, RunningLog
 from core.adapters.git_workspace import GitWorkspace
-from core.adapters.highwater import HighWaterMarks
-from core.adapters.promotion_records import Claims, Pauses
-from core.adapters.trace import TraceLog, to_record
+from core.adapters.trace import to_record
 from core.model.trace_record import TraceRecord, TraceStage
 from core.model.workitems import ClusterEvent, ImagePushed
 from core.rules.policy import PolicyError, load_policy
@@ -24,7 +21,7 @@ from core.workers.bump import BumpService
 from core.workers.cluster_feedback import FeedbackJob
 from core.workers.promoter import Promoter, promoter_for
 from devkit.gitrepos import bare_repo, commits, file_at
-from tests.fakes.records import FakeRecords, fake_services
+from tests.fakes.records import FakeRecords, fake_services, table_records
 
 REGISTRY = "fabrikam.azurecr.io"
 POLICY = """\
@@ -145,12 +142,6 @@ def test_gate_respects_window_pause_and_manual_approval():
 def deployment(tag: str) -> str:
     return ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n"
             f"      containers:\n      - name: web\n        image: {REGISTRY}/web:{tag}\n")
-
-
-def table_records(storage) -> FakeRecords:
-    """The Table storage stores in the fakes' places: the end-to-end cases that prove them."""
-    return FakeRecords(trace=TraceLog(storage), high_water=HighWaterMarks(storage), running=RunningLog(storage),
-                       clusters=ClusterRegistry(storage), pauses=Pauses(storage), claims=Claims(storage))
 
 
 @pytest.fixture

@@ -199,6 +199,19 @@ def fake_services(settings: Any, **more: Any) -> SimpleNamespace:
     return SimpleNamespace(settings=settings, records=records, **records.stores(), **more)
 
 
+def table_records(storage: Any) -> FakeRecords:
+    """The Table storage stores (core/adapters) in the fakes' places: for the end-to-end cases that prove them."""
+    from core.adapters.cluster_records import ClusterRegistry, RunningLog
+    from core.adapters.highwater import HighWaterMarks
+    from core.adapters.promotion_records import Claims, Pauses
+    from core.adapters.review_records import ReviewRecords
+    from core.adapters.trace import TraceLog
+
+    return FakeRecords(trace=TraceLog(storage), high_water=HighWaterMarks(storage),
+                       review_records=ReviewRecords(storage), running=RunningLog(storage),
+                       clusters=ClusterRegistry(storage), pauses=Pauses(storage), claims=Claims(storage))
+
+
 def install(monkeypatch: Any, records: FakeRecords | None = None) -> FakeRecords:
     """Make every `core.wiring.Services` (the app's, the CLI's) use these fakes as its record stores."""
     from core.wiring import Services
