@@ -18,7 +18,7 @@ from core.adapters.storage import IMAGE_PUSHED
 from core.model.workitems import HldChanged, ImagePushed, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
-from tests.fakes.records import FakeRecords, table_records
+from tests.fakes.records import FakeRecords, records, table_records  # noqa: F401  (records: a fixture)
 
 EXAMPLE_HLD = Path(__file__).resolve().parent.parent / "examples" / "hld"
 REGISTRY = "fabrikam.azurecr.io"
@@ -49,11 +49,6 @@ def push(repository: str, tag: str, *, registry: str = REGISTRY, pushed_at: str 
 @pytest.fixture
 def hld(tmp_path) -> str:
     return bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
-
-
-@pytest.fixture
-def records() -> FakeRecords:
-    return FakeRecords()
 
 
 def make_service(url: str, records: FakeRecords, tmp_path: Path, *, mode: str = "direct", is_hld: bool = True,

@@ -13,6 +13,8 @@ from datetime import timezone
 from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
 
+import pytest
+
 from core.adapters.cluster_records import Marked, in_matrix, matrix_order, running_row, serves_env
 from core.adapters.highwater import HighWaterMark
 from core.adapters.promotion_records import now_iso
@@ -190,6 +192,12 @@ class FakeRecords:
 
     def stores(self) -> dict[str, Any]:
         return dict(vars(self))
+
+
+@pytest.fixture
+def records() -> FakeRecords:
+    """Fresh fake record stores (import this fixture into a test module)."""
+    return FakeRecords()
 
 
 def fake_services(settings: Any, **more: Any) -> SimpleNamespace:
