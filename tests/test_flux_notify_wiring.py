@@ -16,7 +16,7 @@ from ruamel.yaml import YAML
 from core.ops.cli import main
 from core.workers.flux_notify import FluxNotifyJob
 from core.adapters.flux_receivers import webhook_path
-from core.workers.runners import BumpJob, GenerateJob, QueuedMessage, QueueWorker
+from core.workers.runners import BumpJob, GenerateJob, QueueWorker
 from core.wiring import reset_services
 from core.settings import load_settings
 from core.adapters.storage import FLUX_NOTIFY, HLD_CHANGED
