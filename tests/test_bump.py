@@ -14,7 +14,7 @@ from core.adapters.git_workspace import GitContention, GitError, GitWorkspace
 from core.rules.policy import PolicyError
 from core.adapters.pull_requests import PullRequests
 from core.workers.runners import BumpJob, QueuedMessage, QueueWorker
-from core.adapters.storage import IMAGE_PUSHED
+from core.adapters.storage import IMAGE_PUSHED, Storage
 from core.model.workitems import HldChanged, ImagePushed, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
@@ -51,8 +51,10 @@ def hld(tmp_path) -> str:
     return bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
 
 
-def make_service(url: str, records: FakeRecords, tmp_path: Path, *, mode: str = "direct", is_hld: bool = True,
-                 prs: PullRequests | None = None, work: str = "work") -> BumpService:
+def make_service(url: str, records: FakeRecords | Storage, tmp_path: Path, *, mode: str = "direct",
+                 is_hld: bool = True, prs: PullRequests | None = None, work: str = "work") -> BumpService:
+    """The bump service on `records` (the fakes), or on Table storage when given a `Storage`."""
+    records = table_records(records) if isinstance(records, Storage) else records
     return BumpService(repo_url=url, branch="main", workspace=GitWorkspace(url, "main", base_dir=tmp_path / work),
                        high_water=records.high_water, trace=records.trace, mode=mode, is_hld=is_hld,
                        pull_requests=prs)

@@ -14,7 +14,7 @@ from core.workers.manifest_update import MANIFEST_BOT_BRANCH, GenerationService
 from core.adapters.git_workspace import GitWorkspace
 from core.adapters.pull_requests import PullRequests
 from core.workers.runners import GenerateJob, QueuedMessage, QueueWorker
-from core.adapters.storage import HLD_CHANGED
+from core.adapters.storage import HLD_CHANGED, Storage
 from core.model.workitems import HldChanged, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
@@ -30,8 +30,10 @@ def repos(tmp_path):
             bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests"))
 
 
-def make_generation(repos, records: FakeRecords, tmp_path: Path, mode: str = "direct",
+def make_generation(repos, records: FakeRecords | Storage, tmp_path: Path, mode: str = "direct",
                     prs=None) -> GenerationService:
+    """The generation service on `records` (the fakes), or on Table storage when given a `Storage`."""
+    records = table_records(records) if isinstance(records, Storage) else records
     hld, manifests = repos
     return GenerationService(hld=GitWorkspace(hld, "main", base_dir=tmp_path / "gen"),
                              manifests=GitWorkspace(manifests, "main", base_dir=tmp_path / "write"),
