@@ -13,7 +13,7 @@ import pytest
 
 from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
 from core.adapters.git_workspace import GitError, pat_auth_header
-from core.ops.health import TABLES, HealthProbes, RepoProbe, StoreProbe, check_health, ls_remote
+from core.ops.health import TABLES, RepoProbe, StoreProbe, check_health, ls_remote
 from core.wiring import get_services, reset_services
 from core.adapters.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, Storage, dev_connection_string, poison_queue
 from devkit.azurite import free_port
