@@ -17,7 +17,7 @@ from core.wiring import reset_services
 from handlers import ops
 from tests.fakes.env import NO_STORAGE
 from tests.fakes.records import FakeRecords, install
-from tests.test_admin_cli import cli, environ, settings_file  # noqa: F401  (fixtures)
+from tests.test_admin_cli import cli, environ  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -74,8 +74,8 @@ def test_deployments_endpoint_carries_the_matrix(fake_settings_file, records):
     assert resp.status_code == 200 and len(body["running"]) == 2
 
 
-def test_setup_prints_provider_secret_and_alert(settings_file, environ):  # noqa: F811
-    code, out, _ = cli(settings_file, "setup", "--url", "https://app.example", "--function-key", "k1",
+def test_setup_prints_provider_secret_and_alert(fake_settings_file):
+    code, out, _ = cli(fake_settings_file, "setup", "--url", "https://app.example", "--function-key", "k1",
                        "--flux-cluster", "prod-1", "--flux-env", "prod")
     assert code == 0
     docs = [d for d in YAML(typ="safe").load_all(out.split("\n", 1)[1].split("\n\n", 1)[1]) if d]

@@ -411,7 +411,7 @@ def fold_failures(rows: list[TraceRecord]) -> list[TraceRecord]:
 
 
 def paused_json(paused: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Targets a person's manual rollback paused (core.adapters.promotion_records), as text, sorted by service and env."""
+    """Targets a person's manual rollback paused (core.adapters.promotion_records), as text, by service and env."""
     shown = [{"service": _text(p.get("service")), "env": _text(p.get("env")), "reason": _text(p.get("reason")),
               "since": _text(p.get("at"))} for p in paused]
     return sorted(shown, key=lambda p: (p["service"], env_sort_key(p["env"])))

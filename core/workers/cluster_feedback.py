@@ -17,7 +17,8 @@ The hook checks, de-duplicates (a resend is the same bytes: the event id is thei
 on through the function's queue output binding. The `cluster-events` worker (`FeedbackJob`) decides with git which
 manifest commits the revision includes (`GitWorkspace.included_in`: the revision itself or an ancestor, so a later
 commit that includes ours counts, and a PR merge commit too) and records `applied@<cluster>` or
-`failed@<cluster>` on those pushes' trace records, and the service x cluster "what runs where" record (core.adapters.cluster_records).
+`failed@<cluster>` on those pushes' trace records, and the service x cluster "what runs where" record
+(core.adapters.cluster_records).
 """
 from __future__ import annotations
 
