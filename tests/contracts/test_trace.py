@@ -99,3 +99,17 @@ def test_concurrent_appends_lose_no_stage(trace):
     [row] = trace.rows_for_trace("t")
     assert not errors and sorted(s.name for s in row.stages) == sorted(
         ["received", *(f"notified@c{n}" for n in range(4))])
+
+
+def test_every_record_field_has_its_column_and_survives_the_table_round_trip():
+    from dataclasses import fields
+
+    from core.adapters.trace import appended, to_entity, to_record
+    from core.model.trace_record import COLUMNS, TraceRecord
+
+    assert set(COLUMNS) == {f.name for f in fields(TraceRecord)} - {"stages"}
+    record = appended(None, "t", "k", TraceStage.HLD_PR, actor="g", start=T0, at="2026-11-30T10:00:02+00:00",
+                      fields={"pr": 12, "hldRepo": "https://h", "state": "soaking"}, detail={"pr": 12, "x": [1]},
+                      tenant="contoso")
+    assert to_record(to_entity(record)) == record and to_entity(record)["pr"] == "12"
+    assert to_record({"traceId": "t", "targetKey": "k", "stages": '[{"stage": "x"}, 5]'}).stages[0].kind is None
