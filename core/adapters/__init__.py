@@ -3,11 +3,14 @@ and the pool that keeps blocking calls off the event loop."""
 
 __all__ = [
     "azdo",
+    "cluster_records",
     "deliveries",
+    "etag",
     "flux_receivers",
     "git_workspace",
     "highwater",
     "offload",
+    "promotion_records",
     "pull_requests",
     "queue_batch",
     "review_records",
