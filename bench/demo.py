@@ -143,7 +143,7 @@ def push_and_follow(url: str, key: str, hld: str, manifests: str, conn: str, flu
 
     trace = TraceLog(Storage(conn))
     if wait_until(lambda: {"manifest-commit", f"notified@{FLUX_CLUSTER}"} <= {
-            stage["stage"] for row in trace.query(tag=NEW_TAG) for stage in row["stages"]},
+            stage.name for row in trace.query(tag=NEW_TAG) for stage in row.stages},
             TRACE_WAIT_S, 0.1) is None:
         raise DemoFailed("trace", f"no manifest-commit and notified@{FLUX_CLUSTER} stages in the trace within "
                                   f"{TRACE_WAIT_S:g} s")
@@ -152,8 +152,8 @@ def push_and_follow(url: str, key: str, hld: str, manifests: str, conn: str, flu
                   {"Authorization": f"Bearer {SECRETS['ACR_WEBHOOK_SECRET']}"})[0]
     if status != 202:
         raise DemoFailed("older push", f"ACR webhook answered HTTP {status}, expected 202")
-    if wait_until(lambda: any(stage["stage"] == "skipped" for row in trace.query(tag=OLD_TAG)
-                              for stage in row["stages"]), WAIT_S, 0.1) is None:
+    if wait_until(lambda: any(stage.name == "skipped" for row in trace.query(tag=OLD_TAG)
+                              for stage in row.stages), WAIT_S, 0.1) is None:
         raise DemoFailed("older push", f"no skipped stage for {OLD_TAG} in the trace within {WAIT_S:g} s")
     say(f"pushed {REPOSITORY}:{OLD_TAG}: skipped (older than what runs; never a downgrade)")
 

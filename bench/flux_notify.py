@@ -64,11 +64,12 @@ def _trace_times(conn: str, tags: list[str]) -> dict[str, tuple[float, float]]:
     for tag in tags:
         recorded, began = 0.0, float("inf")
         for row in trace.query(service="frontend", tag=tag):
-            for stage in row["stages"]:
-                if stage["stage"] == "manifest-commit":
-                    recorded = max(recorded, _iso_seconds(stage["at"]))
-                elif stage["stage"].startswith("notified@") and isinstance(stage.get("seconds"), (int, float)):
-                    began = min(began, _iso_seconds(stage["at"]) - stage["seconds"])
+            for stage in row.stages:
+                seconds = stage.detail.get("seconds")
+                if stage.name == "manifest-commit":
+                    recorded = max(recorded, _iso_seconds(stage.at))
+                elif stage.name.startswith("notified@") and isinstance(seconds, (int, float)):
+                    began = min(began, _iso_seconds(stage.at) - seconds)
         if recorded and began < float("inf"):
             times[tag] = (recorded, began)
     return times

@@ -32,6 +32,7 @@ from bench.common import (LOG_DIR, REGISTRY, ROOT, HookClient, acr_push, app_env
 from core.workers.cluster_feedback import sign
 from core.adapters.storage import Storage
 from core.adapters.trace import TraceLog
+from core.model.trace_record import StageEntry
 
 FLUX_SECRET = "demo-flux-hmac-key"
 WAIT_S = 60.0
@@ -102,12 +103,12 @@ class SimulatedFlux:
                     self._seen = head
 
 
-def stages(trace: TraceLog, trace_id: str) -> dict[str, dict]:
+def stages(trace: TraceLog, trace_id: str) -> dict[str, StageEntry]:
     """Every stage of the push's records, by name (the first of each)."""
-    found: dict[str, dict] = {}
+    found: dict[str, StageEntry] = {}
     for row in trace.rows_for_trace(trace_id):
-        for stage in row["stages"]:
-            found.setdefault(stage["stage"], stage)
+        for stage in row.stages:
+            found.setdefault(stage.name, stage)
     return found
 
 
@@ -133,14 +134,14 @@ def one_push(url: str, conn: str, manifests: str, tag: str, *, soak_s: float, sa
     def find() -> bool:
         nonlocal trace_id
         rows = trace.query(tag=tag, top=5)
-        trace_id = rows[0]["traceId"] if rows else ""
+        trace_id = rows[0].trace_id if rows else ""
         return bool(trace_id) and "applied@dev-1" in stages(trace, trace_id)
 
     if wait_until(find, WAIT_S, 0.05) is None:
         raise RuntimeError(f"no applied@dev-1 for {tag} within {WAIT_S:g} s\n{log_tail(LOG)}")
     seen = stages(trace, trace_id)
-    say(f"  dev commit +{seen['manifest-commit']['latencySeconds']:.2f}s, applied@dev-1 "
-        f"+{seen['applied@dev-1']['latencySeconds']:.2f}s")
+    say(f"  dev commit +{seen['manifest-commit'].latency_seconds:.2f}s, applied@dev-1 "
+        f"+{seen['applied@dev-1'].latency_seconds:.2f}s")
     if soak_s:
         say(f"  soaking {soak_s:g} s in dev, then the promotion timer runs (admin API)")
         time.sleep(soak_s + 0.2)
@@ -148,10 +149,9 @@ def one_push(url: str, conn: str, manifests: str, tag: str, *, soak_s: float, sa
     if wait_until(lambda: "applied@prod-1" in stages(trace, trace_id), WAIT_S, 0.05) is None:
         raise RuntimeError(f"no applied@prod-1 for {tag} within {WAIT_S:g} s\n{log_tail(LOG)}")
     seen = stages(trace, trace_id)
-    say(f"  promoted@prod +{seen['promoted@prod']['latencySeconds']:.2f}s, applied@prod-1 "
-        f"+{seen['applied@prod-1']['latencySeconds']:.2f}s")
-    return {name: float(s["latencySeconds"]) for name, s in seen.items()
-            if isinstance(s.get("latencySeconds"), (int, float))}
+    say(f"  promoted@prod +{seen['promoted@prod'].latency_seconds:.2f}s, applied@prod-1 "
+        f"+{seen['applied@prod-1'].latency_seconds:.2f}s")
+    return {name: float(s.latency_seconds) for name, s in seen.items() if s.latency_seconds is not None}
 
 
 def _world(parent: Path, soak: str):

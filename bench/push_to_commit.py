@@ -62,8 +62,7 @@ def _trace_latencies(conn: str, tags: list[str], stage: str) -> list[float]:
     found = []
     for tag in tags:
         for row in trace.query(service="frontend", env="prod", tag=tag):
-            found += [s["latencySeconds"] for s in row["stages"]
-                      if s["stage"] == stage and isinstance(s.get("latencySeconds"), (int, float))]
+            found += [s.latency_seconds for s in row.stages if s.name == stage and s.latency_seconds is not None]
     return found
 
 

@@ -12,17 +12,21 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from core.adapters.deliveries import AsyncDeliveryJournal, AsyncDeliveryLog, DeliveryJournal, DeliveryLog
-from core.adapters.highwater import HighWaterMarks
+from core.adapters.cluster_records import ClusterRegistry, ClusterStore, RunningLog, RunningStore
+from core.adapters.highwater import HighWaterMarks, HighWaterStore
+from core.adapters.promotion_records import Claims, ClaimStore, Pauses, PauseStore
+from core.adapters.review_records import ReviewRecords, ReviewStore
 from core.workers.intake import Intake
 from core.model.fleet import DEFAULT_TENANT, Fleet, RepoRef, Tenant
 from core.model.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
 from core.adapters.storage import AsyncStorage, AsyncWorkQueues, Storage, StorageIdentity, WorkQueues
-from core.adapters.trace import TraceLog
+from core.adapters.trace import TraceLog, TraceStore
 
 
 # Stores a caller may hand to Services instead of the Azure Storage ones (tests wire the fakes of tests/fakes/).
-STORES = ("queues", "async_queues", "deliveries", "async_deliveries")
+STORES = ("queues", "async_queues", "deliveries", "async_deliveries", "trace", "high_water", "review_records",
+          "running", "clusters", "pauses", "claims")
 
 
 @dataclass
@@ -107,13 +111,34 @@ class Services:
             return ManagedIdentityCredential(client_id=self.settings.storage_client_id)
         return DefaultAzureCredential()
 
+    # The record stores (Protocols in core/adapters; tests swap in the fakes of tests/fakes/records.py).
     @cached_property
-    def trace(self) -> TraceLog:
-        return TraceLog(self.storage)
+    def trace(self) -> TraceStore:
+        return self.stores["trace"] if "trace" in self.stores else TraceLog(self.storage)
 
     @cached_property
-    def high_water(self) -> HighWaterMarks:
-        return HighWaterMarks(self.storage)
+    def high_water(self) -> HighWaterStore:
+        return self.stores["high_water"] if "high_water" in self.stores else HighWaterMarks(self.storage)
+
+    @cached_property
+    def review_records(self) -> ReviewStore:
+        return self.stores["review_records"] if "review_records" in self.stores else ReviewRecords(self.storage)
+
+    @cached_property
+    def running(self) -> RunningStore:
+        return self.stores["running"] if "running" in self.stores else RunningLog(self.storage)
+
+    @cached_property
+    def clusters(self) -> ClusterStore:
+        return self.stores["clusters"] if "clusters" in self.stores else ClusterRegistry(self.storage)
+
+    @cached_property
+    def pauses(self) -> PauseStore:
+        return self.stores["pauses"] if "pauses" in self.stores else Pauses(self.storage)
+
+    @cached_property
+    def claims(self) -> ClaimStore:
+        return self.stores["claims"] if "claims" in self.stores else Claims(self.storage)
 
     @cached_property
     def _credential(self):
@@ -195,7 +220,6 @@ class Services:
     @cached_property
     def bump(self):
         from core.workers.bump import BumpService
-        from core.workers.promoter import Pauses
         from core.adapters.pull_requests import PullRequests
 
         s = self.settings
@@ -206,17 +230,16 @@ class Services:
         return BumpService(repo_url=s.bump_repo_url, branch=s.bump_branch,
                            workspace=self.workspace(s.bump_repo_url, s.bump_branch), high_water=self.high_water,
                            trace=self.trace, mode=s.write_mode,
-                           is_hld=bool(s.hld_repo_url), pull_requests=prs, pauses=Pauses(self.storage))
+                           is_hld=bool(s.hld_repo_url), pull_requests=prs, pauses=self.pauses)
 
     @cached_property
     def reviewer(self):
-        from core.adapters.review_records import ReviewRecords
         from core.workers.reviewer import WORKSPACE_PURPOSE, ReviewService
 
         if self.gateway is None:
             raise SettingsError("AZDO_ORG_URL is not set: pull requests cannot be reviewed")
         return ReviewService(
-            gateway=self.gateway, settings=self.settings, records=ReviewRecords(self.storage), trace=self.trace,
+            gateway=self.gateway, settings=self.settings, records=self.review_records, trace=self.trace,
             workspace=lambda url, branch: self.workspace(url, branch, WORKSPACE_PURPOSE),
             cache_dir=self.work_base / "review-components")
 

@@ -18,8 +18,6 @@ from core.ops.cli import UsageError, review_json
 from core.ops.dashboard import SCAN_TOP, Filters, dashboard_data, parse_filters
 from core.ops.dashboard_page import DATA_HEADERS, foreign_origin, new_nonce, page_headers, render_page
 from core.ops.health import HealthProbes, check_health
-from core.workers.promoter import Pauses
-from core.adapters.review_records import ReviewRecords
 from core.wiring import Services, get_services
 from core.settings import SettingsError
 from core.adapters.storage import WORK_QUEUES, StorageUnavailable, poison_queue
@@ -74,10 +72,10 @@ def posted_action(req: func.HttpRequest) -> tuple[Any, func.HttpResponse | None]
 
 def _snapshot(services: Services, filters: Filters) -> dict:
     rows = services.trace.query(top=SCAN_TOP)
-    reviews = ReviewRecords(services.storage)
+    reviews = services.review_records
     report = check_health(lambda: services, _health_probes)
     try:
-        paused = Pauses(services.storage).listed()
+        paused = services.pauses.listed()
     except StorageUnavailable:
         paused = []  # health names the unreadable table
     return dashboard_data(rows, lambda pr: [review_json(r) for r in reviews.for_pr(int(pr))],

@@ -12,9 +12,7 @@ import azure.functions as func
 from core.ops.cli import UsageError, deployments as query_deployments, parse_top, running
 from core.ops.health import HealthProbes, check_health
 from core.adapters.offload import off_loop
-from core.workers.promoter import Pauses
 from core.ops.replay import Replayer, ReplayRequestError, parse_replay_request
-from core.adapters.review_records import ReviewRecords
 from core.wiring import get_services
 from core.settings import SettingsError
 from core.adapters.storage import StorageUnavailable
@@ -52,16 +50,16 @@ async def deployments(req: func.HttpRequest) -> func.HttpResponse:
     try:
         services = get_services()
         service, env = params.get("service", ""), params.get("env", "")
-        rows = await off_loop(query_deployments, services.trace, ReviewRecords(services.storage), service=service,
+        rows = await off_loop(query_deployments, services.trace, services.review_records, service=service,
                               env=env, image=params.get("image", ""), tag=params.get("tag", ""), top=top)
-        matrix = await off_loop(running, services.storage, service=service, env=env)
-        paused = await off_loop(lambda: Pauses(services.storage).listed())
+        matrix = await off_loop(running, services.running, service=service, env=env)
+        paused = await off_loop(services.pauses.listed)
     except SettingsError as exc:
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")
     except StorageUnavailable as exc:
         return error_response(503, f"storage unavailable: {exc}")
-    return json_response(200, {"deployments": rows, "running": matrix, "paused": paused})
+    return json_response(200, {"deployments": [d.as_json() for d in rows], "running": matrix, "paused": paused})
 
 
 async def health(req: func.HttpRequest) -> func.HttpResponse:

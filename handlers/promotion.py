@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import azure.functions as func
 
 from core.adapters.offload import off_loop
-from core.workers.promoter import Pauses, PromotionError, promoter_for, resume_request
+from core.workers.promoter import PromotionError, promoter_for, resume_request
 from core.wiring import get_services
 from core.settings import SettingsError
 from core.adapters.storage import StorageUnavailable
@@ -44,7 +44,7 @@ async def resume(req: func.HttpRequest) -> func.HttpResponse:
         return refused
     try:
         service, env = resume_request(body)
-        resumed = await off_loop(Pauses(get_services().storage).resume, service, env)
+        resumed = await off_loop(get_services().pauses.resume, service, env)
     except PromotionError as exc:
         return error_response(400, str(exc))
     except SettingsError as exc:

@@ -1,4 +1,5 @@
-"""The image bump worker end to end: real bare git repos, Azurite tables and queues, Azure DevOps fake."""
+"""The image bump worker end to end: real bare git repos, the dict record stores (tests/fakes/records.py; Azurite
+where a case is about the queue or several processes), Azure DevOps fake."""
 from __future__ import annotations
 
 import asyncio
@@ -10,15 +11,14 @@ import pytest
 
 from core.workers.bump import BumpService
 from core.adapters.git_workspace import GitContention, GitError, GitWorkspace
-from core.adapters.highwater import HighWaterMarks
 from core.rules.policy import PolicyError
 from core.adapters.pull_requests import PullRequests
 from core.workers.runners import BumpJob, QueuedMessage, QueueWorker
-from core.adapters.storage import IMAGE_PUSHED
-from core.adapters.trace import TraceLog
+from core.adapters.storage import IMAGE_PUSHED, Storage
 from core.model.workitems import HldChanged, ImagePushed, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
+from tests.fakes.records import FakeRecords, records, table_records  # noqa: F401  (records: a fixture)
 
 EXAMPLE_HLD = Path(__file__).resolve().parent.parent / "examples" / "hld"
 REGISTRY = "fabrikam.azurecr.io"
@@ -51,10 +51,12 @@ def hld(tmp_path) -> str:
     return bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
 
 
-def make_service(url: str, storage, tmp_path: Path, *, mode: str = "direct", is_hld: bool = True,
-                 prs: PullRequests | None = None, work: str = "work") -> BumpService:
+def make_service(url: str, records: FakeRecords | Storage, tmp_path: Path, *, mode: str = "direct",
+                 is_hld: bool = True, prs: PullRequests | None = None, work: str = "work") -> BumpService:
+    """The bump service on `records` (the fakes), or on Table storage when given a `Storage`."""
+    records = table_records(records) if isinstance(records, Storage) else records
     return BumpService(repo_url=url, branch="main", workspace=GitWorkspace(url, "main", base_dir=tmp_path / work),
-                       high_water=HighWaterMarks(storage), trace=TraceLog(storage), mode=mode, is_hld=is_hld,
+                       high_water=records.high_water, trace=records.trace, mode=mode, is_hld=is_hld,
                        pull_requests=prs)
 
 
@@ -65,8 +67,8 @@ def changed_lines(url: str, path: str, old_ref: str = "main~1", new_ref: str = "
     return [(a, b) for a, b in zip(old, new) if a != b]
 
 
-def test_push_changes_exactly_the_tag_lines_of_every_ring_using_the_image(hld, storage, tmp_path):
-    service = make_service(hld, storage, tmp_path)
+def test_push_changes_exactly_the_tag_lines_of_every_ring_using_the_image(hld, records, tmp_path):
+    service = make_service(hld, records, tmp_path)
     result = service.process([push("fabrikam/frontend", "1.4.1")])
     assert {o.target.file for o in result.bumped} == {FRONTEND_DEV, FRONTEND_PROD}
     assert changed_lines(hld, FRONTEND_DEV) == [('        tag: "1.4.0"', '        tag: "1.4.1"')]
@@ -83,8 +85,8 @@ def test_push_changes_exactly_the_tag_lines_of_every_ring_using_the_image(hld, s
     assert isinstance(changed, HldChanged) and changed.commit == result.commit and changed.reason == "bump"
 
 
-def test_single_target_commit_message_names_service_env_and_tags(hld, storage, tmp_path):
-    service = make_service(hld, storage, tmp_path)
+def test_single_target_commit_message_names_service_env_and_tags(hld, records, tmp_path):
+    service = make_service(hld, records, tmp_path)
     result = service.process([push("fabrikam/backend", "2.0.4")])
     head = commits(hld, "main", 1)[0]
     assert head.subject == "Bump backend in dev: 2.0.3 -> 2.0.4"
@@ -93,8 +95,8 @@ def test_single_target_commit_message_names_service_env_and_tags(hld, storage, t
     assert "not among the allowed environments" in skipped[0].reason
 
 
-def test_out_of_order_duplicate_and_replayed_deliveries_change_nothing(hld, storage, tmp_path):
-    service = make_service(hld, storage, tmp_path)
+def test_out_of_order_duplicate_and_replayed_deliveries_change_nothing(hld, records, tmp_path):
+    service = make_service(hld, records, tmp_path)
     newer = push("fabrikam/frontend", "1.5.0")
     first = service.process([newer])
     head = branches(hld)["main"]
@@ -110,8 +112,8 @@ def test_out_of_order_duplicate_and_replayed_deliveries_change_nothing(hld, stor
     assert isinstance(recheck, HldChanged) and recheck.commit is None and recheck.trace_id == newer.trace_id
 
 
-def test_high_water_mark_survives_a_manual_rollback_in_the_hld(hld, storage, tmp_path):
-    service = make_service(hld, storage, tmp_path)
+def test_high_water_mark_survives_a_manual_rollback_in_the_hld(hld, records, tmp_path):
+    service = make_service(hld, records, tmp_path)
     service.process([push("fabrikam/frontend", "1.6.0")])
     text = file_at(hld, "main", FRONTEND_DEV).decode().replace('"1.6.0"', '"1.4.0"')
     push_files(hld, "main", {FRONTEND_DEV: text}, "Roll frontend dev back to 1.4.0")
@@ -121,14 +123,14 @@ def test_high_water_mark_survives_a_manual_rollback_in_the_hld(hld, storage, tmp
     assert b'"1.4.0"' in file_at(hld, "main", FRONTEND_DEV)
 
 
-def test_burst_of_fifty_pushes_for_five_services_is_one_commit(tmp_path, storage):
+def test_burst_of_fifty_pushes_for_five_services_is_one_commit(tmp_path, records):
     files = {}
     for i in range(5):
         files[f"apps/svc{i}/deploy.yaml"] = (
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: svc{0}\nspec:\n  template:\n    spec:\n"
             "      containers:\n      - name: app\n        image: {1}/svc{0}:1.0.0\n").format(i, REGISTRY)
     url = bare_repo(tmp_path, files, name="manifests")
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
     pushes = [push(f"svc{i % 5}", f"1.0.{1 + i // 5}") for i in range(50)]
     before = len(commits(url, "main"))
     result = service.process(pushes)
@@ -141,7 +143,7 @@ def test_burst_of_fifty_pushes_for_five_services_is_one_commit(tmp_path, storage
 def test_queue_batching_takes_waiting_messages_into_one_run(tmp_path, storage):
     url = bare_repo(tmp_path, {"k/kustomization.yaml": f"images:\n- name: {REGISTRY}/api\n  newTag: 1.0.0\n",
                                "k/other.yaml": "a: 1\n"}, name="manifests")
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, table_records(storage), tmp_path, is_hld=False)
     for i in range(1, 20):
         storage.enqueue(IMAGE_PUSHED, encode(push("api", f"1.0.{i}")))
     settled = run_one(SimpleNamespace(storage=storage, bump=service), push("api", "1.0.20"))
@@ -152,61 +154,61 @@ def test_queue_batching_takes_waiting_messages_into_one_run(tmp_path, storage):
     assert b"newTag: 1.0.20" in file_at(url, "main", "k/kustomization.yaml")
 
 
-def test_numeric_ordering_from_autopilot_yaml(tmp_path, storage):
+def test_numeric_ordering_from_autopilot_yaml(tmp_path, records):
     url = bare_repo(tmp_path, {
         "autopilot.yaml": "rules:\n  - image: '*/web'\n    ordering: numeric\n    tagFilter: '^main-(?P<n>\\d+)$'\n",
         "prod/web.yaml": f"kind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - image: {REGISTRY}/web:main-9\n",
     }, name="m")
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
     assert service.process([push("web", "main-10")]).commit is not None
     skipped = service.process([push("web", "feature-99"), push("web", "main-8")])
     assert skipped.commit is None
     assert b"web:main-10" in file_at(url, "main", "prod/web.yaml")
 
 
-def test_malformed_policy_fails_naming_file_and_line_and_writes_nothing(tmp_path, storage):
+def test_malformed_policy_fails_naming_file_and_line_and_writes_nothing(tmp_path, records):
     url = bare_repo(tmp_path, {
         "autopilot.yaml": "defaults:\n  ordering: semver\nrules:\n  - image: x\n    ordering: sideways\n",
         "prod/web.yaml": f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"}, name="m")
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
     head = branches(url)["main"]
     with pytest.raises(PolicyError, match=r"autopilot\.yaml:5"):
         service.process([push("web", "1.0.1")])
     assert branches(url)["main"] == head
 
 
-def test_paused_policy_is_a_recorded_skip(tmp_path, storage):
+def test_paused_policy_is_a_recorded_skip(tmp_path, records):
     url = bare_repo(tmp_path, {"autopilot.yaml": "paused: true\n",
                                "prod/web.yaml": f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"},
                     name="m")
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
     result = service.process([push("web", "1.0.1")])
     assert result.commit is None and "paused" in result.outcomes[0].reason
 
 
-def test_image_no_target_uses_is_recorded_not_an_error(hld, storage, tmp_path):
-    service = make_service(hld, storage, tmp_path)
+def test_image_no_target_uses_is_recorded_not_an_error(hld, records, tmp_path):
+    service = make_service(hld, records, tmp_path)
     item = push("fabrikam/unknown", "1.0.0")
     result = service.process([item])
     assert result.no_target == (item,) and result.commit is None and result.follow_ups == ()
-    [row] = TraceLog(storage).rows_for_trace(item.trace_id)
-    assert row["stages"][0]["stage"] == "no-target"
+    [row] = records.trace.rows_for_trace(item.trace_id)
+    assert row.stages[0].name == "no-target"
 
 
-def test_trace_records_received_and_hld_commit(hld, storage, tmp_path):
-    service = make_service(hld, storage, tmp_path)
+def test_trace_records_received_and_hld_commit(hld, records, tmp_path):
+    service = make_service(hld, records, tmp_path)
     item = push("fabrikam/backend", "2.0.9")
     result = service.process([item])
-    rows = TraceLog(storage).rows_for_trace(item.trace_id)
-    dev = next(r for r in rows if r["env"] == "dev")
-    assert [s["stage"] for s in dev["stages"]] == ["received", "hld-commit"]
-    assert dev["hldCommitId"] == result.commit and dev["service"] == "backend" and dev["imageTag"] == "2.0.9"
-    prod = next(r for r in rows if r["env"] == "prod")
-    assert [s["stage"] for s in prod["stages"]] == ["received", "skipped"]
+    rows = records.trace.rows_for_trace(item.trace_id)
+    dev = next(r for r in rows if r.env == "dev")
+    assert [s.name for s in dev.stages] == ["received", "hld-commit"]
+    assert dev.hld_commit_id == result.commit and dev.service == "backend" and dev.image_tag == "2.0.9"
+    prod = next(r for r in rows if r.env == "prod")
+    assert [s.name for s in prod.stages] == ["received", "skipped"]
 
 
-def test_unreachable_repo_raises_so_the_queue_retries(tmp_path, storage):
-    service = make_service((tmp_path / "missing.git").as_uri(), storage, tmp_path)
+def test_unreachable_repo_raises_so_the_queue_retries(tmp_path, records):
+    service = make_service((tmp_path / "missing.git").as_uri(), records, tmp_path)
     with pytest.raises(GitError):
         service.process([push("fabrikam/frontend", "1.4.1")])
 
@@ -214,8 +216,7 @@ def test_unreachable_repo_raises_so_the_queue_retries(tmp_path, storage):
 def _bump_in_process(url: str, conn: str, work: str, service_name: str, tags: list[str]) -> None:
     from core.adapters.storage import Storage
 
-    storage = Storage(conn)
-    service = make_service(url, storage, Path(work), work="w")
+    service = make_service(url, table_records(Storage(conn)), Path(work), work="w")
     for tag in tags:
         item = push(service_name, tag)
         for _ in range(5):  # what the queue does when every push attempt lost the race
@@ -250,10 +251,10 @@ def test_four_processes_bumping_different_services_lose_nothing(tmp_path, storag
 # -- pull-request mode -------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def pr_service(hld, storage, tmp_path, azdo):  # noqa: F811
+def pr_service(hld, records, tmp_path, azdo):  # noqa: F811
     azdo.add_repo("hld")
     prs = PullRequests(azdo.gateway(), "hld")
-    service = make_service(hld, storage, tmp_path, mode="pull-request", prs=prs)
+    service = make_service(hld, records, tmp_path, mode="pull-request", prs=prs)
     return service, azdo
 
 

@@ -16,21 +16,21 @@ from core.workers.cluster_feedback import (
     FeedbackJob,
     FluxEventError,
     Ignored,
-    RunningLog,
     parse_event,
     parse_revision,
     sign,
     signature_ok,
 )
-from core.adapters.deliveries import DeliveryLog
 from core.adapters.git_workspace import GitWorkspace
-from core.workers.runners import QueuedMessage, QueueWorker
 from core.settings import load_settings
 from core.adapters.storage import CLUSTER_EVENTS
 from core.telemetry import in_memory_metrics, metric_points
-from core.adapters.trace import TraceLog
+from core.adapters.trace import TraceStore
+from core.model.trace_record import TraceStage
 from core.model.workitems import ClusterEvent, decode, encode
 from devkit.gitrepos import bare_repo, git, push_files
+from tests.fakes.env import no_storage_env  # noqa: F401 - a fixture
+from tests.fakes.records import fake_services
 
 SECRET = "flux-hmac-key"
 SHA = "a" * 40
@@ -73,11 +73,22 @@ class _Out:
 
 @pytest.fixture
 def flux_env(app_env, monkeypatch):
+    """The hook on Azurite: the cases that reach the delivery journal."""
     from core.wiring import reset_services
 
     monkeypatch.setenv("FLUX_WEBHOOK_SECRET", SECRET)
     reset_services()
     yield app_env
+
+
+@pytest.fixture
+def flux_checks_env(no_storage_env, monkeypatch):
+    """The hook's checks, which refuse before any storage call."""
+    from core.wiring import reset_services
+
+    monkeypatch.setenv("FLUX_WEBHOOK_SECRET", SECRET)
+    reset_services()
+    yield no_storage_env
     reset_services()
 
 
@@ -100,13 +111,13 @@ def test_hook_signature_rules(flux_env, storage):
     body = flux_body(flux_event())
     assert post(body, None)[:2] == (401, {"error": "missing or wrong X-Signature"})
     assert post(body, sign(body, "wrong"))[0] == 401
-    status, reply, out = post(body, sign(body, SECRET))
+    status, reply, out = post(body, sign(body, SECRET))   # accepted: the journal (Azurite) records it
     assert status == 202 and reply["cluster"] == "prod-1" and reply["outcome"] == "applied"
     [item] = [decode(text, CLUSTER_EVENTS) for text in out]
     assert isinstance(item, ClusterEvent) and item.revision == SHA and item.envs == ("prod",)
 
 
-def test_hook_without_secret_is_503(app_env, storage):
+def test_hook_without_secret_is_503(no_storage_env):
     body = flux_body(flux_event())
     status, reply, out = post(body, sign(body, ""))
     assert status == 503 and "FLUX_WEBHOOK_SECRET" in reply["error"] and out == []
@@ -130,13 +141,13 @@ def test_a_resend_is_a_duplicate(flux_env, storage):
     (flux_event("main@sha1:1234"), "metadata.revision"),
     (flux_event(env="prod,../x"), "metadata.env"),
 ])
-def test_bad_events_are_400_naming_the_field(flux_env, storage, event, field):
+def test_bad_events_are_400_naming_the_field(flux_checks_env, event, field):
     body = flux_body(event)
     status, reply, out = post(body, sign(body, SECRET))
     assert status == 400 and field in reply["error"] and out == []
 
 
-def test_not_json_is_400_and_too_big_is_413(flux_env, storage):
+def test_not_json_is_400_and_too_big_is_413(flux_checks_env):
     assert post(b"{nope", sign(b"{nope", SECRET))[:2] == (400, {"error": "body is not valid JSON"})
     big = b"x" * (256 * 1024 + 1)
     assert post(big, sign(big, SECRET))[0] == 413
@@ -147,7 +158,7 @@ def test_not_json_is_400_and_too_big_is_413(flux_env, storage):
     (flux_event(severity="info", reason="Progressing"), "Progressing"),
     (flux_event("1.2.3", kind="HelmRelease", reason="UpgradeSucceeded"), "not a git commit"),
 ])
-def test_events_that_say_nothing_about_a_revision_are_ignored(flux_env, storage, event, why):
+def test_events_that_say_nothing_about_a_revision_are_ignored(flux_checks_env, event, why):
     body = flux_body(event)
     status, reply, out = post(body, sign(body, SECRET))
     assert status == 200 and why in reply["ignored"] and out == []
@@ -188,28 +199,32 @@ def manifests(tmp_path):
                      name="manifests")
 
 
-def services_for(azurite, storage, url, work: Path):
-    settings = load_settings({"AzureWebJobsStorage": azurite, "MANIFEST_REPO_URL": url})
+def services_for(url, work: Path) -> SimpleNamespace:
+    """The worker's services: the dict record stores (tests/fakes/records.py) and real git."""
+    settings = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "MANIFEST_REPO_URL": url})
     workspaces: dict = {}
 
     def workspace(u, branch, purpose="write"):
         return workspaces.setdefault((u, branch, purpose), GitWorkspace(u, branch, base_dir=work / purpose))
 
-    return SimpleNamespace(settings=settings, storage=storage, trace=TraceLog(storage),
-                           deliveries=DeliveryLog(storage), workspace=workspace)
+    return fake_services(settings, workspace=workspace)
 
 
-def push_record(trace: TraceLog, trace_id: str, env: str, tag: str, commit: str, start: str) -> None:
-    trace.record(trace_id, f"{env}/web.yaml#web", "received", actor="acr", start=start, at=start,
+def push_record(trace: TraceStore, trace_id: str, env: str, tag: str, commit: str, start: str) -> None:
+    trace.record(trace_id, f"{env}/web.yaml#web", TraceStage.RECEIVED, actor="acr", start=start, at=start,
                  fields={"service": "web", "env": env, "image": "acr.io/web", "imageTag": tag,
                          "targetFile": f"{env}/web.yaml", "manifestRepo": "x"})
-    trace.record(trace_id, f"{env}/web.yaml#web", "manifest-commit", actor="gitops-autopilot",
+    trace.record(trace_id, f"{env}/web.yaml#web", TraceStage.MANIFEST_COMMIT, actor="gitops-autopilot",
                  fields={"manifestCommitId": commit}, detail={"commit": commit})
 
 
 def run_event(services, event: ClusterEvent):
-    worker = QueueWorker(CLUSTER_EVENTS, lambda: FeedbackJob(services), batches=False)
-    return asyncio.run(worker.run(QueuedMessage("m", encode(event)))).result
+    """The job as the queue runner runs it (the runner's own storage is core.workers.runners' tests' business)."""
+    [item] = [decode(encode(event), CLUSTER_EVENTS)]
+    job = FeedbackJob(services)
+    result = job.process([item])
+    job.report(result, [item])
+    return result
 
 
 def cluster_event(revision: str, outcome: str = "applied", cluster: str = "prod-1", envs=("prod",),
@@ -219,13 +234,13 @@ def cluster_event(revision: str, outcome: str = "applied", cluster: str = "prod-
                         if outcome == "applied" else "HealthCheckFailed", message=message, at=at)
 
 
-def stages(trace: TraceLog, trace_id: str) -> list[str]:
+def stages(trace: TraceStore, trace_id: str) -> list[str]:
     [row] = trace.rows_for_trace(trace_id)
-    return [s["stage"] for s in row["stages"]]
+    return [s.name for s in row.stages]
 
 
-def test_direct_and_later_commits_are_applied_others_not(azurite, storage, manifests, tmp_path):
-    services = services_for(azurite, storage, manifests, tmp_path / "work")
+def test_direct_and_later_commits_are_applied_others_not(manifests, tmp_path):
+    services = services_for(manifests, tmp_path / "work")
     c1 = push_files(manifests, "main", {"prod/web.yaml": "image: web:1.1\n"}, "bump 1.1")
     c2 = push_files(manifests, "main", {"prod/web.yaml": "image: web:1.2\n"}, "bump 1.2")
     c3 = push_files(manifests, "main", {"prod/web.yaml": "image: web:1.3\n"}, "bump 1.3")
@@ -241,11 +256,11 @@ def test_direct_and_later_commits_are_applied_others_not(azurite, storage, manif
     assert stages(trace, "t1")[-1] == "applied@prod-1" and stages(trace, "t2")[-1] == "applied@prod-1"
     assert "applied@prod-1" not in stages(trace, "t3") and "applied@prod-1" not in stages(trace, "td")
     [row] = trace.rows_for_trace("t2")
-    applied = row["stages"][-1]
-    assert applied["revision"] == c2 and applied["latencySeconds"] == pytest.approx(4.0)
+    applied = row.stages[-1]
+    assert applied.detail["revision"] == c2 and applied.latency_seconds == pytest.approx(4.0)
     assert metric_points(reader, "autopilot.push_to_applied") == {(("env", "prod"),): 2}
 
-    [running] = RunningLog(storage).matrix()
+    [running] = services.running.matrix()
     assert (running["service"], running["cluster"], running["tag"], running["state"]) == ("web", "prod-1", "1.2",
                                                                                         "healthy")
     # a replay of the same event marks nothing twice
@@ -253,8 +268,8 @@ def test_direct_and_later_commits_are_applied_others_not(azurite, storage, manif
     assert stages(trace, "t1").count("applied@prod-1") == 1
 
 
-def test_pr_merge_commit_includes_the_bot_branch_commit(azurite, storage, manifests, tmp_path):
-    services = services_for(azurite, storage, manifests, tmp_path / "work")
+def test_pr_merge_commit_includes_the_bot_branch_commit(manifests, tmp_path):
+    services = services_for(manifests, tmp_path / "work")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "c"
         git("clone", "--quiet", manifests, str(work))
@@ -275,8 +290,8 @@ def test_pr_merge_commit_includes_the_bot_branch_commit(azurite, storage, manife
     assert [m.trace_id for m in result.marked] == ["tp"]
 
 
-def test_failure_is_recorded_with_flux_message_and_the_matrix_says_failed(azurite, storage, manifests, tmp_path):
-    services = services_for(azurite, storage, manifests, tmp_path / "work")
+def test_failure_is_recorded_with_flux_message_and_the_matrix_says_failed(manifests, tmp_path):
+    services = services_for(manifests, tmp_path / "work")
     c1 = push_files(manifests, "main", {"prod/web.yaml": "image: web:1.1\n"}, "bump 1.1")
     c2 = push_files(manifests, "main", {"prod/web.yaml": "image: web:1.2\n"}, "bump 1.2")
     push_record(services.trace, "t1", "prod", "1.1", c1, "2026-11-30T00:00:00+00:00")
@@ -287,29 +302,29 @@ def test_failure_is_recorded_with_flux_message_and_the_matrix_says_failed(azurit
     result = run_event(services, failed)
     assert [m.trace_id for m in result.marked] == ["t2"]   # t1 stays applied: it was, before
     [row] = services.trace.rows_for_trace("t2")
-    last = row["stages"][-1]
-    assert last["stage"] == "failed@prod-1" and "Deployment/web not ready" in last["reason"]
-    [running] = RunningLog(storage).matrix()
+    last = row.stages[-1]
+    assert last.name == "failed@prod-1" and "Deployment/web not ready" in last.detail["reason"]
+    [running] = services.running.matrix()
     assert (running["tag"], running["state"], running["failedTag"]) == ("1.1", "failed", "1.2")
     assert run_event(services, failed).marked == ()      # the same failure again: recorded once
 
     run_event(services, cluster_event(c2, at="2026-11-30T00:02:00+00:00"))    # fixed: applied after all
-    [running] = RunningLog(storage).matrix()
+    [running] = services.running.matrix()
     assert (running["tag"], running["state"]) == ("1.2", "healthy")
 
 
-def test_a_cluster_without_env_serves_every_environment(azurite, storage, manifests, tmp_path):
-    services = services_for(azurite, storage, manifests, tmp_path / "work")
+def test_a_cluster_without_env_serves_every_environment(manifests, tmp_path):
+    services = services_for(manifests, tmp_path / "work")
     c1 = push_files(manifests, "main", {"dev/web.yaml": "image: web:1.1\n"}, "bump dev")
     push_record(services.trace, "td", "dev", "1.1", c1, "2026-11-30T00:00:00+00:00")
     assert run_event(services, cluster_event(c1, cluster="all-1", envs=("prod",))).marked == ()
     assert [m.trace_id for m in run_event(services, cluster_event(c1, cluster="all-1", envs=())).marked] == ["td"]
 
 
-def test_an_event_quicker_than_the_trace_write_of_our_commit_waits_for_it(azurite, storage, manifests, tmp_path):
+def test_an_event_quicker_than_the_trace_write_of_our_commit_waits_for_it(manifests, tmp_path):
     import threading
 
-    services = services_for(azurite, storage, manifests, tmp_path / "work")
+    services = services_for(manifests, tmp_path / "work")
     ours = GitWorkspace(manifests, "main", base_dir=tmp_path / "bot")
 
     def edit(root: Path) -> str:

@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import azure.functions as func
+import pytest
 from ruamel.yaml import YAML
 
-from core.workers.cluster_feedback import Marked, RunningLog
+from core.adapters.cluster_records import Marked, RunningStore
+from core.adapters.promotion_records import Pauses
+from core.ops.cli import load_cli_settings
+from core.wiring import reset_services
 from handlers import ops
-from tests.test_admin_cli import cli, environ, settings_file  # noqa: F401  (fixtures)
+from tests.fakes.env import NO_STORAGE
+from tests.fakes.records import FakeRecords, install
+from tests.test_admin_cli import cli, environ  # noqa: F401  (a fixture)
 
 
-def seed(storage) -> None:
-    log = RunningLog(storage)
+@pytest.fixture
+def fake_settings_file(tmp_path, environ, monkeypatch) -> Path:  # noqa: F811
+    """The CLI's settings with no reachable storage, and the fake record stores wired in every Services."""
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": {
+        "AzureWebJobsStorage": NO_STORAGE, "ACR_WEBHOOK_SECRET": "a", "AZDO_WEBHOOK_SECRET": "b",
+        "WRITE_MODE": "direct"}}))
+    return path
+
+
+@pytest.fixture
+def records(monkeypatch) -> FakeRecords:
+    return install(monkeypatch)
+
+
+def seed(log: RunningStore) -> None:
     one = Marked("t1", "k", "web", "prod", "1.1", "c1", 3.0)
     two = Marked("t2", "k", "web", "prod", "1.2", "c2", 3.0)
     log.update("prod-1", one, state="healthy", at="2026-11-30T00:00:05+00:00", start="2026-11-30T00:00:00+00:00",
@@ -28,8 +49,9 @@ def seed(storage) -> None:
                image="acr.io/web", revision="c1")
 
 
-def test_trace_matrix(settings_file, storage):  # noqa: F811
-    seed(storage)
+def test_trace_matrix(fake_settings_file, records):
+    settings_file = fake_settings_file
+    seed(records.running)
     code, out, _ = cli(settings_file, "trace", "--matrix")
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["Service", "Env", "prod-1", "prod-2"]
@@ -42,16 +64,18 @@ def test_trace_matrix(settings_file, storage):  # noqa: F811
         "no cluster has reported an applied push yet\n"
 
 
-def test_deployments_endpoint_carries_the_matrix(app_env, storage):
-    seed(storage)
+def test_deployments_endpoint_carries_the_matrix(fake_settings_file, records):
+    load_cli_settings(fake_settings_file)
+    reset_services()
+    seed(records.running)
     resp = asyncio.run(ops.deployments(func.HttpRequest("GET", "/api/ops/deployments", params={"service": "web"},
                                                           body=b"")))
     body = json.loads(resp.get_body())
     assert resp.status_code == 200 and len(body["running"]) == 2
 
 
-def test_setup_prints_provider_secret_and_alert(settings_file, environ):  # noqa: F811
-    code, out, _ = cli(settings_file, "setup", "--url", "https://app.example", "--function-key", "k1",
+def test_setup_prints_provider_secret_and_alert(fake_settings_file):
+    code, out, _ = cli(fake_settings_file, "setup", "--url", "https://app.example", "--function-key", "k1",
                        "--flux-cluster", "prod-1", "--flux-env", "prod")
     assert code == 0
     docs = [d for d in YAML(typ="safe").load_all(out.split("\n", 1)[1].split("\n\n", 1)[1]) if d]
@@ -63,11 +87,11 @@ def test_setup_prints_provider_secret_and_alert(settings_file, environ):  # noqa
     assert "FLUX_WEBHOOK_SECRET is not set" in out
 
 
-def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
-    from core.workers.promoter import Pauses
+def test_resume_cli_and_endpoint(fake_settings_file, records):
     from handlers import promotion
 
-    Pauses(storage).pause("web", "prod", "a person rolled web back to 1.0.0")
+    settings_file = fake_settings_file
+    records.pauses.pause("web", "prod", "a person rolled web back to 1.0.0")
     code, out, _ = cli(settings_file, "trace", "--matrix")
     assert "paused: web in prod" in out and "resume --service web --env prod" in out
     assert cli(settings_file, "resume", "--service", "web", "--env", "prod")[:2] == (
@@ -80,7 +104,9 @@ def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
                                                              headers=headers or {})))
         return resp.status_code, json.loads(resp.get_body())
 
-    Pauses(storage).pause("web", "prod", "rollback")
+    load_cli_settings(settings_file)
+    reset_services()
+    records.pauses.pause("web", "prod", "rollback")
     assert post(b'{"service": "web"}') == (400, {"error": "env must be a non-empty string"})
     assert post(b"nope")[0] == 400
     # the dashboard's Resume button posts from its own origin; another site's page may not
@@ -91,8 +117,7 @@ def test_resume_cli_and_endpoint(settings_file, storage):  # noqa: F811
 
 
 def test_health_warns_about_paused_targets(app_env, storage):
-    from core.workers.promoter import Pauses
-
+    """On Azurite: health reads the pauses table itself."""
     Pauses(storage).pause("web", "prod", "a person set prod/web.yaml to 1.0.0 below 1.1.0")
     resp = asyncio.run(ops.health(func.HttpRequest("GET", "/api/health", body=b"")))
     warnings = json.loads(resp.get_body()).get("warnings", [])

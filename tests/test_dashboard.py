@@ -9,6 +9,8 @@ import re
 import azure.functions as func
 import pytest
 
+from core.adapters.trace import to_record
+from core.model.trace_record import TraceRecord
 from core.ops.cli import UsageError
 from core.ops.dashboard import (STATES, Filters, clean_repo_url, commit_link, dashboard_data, deployment_json,
                             fold_failures, health_json, matrix, parse_filters, pr_link, queues_json, row_state)
@@ -30,10 +32,12 @@ def stage(name: str, seconds: float, **detail) -> dict:
 
 
 def row(*stages: dict, service: str = "frontend", env: str = "dev", tag: str = "1.4.2", trace: str = "t" * 32,
-        key: str = "", start: float = 0, **fields) -> dict:
-    return {"traceId": trace, "targetKey": key or f"hld:{service}:{env}", "start": at(start), "service": service,
-            "env": env, "image": "fabrikam.azurecr.io/fabrikam/" + service, "imageTag": tag, "hldRepo": AZDO_HLD,
-            "manifestRepo": AZDO_MANIFESTS, "stages": list(stages), **fields}
+        key: str = "", start: float = 0, **fields) -> TraceRecord:
+    """A trace record as stored (unknown columns, such as a hostile one, are not read)."""
+    return to_record({"traceId": trace, "targetKey": key or f"hld:{service}:{env}", "start": at(start),
+                      "service": service, "env": env, "image": "fabrikam.azurecr.io/fabrikam/" + service,
+                      "imageTag": tag, "hldRepo": AZDO_HLD, "manifestRepo": AZDO_MANIFESTS,
+                      "stages": json.dumps(list(stages)), **fields})
 
 
 def data(rows: list[dict], filters: Filters = Filters(), reviews: dict | None = None, queues: dict | None = None,
@@ -114,7 +118,7 @@ def test_a_failure_later_fixed_by_a_replay_folds_into_the_chain():
     folded = fold_failures([failed, *replayed])
     assert len(folded) == 2
     for folded_row in folded:
-        assert [s["stage"] for s in folded_row["stages"]] == ["received", "failed", "hld-commit", "manifest-commit"]
+        assert [s.name for s in folded_row.stages] == ["received", "failed", "hld-commit", "manifest-commit"]
         assert row_state(folded_row).state == "deployed"
     alone = fold_failures([failed])
     assert alone == [failed] and row_state(alone[0]).state == "failed"

@@ -109,17 +109,17 @@ def run_chain(running, hld: str, manifests: str, storage: Storage) -> str:
     push(running.url, "chain-ok", "1.4.2")
     wait_for(lambda: any("1.4.2" in c.subject for c in commits(manifests, "main")), "the manifest commit")
     wait_for(lambda: len(rows := trace_rows(storage, "1.4.2")) == 2
-             and all(any(s["stage"] == "manifest-commit" for s in r["stages"]) for r in rows), "the traced chain")
+             and all(any(s.name == "manifest-commit" for s in r.stages) for r in rows), "the traced chain")
 
     push(running.url, "chain-old", "1.0.0")
-    wait_for(lambda: any(s["stage"] == "skipped" for r in trace_rows(storage, "1.0.0") for s in r["stages"]),
+    wait_for(lambda: any(s.name == "skipped" for r in trace_rows(storage, "1.0.0") for s in r.stages),
              "the skipped push")
 
     good_policy = file_at(hld, "main", "autopilot.yaml").decode()
     push_files(hld, "main", {"autopilot.yaml": "rules: [\n"}, "Break autopilot.yaml")
     push(running.url, "chain-broken", "1.5.0")
     wait_for(lambda: storage.queue_depth(poison_queue(IMAGE_PUSHED)) == 1, "the failed push on the poison queue")
-    wait_for(lambda: any(s["stage"] == "failed" for r in trace_rows(storage, "1.5.0") for s in r["stages"]),
+    wait_for(lambda: any(s.name == "failed" for r in trace_rows(storage, "1.5.0") for s in r.stages),
              "the failed stage")
     return good_policy
 
@@ -313,7 +313,7 @@ def test_dashboard_in_chromium_after_a_real_chain(host, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "dashboard-after-replay.png"), full_page=True)
 
     # A target a person's rollback paused is listed with its reason; Resume lifts the pause.
-    from core.workers.promoter import Pauses
+    from core.adapters.promotion_records import Pauses
     Pauses(storage).pause("frontend", "prod", "a person set 1.4.0 below 1.5.0 <b>bold?</b>")
     until(page, "document.querySelector(\"#paused tr[data-paused='frontend/prod']\") !== null")
     assert "<b>bold?</b>" in page.text_content("#paused")   # text, not markup

@@ -27,6 +27,8 @@ from core.workers.runners import QueuedMessage, QueueWorker
 from core.settings import load_settings
 from core.adapters.storage import FLUX_NOTIFY
 from core.adapters.trace import TraceLog
+from core.model.trace_record import TraceStage
+from tests.fakes.records import FakeTrace
 from core.model.workitems import FluxNotify, WorkItemError, decode, encode
 from devkit.flux_receiver import StandInReceiver, validate_signature
 
@@ -252,45 +254,57 @@ def fleet_settings(azurite: str, stand_ins: dict[str, tuple[str, StandInReceiver
 
 
 def run_job(services, notify: FluxNotify, notifier: Notifier | None = None):
+    """Through the queue runner, on Azurite: the cases about retry rounds and poisoning."""
     worker = QueueWorker(FLUX_NOTIFY, lambda: FluxNotifyJob(services, notifier), batches=False)
     return asyncio.run(worker.run(QueuedMessage("m-1", encode(notify))))
 
 
-def test_job_notifies_the_clusters_of_the_changed_folders_and_records_each_on_the_trace(storage, azurite):
+def process(services, notify: FluxNotify, notifier: Notifier | None = None):
+    """The job alone (what the runner calls), with the fake trace: the cases about whom it notifies and records."""
+    return FluxNotifyJob(services, notifier).process([decode(encode(notify), FLUX_NOTIFY)])
+
+
+NO_STORAGE = "UseDevelopmentStorage=true"
+
+
+def test_job_notifies_the_clusters_of_the_changed_folders_and_records_each_on_the_trace():
     with StandInReceiver("t-prod-1") as p1, StandInReceiver("t-prod-2") as p2, StandInReceiver("t-dev") as dev:
-        settings = fleet_settings(azurite, {"prod-1": ("prod", p1), "prod-2": ("prod", p2), "dev-1": ("dev", dev)})
-        trace = TraceLog(storage)
+        settings = fleet_settings(NO_STORAGE, {"prod-1": ("prod", p1), "prod-2": ("prod", p2),
+                                               "dev-1": ("dev", dev)})
+        trace = FakeTrace()
         # the push's trace: one record per target env, each with its manifest commit
         for env in ("prod", "dev"):   # light-weight flow: the push bumped prod/ and dev/ files of the manifest repo
-            trace.record("push1", f"web/{env}", "manifest-commit", actor="t", start="2026-01-01T00:00:00+00:00",
+            trace.record("push1", f"web/{env}", TraceStage.MANIFEST_COMMIT, actor="t",
+                         start="2026-01-01T00:00:00+00:00",
                          fields={"env": env, "service": "web", "targetFile": f"{env}/web.yaml"})
-        services = SimpleNamespace(settings=settings, storage=storage, trace=trace)
-        settled = run_job(services, item(envs=("prod",), image_trace_ids=("push1",)))
-    assert settled.result.notified == ("prod-1", "prod-2") and settled.result.failed == ()
+        services = SimpleNamespace(settings=settings, trace=trace)
+        result = process(services, item(envs=("prod",), image_trace_ids=("push1",)))
+    assert result.notified == ("prod-1", "prod-2") and result.failed == ()
     assert len(dev.calls) == 0
     for stand_in in (p1, p2):
         [call] = stand_in.accepted()
         body = json.loads(call.body)
         assert (body["commit"], body["environments"], body["reason"]) == (COMMIT, ["prod"], "manifest-commit")
         assert call.headers["X-Signature"] == sign(call.body, stand_in.token.decode())
-    rows = {r["targetKey"]: r for r in trace.rows_for_trace("push1")}
-    prod_stages = [s["stage"] for s in rows["web/prod"]["stages"]]
+    rows = {r.target_key: r for r in trace.rows_for_trace("push1")}
+    prod_stages = [s.name for s in rows["web/prod"].stages]
     assert prod_stages[0] == "manifest-commit" and sorted(prod_stages[1:]) == ["notified@prod-1", "notified@prod-2"]
-    assert [s["stage"] for s in rows["web/dev"]["stages"]] == ["manifest-commit"]
-    assert all(s["cluster"] in ("prod-1", "prod-2") and s["seconds"] >= 0 for s in rows["web/prod"]["stages"][1:])
+    assert [s.name for s in rows["web/dev"].stages] == ["manifest-commit"]
+    assert all(s.detail["cluster"] in ("prod-1", "prod-2") and s.detail["seconds"] >= 0
+               for s in rows["web/prod"].stages[1:])
 
 
-def test_bedrock_rings_of_one_folder_all_get_the_cluster_s_outcome(storage, azurite):
+def test_bedrock_rings_of_one_folder_all_get_the_cluster_s_outcome():
     with StandInReceiver("t-prod") as prod:
-        settings = fleet_settings(azurite, {"prod-1": ("prod", prod)})
-        trace = TraceLog(storage)
+        settings = fleet_settings(NO_STORAGE, {"prod-1": ("prod", prod)})
+        trace = FakeTrace()
         for ring in ("prod", "canary"):   # Bedrock records name the ring; both rings live in the prod/ folder
-            trace.record("push2", f"web/{ring}", "manifest-commit", actor="t",
+            trace.record("push2", f"web/{ring}", TraceStage.MANIFEST_COMMIT, actor="t",
                          fields={"env": ring, "hldRepo": "https://h", "targetFile": f"web/{ring}/config/common.yaml"})
-        trace.record("push2", "web/other", "hld-commit", actor="t", fields={"env": "qa"})   # no manifest commit
-        services = SimpleNamespace(settings=settings, storage=storage, trace=trace)
-        run_job(services, item(envs=("prod",), image_trace_ids=("push2",)))
-    rows = {r["targetKey"]: [s["stage"] for s in r["stages"]] for r in trace.rows_for_trace("push2")}
+        trace.record("push2", "web/other", TraceStage.HLD_COMMIT, actor="t", fields={"env": "qa"})   # no manifest
+        services = SimpleNamespace(settings=settings, trace=trace)
+        process(services, item(envs=("prod",), image_trace_ids=("push2",)))
+    rows = {r.target_key: [s.name for s in r.stages] for r in trace.rows_for_trace("push2")}
     assert rows == {"web/prod": ["manifest-commit", "notified@prod-1"],
                     "web/canary": ["manifest-commit", "notified@prod-1"], "web/other": ["hld-commit"]}
 
@@ -314,11 +328,11 @@ def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(storage, az
     assert len(ok.accepted()) == 1 and len(down.accepted()) == 1    # round 2 only for the failed cluster
     # no push trace: the attempts go on a record of the commit itself
     [row] = TraceLog(storage).rows_for_trace(COMMIT[:32])
-    stages = [s["stage"] for s in row["stages"]]
+    stages = [s.name for s in row.stages]
     assert stages.count("notify-failed@down-1") == 3 and stages[-1] == "notified@down-1"
-    failed = next(s for s in row["stages"] if s["stage"] == "notify-failed@down-1" and s["attempt"] == 3)
-    assert failed["status"] == 502 and "the queue retries in 0 s" in failed["reason"]
-    assert row["manifestCommitId"] == COMMIT
+    failed = next(s for s in row.stages if s.name == "notify-failed@down-1" and s.detail["attempt"] == 3)
+    assert failed.detail["status"] == 502 and "the queue retries in 0 s" in failed.detail["reason"]
+    assert row.manifest_commit_id == COMMIT
 
 
 def test_the_next_round_waits_its_back_off_on_the_queue(storage, azurite, monkeypatch):
@@ -346,15 +360,14 @@ def test_job_gives_up_after_the_last_round(storage, azurite):
     assert settled.result.failed == ("down-1",) and settled.result.retrying == ()
     assert storage.queue_depth(FLUX_NOTIFY) == 0
     [row] = TraceLog(storage).rows_for_trace(COMMIT[:32])
-    assert "given up" in row["stages"][-1]["reason"]
+    assert "given up" in row.stages[-1].detail["reason"]
 
 
-def test_no_receiver_for_the_folders_is_a_quiet_success(storage, azurite):
+def test_no_receiver_for_the_folders_is_a_quiet_success():
     with StandInReceiver("t") as dev:
-        settings = fleet_settings(azurite, {"dev-1": ("dev", dev)})
-        services = SimpleNamespace(settings=settings, storage=storage, trace=TraceLog(storage))
-        settled = run_job(services, item(envs=("prod",)))
-    assert settled.result.notified == () and dev.calls == []
+        settings = fleet_settings(NO_STORAGE, {"dev-1": ("dev", dev)})
+        result = process(SimpleNamespace(settings=settings, trace=FakeTrace()), item(envs=("prod",)))
+    assert result.notified == () and dev.calls == []
 
 
 @pytest.mark.parametrize("bad", [{"commit": ""}, {"round": 0}])

@@ -16,14 +16,15 @@ from ruamel.yaml import YAML
 from core.ops.cli import main
 from core.workers.flux_notify import FluxNotifyJob
 from core.adapters.flux_receivers import webhook_path
-from core.workers.runners import BumpJob, GenerateJob, QueuedMessage, QueueWorker
+from core.workers.runners import BumpJob, GenerateJob, QueueWorker
 from core.wiring import reset_services
 from core.settings import load_settings
 from core.adapters.storage import FLUX_NOTIFY, HLD_CHANGED
-from core.adapters.trace import TraceLog
-from core.model.workitems import FluxNotify, HldChanged, encode
+from core.model.workitems import FluxNotify, HldChanged, decode, encode
 from devkit.flux_receiver import StandInReceiver
 from handlers import ops
+from tests.fakes.env import NO_STORAGE
+from tests.fakes.records import records  # noqa: F401  (the fixture)
 from tests.test_generation import make_generation, repos  # noqa: F401  (the fixture)
 from tests.test_intake import azdo_headers, call, fixture, messages
 
@@ -35,38 +36,37 @@ def settings_for(azurite: str, receivers: list[dict], secrets: dict[str, str], *
                           **more})
 
 
-def test_a_generated_manifest_commit_wakes_the_clusters_of_its_folders(repos, storage, tmp_path, azurite):  # noqa: F811
+def test_a_generated_manifest_commit_wakes_the_clusters_of_its_folders(repos, records, tmp_path):  # noqa: F811
+    """The two jobs as the queue runner chains them (its own storage is core.workers.runners' tests' business)."""
     with StandInReceiver("t-prod") as prod, StandInReceiver("t-qa") as qa:
-        settings = settings_for(azurite, [
+        settings = settings_for(NO_STORAGE, [
             {"cluster": "prod-1", "env": "prod", "url": prod.url, "secretSetting": "T_PROD"},
             {"cluster": "qa-1", "env": "qa", "url": qa.url, "secretSetting": "T_QA"}],
             {"T_PROD": "t-prod", "T_QA": "t-qa"}, MANIFEST_REPO_URL=repos[1])
-        trace = TraceLog(storage)
-        services = SimpleNamespace(settings=settings, storage=storage, trace=trace,
-                                   generation=make_generation(repos, storage, tmp_path))
-        generate = QueueWorker(HLD_CHANGED, lambda: GenerateJob(services))
-        settled = asyncio.run(generate.run(QueuedMessage("m-1", encode(
-            HldChanged(event_id="e-1", trace_id="t" * 32, reason="push")))))
-        assert settled.result.action == "committed"
-        [notify] = settled.follow_ups      # handed on through the generate_worker's flux-notify output binding
-        assert isinstance(notify, FluxNotify) and notify.commit == settled.result.manifest_commit
+        services = SimpleNamespace(settings=settings, trace=records.trace,
+                                   generation=make_generation(repos, records, tmp_path))
+        job = GenerateJob(services)
+        result = job.process([decode(encode(HldChanged(event_id="e-1", trace_id="t" * 32, reason="push")),
+                                     HLD_CHANGED)])
+        assert result.action == "committed"
+        [notify] = job.follow_ups(result)      # handed on through the generate_worker's flux-notify output binding
+        assert isinstance(notify, FluxNotify) and notify.commit == result.manifest_commit
         assert "prod" in notify.envs and "qa" not in notify.envs
 
-        flux = QueueWorker(FLUX_NOTIFY, lambda: FluxNotifyJob(services), batches=False)
-        done = asyncio.run(flux.run(QueuedMessage("m-2", encode(notify))))
-    assert done.result.notified == ("prod-1",) and qa.calls == []
-    assert json.loads(prod.accepted()[0].body)["commit"] == settled.result.manifest_commit
+        done = FluxNotifyJob(services).process([decode(encode(notify), FLUX_NOTIFY)])
+    assert done.notified == ("prod-1",) and qa.calls == []
+    assert json.loads(prod.accepted()[0].body)["commit"] == result.manifest_commit
 
 
-def test_no_receivers_configured_no_follow_up(azurite):
-    services = SimpleNamespace(settings=load_settings({"AzureWebJobsStorage": azurite}))
+def test_no_receivers_configured_no_follow_up():
+    services = SimpleNamespace(settings=load_settings({"AzureWebJobsStorage": NO_STORAGE}))
     result = SimpleNamespace(action="committed", manifest_commit="a" * 40, changed_paths=("prod/x",), trace_ids=())
     assert GenerateJob(services).follow_ups(result) == ()
     assert GenerateJob(SimpleNamespace()).follow_ups(result) == ()   # a test double without settings
 
 
-def test_a_light_weight_bump_is_itself_the_manifest_commit(azurite):
-    settings = settings_for(azurite, [{"cluster": "p", "env": "prod", "url": "https://f.example/hook/x",
+def test_a_light_weight_bump_is_itself_the_manifest_commit():
+    settings = settings_for(NO_STORAGE, [{"cluster": "p", "env": "prod", "url": "https://f.example/hook/x",
                                        "secretSetting": "T"}], {"T": "t"})
     outcome = lambda path, trace: SimpleNamespace(target=SimpleNamespace(file=path),  # noqa: E731
                                                   item=SimpleNamespace(trace_id=trace))
@@ -105,14 +105,13 @@ def test_a_merged_manifest_pr_into_another_branch_is_ignored(app_env, storage):
 
 # -- health ----------------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def flux_env(azurite, monkeypatch):
+def _app_settings(monkeypatch, connection: str):
     """App settings in os.environ; the whole environment is put back afterwards (the CLI copies a settings file's
     values into it, as the app does)."""
     saved = dict(os.environ)
     for name in ("HLD_REPO_URL", "MANIFEST_REPO_URL", "AZDO_ORG_URL", "AZDO_PAT", "FLUX_RECEIVERS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AzureWebJobsStorage", azurite)
+    monkeypatch.setenv("AzureWebJobsStorage", connection)
     monkeypatch.setenv("WRITE_MODE", "direct")
     monkeypatch.setenv("FLUX_TOKEN_PROD", "health-token-Zx81")
     reset_services()
@@ -120,6 +119,18 @@ def flux_env(azurite, monkeypatch):
     os.environ.clear()
     os.environ.update(saved)
     reset_services()
+
+
+@pytest.fixture
+def flux_env(azurite, monkeypatch):
+    """On Azurite: health probes storage too."""
+    yield from _app_settings(monkeypatch, azurite)
+
+
+@pytest.fixture
+def setup_env(monkeypatch):
+    """`setup` reads settings only."""
+    yield from _app_settings(monkeypatch, NO_STORAGE)
 
 
 def get_health() -> tuple[int, dict, str]:
@@ -149,7 +160,7 @@ def test_health_with_good_receivers_is_healthy(flux_env):
 
 # -- setup -----------------------------------------------------------------------------------------------------------
 
-def test_setup_prints_the_secret_and_receiver_per_cluster(tmp_path, flux_env):
+def test_setup_prints_the_secret_and_receiver_per_cluster(tmp_path, setup_env):
     token = "health-token-Zx81"
     path = tmp_path / "local.settings.json"
     good_path = webhook_path(token, "gitops-autopilot", "flux")

@@ -1,4 +1,5 @@
-"""The hld-changed worker: HLD branch head -> manifest repo, on real bare repos and Azurite."""
+"""The hld-changed worker: HLD branch head -> manifest repo, on real bare repos and the dict record stores (Azurite
+for the queue case)."""
 from __future__ import annotations
 
 import asyncio
@@ -11,14 +12,13 @@ from core.workers.bump import BumpService
 from core.generate import GenerationError
 from core.workers.manifest_update import MANIFEST_BOT_BRANCH, GenerationService
 from core.adapters.git_workspace import GitWorkspace
-from core.adapters.highwater import HighWaterMarks
 from core.adapters.pull_requests import PullRequests
 from core.workers.runners import GenerateJob, QueuedMessage, QueueWorker
-from core.adapters.storage import HLD_CHANGED
-from core.adapters.trace import TraceLog
+from core.adapters.storage import HLD_CHANGED, Storage
 from core.model.workitems import HldChanged, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
+from tests.fakes.records import FakeRecords, records, table_records  # noqa: F401  (records: a fixture)
 from tests.test_bump import EXAMPLE_HLD, FRONTEND_DEV, push
 
 EXAMPLES = EXAMPLE_HLD.parent
@@ -30,12 +30,15 @@ def repos(tmp_path):
             bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests"))
 
 
-def make_generation(repos, storage, tmp_path: Path, mode: str = "direct", prs=None) -> GenerationService:
+def make_generation(repos, records: FakeRecords | Storage, tmp_path: Path, mode: str = "direct",
+                    prs=None) -> GenerationService:
+    """The generation service on `records` (the fakes), or on Table storage when given a `Storage`."""
+    records = table_records(records) if isinstance(records, Storage) else records
     hld, manifests = repos
     return GenerationService(hld=GitWorkspace(hld, "main", base_dir=tmp_path / "gen"),
                              manifests=GitWorkspace(manifests, "main", base_dir=tmp_path / "write"),
                              hld_url=hld, manifest_url=manifests, mode=mode, helm_mode="rendered", helm_bin="",
-                             trace=TraceLog(storage), cache_dir=tmp_path / "cache", pull_requests=prs)
+                             trace=records.trace, cache_dir=tmp_path / "cache", pull_requests=prs)
 
 
 def changed(reason: str = "push", **kw) -> HldChanged:
@@ -49,9 +52,9 @@ def frontend_release(manifests: str, ring: str) -> str:
     return content.decode()
 
 
-def test_generates_prod_folder_in_helmrelease_mode_with_trailers(repos, storage, tmp_path):
+def test_generates_prod_folder_in_helmrelease_mode_with_trailers(repos, records, tmp_path):
     hld, manifests = repos
-    result = make_generation(repos, storage, tmp_path).process([changed(pr_id=7)])
+    result = make_generation(repos, records, tmp_path).process([changed(pr_id=7)])
     assert result.action == "committed"
     head = commits(manifests, "main", 1)[0]
     assert head.trailers["HLD-Commit"] == branches(hld)["main"] == result.hld_commit
@@ -62,9 +65,9 @@ def test_generates_prod_folder_in_helmrelease_mode_with_trailers(repos, storage,
     assert file_at(manifests, "main", "README.md") is not None  # top-level files survive
 
 
-def test_regenerating_the_same_hld_commits_nothing_and_ten_items_make_one_generation(repos, storage, tmp_path):
+def test_regenerating_the_same_hld_commits_nothing_and_ten_items_make_one_generation(repos, records, tmp_path):
     hld, manifests = repos
-    service = make_generation(repos, storage, tmp_path)
+    service = make_generation(repos, records, tmp_path)
     assert service.process([changed(f"r{i}") for i in range(10)]).action == "committed"
     before = branches(manifests)["main"]
     assert service.process([changed()]).action == "up-to-date"
@@ -81,16 +84,16 @@ def test_queued_items_for_one_hld_are_taken_into_one_run(repos, storage, tmp_pat
     hld, manifests = repos
     for i in range(9):
         storage.enqueue(HLD_CHANGED, encode(changed(f"q{i}")))
-    services = SimpleNamespace(storage=storage, generation=make_generation(repos, storage, tmp_path))
+    services = SimpleNamespace(storage=storage, generation=make_generation(repos, table_records(storage), tmp_path))
     settled = run_one(services, changed("first"))
     assert settled.result.action == "committed" and settled.poison == ()
     assert storage.queue_depth(HLD_CHANGED) == 0
     assert len(commits(manifests, "main")) == 2
 
 
-def test_hld_change_that_renders_the_same_makes_no_commit(repos, storage, tmp_path):
+def test_hld_change_that_renders_the_same_makes_no_commit(repos, records, tmp_path):
     hld, manifests = repos
-    service = make_generation(repos, storage, tmp_path)
+    service = make_generation(repos, records, tmp_path)
     service.process([changed()])
     push_files(hld, "main", {"NOTES.md": "nothing that renders\n"}, "Add notes")
     before = branches(manifests)["main"]
@@ -98,21 +101,21 @@ def test_hld_change_that_renders_the_same_makes_no_commit(repos, storage, tmp_pa
     assert branches(manifests)["main"] == before
 
 
-def test_broken_component_fails_and_leaves_manifests_untouched(repos, storage, tmp_path):
+def test_broken_component_fails_and_leaves_manifests_untouched(repos, records, tmp_path):
     hld, manifests = repos
     push_files(hld, "main", {"fabrikam-project/frontend/dev/component.yaml":
                              "name: dev\nsubcomponents:\n- name: evil\n  method: local\n  path: ../../../../etc\n"},
                "Point a component outside the checkout")
     before = branches(manifests)["main"]
     with pytest.raises(GenerationError, match="evil|outside|\\.\\."):
-        make_generation(repos, storage, tmp_path).process([changed()])
+        make_generation(repos, records, tmp_path).process([changed()])
     assert branches(manifests)["main"] == before
 
 
-def test_pull_request_mode_uses_one_superseded_bot_branch(repos, storage, tmp_path, azdo):  # noqa: F811
+def test_pull_request_mode_uses_one_superseded_bot_branch(repos, records, tmp_path, azdo):  # noqa: F811
     hld, manifests = repos
     azdo.add_repo("manifests")
-    service = make_generation(repos, storage, tmp_path, mode="pull-request",
+    service = make_generation(repos, records, tmp_path, mode="pull-request",
                               prs=PullRequests(azdo.gateway(), "manifests"))
     first = service.process([changed()])
     assert first.action == "pull-request" and MANIFEST_BOT_BRANCH in branches(manifests)
@@ -124,14 +127,14 @@ def test_pull_request_mode_uses_one_superseded_bot_branch(repos, storage, tmp_pa
     assert service.process([changed()]).action == "up-to-date"
 
 
-def test_acr_push_flows_through_bump_and_generation_with_trace(repos, storage, tmp_path):
+def test_acr_push_flows_through_bump_and_generation_with_trace(repos, records, tmp_path):
     """Issue 4 done-when: bump + generation in direct mode; prod/ holds the new tag; regenerating commits nothing."""
     hld, manifests = repos
     bump = BumpService(repo_url=hld, branch="main", workspace=GitWorkspace(hld, "main", base_dir=tmp_path / "w"),
-                       high_water=HighWaterMarks(storage), trace=TraceLog(storage), mode="direct")
+                       high_water=records.high_water, trace=records.trace, mode="direct")
     item = push("fabrikam/frontend", "1.4.7")
     queued = list(bump.process([item]).follow_ups)
-    generation = make_generation(repos, storage, tmp_path)
+    generation = make_generation(repos, records, tmp_path)
     result = generation.process(queued)
     assert result.action == "committed" and result.hld_commit == branches(hld)["main"]
     assert "tag: 1.4.7" in frontend_release(manifests, "dev").replace('"', "")
@@ -140,23 +143,23 @@ def test_acr_push_flows_through_bump_and_generation_with_trace(repos, storage, t
     before = branches(manifests)["main"]
     assert generation.process(queued).action == "up-to-date"
     assert branches(manifests)["main"] == before
-    rows = TraceLog(storage).rows_for_trace(item.trace_id)
-    dev = next(r for r in rows if r["env"] == "dev")
-    assert [s["stage"] for s in dev["stages"]] == ["received", "hld-commit", "manifest-commit"]
-    assert dev["manifestCommitId"] == result.manifest_commit
+    rows = records.trace.rows_for_trace(item.trace_id)
+    dev = next(r for r in rows if r.env == "dev")
+    assert [s.name for s in dev.stages] == ["received", "hld-commit", "manifest-commit"]
+    assert dev.manifest_commit_id == result.manifest_commit
 
 
-def test_a_completed_hld_pr_adds_merge_and_manifest_stages_to_the_push_trace(repos, storage, tmp_path):
+def test_a_completed_hld_pr_adds_merge_and_manifest_stages_to_the_push_trace(repos, records, tmp_path):
     hld, manifests = repos
-    trace = TraceLog(storage)
+    trace = records.trace
     key = f"{FRONTEND_DEV}#subcomponents.chart.config.image"
     trace.record("a" * 32, key, "received", actor="acr")
     trace.record("a" * 32, key, "hld-pr", actor="gitops-autopilot", fields={"pr": "5"}, detail={"pr": 5})
     text = file_at(hld, "main", FRONTEND_DEV).decode().replace('"1.4.0"', '"1.4.4"')
     merge = push_files(hld, "main", {FRONTEND_DEV: text},
                        "Merged PR 5: Bump frontend in dev: 1.4.0 -> 1.4.4\n\nTrace-Id: " + "a" * 32)
-    result = make_generation(repos, storage, tmp_path).process([changed("pr-completed", pr_id=5, commit=merge)])
+    result = make_generation(repos, records, tmp_path).process([changed("pr-completed", pr_id=5, commit=merge)])
     assert result.action == "committed" and result.trace_ids == ("a" * 32,)
     [row] = trace.rows_for_trace("a" * 32)
-    assert [s["stage"] for s in row["stages"]] == ["received", "hld-pr", "hld-merge", "manifest-commit"]
-    assert row["hldCommitId"] == merge and row["manifestCommitId"] == result.manifest_commit
+    assert [s.name for s in row.stages] == ["received", "hld-pr", "hld-merge", "manifest-commit"]
+    assert row.hld_commit_id == merge and row.manifest_commit_id == result.manifest_commit

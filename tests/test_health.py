@@ -13,13 +13,16 @@ import pytest
 
 from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
 from core.adapters.git_workspace import GitError, pat_auth_header
-from core.ops.health import TABLES, HealthProbes, RepoProbe, StoreProbe, check_health, ls_remote
+from core.ops.health import TABLES, RepoProbe, StoreProbe, check_health, ls_remote
 from core.wiring import get_services, reset_services
 from core.adapters.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, Storage, dev_connection_string, poison_queue
 from devkit.azurite import free_port
 from devkit.gitrepos import bare_repo, branches
 from handlers import ops
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, azdo  # noqa: F401  (the fixture)
+from tests.fakes.env import NO_STORAGE
+from tests.fakes.probes import storage_free_probes
+from tests.fakes.records import install
 
 ACR_SECRET = "acr-secret-health-1"
 AZDO_SECRET = "azdo-secret-health-2"
@@ -31,9 +34,8 @@ def remotes(tmp_path) -> dict[str, str]:
             "manifest": bare_repo(tmp_path, {"README.md": "manifests\n"}, name="manifests", branch="deploy")}
 
 
-@pytest.fixture
-def app_env(azurite, monkeypatch, remotes):
-    monkeypatch.setenv("AzureWebJobsStorage", azurite)
+def _app_settings(monkeypatch, remotes, connection: str):
+    monkeypatch.setenv("AzureWebJobsStorage", connection)
     monkeypatch.setenv("ACR_WEBHOOK_SECRET", ACR_SECRET)
     monkeypatch.setenv("AZDO_WEBHOOK_SECRET", AZDO_SECRET)
     monkeypatch.setenv("HLD_REPO_URL", remotes["hld"])
@@ -43,8 +45,22 @@ def app_env(azurite, monkeypatch, remotes):
     monkeypatch.delenv("AZDO_ORG_URL", raising=False)
     monkeypatch.delenv("AZDO_PAT", raising=False)
     reset_services()
-    yield azurite
+    yield connection
     reset_services()
+
+
+@pytest.fixture
+def app_env(azurite, monkeypatch, remotes):
+    yield from _app_settings(monkeypatch, remotes, azurite)
+
+
+@pytest.fixture
+def checks_env(monkeypatch, remotes):
+    """The checks that are not about storage: no storage at all, the store probes answer healthy, the record
+    stores are the dict fakes."""
+    install(monkeypatch)
+    monkeypatch.setattr(ops, "_health_probes", storage_free_probes())
+    yield from _app_settings(monkeypatch, remotes, NO_STORAGE)
 
 
 def get_health() -> tuple[int, dict, str]:
@@ -153,8 +169,9 @@ def test_store_answers_are_cached_for_the_ttl_per_storage(azurite):
     assert fresh_storage.queues[IMAGE_PUSHED]["depth"] == 1 and expired.queues[IMAGE_PUSHED]["depth"] == 1
 
 
-def test_no_git_executable_is_503_naming_the_fix_and_skips_the_repos(app_env):
-    report = check_health(get_services, HealthProbes(which=lambda name: None if name == "git" else f"/bin/{name}"))
+def test_no_git_executable_is_503_naming_the_fix_and_skips_the_repos(checks_env):
+    no_git = storage_free_probes(which=lambda name: None if name == "git" else f"/bin/{name}")
+    report = check_health(get_services, no_git)
 
     assert report.status == 503 and report.body["tools"] == {"git": False}
     [failure] = report.body["failing"]
@@ -162,23 +179,23 @@ def test_no_git_executable_is_503_naming_the_fix_and_skips_the_repos(app_env):
     assert report.body["repos"] == {}  # asking a remote needs git: no second, confusing failure per repo
 
 
-def test_rendered_mode_needs_helm(app_env, monkeypatch):
+def test_rendered_mode_needs_helm(checks_env, monkeypatch):
     monkeypatch.setenv("HELM_MODE", "rendered")
     monkeypatch.setenv("HELM_BIN", "/opt/helm/helm")
     reset_services()
     found = {"git": "/usr/bin/git"}
 
-    report = check_health(get_services, HealthProbes(which=found.get))
+    report = check_health(get_services, storage_free_probes(which=found.get))
     assert report.status == 503 and report.body["tools"] == {"git": True, "helm": False}
     [failure] = report.body["failing"]
     assert failure.startswith("helm: helm executable '/opt/helm/helm' not found") and "HELM_MODE=helmrelease" in failure
 
     found["/opt/helm/helm"] = "/opt/helm/helm"
-    report = check_health(get_services, HealthProbes(which=found.get))
+    report = check_health(get_services, storage_free_probes(which=found.get))
     assert report.status == 200 and report.body["tools"] == {"git": True, "helm": True}
 
 
-def test_missing_branch_and_missing_repo_fail(app_env, monkeypatch, remotes, tmp_path):
+def test_missing_branch_and_missing_repo_fail(checks_env, monkeypatch, remotes, tmp_path):
     monkeypatch.setenv("HLD_BRANCH", "release")
     monkeypatch.setenv("MANIFEST_REPO_URL", (tmp_path / "gone.git").as_uri())
     reset_services()
@@ -192,7 +209,7 @@ def test_missing_branch_and_missing_repo_fail(app_env, monkeypatch, remotes, tmp
     assert manifest_failure.startswith("manifest repo: ") and "gone.git" in manifest_failure
 
 
-def test_settings_error_is_503(app_env, monkeypatch):
+def test_settings_error_is_503(checks_env, monkeypatch):
     monkeypatch.setenv("WRITE_MODE", "sideways")
     reset_services()
     status, body, _ = get_health()
@@ -200,7 +217,7 @@ def test_settings_error_is_503(app_env, monkeypatch):
     assert body["failing"] == ["settings: WRITE_MODE='sideways' is not one of direct, pull-request"]
 
 
-def test_azdo_identity_is_checked_when_configured(app_env, monkeypatch, azdo):  # noqa: F811
+def test_azdo_identity_is_checked_when_configured(checks_env, monkeypatch, azdo):  # noqa: F811
     monkeypatch.setenv("AZDO_ORG_URL", ORG)
     monkeypatch.setenv("AZDO_PROJECT", PROJECT)
     monkeypatch.setenv("AZDO_PAT", PAT)

@@ -2,25 +2,26 @@
 event -> gate -> exact tag bumped into the next stage, exactly once)."""
 from __future__ import annotations
 
+import json
 import threading
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
 
-from core.workers.bump import BumpService
-from core.workers.cluster_feedback import FeedbackJob
-from core.adapters.deliveries import DeliveryLog
 from core.adapters.git_workspace import GitWorkspace
-from core.adapters.highwater import HighWaterMarks
+from core.adapters.trace import to_record
+from core.model.trace_record import TraceRecord, TraceStage
+from core.model.workitems import ClusterEvent, ImagePushed
 from core.rules.policy import PolicyError, load_policy
-from core.workers.promoter import Claims, Pauses, Promoter, promoter_for
 from core.rules.promotion import parse_duration, parse_window
 from core.rules.promotion_gate import Candidate, decide_gate
 from core.settings import load_settings
-from core.adapters.trace import TraceLog
-from core.model.workitems import ClusterEvent, ImagePushed
+from core.workers.bump import BumpService
+from core.workers.cluster_feedback import FeedbackJob
+from core.workers.promoter import Promoter, promoter_for
 from devkit.gitrepos import bare_repo, commits, file_at
+from tests.fakes.records import FakeRecords, fake_services, table_records
 
 REGISTRY = "fabrikam.azurecr.io"
 POLICY = """\
@@ -97,8 +98,9 @@ promotion:
 """).promotion
 
 
-def record(*stages: tuple[str, datetime]) -> dict:
-    return {"traceId": "t", "targetKey": "k", "stages": [{"stage": s, "at": at.isoformat()} for s, at in stages]}
+def record(*stages: tuple[str, datetime]) -> TraceRecord:
+    return to_record({"traceId": "t", "targetKey": "k",
+                      "stages": json.dumps([{"stage": s, "at": at.isoformat()} for s, at in stages])})
 
 
 def gate(rec, clusters=("dev-1", "dev-2"), stages=STAGES, **kw):
@@ -143,19 +145,22 @@ def deployment(tag: str) -> str:
 
 
 @pytest.fixture
-def world(tmp_path, storage, azurite):
+def world(request, tmp_path):
+    """The manifest repo with a two-stage policy, the bump service and the record stores (the dict fakes; Table
+    storage on Azurite when a test is parametrized with "table")."""
     url = bare_repo(tmp_path, {"autopilot.yaml": POLICY, "dev/web.yaml": deployment("1.0.0"),
                                "prod/web.yaml": deployment("1.0.0")}, name="manifests")
-    settings = load_settings({"AzureWebJobsStorage": azurite, "MANIFEST_REPO_URL": url})
-    trace = TraceLog(storage)
+    settings = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true", "MANIFEST_REPO_URL": url})
+    on_table = getattr(request, "param", "fake") == "table"
+    records = table_records(request.getfixturevalue("storage")) if on_table else FakeRecords()
     bump = BumpService(repo_url=url, branch="main", workspace=GitWorkspace(url, "main", base_dir=tmp_path / "w"),
-                       high_water=HighWaterMarks(storage), trace=trace, mode="direct", is_hld=False)
+                       high_water=records.high_water, trace=records.trace, mode="direct", is_hld=False)
     spaces: dict = {}
-    services = SimpleNamespace(
-        settings=settings, storage=storage, trace=trace, bump=bump, deliveries=DeliveryLog(storage),
+    services = fake_services(
+        settings, records=records, bump=bump,
         workspace=lambda u, b, purpose="write": spaces.setdefault(purpose, GitWorkspace(u, b,
                                                                                         base_dir=tmp_path / purpose)))
-    return SimpleNamespace(url=url, services=services, trace=trace, bump=bump)
+    return SimpleNamespace(url=url, services=services, trace=records.trace, bump=bump, records=records)
 
 
 def pushed(tag: str, n: int = 1) -> ImagePushed:
@@ -170,6 +175,7 @@ def applied(revision: str, cluster: str, env: str, outcome: str = "applied") -> 
                         at=datetime.now(timezone.utc).isoformat())
 
 
+@pytest.mark.parametrize("world", ["fake", "table"], indirect=True)
 def test_a_push_lands_in_the_first_stage_only_and_is_promoted_once_its_gate_opens(world):
     result = world.bump.process([pushed("1.1.0")])
     assert [o.target.env for o in result.bumped] == ["dev"]
@@ -182,10 +188,10 @@ def test_a_push_lands_in_the_first_stage_only_and_is_promoted_once_its_gate_open
     [evaluated] = [e for e in feedback.promotions if e.promoted]
     assert evaluated.decision.to_env == "prod"
     assert b"web:1.1.0" in file_at(world.url, "main", "prod/web.yaml")
-    rows = {r["env"]: r for r in world.trace.rows_for_trace("trace" + "1".zfill(27))}
+    rows = {r.env: r for r in world.trace.rows_for_trace("trace" + "1".zfill(27))}
     assert set(rows) == {"dev", "prod"}
-    assert [s["stage"] for s in rows["dev"]["stages"]][-2:] == ["applied@dev-1", "promoted@prod"]
-    assert rows["prod"]["manifestCommitId"] == commits(world.url, "main")[0].sha
+    assert [s.name for s in rows["dev"].stages][-2:] == ["applied@dev-1", "promoted@prod"]
+    assert rows["prod"].manifest_commit_id == commits(world.url, "main")[0].sha
 
     # a replayed event, the timer, a second evaluation: nothing more
     before = len(commits(world.url, "main"))
@@ -195,9 +201,10 @@ def test_a_push_lands_in_the_first_stage_only_and_is_promoted_once_its_gate_open
 
 def test_two_concurrent_gate_evaluations_promote_once(world):
     result = world.bump.process([pushed("1.2.0")])
-    world.trace.record("trace" + "1".zfill(27), next(r["targetKey"] for r in world.trace.rows_for_trace(
-        "trace" + "1".zfill(27)) if r.get("env") == "dev"), "applied@dev-1", actor="flux")
-    promoters = [Promoter(storage=world.services.storage, trace=world.trace, bump=world.bump,
+    world.trace.record("trace" + "1".zfill(27), next(r.target_key for r in world.trace.rows_for_trace(
+        "trace" + "1".zfill(27)) if r.env == "dev"), TraceStage.APPLIED.at("dev-1"), actor="flux")
+    r = world.records
+    promoters = [Promoter(trace=r.trace, claims=r.claims, pauses=r.pauses, running=r.running, bump=world.bump,
                           policy=lambda: load_policy(POLICY), clusters_for=lambda env: ["dev-1"]) for _ in range(2)]
     results: list = []
     barrier = threading.Barrier(2)
@@ -212,7 +219,7 @@ def test_two_concurrent_gate_evaluations_promote_once(world):
     for t in threads:
         t.join(60)
     assert sum(1 for e in results if e.promoted) == 1
-    assert Claims(world.services.storage).claimed("web", "prod", "1.2.0")
+    assert world.records.claims.claimed("web", "prod", "1.2.0")
     assert sum(1 for c in commits(world.url, "main") if "prod" in c.subject) == 1
     assert result.commit
 
@@ -224,10 +231,10 @@ def test_a_failure_halts_and_a_pause_holds_until_resumed(world):
     promoter = promoter_for(world.services)
     [halted] = promoter.evaluate()
     assert halted.decision.action == "halt" and not halted.promoted
-    dev = next(r for r in world.trace.rows_for_trace("trace" + "1".zfill(27)) if r["env"] == "dev")
-    assert "halted@dev" in [s["stage"] for s in dev["stages"]]
+    dev = next(r for r in world.trace.rows_for_trace("trace" + "1".zfill(27)) if r.env == "dev")
+    assert "halted@dev" in [s.name for s in dev.stages]
 
-    pauses = Pauses(world.services.storage)
+    pauses = world.records.pauses
     result = world.bump.process([pushed("1.4.0", n=2)])       # a newer tag overtakes the halted one
     pauses.pause("web", "prod", "a person rolled web back to 1.0.0")
     job.process([applied(result.commit, "dev-1", "dev")])
@@ -244,7 +251,7 @@ def test_a_failure_halts_and_a_pause_holds_until_resumed(world):
 def test_a_manual_rollback_pauses_the_target_until_resumed(world):
     from devkit.gitrepos import push_files
 
-    world.bump.pauses = Pauses(world.services.storage)
+    world.bump.pauses = world.records.pauses
     assert world.bump.process([pushed("1.1.0")]).bumped
     push_files(world.url, "main", {"dev/web.yaml": deployment("1.0.0")}, "Roll web back in dev (a person)")
     [dev] = [o for o in world.bump.process([pushed("1.2.0", n=2)]).outcomes if o.target.env == "dev"]
@@ -274,7 +281,7 @@ def test_on_failure_rollback_commits_the_previous_good_tag_once(world):
     push_files(world.url, "main", {"autopilot.yaml": POLICY.replace("  - env: dev\n",
                                                                     "  - env: dev\n    onFailure: rollback\n")},
                "dev rolls back on failure")
-    world.bump.pauses = Pauses(world.services.storage)
+    world.bump.pauses = world.records.pauses
     good = world.bump.process([pushed("1.1.0")])
     job = FeedbackJob(world.services)
     job.process([applied(good.commit, "dev-1", "dev")])            # 1.1.0 healthy in dev (and promoted)
@@ -282,8 +289,8 @@ def test_on_failure_rollback_commits_the_previous_good_tag_once(world):
     done = job.process([applied(bad.commit, "dev-1", "dev", outcome="failed")])
     assert b"web:1.1.0" in file_at(world.url, "main", "dev/web.yaml")   # back to the previous good tag
     assert any("rolled back to 1.1.0" in e.decision.reason for e in done.promotions)
-    bad_row = next(r for r in world.trace.rows_for_trace("trace" + "2".zfill(27)) if r["env"] == "dev")
-    assert {"failed@dev-1", "halted@dev", "rolled-back@dev"} <= {s["stage"] for s in bad_row["stages"]}
+    bad_row = next(r for r in world.trace.rows_for_trace("trace" + "2".zfill(27)) if r.env == "dev")
+    assert {"failed@dev-1", "halted@dev", "rolled-back@dev"} <= {s.name for s in bad_row.stages}
     before = len(commits(world.url, "main"))
     promoter_for(world.services).evaluate()                         # the timer again: no second rollback
     assert len(commits(world.url, "main")) == before

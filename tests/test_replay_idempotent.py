@@ -1,4 +1,5 @@
-"""Replaying already processed work through the replay path changes nothing, for every work queue.
+"""Replaying already processed work through the replay path changes nothing, for every work queue (on Azurite: the
+replay path is the poison queue and the queue runner, end to end).
 
 (pr-review: tests/test_review.py::test_a_pr_already_approved_with_our_auto_complete_costs_only_reads replays a
 review of an approved PR and asserts it makes no write calls.)
@@ -11,6 +12,7 @@ from core.ops.replay import Replayer
 from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, poison_queue
 from core.model.workitems import decode, encode
 from devkit.gitrepos import branches
+from tests.fakes.records import table_records
 from tests.test_bump import make_service, push
 from tests.test_bump import run_one as bump_one
 from tests.test_generation import changed, make_generation, repos  # noqa: F401
@@ -29,7 +31,7 @@ def replay_once(storage, queue: str, item) -> object:
 
 def test_replayed_image_push_changes_nothing(repos, storage, tmp_path):  # noqa: F811
     hld, _ = repos
-    bump = make_service(hld, storage, tmp_path)
+    bump = make_service(hld, table_records(storage), tmp_path)
     services = SimpleNamespace(storage=storage, bump=bump)
     item = push("fabrikam/frontend", "1.4.3")
     assert bump_one(services, item).result.commit is not None
@@ -41,7 +43,7 @@ def test_replayed_image_push_changes_nothing(repos, storage, tmp_path):  # noqa:
 
 def test_replayed_hld_change_changes_nothing(repos, storage, tmp_path):  # noqa: F811
     _, manifests = repos
-    services = SimpleNamespace(storage=storage, generation=make_generation(repos, storage, tmp_path))
+    services = SimpleNamespace(storage=storage, generation=make_generation(repos, table_records(storage), tmp_path))
     item = changed("push")
     assert generate_one(services, item).result.action == "committed"
     head = branches(manifests)["main"]

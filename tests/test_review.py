@@ -161,7 +161,7 @@ def test_a_service_bump_pr_gets_auto_complete_while_building_and_the_vote_after_
     assert approved.passed == ("scope", "author", "files", "diff", "checks", "policy") and approved.failed == ()
     assert approved.iteration == 1 and approved.trace_ids == (TRACE,) and approved.repository == "hld"
     [row] = TraceLog(world.services.storage).rows_for_trace(TRACE)
-    assert row["targetKey"] == f"pr:hld:{pr.id}" and [s["stage"] for s in row["stages"]] == ["pr-approved"]
+    assert row.target_key == f"pr:hld:{pr.id}" and [s.name for s in row.stages] == ["pr-approved"]
 
 
 def test_a_pr_already_approved_with_our_auto_complete_costs_only_reads(world):
@@ -182,8 +182,8 @@ def test_approval_is_appended_to_the_trace_of_the_push_that_opened_the_pr(world)
     trace.record(TRACE, key, "hld-pr", actor="gitops-autopilot", fields={"pr": str(pr.id)}, detail={"pr": pr.id})
     assert world.review(pr).action == "approved"
     [row] = trace.rows_for_trace(TRACE)
-    assert row["targetKey"] == key
-    assert [s["stage"] for s in row["stages"]] == ["received", "hld-pr", "pr-approved"]
+    assert row.target_key == key
+    assert [s.name for s in row.stages] == ["received", "hld-pr", "pr-approved"]
 
 
 def test_a_build_event_without_pr_number_finds_the_pr_by_source_branch(world):
@@ -219,7 +219,7 @@ def test_a_person_pushing_to_an_autopilot_branch_fails_author_and_gets_one_comme
         "autopilot.yaml allowedAuthors")),)
     assert record.passed == ("scope", "files", "diff", "checks", "policy")
     [row] = TraceLog(world.services.storage).rows_for_trace(TRACE)
-    assert [s["stage"] for s in row["stages"]] == ["review-ineligible"]
+    assert [s.name for s in row.stages] == ["review-ineligible"]
 
 
 def test_a_persons_own_pr_is_left_alone(world):
@@ -412,8 +412,8 @@ def test_refused_credentials_poison_the_message_at_once_with_the_reason_on_the_t
     assert settled.result is None and json.loads(poisoned)["poisonReason"].startswith(f"{AzdoAuthError.__name__}: ")
     assert world.azdo.find_calls("PUT", r"/reviewers/") == [] and world.records(pr.id) == []
     [row] = TraceLog(world.services.storage).rows_for_trace("t")
-    [failed] = [s for s in row["stages"] if s["stage"] == "failed"]
-    assert failed["reason"].startswith("AzdoAuthError: ") and failed["queue"] == PR_REVIEW
+    [failed] = [s for s in row.stages if s.name == "failed"]
+    assert failed.detail["reason"].startswith("AzdoAuthError: ") and failed.detail["queue"] == PR_REVIEW
     assert world.review(pr).action == "approved"      # a replay after the fix
 
 

@@ -178,7 +178,7 @@ def test_a_permanent_failure_next_to_healthy_messages_is_poisoned_on_its_first_a
     body = json.loads(poison)
     assert body["tag"] == "bad" and body[POISON_REASON_FIELD] == "Broken: autopilot.yaml:3: bad rule"
     [row] = TraceLog(storage).rows_for_trace(item("bad").trace_id)
-    assert row["imageTag"] == "bad" and row["stages"][0]["reason"] == "Broken: autopilot.yaml:3: bad rule"
+    assert row.image_tag == "bad" and row.stages[0].detail["reason"] == "Broken: autopilot.yaml:3: bad rule"
 
 
 def test_a_trigger_that_fails_is_retried_while_the_taken_neighbours_commit_and_their_follow_ups_go_out(queues):
@@ -295,8 +295,8 @@ def test_policy_error_is_poisoned_at_once_and_a_replay_after_the_fix_commits(tmp
     reason = json.loads(copy)[POISON_REASON_FIELD]
     assert reason.startswith("PolicyError: ") and "autopilot.yaml:3" in reason
     [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
-    assert [s["stage"] for s in row["stages"]] == ["failed"] and row["stages"][0]["reason"] == reason
-    assert row["image"] == pushed.image and row["imageTag"] == "1.0.1"
+    assert [s.name for s in row.stages] == ["failed"] and row.stages[0].detail["reason"] == reason
+    assert row.image == pushed.image and row.image_tag == "1.0.1"
 
     push_files(url, "main", {"autopilot.yaml": "rules: []\n"}, "Fix the policy")
     storage.enqueue(poison_queue(IMAGE_PUSHED), copy)                  # what the host wrote from the binding
@@ -319,7 +319,7 @@ def test_work_item_decode_error_is_poisoned_at_once(storage, text, reason):
     if text.startswith("{"):
         assert json.loads(copy)[POISON_REASON_FIELD].startswith(reason)
         [row] = TraceLog(storage).rows_for_trace("abc123")
-        assert row["stages"][0]["stage"] == "failed" and row["stages"][0]["reason"].startswith(reason)
+        assert row.stages[0].name == "failed" and row.stages[0].detail["reason"].startswith(reason)
     else:
         assert copy == text      # kept as it is; the reason is logged (and shown by the replay summary)
 
@@ -341,8 +341,8 @@ def test_generation_error_is_poisoned_at_once_with_the_reason_on_the_pushs_recor
     reason = json.loads(copy)[POISON_REASON_FIELD]
     assert reason.startswith("GenerationError: ") and branches(manifests)["main"] == before
     [row] = trace.rows_for_trace("p" * 32)
-    assert [s["stage"] for s in row["stages"]] == ["received", "hld-commit", "failed"]
-    assert row["stages"][-1]["reason"] == reason and row["stages"][-1]["queue"] == HLD_CHANGED
+    assert [s.name for s in row.stages] == ["received", "hld-commit", "failed"]
+    assert row.stages[-1].detail["reason"] == reason and row.stages[-1].detail["queue"] == HLD_CHANGED
 
 
 def test_a_settings_error_poisons_without_running():
@@ -377,7 +377,7 @@ def test_commits_through_the_runner_record_no_failure(tmp_path, storage):
     settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(services)), encode(push("web", "1.0.1")))
     [follow_up] = settled.follow_ups
     assert settled.poison == () and follow_up.commit == branches(url)["main"] == commits(url, "main")[0].sha
-    assert all(s["stage"] != "failed" for row in TraceLog(storage).query() for s in row["stages"])
+    assert all(s.name != "failed" for row in TraceLog(storage).query() for s in row.stages)
 
 
 def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
@@ -395,7 +395,7 @@ def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
     reason = json.loads(settled.poison[0])[POISON_REASON_FIELD]
     assert reason.startswith("GitAuthError: ")
     [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
-    assert row["stages"][0]["reason"] == reason
+    assert row.stages[0].detail["reason"] == reason
 
 
 def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_unbound_follow_up(storage):
@@ -453,7 +453,7 @@ def test_under_devhost_a_permanent_failure_is_poisoned_by_the_function_itself_wi
     reason = json.loads(copy)[POISON_REASON_FIELD]
     assert reason.startswith("PolicyError: ") and storage.queue_depth(IMAGE_PUSHED) == 0
     [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
-    assert row["stages"][-1]["stage"] == "failed" and row["stages"][-1]["reason"] == reason
+    assert row.stages[-1].name == "failed" and row.stages[-1].detail["reason"] == reason
 
 
 def test_a_released_taken_message_comes_back_after_the_hosts_visibility_timeout():

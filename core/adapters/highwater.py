@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable, Protocol
 
-from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
+from core.adapters.etag import update_with_etag
 from core.adapters.storage import Storage, StorageUnavailable
 
 HIGHWATER_TABLE = "autopilotHighWater"
@@ -26,7 +26,19 @@ def _keys(repo_url: str, target_key: str) -> tuple[str, str]:
             hashlib.sha256(target_key.encode()).hexdigest())
 
 
+class HighWaterStore(Protocol):
+    def get(self, repo_url: str, target_key: str) -> HighWaterMark | None:
+        """The mark of (repository, target), None when none was set."""
+
+    def raise_to(self, repo_url: str, target_key: str, mark: HighWaterMark,
+                 is_newer: Callable[[HighWaterMark, HighWaterMark], bool]) -> bool:
+        """Set the mark when there is none or `is_newer(mark, stored)`; True when it was set. Atomic: of two
+        concurrent raises the newer mark stays."""
+
+
 class HighWaterMarks:
+    """High-water marks in Table storage (compare-and-swap on the row's ETag)."""
+
     def __init__(self, storage: Storage):
         self._storage = storage
 
@@ -42,30 +54,12 @@ class HighWaterMarks:
 
     def raise_to(self, repo_url: str, target_key: str, mark: HighWaterMark,
                  is_newer: Callable[[HighWaterMark, HighWaterMark], bool]) -> bool:
-        """Set the mark when `mark` is newer than the stored one (compare-and-swap on the entity's etag)."""
         pk, rk = _keys(repo_url, target_key)
-        table = self._storage.table(HIGHWATER_TABLE)
-        entity = {"PartitionKey": pk, "RowKey": rk, "tag": mark.tag, "pushedAt": mark.pushed_at,
-                  "targetKey": target_key, "repo": repo_url, "updatedAt": datetime.now(timezone.utc).isoformat()}
-        for _ in range(10):
-            try:
-                current = table.get_entity(pk, rk)
-            except ResourceNotFoundError:
-                try:
-                    table.create_entity(entity)
-                    return True
-                except ResourceExistsError:
-                    continue
-            except AzureError as exc:
-                raise StorageUnavailable(f"high-water table: {type(exc).__name__}") from exc
-            if not is_newer(mark, HighWaterMark(current["tag"], current.get("pushedAt", ""))):
-                return False
-            try:
-                table.update_entity(entity, mode="replace", etag=current.metadata["etag"],
-                                    match_condition=MatchConditions.IfNotModified)
-                return True
-            except ResourceModifiedError:
-                continue
-            except AzureError as exc:
-                raise StorageUnavailable(f"high-water table: {type(exc).__name__}") from exc
-        raise StorageUnavailable("high-water table: too much contention")
+
+        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is not None and not is_newer(mark, HighWaterMark(current["tag"], current.get("pushedAt", ""))):
+                return None
+            return {"tag": mark.tag, "pushedAt": mark.pushed_at, "targetKey": target_key, "repo": repo_url,
+                    "updatedAt": datetime.now(timezone.utc).isoformat()}
+
+        return update_with_etag(self._storage.table(HIGHWATER_TABLE), pk, rk, change, "high-water table")

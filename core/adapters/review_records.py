@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 
 from azure.core.exceptions import AzureError
 
@@ -35,7 +36,17 @@ class ReviewRecord:
     trace_ids: tuple[str, ...] = ()
 
 
+class ReviewStore(Protocol):
+    def write(self, record: ReviewRecord) -> None:
+        """Keep one evaluation (a second write of the same pr, iteration and time replaces it)."""
+
+    def for_pr(self, pr: int) -> list[ReviewRecord]:
+        """Every evaluation of one pull request, oldest iteration first, then by time."""
+
+
 class ReviewRecords:
+    """Review records in Table storage."""
+
     def __init__(self, storage: Storage):
         self._storage = storage
 

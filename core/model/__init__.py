@@ -1,8 +1,10 @@
-"""Shapes of what arrives and what is queued: webhook payloads, typed work items, image references."""
+"""Shapes of what arrives, what is queued and what is recorded: webhook payloads, typed work items, image
+references, the deployment trace record."""
 
 __all__ = [
     "fleet",
     "images",
     "payloads",
+    "trace_record",
     "workitems",
 ]

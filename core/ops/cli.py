@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, TextIO
 
@@ -28,19 +29,20 @@ from azure.core.exceptions import AzureError
 
 from core.adapters.azdo import AzdoError, AzdoGateway
 from core.adapters.fleet_source import FleetUnavailable
-from core.workers.cluster_feedback import RunningLog, provider_yaml
-from core.workers.promoter import Pauses
+from core.workers.cluster_feedback import provider_yaml
 from core.errors import Permanent
 from core.model.fleet import Tenant
 from core.adapters.flux_receivers import RECEIVER_NAME, receiver_check, receiver_yaml
 from core.ops.health import HealthProbes, check_health
 from core.ops.hook_setup import HookSetupError, SetupResult, acr_commands, hook_url, setup_fleet, setup_subscriptions
 from core.ops.replay import Replayer, ReplayRequestError, parse_replay_request
-from core.adapters.review_records import ReviewRecord, ReviewRecords
+from core.adapters.cluster_records import RunningStore
+from core.adapters.review_records import ReviewRecord, ReviewStore
 from core.wiring import Services
 from core.settings import Settings, SettingsError, apply_local_settings, load_settings, read_local_settings
 from core.adapters.storage import StorageUnavailable
-from core.adapters.trace import TraceLog
+from core.adapters.trace import TraceStore
+from core.model.trace_record import StageEntry, TraceRecord
 
 DEFAULT_TOP = 50
 MAX_TOP = 1000
@@ -73,23 +75,34 @@ def parse_top(value: str | None) -> int:
     return top
 
 
-def deployments(trace: TraceLog, reviews: ReviewRecords, *, service: str = "", env: str = "", image: str = "",
-                tag: str = "", top: int = DEFAULT_TOP) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Deployment:
+    """A trace record with the review decisions of its pull request (None: it has none)."""
+    record: TraceRecord
+    reviews: tuple[dict[str, Any], ...] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out = self.record.as_json()
+        if self.reviews is not None:
+            out["reviews"] = list(self.reviews)
+        return out
+
+
+def deployments(trace: TraceStore, reviews: ReviewStore, *, service: str = "", env: str = "", image: str = "",
+                tag: str = "", top: int = DEFAULT_TOP) -> list[Deployment]:
     """Trace records newest first; a record with a pull request carries that PR's review decisions."""
-    rows = trace.query(service=service, env=env, image=image, tag=tag, top=top)
-    by_pr: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        pr = str(row.get("pr") or "")
-        if pr.isdigit():
-            if pr not in by_pr:
-                by_pr[pr] = [review_json(r) for r in reviews.for_pr(int(pr))]
-            row["reviews"] = by_pr[pr]
-    return rows
+    by_pr: dict[str, tuple[dict[str, Any], ...]] = {}
+    out = []
+    for row in trace.query(service=service, env=env, image=image, tag=tag, top=top):
+        if row.pr.isdigit() and row.pr not in by_pr:
+            by_pr[row.pr] = tuple(review_json(r) for r in reviews.for_pr(int(row.pr)))
+        out.append(Deployment(row, by_pr.get(row.pr)))
+    return out
 
 
-def running(storage: Any, *, service: str = "", env: str = "") -> list[dict[str, Any]]:
+def running(store: RunningStore, *, service: str = "", env: str = "") -> list[dict[str, Any]]:
     """What runs where: one entry per (service, environment, cluster), from the clusters' Flux events."""
-    return RunningLog(storage).matrix(service=service, env=env)
+    return store.matrix(service=service, env=env)
 
 
 def format_matrix(rows: list[dict[str, Any]]) -> list[str]:
@@ -115,32 +128,32 @@ def _short(value: Any, width: int = 8) -> str:
     return str(value or "")[:width] or "-"
 
 
-def _stage_line(stages: list[dict[str, Any]]) -> str:
+def _stage_line(stages: Sequence[StageEntry]) -> str:
     parts = []
     for stage in stages:
-        latency = stage.get("latencySeconds")
-        parts.append(f"{stage.get('stage')} " + (f"+{latency:.2f}s" if isinstance(latency, (int, float)) else "+?"))
+        latency = stage.latency_seconds
+        parts.append(f"{stage.name} " + (f"+{latency:.2f}s" if latency is not None else "+?"))
     return " | ".join(parts)
 
 
-def format_deployments(rows: list[dict[str, Any]]) -> list[str]:
+def format_deployments(rows: list[Deployment]) -> list[str]:
     """A table (one line per deployment), each followed by its stages and review decisions, indented."""
     header = ("Start", "Service", "Env", "Image Tag", "HLD commit", "PR", "Manifest commit")
-    cells = [(str(r.get("start", ""))[:19].replace("T", " "), r.get("service") or "-", r.get("env") or "-",
-              r.get("imageTag") or "-", _short(r.get("hldCommitId")), str(r.get("pr") or "-"),
-              _short(r.get("manifestCommitId"))) for r in rows]
+    cells = [(r.start[:19].replace("T", " "), r.service or "-", r.env or "-", r.image_tag or "-",
+              _short(r.hld_commit_id), r.pr or "-", _short(r.manifest_commit_id)) for r in (d.record for d in rows)]
     widths = [max(len(str(c[i])) for c in [header, *cells]) for i in range(len(header))]
 
     def line(values: Sequence[Any]) -> str:
         return "  ".join(str(v).ljust(w) for v, w in zip(values, widths)).rstrip()
 
     lines = [line(header)]
-    for row, values in zip(rows, cells):
+    for deployment, values in zip(rows, cells):
         lines.append(line(values))
-        if row.get("stages"):
-            lines.append("    " + _stage_line(row["stages"]))
-            lines += [f"    {stage['stage']}: {stage['reason']}" for stage in row["stages"] if stage.get("reason")]
-        for review in row.get("reviews", []):
+        stages = deployment.record.stages
+        if stages:
+            lines.append("    " + _stage_line(stages))
+            lines += [f"    {stage.name}: {stage.detail['reason']}" for stage in stages if stage.detail.get("reason")]
+        for review in deployment.reviews or ():
             failed = "; ".join(f"{f['rule']}: {f['reason']}" for f in review["failed"]) or "-"
             lines.append(f"    review PR {review['pr']} iteration {review['iteration']}: {review['action'] or '?'}"
                          f" at {review['at'][:19].replace('T', ' ')} (passed: {', '.join(review['passed']) or '-'};"
@@ -255,8 +268,8 @@ def _replay(args: argparse.Namespace, services: Services, out: TextIO) -> int:
 
 def _trace(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     if args.matrix:
-        rows = running(services.storage, service=args.service, env=args.env)
-        paused = Pauses(services.storage).listed()
+        rows = running(services.running, service=args.service, env=args.env)
+        paused = services.pauses.listed()
         if args.json:
             _print_json({"running": rows, "paused": paused}, out)
             return 0
@@ -268,10 +281,10 @@ def _trace(args: argparse.Namespace, services: Services, out: TextIO) -> int:
             print(f"paused: {p['service']} in {p['env']} since {p['at'][:19].replace('T', ' ')}: {p['reason']} "
                   f"(python -m core.ops.cli resume --service {p['service']} --env {p['env']})", file=out)
         return 0
-    rows = deployments(services.trace, ReviewRecords(services.storage), service=args.service, env=args.env,
+    rows = deployments(services.trace, services.review_records, service=args.service, env=args.env,
                        image=args.image, tag=args.tag, top=parse_top(args.top))
     if args.json:
-        _print_json({"deployments": rows}, out)
+        _print_json({"deployments": [d.as_json() for d in rows]}, out)
     elif not rows:
         print("no deployments recorded" + (" matching the filters" if any(
             (args.service, args.env, args.image, args.tag)) else ""), file=out)
@@ -410,7 +423,7 @@ class _Failed(Exception):
 
 
 def _resume(args: argparse.Namespace, services: Services, out: TextIO) -> int:
-    if not Pauses(services.storage).resume(args.service, args.env):
+    if not services.pauses.resume(args.service, args.env):
         raise _Failed(f"{args.service} in {args.env} is not paused")
     print(f"resumed {args.service} in {args.env}: automation updates it again", file=out)
     return 0

@@ -1,4 +1,4 @@
-"""The deployment dashboard's data: one plain function from trace rows, review records, queue depths and the health
+"""The deployment dashboard's data: one plain function from trace records, review records, queue depths and the health
 report to the JSON the page renders (`GET /api/ops/dashboard/data`).
 
 Each deployment (one trace record: one push for one target) gets a state and a timeline of its stages. The state is
@@ -14,13 +14,13 @@ URLs lose their user-info before they become links (only http(s) links to Azure 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlsplit
 
+from core.model.trace_record import COLUMNS, StageEntry, TraceRecord, latency_seconds
 from core.ops.cli import UsageError
 from core.telemetry import redact
-from core.adapters.trace import latency_seconds
 
 STATES = ("failed", "paused", "awaiting-approval", "soaking", "skipped", "in-progress", "deployed", "applied")
 DEFAULT_TOP = 100
@@ -30,8 +30,8 @@ MAX_FILTER_CHARS = 200
 # Rings in the order people read them; other environments follow alphabetically.
 _RING_ORDER = ("dev", "development", "test", "qa", "int", "integration", "stage", "staging", "preprod", "uat",
                "prod", "production")
-_ROW_FIELDS = ("traceId", "targetKey", "start", "updatedAt", "service", "env", "image", "imageTag", "digest",
-               "targetFile", "hldCommitId", "manifestCommitId", "pr")
+_ROW_FIELDS = ("trace_id", "target_key", "start", "updated_at", "service", "env", "image", "image_tag", "digest",
+               "target_file", "hld_commit_id", "manifest_commit_id", "pr")   # shown under their COLUMNS names
 _STAGE_DETAIL_FIELDS = ("reason", "action", "queue", "poisonQueue", "messageId", "iteration", "failed", "message",
                         "revision", "severity")
 _HEX = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -121,17 +121,18 @@ _STATE_LABELS = {"failed": "failed", "paused": "paused", "awaiting-approval": "a
                  "deployed": "in manifests", "applied": "applied"}
 
 
-def stage_view(stage: Mapping[str, Any]) -> StageView:
-    name = str(stage.get("stage") or "")
+def stage_view(stage: StageEntry) -> StageView:
+    name = stage.name
     base, _, cluster = name.partition("@")
     where = f" on {cluster}" if cluster else ""
-    declared = stage.get("state")
+    detail = stage.detail
+    declared = detail.get("state")
     if isinstance(declared, str) and declared in STATES:
         return StageView(declared, _kind_of(declared), f"{_STATE_LABELS[declared]}{where}")
     if base == "skipped":
-        return skip_view(str(stage.get("reason") or ""), str(stage.get("action") or ""))
+        return skip_view(str(detail.get("reason") or ""), str(detail.get("action") or ""))
     if base == "failed" or base.endswith("-failed") or base.startswith("failed-"):
-        queue = f" in {stage['queue']}" if stage.get("queue") and not cluster else ""
+        queue = f" in {detail['queue']}" if detail.get("queue") and not cluster else ""
         return StageView("failed", "fail", f"{base}{where}{queue}")
     if base in ("applied", "ready", "healthy"):
         return StageView("applied", "ok", f"{base}{where}")
@@ -159,21 +160,20 @@ class RowState:
     reason: str
 
 
-def row_state(row: Mapping[str, Any]) -> RowState:
+def row_state(row: TraceRecord) -> RowState:
     """The state of one trace record: its last state-bearing stage; a row-level `state` field (paused, soaking,
     awaiting approval, set by promotion) wins when it names one of STATES."""
     state, label, reason = "in-progress", _STATE_LABELS["in-progress"], ""
-    for stage in row.get("stages") or []:
+    for stage in row.stages:
         view = stage_view(stage)
         if view.state is None:
             continue
-        state, label = view.state, _ROW_LABELS.get(str(stage.get("stage") or ""), view.label)
-        reason = str(stage.get("reason") or stage.get("message") or "") if view.kind in ("fail", "skip", "wait") \
-            else ""
-    declared = row.get("state")
-    if isinstance(declared, str) and declared in STATES:
-        state, label = declared, _STATE_LABELS[declared]
-        reason = str(row.get("stateReason") or reason)
+        state, label = view.state, _ROW_LABELS.get(stage.name, view.label)
+        reason = str(stage.detail.get("reason") or stage.detail.get("message") or "") \
+            if view.kind in ("fail", "skip", "wait") else ""
+    if row.state in STATES:
+        state, label = row.state, _STATE_LABELS[row.state]
+        reason = row.state_reason or reason
     return RowState(state, redact(label), redact(reason))
 
 
@@ -229,21 +229,20 @@ def _text(value: Any) -> str:
     return redact(str(value)) if value is not None else ""
 
 
-def _stage_json(stage: Mapping[str, Any], row: Mapping[str, Any], prs: Mapping[str, str]) -> dict[str, Any]:
+def _stage_json(stage: StageEntry, row: TraceRecord, prs: Mapping[str, str]) -> dict[str, Any]:
     view = stage_view(stage)
-    name = str(stage.get("stage") or "")
+    name = stage.name
     base, _, cluster = name.partition("@")
     out: dict[str, Any] = {"name": _text(name), "label": _text(view.label), "kind": view.kind,
-                           "at": _text(stage.get("at") or ""), "latencySeconds": stage.get("latencySeconds")
-                           if isinstance(stage.get("latencySeconds"), (int, float)) else None}
+                           "at": _text(stage.at), "latencySeconds": stage.latency_seconds}
     if cluster:
         out["cluster"] = _text(cluster)
     for field in _STAGE_DETAIL_FIELDS:
-        value = stage.get(field)
+        value = stage.detail.get(field)
         if value not in (None, "", []):
             out[field] = [_text(v) for v in value] if isinstance(value, list) else _text(value)
-    commit, pr = stage.get("commit"), stage.get("pr")
-    hld, manifests = str(row.get("hldRepo") or ""), str(row.get("manifestRepo") or "")
+    commit, pr = stage.detail.get("commit"), stage.detail.get("pr")
+    hld, manifests = row.hld_repo, row.manifest_repo
     if isinstance(commit, str) and _HEX.match(commit):
         out["commit"] = commit
         out["link"] = commit_link(manifests if base.startswith("manifest") else hld, commit)
@@ -259,13 +258,13 @@ def _stage_json(stage: Mapping[str, Any], row: Mapping[str, Any], prs: Mapping[s
     return out
 
 
-def _pr_repos(row: Mapping[str, Any]) -> dict[str, str]:
+def _pr_repos(row: TraceRecord) -> dict[str, str]:
     """Which repo each PR of the row was opened in (the stage that opened it says)."""
     repos: dict[str, str] = {}
-    for stage in row.get("stages") or []:
-        name, pr = str(stage.get("stage") or ""), str(stage.get("pr") or "")
-        if pr.isdigit() and name in ("hld-pr", "manifest-pr"):
-            repos[pr] = str(row.get("manifestRepo" if name == "manifest-pr" else "hldRepo") or "")
+    for stage in row.stages:
+        pr = str(stage.detail.get("pr") or "")
+        if pr.isdigit() and stage.name in ("hld-pr", "manifest-pr"):
+            repos[pr] = row.manifest_repo if stage.name == "manifest-pr" else row.hld_repo
     return repos
 
 
@@ -276,27 +275,27 @@ def _review_json(review: Mapping[str, Any]) -> dict[str, Any]:
                        for f in review.get("failed") or [] if isinstance(f, Mapping)]}
 
 
-def deployment_json(row: Mapping[str, Any], reviews: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+def deployment_json(row: TraceRecord, reviews: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     state = row_state(row)
     prs = _pr_repos(row)
-    out: dict[str, Any] = {field: _text(row.get(field)) for field in _ROW_FIELDS if row.get(field) not in (None, "")}
+    out: dict[str, Any] = {COLUMNS[field]: _text(getattr(row, field)) for field in _ROW_FIELDS
+                           if getattr(row, field)}
     out["id"] = f"{out.get('traceId', '')}/{out.get('targetKey', '')}"
     out.update(state=state.state, stateLabel=state.label, reason=state.reason,
-               stages=[_stage_json(s, row, prs) for s in row.get("stages") or [] if isinstance(s, Mapping)],
-               reviews=[_review_json(r) for r in reviews])
-    for field in ("hldRepo", "manifestRepo"):
-        if row.get(field):
-            out[field] = clean_repo_url(row[field])
-    pr = str(row.get("pr") or "")
-    if pr.isdigit():
-        out["prLink"] = pr_link(prs.get(pr) or str(row.get("hldRepo") or ""), pr)
+               stages=[_stage_json(s, row, prs) for s in row.stages], reviews=[_review_json(r) for r in reviews])
+    if row.hld_repo:
+        out["hldRepo"] = clean_repo_url(row.hld_repo)
+    if row.manifest_repo:
+        out["manifestRepo"] = clean_repo_url(row.manifest_repo)
+    if row.pr.isdigit():
+        out["prLink"] = pr_link(prs.get(row.pr) or row.hld_repo, row.pr)
     return out
 
 
-def _matches(row: Mapping[str, Any], state: str, filters: Filters) -> bool:
-    return ((not filters.service or row.get("service") == filters.service)
-            and (not filters.env or row.get("env") == filters.env)
-            and (not filters.tag or filters.tag.lower() in str(row.get("imageTag") or "").lower())
+def _matches(row: TraceRecord, state: str, filters: Filters) -> bool:
+    return ((not filters.service or row.service == filters.service)
+            and (not filters.env or row.env == filters.env)
+            and (not filters.tag or filters.tag.lower() in row.image_tag.lower())
             and (not filters.state or state == filters.state))
 
 
@@ -307,25 +306,25 @@ def env_sort_key(env: str) -> tuple[int, str]:
     return (_RING_ORDER.index(lowered) if lowered in _RING_ORDER else len(_RING_ORDER), lowered)
 
 
-def matrix(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def matrix(rows: Iterable[TraceRecord]) -> dict[str, Any]:
     """Service x environment (x cluster when a stage names one) of the tag last put in the manifests (or applied
     on the cluster), since when, a newer tag still on its way, and whether the cell lags the service's newest tag."""
     deployed: dict[tuple[str, str, str], dict[str, Any]] = {}
     pending: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        service, env, tag = str(row.get("service") or ""), str(row.get("env") or ""), str(row.get("imageTag") or "")
+        service, env, tag = row.service, row.env, row.image_tag
         if not service or not env or not tag:
             continue
         state = row_state(row).state
-        for stage in row.get("stages") or []:
-            base, _, cluster = str(stage.get("stage") or "").partition("@")
+        for stage in row.stages:
+            base, _, cluster = stage.name.partition("@")
             if (base == "manifest-commit" and not cluster) or (base == "applied" and cluster):
-                key, at = (service, env, cluster), str(stage.get("at") or "")
+                key, at = (service, env, cluster), stage.at
                 if key not in deployed or at > deployed[key]["since"]:
                     deployed[key] = {"service": service, "env": env, "cluster": cluster, "tag": tag, "since": at,
-                                     "start": str(row.get("start") or ""), "traceId": str(row.get("traceId") or "")}
+                                     "start": row.start, "traceId": row.trace_id}
         if state in ("in-progress", "awaiting-approval", "paused", "soaking"):
-            start = str(row.get("start") or "")
+            start = row.start
             if (service, env) not in pending or start > pending[(service, env)]["start"]:
                 pending[(service, env)] = {"tag": tag, "state": state, "start": start}
     newest: dict[str, dict[str, Any]] = {}
@@ -386,43 +385,39 @@ def health_json(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- the whole page's data ----------------------------------------------------------------------------------------
 
-def fold_failures(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def fold_failures(rows: list[TraceRecord]) -> list[TraceRecord]:
     """A message that failed before its push reached a target is traced on a record of its own (`failed:<queue>`,
     core/workers/runners.py). Once the same trace has target records (the push was replayed and got further), the failure
     belongs in their timelines, in time order, and the record of its own is dropped: the chain then reads
     received -> failed -> HLD commit -> ..., and its state is where it ended."""
-    by_trace: dict[str, list[Mapping[str, Any]]] = {}
+    by_trace: dict[str, list[TraceRecord]] = {}
     for row in rows:
-        by_trace.setdefault(str(row.get("traceId") or ""), []).append(row)
-    folded: list[Mapping[str, Any]] = []
+        by_trace.setdefault(row.trace_id, []).append(row)
+    folded: list[TraceRecord] = []
     for row in rows:
-        if str(row.get("targetKey") or "").startswith("failed:"):
-            if any(not str(o.get("targetKey") or "").startswith("failed:")
-                   for o in by_trace[str(row.get("traceId") or "")]):
+        if row.target_key.startswith("failed:"):
+            if any(not o.target_key.startswith("failed:") for o in by_trace[row.trace_id]):
                 continue
             folded.append(row)
             continue
-        failures = [s for o in by_trace[str(row.get("traceId") or "")]
-                    if str(o.get("targetKey") or "").startswith("failed:") for s in o.get("stages") or []]
+        failures = [s for o in by_trace[row.trace_id] if o.target_key.startswith("failed:") for s in o.stages]
         if not failures:
             folded.append(row)
             continue
-        start = str(row.get("start") or "")
-        stages = [{**s, "latencySeconds": latency_seconds(start, str(s.get("at") or ""))}
-                  for s in [*(row.get("stages") or []), *failures]]
-        stages.sort(key=lambda s: s["latencySeconds"] if s["latencySeconds"] is not None else 0.0)
-        folded.append({**row, "stages": stages})
+        stages = [replace(s, latency_seconds=latency_seconds(row.start, s.at)) for s in [*row.stages, *failures]]
+        stages.sort(key=lambda s: s.latency_seconds if s.latency_seconds is not None else 0.0)
+        folded.append(replace(row, stages=tuple(stages)))
     return folded
 
 
 def paused_json(paused: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Targets a person's manual rollback paused (core.workers.promoter.Pauses), as text, sorted by service and env."""
+    """Targets a person's manual rollback paused (core.adapters.promotion_records), as text, by service and env."""
     shown = [{"service": _text(p.get("service")), "env": _text(p.get("env")), "reason": _text(p.get("reason")),
               "since": _text(p.get("at"))} for p in paused]
     return sorted(shown, key=lambda p: (p["service"], env_sort_key(p["env"])))
 
 
-def dashboard_data(rows: list[Mapping[str, Any]], reviews_for: Callable[[str], Iterable[Mapping[str, Any]]],
+def dashboard_data(rows: list[TraceRecord], reviews_for: Callable[[str], Iterable[Mapping[str, Any]]],
                    queues: Mapping[str, Mapping[str, int] | str], health: tuple[int, Mapping[str, Any]],
                    filters: Filters, now_iso: str, paused: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """`rows` newest first (the trace's order); `reviews_for(pr)` gives a shown PR's review decisions. Facets and
@@ -434,14 +429,13 @@ def dashboard_data(rows: list[Mapping[str, Any]], reviews_for: Callable[[str], I
     for state in states:
         counts[state] += 1
     chosen = [(row, state) for row, state in zip(rows, states) if _matches(row, state, filters)]
-    shown = [deployment_json(row, reviews_for(str(row["pr"])) if str(row.get("pr") or "").isdigit() else ())
-             for row, _ in chosen[:filters.top]]
+    shown = [deployment_json(row, reviews_for(row.pr) if row.pr.isdigit() else ()) for row, _ in chosen[:filters.top]]
     in_scope = [row for row in rows if _matches(row, "", Filters(service=filters.service, env=filters.env))]
     return {
         "generatedAt": now_iso,
         "filters": filters.as_dict(),
-        "facets": {"services": sorted({_text(r["service"]) for r in rows if r.get("service")}),
-                   "envs": sorted({_text(r["env"]) for r in rows if r.get("env")}, key=env_sort_key),
+        "facets": {"services": sorted({_text(r.service) for r in rows if r.service}),
+                   "envs": sorted({_text(r.env) for r in rows if r.env}, key=env_sort_key),
                    "states": list(STATES)},
         "counts": counts,
         "total": len(rows),

@@ -23,14 +23,14 @@ from azure.data.tables import TableErrorCode
 
 import core
 from core.adapters.azdo import AzdoError
-from core.workers.cluster_feedback import CLUSTERS_TABLE, RUNNING_TABLE
+from core.adapters.cluster_records import CLUSTERS_TABLE, RUNNING_TABLE
 from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
 from core.adapters.fleet_source import FleetUnavailable
 from core.adapters.git_runner import (GIT_MISSING, GitError, GitRunner, bearer_auth_header, clean_url,
                                       pat_auth_header, scrub)
 from core.model.fleet import Fleet, Tenant
 from core.adapters.highwater import HIGHWATER_TABLE
-from core.workers.promoter import PAUSES_TABLE, PROMOTIONS_TABLE
+from core.adapters.promotion_records import PAUSES_TABLE, PROMOTIONS_TABLE, PauseStore
 from core.adapters.review_records import REVIEW_TABLE
 from core.wiring import Services
 from core.settings import SettingsError
@@ -220,7 +220,7 @@ def check_health(load_services: Callable[[], Services], probes: HealthProbes) ->
                             f"`python -m core.ops.cli replay --queue {name} --dry-run`")
 
     if not stores.failing:
-        warnings += _paused_warnings(services.storage)
+        warnings += _paused_warnings(services.pauses)
 
     has_git = probes.which("git") is not None
     tools = {"git": has_git}
@@ -361,12 +361,10 @@ def _outbox(services: Services, probe: OutboxProbe, body: dict, warnings: list[s
                         "queue disabled or failing to start?")
 
 
-def _paused_warnings(storage: Storage) -> list[str]:
-    """Targets a person's manual rollback paused (core.workers.promoter): a warning each, with the command that resumes."""
-    from core.workers.promoter import Pauses
-
+def _paused_warnings(pauses: PauseStore) -> list[str]:
+    """Targets a person's manual rollback paused: a warning each, with the command that resumes."""
     try:
-        paused = Pauses(storage).listed()
+        paused = pauses.listed()
     except StorageUnavailable:
         return []
     return [f"paused: {p['service']} in {p['env']}: {p['reason']} (resume: python -m core.ops.cli resume --service "

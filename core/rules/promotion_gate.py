@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
+from core.model.trace_record import TraceRecord, TraceStage, parse_time
 from core.rules.promotion import PromotionStage
-from core.adapters.trace import _parse
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Candidate:
     service: str
     tag: str
     stage_index: int
-    record: Mapping[str, Any]
+    record: TraceRecord
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,14 @@ class GateDecision:
     to_env: str = ""
 
 
-def _stage_times(record: Mapping[str, Any], kind: str) -> dict[str, datetime]:
+def _stage_times(record: TraceRecord, kind: TraceStage) -> dict[str, datetime]:
+    """When each cluster first reported `<kind>@<cluster>`."""
     times: dict[str, datetime] = {}
-    for stage in record.get("stages", []):
-        name = str(stage.get("stage", ""))
-        if name.startswith(kind + "@"):
-            at = _parse(str(stage.get("at", "")))
+    for stage in record.stages:
+        if stage.kind is kind and stage.where:
+            at = parse_time(stage.at)
             if at is not None:
-                times.setdefault(name.split("@", 1)[1], at)
+                times.setdefault(stage.where, at)
     return times
 
 
@@ -48,7 +48,7 @@ def decide_gate(candidate: Candidate, stages: Sequence[PromotionStage], clusters
     if candidate.stage_index + 1 >= len(stages):
         return GateDecision("last", f"{candidate.tag} is in the last stage {stages[-1].env}")
     here, nxt = stages[candidate.stage_index], stages[candidate.stage_index + 1]
-    failed = _stage_times(candidate.record, "failed")
+    failed = _stage_times(candidate.record, TraceStage.FAILED)
     if failed:
         which = ", ".join(sorted(failed))
         return GateDecision("halt", f"{candidate.tag} failed in {here.env} on {which}: halted there", nxt.env)
@@ -57,7 +57,7 @@ def decide_gate(candidate: Candidate, stages: Sequence[PromotionStage], clusters
     if not clusters:
         return GateDecision("wait", f"no cluster is known to serve {here.env} (none has sent a Flux event, and "
                                     f"FLUX_RECEIVERS names none)", nxt.env)
-    applied = _stage_times(candidate.record, "applied")
+    applied = _stage_times(candidate.record, TraceStage.APPLIED)
     missing = sorted(c for c in clusters if c not in applied)
     if missing:
         return GateDecision("wait", f"{candidate.tag} is not applied yet in {here.env} on {', '.join(missing)}",
@@ -75,16 +75,16 @@ def decide_gate(candidate: Candidate, stages: Sequence[PromotionStage], clusters
                                    f"soaked {nxt.soak_seconds} s", nxt.env)
 
 
-def candidates(rows: Sequence[Mapping[str, Any]], stages: Sequence[PromotionStage]) -> list[Candidate]:
+def candidates(rows: Sequence[TraceRecord], stages: Sequence[PromotionStage]) -> list[Candidate]:
     """Per (service, stage): the newest push record (by start) that reached the manifest repo there. An older tag
     in a stage has been overtaken by the newer one and is not promoted."""
     index = {s.env: i for i, s in enumerate(stages)}
-    newest: dict[tuple[str, int], Mapping[str, Any]] = {}
+    newest: dict[tuple[str, int], TraceRecord] = {}
     for row in rows:
-        env, service, tag = str(row.get("env") or ""), str(row.get("service") or ""), str(row.get("imageTag") or "")
-        if env not in index or not service or not tag or not row.get("manifestCommitId"):
+        if row.env not in index or not row.service or not row.image_tag or not row.manifest_commit_id:
             continue
-        key = (service, index[env])
-        if key not in newest or str(row.get("start", "")) > str(newest[key].get("start", "")):
+        key = (row.service, index[row.env])
+        if key not in newest or row.start > newest[key].start:
             newest[key] = row
-    return [Candidate(service, str(row.get("imageTag")), i, row) for (service, i), row in sorted(newest.items())]
+    return [Candidate(service, row.image_tag, i, row) for (service, i), row in sorted(newest.items(),
+                                                                                        key=lambda kv: kv[0])]

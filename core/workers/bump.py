@@ -16,14 +16,16 @@ from typing import Callable, Iterable, Sequence
 
 from core.rules.bump_decision import BumpDecision, decide_bump
 from core.adapters.git_workspace import Edited, GitWorkspace, files_mentioning
-from core.adapters.highwater import HighWaterMarks, HighWaterMark
+from core.adapters.highwater import HighWaterMark, HighWaterStore
+from core.adapters.promotion_records import PauseStore
 from core.model.images import same_image
 from core.rules.policy import Policy, load_policy_from
 from core.rules.promotion import push_skip_reason
 from core.rules.tag_order import TagOrder, sort_key
 from core.rules.targets import Target
 from core.adapters.checkout_targets import find_all_targets
-from core.adapters.trace import TraceLog, _parse
+from core.adapters.trace import TraceStore
+from core.model.trace_record import TraceStage, parse_time
 from core.model.workitems import HldChanged, ImagePushed, WorkItem
 from core.rules.yaml_edit import apply_to_tree
 
@@ -55,7 +57,7 @@ class BumpResult:
 
 
 def _dt(value: str) -> datetime | None:
-    return _parse(value)
+    return parse_time(value)
 
 
 def push_time(item: ImagePushed) -> str:
@@ -213,8 +215,9 @@ class _Attempt:
 
 
 class BumpService:
-    def __init__(self, *, repo_url: str, branch: str, workspace: GitWorkspace, high_water: HighWaterMarks,
-                 trace: TraceLog, mode: str, is_hld: bool = True, pull_requests=None, pauses=None):
+    def __init__(self, *, repo_url: str, branch: str, workspace: GitWorkspace, high_water: HighWaterStore,
+                 trace: TraceStore, mode: str, is_hld: bool = True, pull_requests=None,
+                 pauses: PauseStore | None = None):
         self.repo_url = repo_url
         self.branch = branch
         self.workspace = workspace
@@ -223,7 +226,7 @@ class BumpService:
         self.mode = mode
         self.is_hld = is_hld
         self.pull_requests = pull_requests   # core.adapters.pull_requests.PullRequests in pull-request mode
-        self.pauses = pauses                 # core.workers.promoter.Pauses: targets a person's rollback paused
+        self.pauses = pauses                 # targets a person's rollback paused
         # One run at a time per service object (the queue runner already runs one batch at a time; callers such
         # as the CLI or tests may not).
         self.lock = threading.RLock()
@@ -276,7 +279,7 @@ class BumpService:
             self.high_water.raise_to(self.repo_url, o.target.key, HighWaterMark(o.item.tag, o.item.pushed_at),
                                      is_newer_mark(tp.order))
 
-    def _trace_outcomes(self, outcomes: Sequence[Outcome], no_target: Sequence[ImagePushed], stage_for_bump: str,
+    def _trace_outcomes(self, outcomes: Sequence[Outcome], no_target: Sequence[ImagePushed], stage_for_bump: TraceStage,
                         detail_for: Callable[[Outcome], dict]) -> None:
         for o in outcomes:
             for item in o.items:
@@ -284,7 +287,7 @@ class BumpService:
                           "imageTag": item.tag, "digest": item.digest, "targetFile": o.target.file,
                           "hldRepo": self.repo_url if self.is_hld else "",
                           "manifestRepo": "" if self.is_hld else self.repo_url}
-                self.trace.record(item.trace_id, o.target.key, "received", actor="acr", start=push_time(item),
+                self.trace.record(item.trace_id, o.target.key, TraceStage.RECEIVED, actor="acr", start=push_time(item),
                                   at=item.received_at or None, fields=fields,
                                   detail={"acrEventId": item.acr_event_id, "pushedAt": item.pushed_at})
                 if o.action == "bump" and item is o.item:
@@ -293,10 +296,10 @@ class BumpService:
                                       detail=detail_for(o))
                 else:
                     reason = o.reason if item is o.item else f"superseded in the same run by {o.item.tag}"
-                    self.trace.record(item.trace_id, o.target.key, "skipped", actor="gitops-autopilot",
+                    self.trace.record(item.trace_id, o.target.key, TraceStage.SKIPPED, actor="gitops-autopilot",
                                       detail={"action": o.action if item is o.item else "skip", "reason": reason})
         for item in no_target:
-            self.trace.record(item.trace_id, f"no-target:{item.image}", "no-target", actor="gitops-autopilot",
+            self.trace.record(item.trace_id, f"no-target:{item.image}", TraceStage.NO_TARGET, actor="gitops-autopilot",
                               start=push_time(item),
                               fields={"image": item.image, "imageTag": item.tag, "digest": item.digest},
                               detail={"reason": f"no file in {self.repo_url} uses {item.image}"})
@@ -334,7 +337,7 @@ class BumpService:
             follow_ups = self._recheck_generation(attempt.outcomes)
         if policies:
             self._record_marks(bumps, policies[0])
-        stage = "hld-commit" if self.is_hld else "manifest-commit"
+        stage = TraceStage.HLD_COMMIT if self.is_hld else TraceStage.MANIFEST_COMMIT
         self._trace_outcomes(attempt.outcomes, attempt.no_target, stage,
                              lambda o: {"commit": landed.commit, "branch": self.branch, "attempts": landed.attempts})
         return BumpResult(tuple(attempt.outcomes), tuple(attempt.no_target), commit=landed.commit,
@@ -376,19 +379,19 @@ class BumpService:
             prs.append((branch, pr_id))
             results[outcome.target.key] = (landed.commit, pr_id)
             self._record_marks([outcome], policy)
-        self._trace_outcomes(outcomes, no_target, "hld-pr" if self.is_hld else "manifest-pr",
+        self._trace_outcomes(outcomes, no_target, TraceStage.HLD_PR if self.is_hld else TraceStage.MANIFEST_PR,
                              lambda o: {"commit": results[o.target.key][0], "pr": results[o.target.key][1],
                                         "branch": bot_branch(o.target)})
         return BumpResult(tuple(outcomes), tuple(no_target), pull_requests=tuple(prs), attempts=attempts)
 
 
-def _bedrock_fields(stage: str, detail: dict) -> dict:
-    if stage == "hld-commit":
+def _bedrock_fields(stage: TraceStage, detail: dict) -> dict:
+    if stage is TraceStage.HLD_COMMIT:
         return {"hldCommitId": detail.get("commit")}
-    if stage == "hld-pr":
+    if stage is TraceStage.HLD_PR:
         return {"hldCommitId": detail.get("commit"), "pr": str(detail.get("pr"))}
-    if stage == "manifest-commit":
+    if stage is TraceStage.MANIFEST_COMMIT:
         return {"manifestCommitId": detail.get("commit")}
-    if stage == "manifest-pr":
+    if stage is TraceStage.MANIFEST_PR:
         return {"manifestCommitId": detail.get("commit"), "pr": str(detail.get("pr"))}
     return {}

@@ -17,7 +17,8 @@ The hook checks, de-duplicates (a resend is the same bytes: the event id is thei
 on through the function's queue output binding. The `cluster-events` worker (`FeedbackJob`) decides with git which
 manifest commits the revision includes (`GitWorkspace.included_in`: the revision itself or an ancestor, so a later
 commit that includes ours counts, and a PR merge commit too) and records `applied@<cluster>` or
-`failed@<cluster>` on those pushes' trace records, and the service x cluster "what runs where" record (`RunningLog`).
+`failed@<cluster>` on those pushes' trace records, and the service x cluster "what runs where" record
+(core.adapters.cluster_records).
 """
 from __future__ import annotations
 
@@ -31,14 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
-from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-
+from core.adapters.cluster_records import Marked
 from core.adapters.deliveries import Claim, DeliveryJournal, DeliveryLog
 from core.errors import Permanent, Retryable
-from core.adapters.storage import CLUSTER_EVENTS, Storage, StorageUnavailable, WorkQueues
+from core.adapters.storage import CLUSTER_EVENTS, Storage, WorkQueues
 from core.telemetry import metrics
-from core.adapters.trace import TraceLog, cluster_stage, latency_seconds, now_iso
+from core.adapters.trace import TraceStore, now_iso
+from core.model.trace_record import StageName, TraceRecord, TraceStage, latency_seconds
 from core.model.workitems import ClusterEvent, WorkItem, encode
 
 log = logging.getLogger("autopilot.feedback")
@@ -231,32 +231,15 @@ class FeedbackHook:
 
 # -- the worker -----------------------------------------------------------------------------------------------------
 
-def serves(row: Mapping[str, Any], envs: Sequence[str]) -> bool:
+def serves(row: TraceRecord, envs: Sequence[str]) -> bool:
     """Does a cluster serving `envs` (empty: every environment) run the target of this push record? Light-weight flow:
     the target file's first folder is the environment; HLD flow: the record's `env` (the Bedrock ring)."""
     if not envs:
         return True
-    target = str(row.get("targetFile") or "")
-    if not row.get("hldRepo") and "/" in target and target.split("/", 1)[0] in envs:
+    target = row.target_file
+    if not row.hld_repo and "/" in target and target.split("/", 1)[0] in envs:
         return True
-    return str(row.get("env") or "") in envs
-
-
-def _has_stage(row: Mapping[str, Any], stage: str, revision: str | None = None) -> bool:
-    return any(s.get("stage") == stage and (revision is None or s.get("revision") == revision)
-               for s in row.get("stages", []))
-
-
-@dataclass(frozen=True)
-class Marked:
-    """One push record an event marked."""
-    trace_id: str
-    target_key: str
-    service: str
-    env: str
-    tag: str
-    commit: str
-    seconds: float | None
+    return row.env in envs
 
 
 @dataclass(frozen=True)
@@ -264,95 +247,6 @@ class FeedbackResult:
     event: ClusterEvent
     marked: tuple[Marked, ...] = ()
     promotions: tuple[Any, ...] = ()     # core.workers.promoter.Evaluated of the gates this event re-evaluated
-
-
-RUNNING_TABLE = "autopilotRunning"
-
-
-def _key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
-
-
-class RunningLog:
-    """What runs where: one row per (service, environment, cluster) with the tag applied there, since when, and
-    whether the cluster's last word on it was healthy or failed. Updated with ETag-conditional writes; a push is
-    only replaced by a later push (forward-only: a late event for an older commit changes nothing)."""
-
-    def __init__(self, storage: Storage):
-        self._storage = storage
-
-    def update(self, cluster: str, marked: Marked, *, state: str, at: str, start: str, image: str,
-               revision: str, message: str = "") -> None:
-        table = self._storage.table(RUNNING_TABLE)
-        pk, rk = _key(f"{marked.service}\x1f{marked.env}"), cluster
-        for _ in range(10):
-            try:
-                try:
-                    entity = table.get_entity(pk, rk)
-                except ResourceNotFoundError:
-                    entity = None
-                if entity is not None and str(entity.get("eventAt", "")) > at:
-                    return   # a late event: the cluster has said something newer
-                row = {"PartitionKey": pk, "RowKey": rk, "service": marked.service, "env": marked.env,
-                       "cluster": cluster, "eventAt": at, "updatedAt": now_iso()}
-                if state == "healthy":
-                    if entity is not None and str(entity.get("pushStart", "")) > start:
-                        return   # a later push is already applied there
-                    same = entity is not None and entity.get("tag") == marked.tag
-                    row.update(tag=marked.tag, image=image, since=entity.get("since") if same else at,
-                               pushStart=start, revision=revision, state="healthy", message="", traceId=marked.trace_id)
-                else:
-                    if entity is not None and str(entity.get("pushStart", "")) > start:
-                        return
-                    row.update({k: v for k, v in (entity or {}).items() if k in ("tag", "image", "since", "pushStart",
-                                                                                 "revision", "traceId")})
-                    row.update(state="failed", failedTag=marked.tag, failedRevision=revision, message=message[:1000])
-                if entity is None:
-                    table.create_entity(row)
-                else:
-                    table.update_entity(row, mode="replace", etag=entity.metadata["etag"],
-                                        match_condition=MatchConditions.IfNotModified)
-                return
-            except (ResourceExistsError, ResourceModifiedError):
-                continue
-            except AzureError as exc:
-                raise StorageUnavailable(f"running table: {type(exc).__name__}") from exc
-        raise StorageUnavailable("running table: too much contention")
-
-    def matrix(self, *, service: str = "", env: str = "") -> list[dict[str, Any]]:
-        try:
-            rows = list(self._storage.table(RUNNING_TABLE).list_entities())
-        except AzureError as exc:
-            raise StorageUnavailable(f"running table: {type(exc).__name__}") from exc
-        out = [{k: v for k, v in r.items() if k not in ("PartitionKey", "RowKey")} for r in rows
-               if (not service or r.get("service") == service) and (not env or r.get("env") == env)]
-        out.sort(key=lambda r: (r.get("service", ""), r.get("env", ""), r.get("cluster", "")))
-        return out
-
-
-CLUSTERS_TABLE = "autopilotClusters"
-
-
-class ClusterRegistry:
-    """The clusters that have sent events, with the environments their Alert's eventMetadata names (none: every
-    one): who serves an environment, for the promotion gates."""
-
-    def __init__(self, storage: Storage):
-        self._storage = storage
-
-    def seen(self, cluster: str, envs: Sequence[str], at: str) -> None:
-        try:
-            self._storage.table(CLUSTERS_TABLE).upsert_entity(
-                {"PartitionKey": "cluster", "RowKey": cluster, "envs": ",".join(envs), "lastEventAt": at})
-        except AzureError as exc:
-            raise StorageUnavailable(f"clusters table: {type(exc).__name__}") from exc
-
-    def serving(self, env: str) -> list[str]:
-        try:
-            rows = list(self._storage.table(CLUSTERS_TABLE).query_entities("PartitionKey eq 'cluster'"))
-        except AzureError as exc:
-            raise StorageUnavailable(f"clusters table: {type(exc).__name__}") from exc
-        return sorted(str(r["RowKey"]) for r in rows if not r.get("envs") or env in str(r["envs"]).split(","))
 
 
 class FeedbackJob:
@@ -384,23 +278,23 @@ class FeedbackJob:
     def process(self, items: Sequence[WorkItem]) -> FeedbackResult:
         [event] = items
         assert isinstance(event, ClusterEvent)
-        trace: TraceLog = self.services.trace
-        ClusterRegistry(self.storage).seen(event.cluster, event.envs, event.at)
+        trace: TraceStore = self.services.trace
+        self.services.clusters.seen(event.cluster, event.envs, event.at)
         since = (datetime.now(timezone.utc) - timedelta(days=LOOKBACK_DAYS)).isoformat()
-        stage = cluster_stage(event.outcome, event.cluster)
-        applied = cluster_stage("applied", event.cluster)
+        stage = TraceStage(event.outcome).at(event.cluster)
+        applied = TraceStage.APPLIED.at(event.cluster)
         workspace = self._workspace()
         every = trace.with_manifest_commit(since)
-        rows = [r for r in every if serves(r, event.envs) and not _has_stage(r, applied)]
+        rows = [r for r in every if serves(r, event.envs) and not r.has(applied)]
         if event.outcome == "failed":
-            rows = [r for r in rows if not _has_stage(r, stage, event.revision)]
-        included = workspace.included_in([str(r["manifestCommitId"]) for r in rows], event.revision)
-        if not any(r["manifestCommitId"] == event.revision for r in every) and self._ours(workspace, event.revision):
+            rows = [r for r in rows if not r.has(stage, revision=event.revision)]
+        included = workspace.included_in([r.manifest_commit_id for r in rows], event.revision)
+        if not any(r.manifest_commit_id == event.revision for r in every) and self._ours(workspace, event.revision):
             # Our own commit, whose trace records are not written yet (Flux, woken by our Receiver call, can be
             # quicker than the bump's trace writes): wait a little, then let the queue retry.
             rows, included = self._wait_for_records(event, workspace, since, stage, applied)
         marked = []
-        for row in sorted((r for r in rows if r["manifestCommitId"] in included), key=lambda r: r.get("start", "")):
+        for row in sorted((r for r in rows if r.manifest_commit_id in included), key=lambda r: r.start):
             detail = {"cluster": event.cluster, "revision": event.revision, "reason": event.reason,
                       "kind": event.object_kind, "name": event.object_name, "flux": event.message[:500],
                       "fluxTimestamp": event.at}
@@ -409,17 +303,15 @@ class FeedbackJob:
             # When we learned it (the hook's receive time): Flux's own timestamp has whole seconds only
             # (metav1.Time), so it may fall before the commit it reports.
             at = event.received_at or event.at
-            trace.record(row["traceId"], row["targetKey"], stage, actor=f"flux@{event.cluster}", at=at,
+            trace.record(row.trace_id, row.target_key, stage, actor=f"flux@{event.cluster}", at=at,
                          detail=detail)
-            one = Marked(row["traceId"], row["targetKey"], str(row.get("service") or ""), str(row.get("env") or ""),
-                         str(row.get("imageTag") or ""), str(row["manifestCommitId"]),
-                         latency_seconds(row.get("start", ""), at))
+            one = Marked(row.trace_id, row.target_key, row.service, row.env, row.image_tag, row.manifest_commit_id,
+                         latency_seconds(row.start, at))
             marked.append(one)
             if one.service:
-                RunningLog(self.storage).update(
+                self.services.running.update(
                     event.cluster, one, state="healthy" if event.outcome == "applied" else "failed", at=event.at,
-                    start=str(row.get("start", "")), image=str(row.get("image") or ""), revision=event.revision,
-                    message=event.message)
+                    start=row.start, image=row.image, revision=event.revision, message=event.message)
         promoted = self._promote() if marked else ()
         return FeedbackResult(event, tuple(marked), promoted)
 
@@ -438,15 +330,15 @@ class FeedbackJob:
     def _ours(self, workspace: Any, revision: str) -> bool:
         return workspace.author_email(revision) == self.services.settings.git_author_email
 
-    def _wait_for_records(self, event: ClusterEvent, workspace: Any, since: str, stage: str,
-                          applied: str) -> tuple[list[dict[str, Any]], set[str]]:
+    def _wait_for_records(self, event: ClusterEvent, workspace: Any, since: str, stage: StageName,
+                          applied: StageName) -> tuple[list[TraceRecord], set[str]]:
         for _ in range(int(RECORD_WAIT_S / RECORD_POLL_S)):
             time.sleep(RECORD_POLL_S)
             every = self.services.trace.with_manifest_commit(since)
-            if any(r["manifestCommitId"] == event.revision for r in every):
-                rows = [r for r in every if serves(r, event.envs) and not _has_stage(r, applied)
-                        and not (event.outcome == "failed" and _has_stage(r, stage, event.revision))]
-                return rows, workspace.included_in([str(r["manifestCommitId"]) for r in rows], event.revision)
+            if any(r.manifest_commit_id == event.revision for r in every):
+                rows = [r for r in every if serves(r, event.envs) and not r.has(applied)
+                        and not (event.outcome == "failed" and r.has(stage, revision=event.revision))]
+                return rows, workspace.included_in([r.manifest_commit_id for r in rows], event.revision)
         raise RecordsNotYetWritten(f"no trace record of our commit {event.revision[:12]} yet; retrying")
 
     def follow_ups(self, result: FeedbackResult) -> Sequence[WorkItem]:

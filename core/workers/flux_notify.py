@@ -35,7 +35,8 @@ from core.errors import Permanent
 from core.adapters.flux_receivers import FluxReceiver, receivers_for, sign
 from core.adapters.deliveries import DeliveryJournal, DeliveryLog
 from core.adapters.storage import FLUX_NOTIFY, Storage, StorageUnavailable, WorkQueues
-from core.adapters.trace import TraceLog, now_iso
+from core.adapters.trace import TraceStore, now_iso
+from core.model.trace_record import StageName, TraceRecord, TraceStage
 from core.model.workitems import FluxNotify, WorkItem, encode
 
 log = logging.getLogger("autopilot.flux")
@@ -46,7 +47,7 @@ RUN_THREADS = 8                      # flux-notify runs at once in one instance 
 BACKOFF_S = (0.2, 0.6, 1.5)          # waits before the 2nd, 3rd, 4th in-run attempt (x 0.8..1.2 jitter)
 ROUND_DELAYS_S = (15, 60, 300, 900)  # queue retry rounds: visible again after these many seconds
 MAX_ROUNDS = 1 + len(ROUND_DELAYS_S)
-MANIFEST_STAGES = ("manifest-commit", "manifest-pr")
+MANIFEST_STAGES = (TraceStage.MANIFEST_COMMIT, TraceStage.MANIFEST_PR)
 
 
 @dataclass(frozen=True)
@@ -212,27 +213,26 @@ def _failure_reason(attempt: Attempt, item: FluxNotify, next_delay: int | None) 
     return f"{attempt.describe}; {then}"
 
 
-def _serves(row: dict[str, Any], env: str) -> bool:
+def _serves(row: TraceRecord, env: str) -> bool:
     """Is a push record's target in environment folder `env` of the manifest repo? Known only when the push bumped
     the manifest repo itself (light-weight flow: `targetFile` is a manifest path, its first segment the folder); an
     HLD target's folder is decided by generation (a record's `env` is then the Bedrock ring), so it counts as yes."""
-    target = str(row.get("targetFile") or "")
-    if row.get("hldRepo") or "/" not in target:
+    if row.hld_repo or "/" not in row.target_file:
         return True
-    return target.split("/", 1)[0] == env
+    return row.target_file.split("/", 1)[0] == env
 
 
 class FluxTrace:
     """Where a notification's attempts are recorded: the records of the item's pushes with a manifest stage whose
     target the cluster serves (`_serves`), else one record of the commit itself (trace `item.trace_id`)."""
 
-    def __init__(self, trace: TraceLog, item: FluxNotify, repository: str):
+    def __init__(self, trace: TraceStore, item: FluxNotify, repository: str):
         self._trace = trace
         self._item = item
         self._repository = repository
-        self._rows: list[dict[str, Any]] | None = None
+        self._rows: list[TraceRecord] | None = None
 
-    def _push_rows(self) -> list[dict[str, Any]]:
+    def _push_rows(self) -> list[TraceRecord]:
         """Read when the first attempt is recorded, not before the POSTs: the receivers are not kept waiting."""
         if self._rows is None:
             self._rows = []
@@ -242,11 +242,10 @@ class FluxTrace:
                 except StorageUnavailable as exc:
                     log.warning("flux: cannot read trace %s: %s", trace_id, exc)
                     continue
-                self._rows += [r for r in rows
-                               if any(s.get("stage") in MANIFEST_STAGES for s in r.get("stages", []))]
+                self._rows += [r for r in rows if any(r.has(stage) for stage in MANIFEST_STAGES)]
         return self._rows
 
-    def record(self, attempt: Attempt, stage: str, reason: str = "") -> None:
+    def record(self, attempt: Attempt, stage: StageName, reason: str = "") -> None:
         item = self._item
         detail = {"cluster": attempt.cluster, "env": attempt.env, "attempt": attempt.number, "round": item.round,
                   "commit": item.commit, "seconds": attempt.seconds,
@@ -255,7 +254,7 @@ class FluxTrace:
         rows = [r for r in self._push_rows() if _serves(r, attempt.env)]
         try:
             for row in rows:
-                self._trace.record(row["traceId"], row["targetKey"], stage, actor="flux-notify", at=attempt.at,
+                self._trace.record(row.trace_id, row.target_key, stage, actor="flux-notify", at=attempt.at,
                                    detail=detail)
             if not rows:
                 self._trace.record(item.trace_id, f"flux:{item.commit}", stage, actor="flux-notify", at=attempt.at,
@@ -309,11 +308,11 @@ class FluxNotifyJob:
             if attempt.ok:
                 log.info("flux: notified %s +%.2fs", attempt.cluster, attempt.seconds,
                          extra={"trace_id": item.trace_id})
-                trace.record(attempt, f"notified@{attempt.cluster}")
+                trace.record(attempt, TraceStage.NOTIFIED.at(attempt.cluster))
                 return
             reason = _failure_reason(attempt, item, next_delay)
             log.warning("flux: %s: %s", attempt.cluster, reason, extra={"trace_id": item.trace_id})
-            trace.record(attempt, f"notify-failed@{attempt.cluster}", reason)
+            trace.record(attempt, TraceStage.NOTIFY_FAILED.at(attempt.cluster), reason)
 
         last = self.notifier.notify([(r, notification_body(item, r, repository, branch)) for r in receivers],
                                     report)

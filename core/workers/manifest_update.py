@@ -15,7 +15,8 @@ from core.generate import GenerationError, generate, write_generation
 from core.adapters.git_workspace import GitRefNotFound, GitWorkspace, checkout_head
 from core.rules.policy import load_policy_from
 from core.telemetry import metrics
-from core.adapters.trace import TraceLog, latency_seconds, now_iso
+from core.adapters.trace import TraceStore, now_iso
+from core.model.trace_record import TraceStage, latency_seconds
 from core.model.workitems import HldChanged
 
 log = logging.getLogger("autopilot.generate")
@@ -61,7 +62,7 @@ def trace_ids_since(hld_history: Sequence[tuple[str, dict[str, str]]], generated
 
 class GenerationService:
     def __init__(self, *, hld: GitWorkspace, manifests: GitWorkspace, hld_url: str, manifest_url: str,
-                 mode: str, helm_mode: str, helm_bin: str, trace: TraceLog, cache_dir: Path | None = None,
+                 mode: str, helm_mode: str, helm_bin: str, trace: TraceStore, cache_dir: Path | None = None,
                  pull_requests=None, allowed_sources: Sequence[str] | None = None):
         self.hld = hld
         self.manifests = manifests
@@ -122,30 +123,30 @@ class GenerationService:
                 return GenerationResult(hld_commit, "unchanged", trace_ids=tuple(trace_ids))
             pr_id = self.pull_requests.open_or_update(
                 MANIFEST_BOT_BRANCH, self.manifests.branch, f"Generate manifests from HLD {hld_commit[:7]}", message)
-            self._trace(trace_ids, "manifest-pr", landed.commit, pr_id, hld_commit, pr_ids)
+            self._trace(trace_ids, TraceStage.MANIFEST_PR, landed.commit, pr_id, hld_commit, pr_ids)
             return GenerationResult(hld_commit, "pull-request", landed.commit, pr_id, tuple(changed),
                                     tuple(trace_ids))
         landed = self.manifests.land(edit)
         if landed.commit is None:
             return GenerationResult(hld_commit, "unchanged", trace_ids=tuple(trace_ids))
-        self._trace(trace_ids, "manifest-commit", landed.commit, None, hld_commit, pr_ids)
+        self._trace(trace_ids, TraceStage.MANIFEST_COMMIT, landed.commit, None, hld_commit, pr_ids)
         return GenerationResult(hld_commit, "committed", landed.commit, None, tuple(changed), tuple(trace_ids))
 
-    def _trace(self, trace_ids: Sequence[str], stage: str, commit: str, pr_id: int | None, hld_commit: str,
+    def _trace(self, trace_ids: Sequence[str], stage: TraceStage, commit: str, pr_id: int | None, hld_commit: str,
                hld_prs: Sequence[int]) -> None:
         for trace_id in trace_ids:
             for row in self.trace.rows_for_trace(trace_id):
-                if not any(s["stage"] in ("hld-commit", "hld-pr") for s in row["stages"]):
+                if not (row.has(TraceStage.HLD_COMMIT) or row.has(TraceStage.HLD_PR)):
                     continue
-                if hld_prs and not any(s["stage"] == "hld-merge" for s in row["stages"]):
-                    self.trace.record(trace_id, row["targetKey"], "hld-merge", actor="azure-devops",
+                if hld_prs and not row.has(TraceStage.HLD_MERGE):
+                    self.trace.record(trace_id, row.target_key, TraceStage.HLD_MERGE, actor="azure-devops",
                                       fields={"hldCommitId": hld_commit}, detail={"commit": hld_commit})
                 at = now_iso()
-                self.trace.record(trace_id, row["targetKey"], stage, actor="gitops-autopilot", at=at,
+                self.trace.record(trace_id, row.target_key, stage, actor="gitops-autopilot", at=at,
                                   fields={"manifestCommitId": commit, "manifestRepo": self.manifest_url},
                                   detail={"commit": commit, "hldCommit": hld_commit,
                                           **({"pr": pr_id} if pr_id else {})})
-                seconds = latency_seconds(row.get("start", ""), at)
+                seconds = latency_seconds(row.start, at)
                 if seconds is not None and seconds >= 0:
                     metrics.push_to_manifest_commit(seconds)
 

@@ -314,8 +314,8 @@ class ReviewService:
         for trace_id in outcome.trace_ids:
             # Append to the push's own records (bump or manifest rows that opened this PR) so one trace shows
             # the whole chain; a PR whose pushes were never traced here gets a record of its own.
-            keys = [row["targetKey"] for row in self.trace.rows_for_trace(trace_id)
-                    if any(stage_.get("pr") == outcome.pr_id for stage_ in row["stages"])]
+            keys = [row.target_key for row in self.trace.rows_for_trace(trace_id)
+                    if any(stage_.detail.get("pr") == outcome.pr_id for stage_ in row.stages)]
             for key in keys or [f"pr:{outcome.repository}:{outcome.pr_id}"]:
                 self.trace.record(trace_id, key, stage, actor="gitops-autopilot",
                                   fields={"pr": str(outcome.pr_id)}, detail=detail)

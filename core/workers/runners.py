@@ -222,7 +222,7 @@ def record_poisoned(trace: TraceLog, queue: str, unit: _Unit, reason: str) -> No
     for trace_id in _trace_ids(unit):
         rows = trace.rows_for_trace(trace_id)
         for row in rows:
-            trace.record(trace_id, row["targetKey"], "failed", actor="gitops-autopilot", detail=detail)
+            trace.record(trace_id, row.target_key, "failed", actor="gitops-autopilot", detail=detail)
         if rows:
             continue
         item = unit.item

@@ -18,6 +18,7 @@ from devkit import gitrepos
 from tests.test_bump import FRONTEND_DEV, REGISTRY, make_service, push
 from tests.test_generate_helpers import GitRepository, component, files_of, write
 from tests.test_generation import changed, make_generation
+from tests.fakes.records import records  # noqa: F401  (the fixture)
 
 
 def delete_head(workdir: Path) -> None:
@@ -100,12 +101,12 @@ def test_every_workspace_operation_recovers_from_a_broken_cache(remote, tmp_path
 
 
 @pytest.mark.parametrize("corrupt", [delete_head, folder_becomes_a_file, corrupt_index])
-def test_generation_recovers_when_the_manifest_cache_is_broken(tmp_path, storage, corrupt):
+def test_generation_recovers_when_the_manifest_cache_is_broken(tmp_path, records, corrupt):
     from tests.test_generation import EXAMPLE_HLD, EXAMPLES
 
     repos = (gitrepos.bare_repo(tmp_path, EXAMPLE_HLD, name="hld"),
              gitrepos.bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests"))
-    service = make_generation(repos, storage, tmp_path)
+    service = make_generation(repos, records, tmp_path)
     assert service.process([changed()]).action == "committed"
     corrupt(service.manifests.workdir)
     corrupt(service.hld.workdir)
@@ -120,11 +121,11 @@ def test_generation_recovers_when_the_manifest_cache_is_broken(tmp_path, storage
 
 
 @pytest.mark.parametrize("corrupt", [delete_head, folder_becomes_a_file, corrupt_index])
-def test_bump_recovers_when_the_hld_cache_is_broken(tmp_path, storage, corrupt):
+def test_bump_recovers_when_the_hld_cache_is_broken(tmp_path, records, corrupt):
     url = gitrepos.bare_repo(tmp_path, {
         "prod/web.yaml": f"kind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n",
     }, name="m")
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
     assert service.process([push("web", "1.0.1")]).commit
     corrupt(service.workspace.workdir)
     result = service.process([push("web", "1.0.2")])

@@ -16,6 +16,7 @@ from core.errors import Permanent
 from core.rules.policy import MAX_POLICY_BYTES, PolicyError, load_policy, load_policy_from
 from devkit.gitrepos import bare_repo, branches, git
 from tests.test_bump import REGISTRY, make_service, push
+from tests.fakes.records import records  # noqa: F401  (the fixture)
 
 SECRET = "hunter2-TOKEN-do-not-log"
 POD = f"kind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"
@@ -90,7 +91,7 @@ def test_policy_that_is_not_utf8_is_a_policy_error(tmp_path):
         load_policy_from(tmp_path)
 
 
-def test_bump_refuses_a_committed_policy_symlink_and_never_logs_the_target(tmp_path, storage, caplog):
+def test_bump_refuses_a_committed_policy_symlink_and_never_logs_the_target(tmp_path, records, caplog):
     secret = outside_secret(tmp_path)
     url = bare_repo(tmp_path, {"prod/web.yaml": POD}, name="m")
     work = tmp_path / "writer"
@@ -99,7 +100,7 @@ def test_bump_refuses_a_committed_policy_symlink_and_never_logs_the_target(tmp_p
     git("add", "autopilot.yaml", cwd=work)
     git("commit", "--quiet", "-m", "policy as a link", cwd=work)
     git("push", "--quiet", "origin", "HEAD:main", cwd=work)
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
     head = branches(url)["main"]
     caplog.set_level(logging.DEBUG)
     with pytest.raises(PolicyError, match="autopilot.yaml: is a symbolic link") as raised:

@@ -18,6 +18,7 @@ from core.rules.policy import PolicyError, load_policy
 from core.rules.tag_order import Ordering, TagOrder, sort_key
 from devkit.gitrepos import bare_repo, branches
 from tests.test_bump import REGISTRY, make_service, push
+from tests.fakes.records import records  # noqa: F401  (the fixture)
 
 EVIL = "^(a+)+$"
 SLOW_TAGS = ["a" * 40 + "!", "a" * 40 + "-"]
@@ -77,12 +78,12 @@ def test_re2_keeps_named_groups_and_search_semantics():
 
 
 @pytest.mark.timeout(120)
-def test_other_functions_keep_answering_while_a_bump_meets_a_catastrophic_filter(tmp_path, storage):
+def test_other_functions_keep_answering_while_a_bump_meets_a_catastrophic_filter(tmp_path, records):
     url = bare_repo(tmp_path, {
         "autopilot.yaml": f"rules:\n  - image: '*/web'\n    tagFilter: '{EVIL}'\n",
         "prod/web.yaml": f"kind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n",
     }, name="m")
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
     head = branches(url)["main"]
     results: list = []
     bump = threading.Thread(target=lambda: results.append(service.process([push("web", SLOW_TAGS[1])])))

@@ -18,6 +18,7 @@ from devkit import gitrepos
 from tests.test_bump import EXAMPLE_HLD
 from tests.test_generate_helpers import GitRepository, component, files_of, write
 from tests.test_generation import changed, make_generation
+from tests.fakes.records import records  # noqa: F401  (the fixture)
 
 HLD_URL = "https://dev.azure.com/fabrikam/project/_git/hld"
 
@@ -126,9 +127,9 @@ def test_cli_takes_the_allow_list_from_an_option(tmp_path, capsys):
     assert main(["--hld", str(root), "--check", "--allowed-source-hosts", "file://"]) == 0
 
 
-def test_generation_worker_refuses_a_source_pointing_at_its_own_working_copy(tmp_path, storage):
+def test_generation_worker_refuses_a_source_pointing_at_its_own_working_copy(tmp_path, records):
     manifests = gitrepos.bare_repo(tmp_path, {"README.md": "manifests\n"}, name="manifests")
-    service = make_generation((gitrepos.bare_repo(tmp_path, EXAMPLE_HLD, name="hld"), manifests), storage, tmp_path)
+    service = make_generation((gitrepos.bare_repo(tmp_path, EXAMPLE_HLD, name="hld"), manifests), records, tmp_path)
     service.hld_url = HLD_URL  # as configured in Azure; the allow-list defaults to its host
     own_copy = service.manifests.workdir
     service.manifests.head()  # the cached working copy now exists on the service host

@@ -19,6 +19,7 @@ from core.adapters.checkout_targets import find_targets
 from core.rules.yaml_edit import EditError, apply_to_tree, diff_image_fields, set_image
 from devkit.gitrepos import bare_repo, branches, file_at
 from tests.test_bump import REGISTRY, make_service, push
+from tests.fakes.records import records  # noqa: F401  (the fixture)
 
 
 def laughs(levels: int, indent: str = "") -> str:
@@ -60,12 +61,12 @@ def test_review_diff_of_a_bomb_is_not_clean_and_answers_at_once():
 
 
 @pytest.mark.timeout(120)
-def test_bump_of_a_bombed_file_fails_permanently_and_unrelated_bumps_still_land(tmp_path, storage):
+def test_bump_of_a_bombed_file_fails_permanently_and_unrelated_bumps_still_land(tmp_path, records):
     url = bare_repo(tmp_path, {
         "prod/web.yaml": pod("web", "1.0.0", "bomb:\n" + laughs(6, "  ")),  # 10^6 nodes: seconds before
         "prod/api.yaml": pod("api", "2.0.0"),
     }, name="m")
-    service = make_service(url, storage, tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
     head = branches(url)["main"]
     started = time.perf_counter()
     with pytest.raises(EditError, match=r"prod/web\.yaml:\d+: document expands to more than"):
