@@ -5,7 +5,7 @@ import asyncio
 import tempfile
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable
@@ -14,16 +14,38 @@ from urllib.parse import urlsplit
 from core.adapters.deliveries import AsyncDeliveryLog, DeliveryLog
 from core.adapters.highwater import HighWaterMarks
 from core.workers.intake import Intake
-from core.model.fleet import DEFAULT_TENANT, Fleet, RepoRef, Tenant
+from core.model.fleet import DEFAULT_TENANT, Fleet, RepoRef, Tenant, TenantPaused, UnknownTenant
 from core.model.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
 from core.adapters.storage import AsyncStorage, Storage, StorageIdentity
 from core.adapters.trace import TraceLog
 
 
+class TenantTrace:
+    """The trace as one tenant's workers see it: every record they write names the tenant."""
+
+    def __init__(self, trace: TraceLog, tenant: str):
+        self._trace = trace
+        self.tenant = tenant
+
+    def record(self, *args, **kwargs) -> None:
+        kwargs["tenant"] = self.tenant
+        self._trace.record(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._trace, name)
+
+
+# What a tenant's view of the services shares with the process's: one storage account, one identity, one journal.
+_SHARED = ("storage", "_aio_by_loop", "deliveries", "high_water", "_workspaces")
+
+
 @dataclass
 class Services:
     settings: Settings
+    tenant: str = ""                  # set on a tenant's view (for_tenant); "" on the process's own services
+    definition: Tenant | None = None  # that tenant's definition, on a view
+    parent: "Services | None" = None  # the process's services, on a view (its identity is the app's managed identity)
 
     @cached_property
     def storage(self) -> Storage:
@@ -77,10 +99,13 @@ class Services:
 
     @cached_property
     def intake(self) -> Intake:
-        return Intake(self.settings, self.storage, self.deliveries, self.async_storage, self.async_deliveries)
+        return Intake(self.settings, self.storage, self.deliveries, self.async_storage, self.async_deliveries,
+                      lambda: self.fleet)
 
     @cached_property
     def _async_credential(self):
+        if self.parent is not None:
+            return self.parent._async_credential
         from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
         if self.settings.storage_client_id:
@@ -88,8 +113,48 @@ class Services:
         return DefaultAzureCredential()
 
     @cached_property
-    def trace(self) -> TraceLog:
-        return TraceLog(self.storage)
+    def trace(self) -> TraceLog | TenantTrace:
+        name = self.tenant or (DEFAULT_TENANT if self._settings_are_the_tenant else "")
+        return TenantTrace(TraceLog(self.storage), name) if name else TraceLog(self.storage)
+
+    @property
+    def _settings_are_the_tenant(self) -> bool:
+        """Without FLEET_REPO_URL the app settings are tenant `default`: these services are its view, unchanged."""
+        return not self.settings.fleet_repo_url
+
+    def for_tenant(self, name: str) -> "Services":
+        """Tenant `name`'s view of the services: its repos, write mode, Azure DevOps project and credentials (the app
+        setting its `pat_setting` names, else the managed identity; never another tenant's or the app's AZDO_PAT),
+        its own working copies and caches, sharing storage with the process. UnknownTenant when the fleet does not
+        define it; rebuilt when its definition changes (a fleet reload)."""
+        if self.definition is not None:
+            if name != self.tenant:
+                raise UnknownTenant(f"the services of tenant {self.tenant!r} cannot serve tenant {name!r}")
+            return self
+        tenant = self.fleet.tenant(name)
+        if self._settings_are_the_tenant and name == DEFAULT_TENANT:
+            return self
+        lock, views = self._views
+        with lock:
+            known = views.get(name)
+            if known is None or known[0] != tenant:
+                view = Services(_tenant_settings(self.settings, tenant), tenant=name, definition=tenant, parent=self)
+                view.__dict__.update({k: getattr(self, k) for k in _SHARED})
+                view.__dict__["work_base"] = self.work_base / "tenants" / name
+                known = views[name] = (tenant, view)
+            return known[1]
+
+    def for_work(self, name: str) -> "Services":
+        """for_tenant for a queue worker: a paused tenant's work is refused (TenantPaused poisons it, replayable
+        after the tenant is resumed)."""
+        view = self.for_tenant(name)
+        if (view.definition or self.fleet.tenant(name)).paused:
+            raise TenantPaused(f"tenant {name!r} is paused")
+        return view
+
+    @cached_property
+    def _views(self) -> tuple[threading.Lock, dict[str, tuple[Tenant, "Services"]]]:
+        return threading.Lock(), {}
 
     @cached_property
     def high_water(self) -> HighWaterMarks:
@@ -97,6 +162,8 @@ class Services:
 
     @cached_property
     def _credential(self):
+        if self.parent is not None:
+            return self.parent._credential
         from azure.identity import DefaultAzureCredential
         return DefaultAzureCredential()
 
@@ -116,7 +183,9 @@ class Services:
         a writer's lock on the same repository."""
         from core.adapters.git_workspace import GitWorkspace
 
-        key = (url, branch, purpose)
+        if self.definition is not None:
+            self.definition.require_repo(url)
+        key = (self.tenant, url, branch, purpose)
         if key not in self._workspaces:
             self._workspaces[key] = GitWorkspace(
                 url, branch, auth_header=self.git_auth(url), base_dir=self.work_base / purpose,
@@ -190,6 +259,16 @@ class Services:
             hld_url=s.hld_repo_url, manifest_url=s.manifest_repo_url, mode=s.write_mode, helm_mode=s.helm_mode,
             helm_bin=s.helm_bin, trace=self.trace, cache_dir=self.work_base / "components", pull_requests=prs,
             allowed_sources=s.allowed_source_hosts)
+
+
+def _tenant_settings(settings: Settings, tenant: Tenant) -> Settings:
+    """The app settings with the tenant's repos, write mode, Azure DevOps project and PAT in place of the app's."""
+    hld = tenant.hld
+    return replace(settings, hld_repo_url=hld.url if hld else "", hld_branch=hld.branch if hld else "main",
+                   manifest_repo_url=tenant.manifests.url, manifest_branch=tenant.manifests.branch,
+                   write_mode=tenant.write_mode, azdo_org_url=tenant.azdo_org_url.rstrip("/"),
+                   azdo_project=tenant.azdo_project,
+                   azdo_pat=settings.app_setting(tenant.pat_setting) if tenant.pat_setting else "")
 
 
 @lru_cache(maxsize=1)

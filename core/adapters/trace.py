@@ -73,9 +73,12 @@ class TraceLog:
 
     def record(self, trace_id: str, target_key: str, stage: str, *, actor: str, start: str = "",
                fields: dict[str, Any] | None = None, detail: dict[str, Any] | None = None,
-               at: str | None = None) -> None:
-        """Append a stage (and set Bedrock-style fields) on the record of (trace, target)."""
+               at: str | None = None, tenant: str = "") -> None:
+        """Append a stage (and set Bedrock-style fields) on the record of (trace, target); `tenant` names the fleet
+        tenant the record belongs to (a column, so the trace can be filtered by it)."""
         at = at or now_iso()
+        if tenant:
+            fields = {**(fields or {}), "tenant": tenant}
         pk, rk = row_keys(trace_id, target_key)
         table = self._storage.table(TRACE_TABLE)
         new_stage = {"stage": stage, "at": at, "actor": actor, **(detail or {})}
@@ -129,10 +132,11 @@ class TraceLog:
         except AzureError as exc:
             raise StorageUnavailable(f"trace table: {type(exc).__name__}") from exc
 
-    def query(self, *, service: str = "", env: str = "", image: str = "", tag: str = "",
+    def query(self, *, service: str = "", env: str = "", image: str = "", tag: str = "", tenant: str = "",
               top: int = 50) -> list[dict[str, Any]]:
         clauses, params = [], {}
-        for name, value in (("service", service), ("env", env), ("image", image), ("imageTag", tag)):
+        for name, value in (("service", service), ("env", env), ("image", image), ("imageTag", tag),
+                            ("tenant", tenant)):
             if value:
                 clauses.append(f"{name} eq @{name}")
                 params[name] = value

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from core.rules.azdo_routing import RepoConfig, route_azdo
+from core.rules.azdo_routing import route_fleet
 from core.adapters.deliveries import MAX_EVENT_ID_CHARS, MAX_MESSAGES_CHARS, AsyncDeliveryLog, Claim, DeliveryLog
 from core.model.payloads import (ACR_IMAGE_PUSHED, EVENTGRID_VALIDATION, Ignored, PayloadError, parse_acr_event,
                            parse_azdo, parse_eventgrid)
 from core.settings import Settings
 from core.adapters.storage import AsyncStorage, Storage, StorageUnavailable
 from core.telemetry import metrics
+from core.model.fleet import DEFAULT_TENANT, Fleet
 from core.model.workitems import ImagePushed, WorkItem, encode, new_trace_id
 
 log = logging.getLogger("autopilot.intake")
@@ -66,11 +67,29 @@ def _error(status: int, message: str) -> Reply:
     return Reply(status, {"error": message})
 
 
-def _push_item(push, event_id: str, source: str) -> ImagePushed:
+def _push_item(push, event_id: str, source: str, tenant: str) -> ImagePushed:
     return ImagePushed(event_id=event_id, trace_id=new_trace_id(), registry=push.registry,
                        repository=push.repository, tag=push.tag, digest=push.digest, media_type=push.media_type,
                        pushed_at=push.timestamp, acr_event_id=push.event_id, source=source,
-                       received_at=datetime.now(timezone.utc).isoformat())
+                       received_at=datetime.now(timezone.utc).isoformat(), tenant=tenant)
+
+
+def tenant_event_id(event_id: str, tenant: str) -> str:
+    """A push's delivery identity for one tenant: each tenant's share is claimed, retried, poisoned and replayed on
+    its own. Tenant `default` keeps the bare id, so a one-tenant deployment's journal reads as before."""
+    return event_id if tenant == DEFAULT_TENANT else f"{event_id}@{tenant}"
+
+
+def _fan_out(fleet: Fleet, push, event_id: str, raw: bytes, source: str) -> list[Delivery]:
+    """One delivery per tenant whose `images:` take the pushed image; a paused tenant's share is ignored (said so)."""
+    image = f"{push.registry}/{push.repository}" if push.registry else push.repository
+    taking = [t for t in fleet.tenants if t.takes_image(image)]
+    if not taking:
+        return [Delivery(event_id, raw, ignored=f"no tenant takes image {image}")]
+    return [Delivery(tenant_event_id(event_id, t.name), raw, ignored=f"tenant {t.name} is paused") if t.paused
+            else Delivery(tenant_event_id(event_id, t.name), raw,
+                          items=(_push_item(push, tenant_event_id(event_id, t.name), source, t.name),))
+            for t in taking]
 
 
 @dataclass(frozen=True)
@@ -82,15 +101,15 @@ class Accepted:
 
 class Intake:
     def __init__(self, settings: Settings, storage: Storage, deliveries: DeliveryLog,
-                 aio_storage: Callable[[], AsyncStorage], aio_deliveries: Callable[[], AsyncDeliveryLog]):
+                 aio_storage: Callable[[], AsyncStorage], aio_deliveries: Callable[[], AsyncDeliveryLog],
+                 fleet: Callable[[], Fleet]):
         self._settings = settings
         self._storage = storage
         self._deliveries = deliveries
         self._aio_storage = aio_storage          # per event loop: the aio clients belong to the loop using them
         self._aio_deliveries = aio_deliveries
         self._background: set[asyncio.Task] = set()
-        self._repos = RepoConfig(settings.hld_repo_url, settings.hld_branch,
-                                 settings.manifest_repo_url, settings.manifest_branch)
+        self._fleet = fleet                      # asked per delivery: a fleet reload takes effect at once
 
     # -- checks -------------------------------------------------------------------------------------------------
     def _secret(self, source: str) -> tuple[str, str]:
@@ -157,8 +176,7 @@ class Intake:
             push = parse_acr_event(data)
             if isinstance(push, Ignored):
                 return [Delivery(_acr_event_id(data), raw, ignored=push.reason)]
-            event_id = f"acr:{push.event_id}"
-            return [Delivery(event_id, raw, items=(_push_item(push, event_id, "acr"),))]
+            return _fan_out(self._fleet(), push, f"acr:{push.event_id}", raw, "acr")
         if source == "eventgrid":
             events = parse_eventgrid(data)
             validation = [e for e in events if e.event_type == EVENTGRID_VALIDATION]
@@ -169,6 +187,7 @@ class Intake:
                     raise PayloadError("data.validationCode is missing")
                 return Reply(200, {"validationResponse": code})
             deliveries = []
+            fleet = self._fleet()
             raw_events = data if isinstance(data, list) else [data]
             for i, event in enumerate(events):
                 event_id = f"eventgrid:{event.event_id}"
@@ -181,12 +200,11 @@ class Intake:
                 if isinstance(push, Ignored):
                     deliveries.append(Delivery(event_id, event_raw, ignored=push.reason))
                 else:
-                    deliveries.append(Delivery(event_id, event_raw,
-                                               items=(_push_item(push, event_id, "eventgrid"),)))
+                    deliveries += _fan_out(fleet, push, event_id, event_raw, "eventgrid")
             return deliveries
         event = parse_azdo(data)
         event_id = f"azdo:{event.delivery_id}"
-        routed = route_azdo(event, self._repos, event_id, new_trace_id())
+        routed = route_fleet(event, self._fleet(), event_id, new_trace_id())
         if isinstance(routed, Ignored):
             return [Delivery(event_id, raw, ignored=routed.reason)]
         return [Delivery(event_id, raw, items=tuple(routed))]
@@ -316,6 +334,8 @@ class Intake:
             return _error(400, str(exc))
         if isinstance(deliveries, Reply):
             return deliveries
+        if any(d.event_id == event_id for d in deliveries):   # a fanned-out push: that tenant's share only
+            deliveries = [d for d in deliveries if d.event_id == event_id]
         outcome = _Outcome()
         for delivery in deliveries:
             outcome.event_ids.append(delivery.event_id)
