@@ -153,10 +153,10 @@ def decode(text: str | bytes, queue: str) -> WorkItem:
         value = getattr(item, f.name)
         if f.type == "str" and not isinstance(value, str):
             raise WorkItemError(f"{queue}: field {f.name} must be a string")
-    if not item.tenant:
-        raise WorkItemError(f"{queue}: field tenant must not be empty")
         if f.type == "int" and (not isinstance(value, int) or isinstance(value, bool)):
             raise WorkItemError(f"{queue}: field {f.name} must be an integer")
         if f.type == "int | None" and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise WorkItemError(f"{queue}: field {f.name} must be an integer")
+    if not item.tenant:
+        raise WorkItemError(f"{queue}: field tenant must not be empty")
     return item

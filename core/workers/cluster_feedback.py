@@ -39,6 +39,8 @@ from core.errors import Permanent, Retryable
 from core.adapters.storage import CLUSTER_EVENTS, Storage, StorageUnavailable
 from core.telemetry import metrics
 from core.adapters.trace import TraceLog, cluster_stage, latency_seconds, now_iso
+from core.model.fleet import DEFAULT_TENANT
+from core.workers.tenancy import services_for
 from core.model.workitems import ClusterEvent, WorkItem, encode
 
 log = logging.getLogger("autopilot.feedback")
@@ -355,6 +357,11 @@ class ClusterRegistry:
         return sorted(str(r["RowKey"]) for r in rows if not r.get("envs") or env in str(r["envs"]).split(","))
 
 
+def _of_tenant(rows: list[dict[str, Any]], tenant: str) -> list[dict[str, Any]]:
+    """A cluster's event concerns its tenant's pushes only (rows from before tenants were recorded: `default`)."""
+    return [r for r in rows if (r.get("tenant") or DEFAULT_TENANT) == tenant]
+
+
 class FeedbackJob:
     """The `cluster-events` queue's job (core.workers.runners.Job): one event per run, in order."""
     queue = CLUSTER_EVENTS
@@ -376,13 +383,16 @@ class FeedbackJob:
     def process(self, items: Sequence[WorkItem]) -> FeedbackResult:
         [event] = items
         assert isinstance(event, ClusterEvent)
+        services = services_for(self.services, event.tenant)   # the tenant's manifest repo, trace and promotion
+        if services is not self.services:
+            return FeedbackJob(services).process(items)
         trace: TraceLog = self.services.trace
         ClusterRegistry(self.storage).seen(event.cluster, event.envs, event.at)
         since = (datetime.now(timezone.utc) - timedelta(days=LOOKBACK_DAYS)).isoformat()
         stage = cluster_stage(event.outcome, event.cluster)
         applied = cluster_stage("applied", event.cluster)
         workspace = self._workspace()
-        every = trace.with_manifest_commit(since)
+        every = _of_tenant(trace.with_manifest_commit(since), event.tenant)
         rows = [r for r in every if serves(r, event.envs) and not _has_stage(r, applied)]
         if event.outcome == "failed":
             rows = [r for r in rows if not _has_stage(r, stage, event.revision)]
@@ -434,7 +444,7 @@ class FeedbackJob:
                           applied: str) -> tuple[list[dict[str, Any]], set[str]]:
         for _ in range(int(RECORD_WAIT_S / RECORD_POLL_S)):
             time.sleep(RECORD_POLL_S)
-            every = self.services.trace.with_manifest_commit(since)
+            every = _of_tenant(self.services.trace.with_manifest_commit(since), event.tenant)
             if any(r["manifestCommitId"] == event.revision for r in every):
                 rows = [r for r in every if serves(r, event.envs) and not _has_stage(r, applied)
                         and not (event.outcome == "failed" and _has_stage(r, stage, event.revision))]

@@ -35,6 +35,7 @@ from core.errors import Permanent
 from core.adapters.flux_receivers import FluxReceiver, receivers_for, sign
 from core.adapters.storage import FLUX_NOTIFY, Storage, StorageUnavailable
 from core.adapters.trace import TraceLog, now_iso
+from core.workers.tenancy import services_for
 from core.model.workitems import FluxNotify, WorkItem, encode
 
 log = logging.getLogger("autopilot.flux")
@@ -282,6 +283,9 @@ class FluxNotifyJob:
     def process(self, items: Sequence[WorkItem]) -> NotifyResult:
         [item] = items
         assert isinstance(item, FluxNotify)
+        services = services_for(self.services, item.tenant)   # the tenant's manifest repo and trace
+        if services is not self.services:
+            return FluxNotifyJob(services, self.notifier).process(items)
         if not item.commit:
             raise FluxNotifyError("flux-notify item names no commit")
         if item.round < 1:

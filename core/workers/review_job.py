@@ -14,6 +14,7 @@ from core.adapters.review_records import ReviewRecords
 from core.settings import SettingsError
 from core.adapters.storage import PR_REVIEW, Storage
 from core.telemetry import metrics
+from core.workers.tenancy import services_for
 from core.model.workitems import PrReview, WorkItem
 
 log = logging.getLogger("autopilot.review")
@@ -35,7 +36,10 @@ class ReviewJob:
     def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
         [item] = items
         assert isinstance(item, PrReview)
-        services = self.services
+        services = services_for(self.services, item.tenant)   # the tenant's project, credentials and repos
+        definition = getattr(services, "definition", None)
+        if definition is not None and item.repository_url:
+            definition.require_repo(item.repository_url)
         if services.gateway is None:
             raise SettingsError("AZDO_ORG_URL is not set: pull requests cannot be reviewed")
         reviewer = ReviewService(

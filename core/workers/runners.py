@@ -48,6 +48,7 @@ from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, StorageUna
 from core.telemetry import metrics, trace_context
 from core.adapters.trace import TraceLog, latency_seconds, now_iso
 from core.model.workitems import FluxNotify, HldChanged, ImagePushed, WorkItem, decode, encode
+from core.model.fleet import DEFAULT_TENANT
 from core.workers.tenancy import services_for
 
 log = logging.getLogger("autopilot.worker")
@@ -434,7 +435,7 @@ class QueueWorker:
 
 def _tenant_services(services: Any, items: Sequence[WorkItem]) -> Any:
     """The services of the one tenant a run's items belong to (_run_tenants never mixes tenants in a run)."""
-    [tenant] = {i.tenant for i in items}
+    [tenant] = {getattr(i, "tenant", DEFAULT_TENANT) for i in items}   # test doubles' items may name none
     return services_for(services, tenant)
 
 
