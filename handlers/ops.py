@@ -53,7 +53,8 @@ async def deployments(req: func.HttpRequest) -> func.HttpResponse:
         services = get_services()
         service, env = params.get("service", ""), params.get("env", "")
         rows = await off_loop(query_deployments, services.trace, ReviewRecords(services.storage), service=service,
-                              env=env, image=params.get("image", ""), tag=params.get("tag", ""), top=top)
+                              env=env, image=params.get("image", ""), tag=params.get("tag", ""),
+                              tenant=params.get("tenant", ""), top=top)
         matrix = await off_loop(running, services.storage, service=service, env=env)
         paused = await off_loop(lambda: Pauses(services.storage).listed())
     except SettingsError as exc:

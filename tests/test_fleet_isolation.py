@@ -47,7 +47,8 @@ def fleet_services(azurite: str, tmp_path: Path, tenants: tuple[Tenant, ...], **
 
 
 def local_tenants(tmp_path: Path, **overrides: dict) -> tuple[Tenant, ...]:
-    """a takes every image of the fabrikam registry, b the fabrikam/ ones, c the frontend only; each its own bare HLD and manifest repos."""
+    """a takes every image of the fabrikam registry, b its fabrikam/ ones, c the frontend only; each its own bare
+    HLD and manifest repos."""
     images = {"a": ("fabrikam.azurecr.io/*",), "b": ("fabrikam.azurecr.io/fabrikam/*",), "c": (FRONTEND,)}
     tenants = []
     for name in "abc":

@@ -2,7 +2,8 @@
 
     python -m core.ops.cli replay --queue image-pushed [--message-id ID ...] [--dry-run]
     python -m core.ops.cli replay --event-id ID [--dry-run]
-    python -m core.ops.cli trace [--service S] [--env E] [--image I] [--tag T] [--top N] [--json] [--matrix]
+    python -m core.ops.cli trace [--service S] [--env E] [--image I] [--tag T] [--tenant N] [--top N] [--json]
+                                 [--matrix]
     python -m core.ops.cli health
     python -m core.ops.cli resume --service S --env E
     python -m core.ops.cli setup --url https://<app>.azurewebsites.net [--project-id GUID] [--function-key K]
@@ -70,9 +71,9 @@ def parse_top(value: str | None) -> int:
 
 
 def deployments(trace: TraceLog, reviews: ReviewRecords, *, service: str = "", env: str = "", image: str = "",
-                tag: str = "", top: int = DEFAULT_TOP) -> list[dict[str, Any]]:
+                tag: str = "", tenant: str = "", top: int = DEFAULT_TOP) -> list[dict[str, Any]]:
     """Trace records newest first; a record with a pull request carries that PR's review decisions."""
-    rows = trace.query(service=service, env=env, image=image, tag=tag, top=top)
+    rows = trace.query(service=service, env=env, image=image, tag=tag, tenant=tenant, top=top)
     by_pr: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         pr = str(row.get("pr") or "")
@@ -175,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the JSON answer")
 
     trace = commands.add_parser("trace", help="recent deployments with stage latencies and review decisions")
-    for name in ("service", "env", "image", "tag"):
+    for name in ("service", "env", "image", "tag", "tenant"):
         trace.add_argument(f"--{name}", default="")
     trace.add_argument("--top", default=str(DEFAULT_TOP), help=f"at most this many (1-{MAX_TOP})")
     trace.add_argument("--json", action="store_true")
@@ -265,7 +266,7 @@ def _trace(args: argparse.Namespace, services: Services, out: TextIO) -> int:
                   f"(python -m core.ops.cli resume --service {p['service']} --env {p['env']})", file=out)
         return 0
     rows = deployments(services.trace, ReviewRecords(services.storage), service=args.service, env=args.env,
-                       image=args.image, tag=args.tag, top=parse_top(args.top))
+                       image=args.image, tag=args.tag, tenant=args.tenant, top=parse_top(args.top))
     if args.json:
         _print_json({"deployments": rows}, out)
     elif not rows:

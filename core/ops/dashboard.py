@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 from core.ops.cli import UsageError
 from core.telemetry import redact
 from core.adapters.trace import latency_seconds
+from core.model.fleet import DEFAULT_TENANT
 
 STATES = ("failed", "paused", "awaiting-approval", "soaking", "skipped", "in-progress", "deployed", "applied")
 DEFAULT_TOP = 100
@@ -31,7 +32,7 @@ MAX_FILTER_CHARS = 200
 _RING_ORDER = ("dev", "development", "test", "qa", "int", "integration", "stage", "staging", "preprod", "uat",
                "prod", "production")
 _ROW_FIELDS = ("traceId", "targetKey", "start", "updatedAt", "service", "env", "image", "imageTag", "digest",
-               "targetFile", "hldCommitId", "manifestCommitId", "pr")
+               "targetFile", "hldCommitId", "manifestCommitId", "pr", "tenant")
 _STAGE_DETAIL_FIELDS = ("reason", "action", "queue", "poisonQueue", "messageId", "iteration", "failed", "message",
                         "revision", "severity")
 _HEX = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -44,15 +45,17 @@ class Filters:
     tag: str = ""      # a case-insensitive substring of the image tag
     state: str = ""    # one of STATES
     top: int = DEFAULT_TOP
+    tenant: str = ""   # a fleet tenant's records only
 
     def as_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "env": self.env, "tag": self.tag, "state": self.state, "top": self.top}
+        return {"service": self.service, "env": self.env, "tag": self.tag, "state": self.state, "top": self.top,
+                "tenant": self.tenant}
 
 
 def parse_filters(params: Mapping[str, str]) -> Filters:
     """The filters of a data request; UsageError names a bad parameter."""
     values = {}
-    for name in ("service", "env", "tag", "state"):
+    for name in ("service", "env", "tag", "state", "tenant"):
         value = (params.get(name) or "").strip()
         if len(value) > MAX_FILTER_CHARS:
             raise UsageError(f"{name} is longer than {MAX_FILTER_CHARS} characters")
@@ -294,7 +297,8 @@ def deployment_json(row: Mapping[str, Any], reviews: Iterable[Mapping[str, Any]]
 
 
 def _matches(row: Mapping[str, Any], state: str, filters: Filters) -> bool:
-    return ((not filters.service or row.get("service") == filters.service)
+    return ((not filters.tenant or (row.get("tenant") or DEFAULT_TENANT) == filters.tenant)
+            and (not filters.service or row.get("service") == filters.service)
             and (not filters.env or row.get("env") == filters.env)
             and (not filters.tag or filters.tag.lower() in str(row.get("imageTag") or "").lower())
             and (not filters.state or state == filters.state))
