@@ -342,3 +342,23 @@ def test_the_app_settings_are_tenant_default_unchanged(app_env):
     assert services.fleet.names == (DEFAULT_TENANT,)
     assert services.for_tenant(DEFAULT_TENANT) is services
     assert services.for_work(DEFAULT_TENANT) is services
+
+
+# -- filters --------------------------------------------------------------------------------------------------------
+
+def test_the_trace_the_cli_and_the_dashboard_filter_by_tenant(storage, azurite, tmp_path):
+    from core.adapters.review_records import ReviewRecords
+    from core.ops.cli import _parser, deployments
+    from core.ops.dashboard import _matches, parse_filters
+
+    services = fleet_services(azurite, tmp_path, local_tenants(tmp_path))
+    bump(services, receive(services, "acr", acr_push(FRONTEND, "1.4.2", "push-13")).outputs[IMAGE_PUSHED])
+    every = deployments(services.trace, ReviewRecords(storage))
+    assert sorted(r["tenant"] for r in every) == ["a", "a", "b", "b", "c", "c"]
+    rows = deployments(services.trace, ReviewRecords(storage), tenant="c")
+    assert len(rows) == 2 and {r["tenant"] for r in rows} == {"c"}
+    filters = parse_filters({"tenant": "a"})
+    assert filters.as_dict()["tenant"] == "a"
+    assert [r["tenant"] for r in every if _matches(r, "", filters)] == ["a", "a"]
+    assert _matches({"service": "x"}, "", parse_filters({"tenant": DEFAULT_TENANT}))   # rows from before tenants
+    assert _parser().parse_args(["trace", "--tenant", "b"]).tenant == "b"
