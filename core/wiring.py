@@ -22,7 +22,8 @@ from core.adapters.trace import TraceLog
 
 
 class TenantTrace:
-    """The trace as one tenant's workers see it: every record they write names the tenant."""
+    """The trace as one tenant's workers see it: every record they write names the tenant, and the records they
+    look for are that tenant's only (records from before tenants were recorded belong to `default`)."""
 
     def __init__(self, trace: TraceLog, tenant: str):
         self._trace = trace
@@ -31,6 +32,18 @@ class TenantTrace:
     def record(self, *args, **kwargs) -> None:
         kwargs["tenant"] = self.tenant
         self._trace.record(*args, **kwargs)
+
+    def _mine(self, rows: list[dict]) -> list[dict]:
+        return [r for r in rows if (r.get("tenant") or DEFAULT_TENANT) == self.tenant]
+
+    def query(self, **filters) -> list[dict]:
+        return self._mine(self._trace.query(**filters))
+
+    def with_manifest_commit(self, since: str = "") -> list[dict]:
+        return self._mine(self._trace.with_manifest_commit(since))
+
+    def rows_for_trace(self, trace_id: str) -> list[dict]:
+        return self._mine(self._trace.rows_for_trace(trace_id))
 
     def __getattr__(self, name: str):
         return getattr(self._trace, name)

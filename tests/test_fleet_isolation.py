@@ -362,3 +362,17 @@ def test_the_trace_the_cli_and_the_dashboard_filter_by_tenant(storage, azurite, 
     assert [r["tenant"] for r in every if _matches(r, "", filters)] == ["a", "a"]
     assert _matches({"service": "x"}, "", parse_filters({"tenant": DEFAULT_TENANT}))   # rows from before tenants
     assert _parser().parse_args(["trace", "--tenant", "b"]).tenant == "b"
+
+
+def test_a_tenants_view_of_the_trace_holds_its_own_records_only(storage, azurite, tmp_path):
+    """What promotion, cluster feedback and generation read through a tenant's services: never another's pushes."""
+    services = fleet_services(azurite, tmp_path, local_tenants(tmp_path))
+    texts = receive(services, "acr", acr_push(FRONTEND, "1.4.2", "push-14")).outputs[IMAGE_PUSHED]
+    bump(services, texts)
+    trace_of_b = decode(texts[1], IMAGE_PUSHED).trace_id
+    a, b = services.for_tenant("a").trace, services.for_tenant("b").trace
+    assert {r["tenant"] for r in a.query(service="frontend")} == {"a"}
+    assert a.rows_for_trace(trace_of_b) == [] and len(b.rows_for_trace(trace_of_b)) == 2
+    services.trace.record(trace_of_b, "manifest:x", "manifest-commit", actor="test", tenant="b",
+                          fields={"manifestCommitId": "c" * 40})
+    assert a.with_manifest_commit() == [] and len(b.with_manifest_commit()) == 1
