@@ -144,9 +144,9 @@ class Services:
             if name != self.tenant:
                 raise UnknownTenant(f"the services of tenant {self.tenant!r} cannot serve tenant {name!r}")
             return self
-        tenant = self.fleet.tenant(name)
         if self._settings_are_the_tenant and name == DEFAULT_TENANT:
-            return self
+            return self   # even with nothing configured: its services then say what is missing
+        tenant = self.fleet.tenant(name)
         lock, views = self._views
         with lock:
             known = views.get(name)
@@ -161,7 +161,7 @@ class Services:
         """for_tenant for a queue worker: a paused tenant's work is refused (TenantPaused poisons it, replayable
         after the tenant is resumed)."""
         view = self.for_tenant(name)
-        if (view.definition or self.fleet.tenant(name)).paused:
+        if view.definition is not None and view.definition.paused:
             raise TenantPaused(f"tenant {name!r} is paused")
         return view
 
@@ -275,13 +275,20 @@ class Services:
 
 
 def _tenant_settings(settings: Settings, tenant: Tenant) -> Settings:
-    """The app settings with the tenant's repos, write mode, Azure DevOps project and PAT in place of the app's."""
+    """The app settings with the tenant's repos, write mode, Azure DevOps project and PAT in place of the app's.
+    A PAT setting that is named but empty is an error, never a silent fall-back to the managed identity."""
+    from core.rules.source_hosts import default_allowed_sources
+
+    pat = settings.app_setting(tenant.pat_setting) if tenant.pat_setting else ""
+    if tenant.pat_setting and not pat:
+        raise SettingsError(f"tenant {tenant.name!r}: app setting {tenant.pat_setting} (its PAT) is empty")
     hld = tenant.hld
+    sources = (settings.allowed_source_hosts if settings.app_setting("ALLOWED_SOURCE_HOSTS")
+               else default_allowed_sources(hld.url if hld else ""))
     return replace(settings, hld_repo_url=hld.url if hld else "", hld_branch=hld.branch if hld else "main",
                    manifest_repo_url=tenant.manifests.url, manifest_branch=tenant.manifests.branch,
                    write_mode=tenant.write_mode, azdo_org_url=tenant.azdo_org_url.rstrip("/"),
-                   azdo_project=tenant.azdo_project,
-                   azdo_pat=settings.app_setting(tenant.pat_setting) if tenant.pat_setting else "")
+                   azdo_project=tenant.azdo_project, azdo_pat=pat, allowed_source_hosts=sources)
 
 
 @lru_cache(maxsize=1)

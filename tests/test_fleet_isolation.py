@@ -335,6 +335,19 @@ def test_each_tenants_git_calls_carry_its_own_credentials_only(azurite, tmp_path
     assert "the-apps-own-pat" not in gateway_pats.values()
 
 
+def test_a_tenant_whose_pat_setting_is_empty_is_refused_not_given_the_managed_identity(storage, azurite, tmp_path):
+    from core.settings import SettingsError
+
+    tenants = tuple(replace(t, pat_setting="PAT_" + t.name.upper()) for t in local_tenants(tmp_path))
+    services = fleet_services(azurite, tmp_path, tenants, PAT_A="pat-of-a", PAT_C="pat-of-c")
+    with pytest.raises(SettingsError, match="tenant 'b': app setting PAT_B \\(its PAT\\) is empty"):
+        services.for_tenant("b")
+    texts = receive(services, "acr", acr_push(FRONTEND, "1.4.2", "push-15")).outputs[IMAGE_PUSHED]
+    verdicts = dict(zip((decode(t, IMAGE_PUSHED).tenant for t in texts), bump(services, texts)))
+    assert "PAT_B" in json.loads(verdicts["b"].settled.poison[0])["poisonReason"]
+    assert tag_in(tenants[0], "frontend", "prod") == tag_in(tenants[2], "frontend", "prod") == "1.4.2"
+
+
 def test_the_app_settings_are_tenant_default_unchanged(app_env):
     from core.wiring import get_services
 

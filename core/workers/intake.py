@@ -81,8 +81,12 @@ def tenant_event_id(event_id: str, tenant: str) -> str:
 
 
 def _fan_out(fleet: Fleet, push, event_id: str, raw: bytes, source: str) -> list[Delivery]:
-    """One delivery per tenant whose `images:` take the pushed image; a paused tenant's share is ignored (said so)."""
+    """One delivery per tenant whose `images:` take the pushed image; a paused tenant's share is ignored (said so).
+    A fleet of no tenant at all (nothing configured yet) still accepts the push for `default`, as before: its worker
+    says what is missing and poisons it, replayable once configured, rather than the event being dropped here."""
     image = f"{push.registry}/{push.repository}" if push.registry else push.repository
+    if not fleet.tenants:
+        return [Delivery(event_id, raw, items=(_push_item(push, event_id, source, DEFAULT_TENANT),))]
     taking = [t for t in fleet.tenants if t.takes_image(image)]
     if not taking:
         return [Delivery(event_id, raw, ignored=f"no tenant takes image {image}")]
