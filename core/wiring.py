@@ -254,7 +254,8 @@ class Services:
         return BumpService(repo_url=s.bump_repo_url, branch=s.bump_branch,
                            workspace=self.workspace(s.bump_repo_url, s.bump_branch), high_water=self.high_water,
                            trace=self.trace, mode=s.write_mode,
-                           is_hld=bool(s.hld_repo_url), pull_requests=prs, pauses=Pauses(self.storage))
+                           is_hld=bool(s.hld_repo_url), pull_requests=prs,
+                           pauses=Pauses(self.storage, self.tenant or DEFAULT_TENANT))
 
     @cached_property
     def generation(self):

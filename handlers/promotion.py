@@ -8,6 +8,7 @@ import logging
 import azure.functions as func
 
 from core.adapters.offload import off_loop
+from core.model.fleet import DEFAULT_TENANT
 from core.workers.promoter import Pauses, PromotionError, promoter_for, resume_request
 from core.wiring import get_services
 from core.settings import SettingsError
@@ -39,7 +40,8 @@ async def resume(req: func.HttpRequest) -> func.HttpResponse:
         return refused
     try:
         service, env = resume_request(body)
-        resumed = await off_loop(Pauses(get_services().storage).resume, service, env)
+        tenant = body.get("tenant") if isinstance(body.get("tenant"), str) and body.get("tenant") else DEFAULT_TENANT
+        resumed = await off_loop(Pauses(get_services().storage, tenant).resume, service, env)
     except PromotionError as exc:
         return error_response(400, str(exc))
     except SettingsError as exc:

@@ -389,3 +389,16 @@ def test_a_tenants_view_of_the_trace_holds_its_own_records_only(storage, azurite
     services.trace.record(trace_of_b, "manifest:x", "manifest-commit", actor="test", tenant="b",
                           fields={"manifestCommitId": "c" * 40})
     assert a.with_manifest_commit() == [] and len(b.with_manifest_commit()) == 1
+
+
+def test_promotion_pauses_and_claims_are_per_tenant(storage):
+    from core.workers.promoter import Claims, Pauses
+
+    a, b, default = Pauses(storage, "a"), Pauses(storage, "b"), Pauses(storage)
+    a.pause("frontend", "prod", "a person rolled back", "1.0.0")
+    assert a.reason("frontend", "prod") and not b.reason("frontend", "prod") and not default.reason("frontend", "prod")
+    assert [p["tenant"] for p in default.listed()] == ["a"]
+    assert not b.resume("frontend", "prod") and a.resume("frontend", "prod")
+    assert Claims(storage, "a").claim("frontend", "prod", "1.2.0", "t1")
+    assert Claims(storage, "b").claim("frontend", "prod", "1.2.0", "t2")      # not taken by a's claim
+    assert not Claims(storage, "a").claim("frontend", "prod", "1.2.0", "t3")

@@ -5,7 +5,7 @@
     python -m core.ops.cli trace [--service S] [--env E] [--image I] [--tag T] [--tenant N] [--top N] [--json]
                                  [--matrix]
     python -m core.ops.cli health
-    python -m core.ops.cli resume --service S --env E
+    python -m core.ops.cli resume --service S --env E [--tenant N]
     python -m core.ops.cli setup --url https://<app>.azurewebsites.net [--project-id GUID] [--function-key K]
                                [--registry NAME] [--dry-run] [--rotate-secret]
                                [--flux-namespace NS] [--flux-source NAME]
@@ -187,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="lift the pause a manual rollback set on a service's environment")
     resume.add_argument("--service", required=True)
     resume.add_argument("--env", required=True)
+    resume.add_argument("--tenant", default="default", help="the fleet tenant whose pause to lift")
 
     setup = commands.add_parser("setup", help="create/update the Azure DevOps service hooks; print the ACR commands")
     setup.add_argument("--url", required=True, help="function app base URL, e.g. https://<app>.azurewebsites.net")
@@ -369,7 +370,7 @@ class _Failed(Exception):
 
 
 def _resume(args: argparse.Namespace, services: Services, out: TextIO) -> int:
-    if not Pauses(services.storage).resume(args.service, args.env):
+    if not Pauses(services.storage, args.tenant).resume(args.service, args.env):
         raise _Failed(f"{args.service} in {args.env} is not paused")
     print(f"resumed {args.service} in {args.env}: automation updates it again", file=out)
     return 0

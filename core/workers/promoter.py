@@ -25,6 +25,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 
 from core.workers.bump import ROLLBACK
 from core.errors import Permanent
+from core.model.fleet import DEFAULT_TENANT
 from core.rules.policy import Policy
 from core.rules.promotion_gate import Candidate, GateDecision, candidates, decide_gate
 from core.adapters.storage import Storage, StorageUnavailable
@@ -42,8 +43,10 @@ class PromotionError(Permanent, ValueError):
     """A promotion request (resume) is malformed; the message names the field."""
 
 
-def _pk(service: str, env: str) -> str:
-    return hashlib.sha256(f"{service}\x1f{env}".encode("utf-8")).hexdigest()[:40]
+def _pk(service: str, env: str, tenant: str = DEFAULT_TENANT) -> str:
+    """Per tenant: the same service and environment in two tenants are two keys (`default` keeps its old keys)."""
+    scoped = f"{service}\x1f{env}" if tenant == DEFAULT_TENANT else f"{tenant}\x1e{service}\x1f{env}"
+    return hashlib.sha256(scoped.encode("utf-8")).hexdigest()[:40]
 
 
 def _rk(tag: str) -> str:
@@ -67,12 +70,13 @@ class Pauses:
     """(service, env) pairs paused by a person's manual rollback. A resume keeps the row as `resumed` with the tag
     the person set, so that same lowered tag does not pause the target again; a later lower tag does."""
 
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, tenant: str = DEFAULT_TENANT):
         self._storage = storage
+        self._tenant = tenant
 
     def _get(self, service: str, env: str) -> dict[str, Any] | None:
         try:
-            return dict(self._storage.table(PAUSES_TABLE).get_entity("paused", _pk(service, env)))
+            return dict(self._storage.table(PAUSES_TABLE).get_entity("paused", _pk(service, env, self._tenant)))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -85,8 +89,9 @@ class Pauses:
             raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
 
     def pause(self, service: str, env: str, reason: str, tag: str = "") -> None:
-        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env), "service": service, "env": env,
-                   "reason": reason[:500], "tag": tag, "state": "paused", "at": now_iso()})
+        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env, self._tenant), "service": service,
+                   "env": env, "tenant": self._tenant, "reason": reason[:500], "tag": tag, "state": "paused",
+                   "at": now_iso()})
 
     def reason(self, service: str, env: str) -> str:
         """Why (service, env) is paused; '' when it is not."""
@@ -102,8 +107,8 @@ class Pauses:
         """Automation itself set `tag` below the high-water mark (a stage's rollback): not a person's rollback."""
         if self.reason(service, env):
             return   # a person's pause stays until they resume
-        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env), "service": service, "env": env,
-                   "reason": "", "tag": tag, "state": "resumed", "at": now_iso()})
+        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env, self._tenant), "service": service,
+                   "env": env, "tenant": self._tenant, "reason": "", "tag": tag, "state": "resumed", "at": now_iso()})
 
     def resume(self, service: str, env: str) -> bool:
         """True when it was paused."""
@@ -117,22 +122,23 @@ class Pauses:
     def listed(self) -> list[dict[str, Any]]:
         try:
             rows = self._storage.table(PAUSES_TABLE).query_entities("PartitionKey eq 'paused' and state eq 'paused'")
-            return [{"service": e["service"], "env": e["env"], "reason": e.get("reason", ""), "at": e.get("at", "")}
-                    for e in rows]
+            return [{"service": e["service"], "env": e["env"], "reason": e.get("reason", ""), "at": e.get("at", ""),
+                     "tenant": e.get("tenant") or DEFAULT_TENANT} for e in rows]
         except AzureError as exc:
             raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
 
 
 class Claims:
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, tenant: str = DEFAULT_TENANT):
         self._storage = storage
+        self._tenant = tenant
 
     def claim(self, service: str, env: str, tag: str, trace_id: str) -> bool:
         """True for the one caller that may promote `tag` of `service` into `env`."""
         try:
             self._storage.table(PROMOTIONS_TABLE).create_entity(
-                {"PartitionKey": _pk(service, env), "RowKey": _rk(tag), "service": service, "env": env, "tag": tag,
-                 "traceId": trace_id, "state": "claimed", "at": now_iso()})
+                {"PartitionKey": _pk(service, env, self._tenant), "RowKey": _rk(tag), "service": service, "env": env,
+                 "tag": tag, "tenant": self._tenant, "traceId": trace_id, "state": "claimed", "at": now_iso()})
             return True
         except ResourceExistsError:
             return False
@@ -141,7 +147,7 @@ class Claims:
 
     def claimed(self, service: str, env: str, tag: str) -> bool:
         try:
-            self._storage.table(PROMOTIONS_TABLE).get_entity(_pk(service, env), _rk(tag))
+            self._storage.table(PROMOTIONS_TABLE).get_entity(_pk(service, env, self._tenant), _rk(tag))
             return True
         except ResourceNotFoundError:
             return False
@@ -151,7 +157,7 @@ class Claims:
     def settle(self, service: str, env: str, tag: str, detail: dict[str, Any]) -> None:
         table = self._storage.table(PROMOTIONS_TABLE)
         try:
-            table.update_entity({"PartitionKey": _pk(service, env), "RowKey": _rk(tag), "state": "done",
+            table.update_entity({"PartitionKey": _pk(service, env, self._tenant), "RowKey": _rk(tag), "state": "done",
                                  **{k: str(v) for k, v in detail.items() if v is not None}}, mode="merge")
         except AzureError as exc:
             raise StorageUnavailable(f"promotions table: {type(exc).__name__}") from exc
@@ -159,7 +165,7 @@ class Claims:
     def release(self, service: str, env: str, tag: str) -> None:
         table = self._storage.table(PROMOTIONS_TABLE)
         try:
-            entity = table.get_entity(_pk(service, env), _rk(tag))
+            entity = table.get_entity(_pk(service, env, self._tenant), _rk(tag))
             table.delete_entity(entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
         except (ResourceNotFoundError, ResourceModifiedError):
             pass
@@ -206,7 +212,7 @@ def previous_good(running: Sequence[dict[str, Any]], failed_tag: str) -> str:
 
 class Promoter:
     def __init__(self, *, storage: Storage, trace: TraceLog, bump: Any, policy: Any, clusters_for: Any,
-                 write_mode: str = "direct", clock=lambda: datetime.now(timezone.utc)):
+                 write_mode: str = "direct", clock=lambda: datetime.now(timezone.utc), tenant: str = DEFAULT_TENANT):
         """`policy()`: the current autopilot.yaml Policy; `clusters_for(env)`: the clusters serving env."""
         self.storage = storage
         self.trace = trace
@@ -215,8 +221,8 @@ class Promoter:
         self.clusters_for = clusters_for
         self.write_mode = write_mode
         self.clock = clock
-        self.claims = Claims(storage)
-        self.pauses = Pauses(storage)
+        self.claims = Claims(storage, tenant)
+        self.pauses = Pauses(storage, tenant)
 
     def evaluate(self) -> list[Evaluated]:
         policy: Policy = self.policy()
@@ -313,4 +319,5 @@ def promoter_for(services: Any) -> Promoter | None:
         return sorted(set(registry.serving(env)) | {r.cluster for r in settings.flux.receivers if r.env == env})
 
     return Promoter(storage=services.storage, trace=services.trace, bump=bump, policy=policy,
-                    clusters_for=clusters, write_mode=settings.write_mode)
+                    clusters_for=clusters, write_mode=settings.write_mode,
+                    tenant=getattr(services, "tenant", "") or DEFAULT_TENANT)
