@@ -20,11 +20,23 @@ log = logging.getLogger("autopilot.promotion")
 
 
 def _evaluate() -> int:
-    promoter = promoter_for(get_services())
-    if promoter is None:
-        return 0
-    promoted = [e for e in promoter.evaluate() if e.promoted]
-    return len(promoted)
+    """Every active tenant's gates, each on its own services; one tenant's failure does not skip the others (the
+    first is raised after all were evaluated, so the run still shows as failed)."""
+    services = get_services()
+    promoted, failures = 0, []
+    for tenant in services.fleet.tenants:
+        if tenant.paused:
+            continue
+        try:
+            promoter = promoter_for(services.for_work(tenant.name))
+            if promoter is not None:
+                promoted += len([e for e in promoter.evaluate() if e.promoted])
+        except Exception as exc:  # noqa: BLE001 - reported below, after the other tenants
+            log.error("promotion timer: tenant %s: %s", tenant.name, exc)
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return promoted
 
 
 async def tick(timer: func.TimerRequest) -> None:

@@ -402,3 +402,27 @@ def test_promotion_pauses_and_claims_are_per_tenant(storage):
     assert Claims(storage, "a").claim("frontend", "prod", "1.2.0", "t1")
     assert Claims(storage, "b").claim("frontend", "prod", "1.2.0", "t2")      # not taken by a's claim
     assert not Claims(storage, "a").claim("frontend", "prod", "1.2.0", "t3")
+
+
+def test_the_promotion_timer_evaluates_every_active_tenant_despite_one_failing(azurite, tmp_path, monkeypatch):
+    import handlers.promotion as promotion
+
+    tenants = local_tenants(tmp_path, c={"paused": True})
+    services = fleet_services(azurite, tmp_path, tenants)
+    seen = []
+
+    class Promoter:
+        def __init__(self, tenant):
+            self.tenant = tenant
+
+        def evaluate(self):
+            seen.append(self.tenant)
+            if self.tenant == "a":
+                raise RuntimeError("a's repo is gone")
+            return [type("Evaluated", (), {"promoted": True})()]
+
+    monkeypatch.setattr(promotion, "get_services", lambda: services)
+    monkeypatch.setattr(promotion, "promoter_for", lambda view: Promoter(view.tenant))
+    with pytest.raises(RuntimeError, match="a's repo is gone"):
+        promotion._evaluate()
+    assert seen == ["a", "b"]                                  # b after a's failure; c is paused
