@@ -238,6 +238,12 @@ def test_a_paused_tenant_takes_no_new_push_and_its_queued_items_are_poisoned_unt
     [verdict] = bump(services, [poisoned])
     assert verdict.error is None and not verdict.settled.poison
     assert tag_in(tenants[2], "frontend", "prod") == "1.4.2"
+    # the push c did not take while paused: a replay of c's share of it brings it (another tenant's share is journaled)
+    reply = services.intake.replay("acr:push-12@c")
+    assert (reply.status, reply.body["eventId"]) == (202, "acr:push-12@c")
+    [message] = storage.queue(IMAGE_PUSHED).receive_messages()
+    assert (decode(message.content, IMAGE_PUSHED).tenant, decode(message.content, IMAGE_PUSHED).tag) == ("c", "1.5.0")
+    assert services.intake.replay("acr:never@c").status == 404
 
 
 # -- Azure DevOps hooks routed by repository ---------------------------------------------------------------------

@@ -87,13 +87,13 @@ def _fan_out(fleet: Fleet, push, event_id: str, raw: bytes, source: str) -> list
     image = f"{push.registry}/{push.repository}" if push.registry else push.repository
     if not fleet.tenants:
         return [Delivery(event_id, raw, items=(_push_item(push, event_id, source, DEFAULT_TENANT),))]
-    taking = [t for t in fleet.tenants if t.takes_image(image)]
-    if not taking:
+    active = fleet.for_image(image)
+    paused = [t for t in fleet.tenants if t.paused and t.takes_image(image)]
+    if not active and not paused:
         return [Delivery(event_id, raw, ignored=f"no tenant takes image {image}")]
-    return [Delivery(tenant_event_id(event_id, t.name), raw, ignored=f"tenant {t.name} is paused") if t.paused
-            else Delivery(tenant_event_id(event_id, t.name), raw,
-                          items=(_push_item(push, tenant_event_id(event_id, t.name), source, t.name),))
-            for t in taking]
+    return ([Delivery(tenant_event_id(event_id, t.name), raw,
+                      items=(_push_item(push, tenant_event_id(event_id, t.name), source, t.name),)) for t in active]
+            + [Delivery(tenant_event_id(event_id, t.name), raw, ignored=f"tenant {t.name} is paused") for t in paused])
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,7 @@ class Intake:
         """Run a journaled delivery through intake again, bypassing the duplicate check: its work items are
         enqueued now with the storage SDK (an operator's call, answered once they are on the queue)."""
         try:
-            journaled = self._deliveries.journaled(event_id)
+            journaled = self._deliveries.journaled(event_id) or self._sibling(event_id)
         except StorageUnavailable as exc:
             return _error(503, f"storage unavailable: {exc}")
         if journaled is None:
@@ -354,6 +354,20 @@ class Intake:
             except StorageUnavailable as exc:
                 return _error(503, f"storage unavailable: {exc}")
         return _reply(outcome)
+
+
+    def _sibling(self, event_id: str):
+        """A tenant's share of a push that tenant did not take (paused then) is not journaled under its own id:
+        the push's body is, under another tenant's share, and a replay of the paused tenant's id brings it."""
+        base, at, tenant = event_id.rpartition("@")
+        if not at or not base:
+            return None
+        for name in (DEFAULT_TENANT, *self._fleet().names):
+            if name != tenant:
+                journaled = self._deliveries.journaled(tenant_event_id(base, name))
+                if journaled is not None:
+                    return journaled
+        return None
 
 
 def _acr_event_id(data: Any) -> str:
