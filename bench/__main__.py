@@ -10,7 +10,8 @@ import time
 import traceback
 from typing import Callable
 
-from bench import batch, burst, flux_notify, generation, intake, intake_load, promotion, push_to_commit, race, scale
+from bench import (batch, burst, fleet_fanout, flux_notify, generation, intake, intake_load, promotion, push_to_commit,
+                   race, scale)
 from bench.common import emit, progress
 
 BENCHMARKS: dict[str, Callable[[], dict]] = {
@@ -24,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "race": race.run,
     "flux_notify": flux_notify.run,
     "promotion": promotion.run,
+    "fleet_fanout": fleet_fanout.run,
 }
 
 

@@ -5,7 +5,7 @@ import asyncio
 import tempfile
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -17,11 +17,11 @@ from core.adapters.highwater import HighWaterMarks, HighWaterStore
 from core.adapters.promotion_records import Claims, ClaimStore, Pauses, PauseStore
 from core.adapters.review_records import ReviewRecords, ReviewStore
 from core.workers.intake import Intake
-from core.model.fleet import DEFAULT_TENANT, Fleet, RepoRef, Tenant
+from core.model.fleet import DEFAULT_TENANT, Fleet, RepoRef, Tenant, TenantPaused, UnknownTenant
 from core.model.payloads import repo_name_from_url
 from core.settings import Settings, SettingsError, get_settings
 from core.adapters.storage import AsyncStorage, AsyncWorkQueues, Storage, StorageIdentity, WorkQueues
-from core.adapters.trace import TraceLog, TraceStore
+from core.adapters.trace import TenantTrace, TraceLog, TraceStore
 
 
 # Stores a caller may hand to Services instead of the Azure Storage ones (tests wire the fakes of tests/fakes/).
@@ -29,10 +29,17 @@ STORES = ("queues", "async_queues", "deliveries", "async_deliveries", "trace", "
           "running", "clusters", "pauses", "claims")
 
 
+# What a tenant's view of the services shares with the process's: one storage account, one identity, one journal.
+_SHARED = ("storage", "_aio_by_loop", "deliveries", "high_water", "_workspaces", "fleet_source")
+
+
 @dataclass
 class Services:
     settings: Settings
     stores: dict[str, Any] = field(default_factory=dict, repr=False)
+    tenant: str = ""                  # set on a tenant's view (for_tenant); "" on the process's own services
+    definition: Tenant | None = None  # that tenant's definition, on a view
+    parent: "Services | None" = None  # the process's services, on a view (its identity is the app's managed identity)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.stores) - set(STORES))
@@ -101,10 +108,12 @@ class Services:
     @cached_property
     def intake(self) -> Intake:
         return Intake(self.settings, self.queues, self.deliveries, self.async_queues, self.async_deliveries,
-                      fleet_source=self.fleet_source)
+                      lambda: self.fleet, fleet_source=self.fleet_source)
 
     @cached_property
     def _async_credential(self):
+        if self.parent is not None:
+            return self.parent._async_credential
         from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
         if self.settings.storage_client_id:
@@ -114,7 +123,49 @@ class Services:
     # The record stores (Protocols in core/adapters; tests swap in the fakes of tests/fakes/records.py).
     @cached_property
     def trace(self) -> TraceStore:
-        return self.stores["trace"] if "trace" in self.stores else TraceLog(self.storage)
+        store = self.stores["trace"] if "trace" in self.stores else TraceLog(self.storage)
+        name = self.tenant or (DEFAULT_TENANT if self._settings_are_the_tenant else "")
+        return TenantTrace(store, name) if name else store
+
+    @property
+    def _settings_are_the_tenant(self) -> bool:
+        """Without FLEET_REPO_URL the app settings are tenant `default`: these services are its view, unchanged."""
+        return not self.settings.fleet_repo_url
+
+    def for_tenant(self, name: str) -> "Services":
+        """Tenant `name`'s view of the services: its repos, write mode, Azure DevOps project and credentials (the app
+        setting its `pat_setting` names, else the managed identity; never another tenant's or the app's AZDO_PAT),
+        its own working copies and caches, sharing storage with the process. UnknownTenant when the fleet does not
+        define it; rebuilt when its definition changes (a fleet reload)."""
+        if self.definition is not None:
+            if name != self.tenant:
+                raise UnknownTenant(f"the services of tenant {self.tenant!r} cannot serve tenant {name!r}")
+            return self
+        if self._settings_are_the_tenant and name == DEFAULT_TENANT:
+            return self   # even with nothing configured: its services then say what is missing
+        tenant = self.fleet.tenant(name)
+        lock, views = self._views
+        with lock:
+            known = views.get(name)
+            if known is None or known[0] != tenant:
+                view = Services(_tenant_settings(self.settings, tenant), stores=self.stores, tenant=name,
+                                definition=tenant, parent=self)
+                view.__dict__.update({k: getattr(self, k) for k in _SHARED})
+                view.__dict__["work_base"] = self.work_base / "tenants" / name
+                known = views[name] = (tenant, view)
+            return known[1]
+
+    def for_work(self, name: str) -> "Services":
+        """for_tenant for a queue worker: a paused tenant's work is refused (TenantPaused poisons it, replayable
+        after the tenant is resumed)."""
+        view = self.for_tenant(name)
+        if view.definition is not None and view.definition.paused:
+            raise TenantPaused(f"tenant {name!r} is paused")
+        return view
+
+    @cached_property
+    def _views(self) -> tuple[threading.Lock, dict[str, tuple[Tenant, "Services"]]]:
+        return threading.Lock(), {}
 
     @cached_property
     def high_water(self) -> HighWaterStore:
@@ -134,14 +185,16 @@ class Services:
 
     @cached_property
     def pauses(self) -> PauseStore:
-        return self.stores["pauses"] if "pauses" in self.stores else Pauses(self.storage)
+        return self.stores["pauses"] if "pauses" in self.stores else Pauses(self.storage, self.tenant or DEFAULT_TENANT)
 
     @cached_property
     def claims(self) -> ClaimStore:
-        return self.stores["claims"] if "claims" in self.stores else Claims(self.storage)
+        return self.stores["claims"] if "claims" in self.stores else Claims(self.storage, self.tenant or DEFAULT_TENANT)
 
     @cached_property
     def _credential(self):
+        if self.parent is not None:
+            return self.parent._credential
         from azure.identity import DefaultAzureCredential
         return DefaultAzureCredential()
 
@@ -161,7 +214,9 @@ class Services:
         a writer's lock on the same repository."""
         from core.adapters.git_workspace import GitWorkspace
 
-        key = (url, branch, purpose)
+        if self.definition is not None:
+            self.definition.require_repo(url)
+        key = (self.tenant, url, branch, purpose)
         if key not in self._workspaces:
             self._workspaces[key] = GitWorkspace(
                 url, branch, auth_header=self.git_auth(url), base_dir=self.work_base / purpose,
@@ -259,6 +314,23 @@ class Services:
             hld_url=s.hld_repo_url, manifest_url=s.manifest_repo_url, mode=s.write_mode, helm_mode=s.helm_mode,
             helm_bin=s.helm_bin, trace=self.trace, cache_dir=self.work_base / "components", pull_requests=prs,
             allowed_sources=s.allowed_source_hosts)
+
+
+def _tenant_settings(settings: Settings, tenant: Tenant) -> Settings:
+    """The app settings with the tenant's repos, write mode, Azure DevOps project and PAT in place of the app's.
+    A PAT setting that is named but empty is an error, never a silent fall-back to the managed identity."""
+    from core.rules.source_hosts import default_allowed_sources
+
+    pat = settings.app_setting(tenant.pat_setting) if tenant.pat_setting else ""
+    if tenant.pat_setting and not pat:
+        raise SettingsError(f"tenant {tenant.name!r}: app setting {tenant.pat_setting} (its PAT) is empty")
+    hld = tenant.hld
+    sources = (settings.allowed_source_hosts if settings.app_setting("ALLOWED_SOURCE_HOSTS")
+               else default_allowed_sources(hld.url if hld else ""))
+    return replace(settings, hld_repo_url=hld.url if hld else "", hld_branch=hld.branch if hld else "main",
+                   manifest_repo_url=tenant.manifests.url, manifest_branch=tenant.manifests.branch,
+                   write_mode=tenant.write_mode, azdo_org_url=tenant.azdo_org_url.rstrip("/"),
+                   azdo_project=tenant.azdo_project, azdo_pat=pat, allowed_source_hosts=sources)
 
 
 _installed: list[Services] = []

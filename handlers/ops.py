@@ -50,10 +50,12 @@ async def deployments(req: func.HttpRequest) -> func.HttpResponse:
     try:
         services = get_services()
         service, env = params.get("service", ""), params.get("env", "")
+        tenant = params.get("tenant", "")
         rows = await off_loop(query_deployments, services.trace, services.review_records, service=service,
-                              env=env, image=params.get("image", ""), tag=params.get("tag", ""), top=top)
+                              env=env, image=params.get("image", ""), tag=params.get("tag", ""), tenant=tenant,
+                              top=top)
         matrix = await off_loop(running, services.running, service=service, env=env)
-        paused = await off_loop(services.pauses.listed)
+        paused = [p for p in await off_loop(services.pauses.listed) if not tenant or p["tenant"] == tenant]
     except SettingsError as exc:
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")

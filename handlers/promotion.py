@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import azure.functions as func
 
 from core.adapters.offload import off_loop
+from core.adapters.fleet_source import FleetUnavailable
+from core.model.fleet import DEFAULT_TENANT, UnknownTenant
 from core.workers.promoter import PromotionError, promoter_for, resume_request
 from core.wiring import get_services
 from core.settings import SettingsError
@@ -25,11 +27,23 @@ _gates = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autopilot-promoti
 
 
 def _evaluate() -> int:
-    promoter = promoter_for(get_services())
-    if promoter is None:
-        return 0
-    promoted = [e for e in promoter.evaluate() if e.promoted]
-    return len(promoted)
+    """Every active tenant's gates, each on its own services; one tenant's failure does not skip the others (the
+    first is raised after all were evaluated, so the run still shows as failed)."""
+    services = get_services()
+    promoted, failures = 0, []
+    for tenant in services.fleet.tenants:
+        if tenant.paused:
+            continue
+        try:
+            promoter = promoter_for(services.for_work(tenant.name))
+            if promoter is not None:
+                promoted += len([e for e in promoter.evaluate() if e.promoted])
+        except Exception as exc:  # noqa: BLE001 - reported below, after the other tenants
+            log.error("promotion timer: tenant %s: %s", tenant.name, exc)
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return promoted
 
 
 async def tick(timer: func.TimerRequest) -> None:
@@ -44,13 +58,14 @@ async def resume(req: func.HttpRequest) -> func.HttpResponse:
         return refused
     try:
         service, env = resume_request(body)
-        resumed = await off_loop(get_services().pauses.resume, service, env)
-    except PromotionError as exc:
+        tenant = body.get("tenant") if isinstance(body.get("tenant"), str) and body.get("tenant") else DEFAULT_TENANT
+        resumed = await off_loop(lambda: get_services().for_tenant(tenant).pauses.resume(service, env))
+    except (PromotionError, UnknownTenant) as exc:
         return error_response(400, str(exc))
     except SettingsError as exc:
         return error_response(503, f"not configured: {exc}")
-    except StorageUnavailable as exc:
-        return error_response(503, f"storage unavailable: {exc}")
+    except (StorageUnavailable, FleetUnavailable) as exc:
+        return error_response(503, f"unavailable: {exc}")
     if not resumed:
         return error_response(404, f"{service} in {env} is not paused")
     return json_response(200, {"service": service, "env": env, "resumed": True})

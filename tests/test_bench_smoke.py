@@ -115,7 +115,7 @@ def test_unknown_benchmark_name_is_refused(capsys):
     assert main(["intake", "nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
     assert list(BENCHMARKS) == ["intake", "intake_under_load", "eventgrid_batch", "push_to_commit", "scale", "burst",
-                                "generation", "race", "flux_notify", "promotion"]
+                                "generation", "race", "flux_notify", "promotion", "fleet_fanout"]
 
 
 def test_percentile_is_nearest_rank():

@@ -16,6 +16,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from core.adapters.storage import Storage, StorageUnavailable
+from core.model.fleet import DEFAULT_TENANT
 
 PROMOTIONS_TABLE = "autopilotPromotions"
 PAUSES_TABLE = "autopilotPauses"
@@ -25,8 +26,10 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def _pk(service: str, env: str) -> str:
-    return hashlib.sha256(f"{service}\x1f{env}".encode("utf-8")).hexdigest()[:40]
+def _pk(service: str, env: str, tenant: str = DEFAULT_TENANT) -> str:
+    """Per tenant: the same service and environment in two tenants are two keys (`default` keeps its old keys)."""
+    scoped = f"{service}\x1f{env}" if tenant == DEFAULT_TENANT else f"{tenant}\x1e{service}\x1f{env}"
+    return hashlib.sha256(scoped.encode("utf-8")).hexdigest()[:40]
 
 
 def _rk(tag: str) -> str:
@@ -51,7 +54,7 @@ class PauseStore(Protocol):
         """Lift the pause, keeping its tag as acknowledged; True when it was paused."""
 
     def listed(self) -> list[dict[str, Any]]:
-        """The current pauses: {service, env, reason, at}."""
+        """The current pauses: {service, env, reason, at, tenant}."""
 
 
 class ClaimStore(Protocol):
@@ -72,12 +75,13 @@ class Pauses:
     """Pauses in Table storage. A resume keeps the row as `resumed` with the tag the person set, so that same
     lowered tag does not pause the target again; a later lower tag does."""
 
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, tenant: str = DEFAULT_TENANT):
         self._storage = storage
+        self._tenant = tenant
 
     def _get(self, service: str, env: str) -> dict[str, Any] | None:
         try:
-            return dict(self._storage.table(PAUSES_TABLE).get_entity("paused", _pk(service, env)))
+            return dict(self._storage.table(PAUSES_TABLE).get_entity("paused", _pk(service, env, self._tenant)))
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
@@ -90,8 +94,8 @@ class Pauses:
             raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
 
     def pause(self, service: str, env: str, reason: str, tag: str = "") -> None:
-        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env), "service": service, "env": env,
-                   "reason": reason[:500], "tag": tag, "state": "paused", "at": now_iso()})
+        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env, self._tenant), "service": service, "env": env,
+                   "tenant": self._tenant, "reason": reason[:500], "tag": tag, "state": "paused", "at": now_iso()})
 
     def reason(self, service: str, env: str) -> str:
         row = self._get(service, env)
@@ -104,8 +108,8 @@ class Pauses:
     def acknowledge(self, service: str, env: str, tag: str) -> None:
         if self.reason(service, env):
             return
-        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env), "service": service, "env": env,
-                   "reason": "", "tag": tag, "state": "resumed", "at": now_iso()})
+        self._put({"PartitionKey": "paused", "RowKey": _pk(service, env, self._tenant), "service": service, "env": env,
+                   "tenant": self._tenant, "reason": "", "tag": tag, "state": "resumed", "at": now_iso()})
 
     def resume(self, service: str, env: str) -> bool:
         row = self._get(service, env)
@@ -118,8 +122,8 @@ class Pauses:
     def listed(self) -> list[dict[str, Any]]:
         try:
             rows = self._storage.table(PAUSES_TABLE).query_entities("PartitionKey eq 'paused' and state eq 'paused'")
-            return [{"service": e["service"], "env": e["env"], "reason": e.get("reason", ""), "at": e.get("at", "")}
-                    for e in rows]
+            return [{"service": e["service"], "env": e["env"], "reason": e.get("reason", ""), "at": e.get("at", ""),
+                     "tenant": e.get("tenant") or DEFAULT_TENANT} for e in rows]
         except AzureError as exc:
             raise StorageUnavailable(f"pauses table: {type(exc).__name__}") from exc
 
@@ -127,14 +131,15 @@ class Pauses:
 class Claims:
     """Promotion claims in Table storage."""
 
-    def __init__(self, storage: Storage):
+    def __init__(self, storage: Storage, tenant: str = DEFAULT_TENANT):
         self._storage = storage
+        self._tenant = tenant
 
     def claim(self, service: str, env: str, tag: str, trace_id: str) -> bool:
         try:
             self._storage.table(PROMOTIONS_TABLE).create_entity(
-                {"PartitionKey": _pk(service, env), "RowKey": _rk(tag), "service": service, "env": env, "tag": tag,
-                 "traceId": trace_id, "state": "claimed", "at": now_iso()})
+                {"PartitionKey": _pk(service, env, self._tenant), "RowKey": _rk(tag), "service": service, "env": env, "tag": tag,
+                 "tenant": self._tenant, "traceId": trace_id, "state": "claimed", "at": now_iso()})
             return True
         except ResourceExistsError:
             return False
@@ -143,7 +148,7 @@ class Claims:
 
     def claimed(self, service: str, env: str, tag: str) -> bool:
         try:
-            self._storage.table(PROMOTIONS_TABLE).get_entity(_pk(service, env), _rk(tag))
+            self._storage.table(PROMOTIONS_TABLE).get_entity(_pk(service, env, self._tenant), _rk(tag))
             return True
         except ResourceNotFoundError:
             return False
@@ -153,7 +158,7 @@ class Claims:
     def settle(self, service: str, env: str, tag: str, detail: dict[str, Any]) -> None:
         table = self._storage.table(PROMOTIONS_TABLE)
         try:
-            table.update_entity({"PartitionKey": _pk(service, env), "RowKey": _rk(tag), "state": "done",
+            table.update_entity({"PartitionKey": _pk(service, env, self._tenant), "RowKey": _rk(tag), "state": "done",
                                  **{k: str(v) for k, v in detail.items() if v is not None}}, mode="merge")
         except AzureError as exc:
             raise StorageUnavailable(f"promotions table: {type(exc).__name__}") from exc
@@ -161,7 +166,7 @@ class Claims:
     def release(self, service: str, env: str, tag: str) -> None:
         table = self._storage.table(PROMOTIONS_TABLE)
         try:
-            entity = table.get_entity(_pk(service, env), _rk(tag))
+            entity = table.get_entity(_pk(service, env, self._tenant), _rk(tag))
             table.delete_entity(entity, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified)
         except (ResourceNotFoundError, ResourceModifiedError):
             pass

@@ -172,3 +172,24 @@ def _entry(stored: Mapping[str, Any]) -> StageEntry:
     latency = stored.get("latencySeconds")
     return StageEntry(str(stored.get("stage") or ""), str(stored.get("at") or ""), str(stored.get("actor") or ""),
                       latency if isinstance(latency, (int, float)) else None, MappingProxyType(detail))
+
+
+class TenantTrace:
+    """The trace as one tenant's workers see it: every record they write names the tenant, and the records they
+    read are that tenant's only (records from before tenants were recorded belong to `default`)."""
+
+    def __init__(self, trace: TraceStore, tenant: str):
+        self._trace = trace
+        self.tenant = tenant
+
+    def record(self, trace_id: str, target_key: str, stage: Stage, **kwargs: Any) -> None:
+        self._trace.record(trace_id, target_key, stage, **{**kwargs, "tenant": self.tenant})
+
+    def rows_for_trace(self, trace_id: str) -> list[TraceRecord]:
+        return [r for r in self._trace.rows_for_trace(trace_id) if r.tenant == self.tenant]
+
+    def with_manifest_commit(self, since: str = "", tenant: str = "") -> list[TraceRecord]:
+        return self._trace.with_manifest_commit(since, tenant=self.tenant)
+
+    def query(self, **filters: Any) -> list[TraceRecord]:
+        return self._trace.query(**{**filters, "tenant": self.tenant})

@@ -19,6 +19,10 @@ class ForeignRepository(Permanent, PermissionError):
     """A tenant's work would touch a repository that tenant's definition does not name."""
 
 
+class TenantPaused(Permanent):
+    """A paused tenant's queued work: poisoned with this reason, replayed from the poison queue after resuming."""
+
+
 def _same_repo(a: str, b: str) -> bool:
     return a.rstrip("/").removesuffix(".git").lower() == b.rstrip("/").removesuffix(".git").lower()
 

@@ -7,6 +7,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import ClassVar, Union
 
 from core.errors import Permanent
+from core.model.fleet import DEFAULT_TENANT
 from core.adapters.storage import CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
 
 SCHEMA_VERSION = 1
@@ -34,6 +35,7 @@ class ImagePushed:
     acr_event_id: str      # the ACR event id (same as event_id for webhooks; data.id for Event Grid)
     source: str = "acr"    # acr | eventgrid
     received_at: str = ""  # when intake accepted the delivery (ISO 8601, UTC)
+    tenant: str = DEFAULT_TENANT   # the fleet tenant whose repos this work touches (core/model/fleet.py)
 
     @property
     def image(self) -> str:
@@ -49,6 +51,7 @@ class HldChanged:
     commit: str | None = None   # HLD commit that triggered it (generation always uses the branch head)
     pr_id: int | None = None
     image_trace_ids: tuple[str, ...] = ()   # trace ids of the bumps this HLD change carries
+    tenant: str = DEFAULT_TENANT   # the fleet tenant whose repos this work touches (core/model/fleet.py)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class PrReview:
     pr_id: int | None = None
     build_id: int | None = None
     source_ref: str = ""
+    tenant: str = DEFAULT_TENANT   # the fleet tenant whose repos this work touches (core/model/fleet.py)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class FluxNotify:
     image_trace_ids: tuple[str, ...] = ()    # the pushes this commit carries (their traces get the outcomes)
     committed_at: str = ""                   # when the commit landed (ISO 8601, UTC)
     pr_id: int | None = None
+    tenant: str = DEFAULT_TENANT   # the fleet tenant whose repos this work touches (core/model/fleet.py)
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class ClusterEvent:
     object_namespace: str = ""
     at: str = ""                   # the event's own timestamp (ISO 8601)
     received_at: str = ""
+    tenant: str = DEFAULT_TENANT   # the fleet tenant whose repos this work touches (core/model/fleet.py)
 
 
 WorkItem = Union[ImagePushed, HldChanged, PrReview, FluxNotify, ClusterEvent]
@@ -151,4 +157,6 @@ def decode(text: str | bytes, queue: str) -> WorkItem:
             raise WorkItemError(f"{queue}: field {f.name} must be an integer")
         if f.type == "int | None" and value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise WorkItemError(f"{queue}: field {f.name} must be an integer")
+    if not item.tenant:
+        raise WorkItemError(f"{queue}: field tenant must not be empty")
     return item

@@ -2,9 +2,10 @@
 
     python -m core.ops.cli replay --queue image-pushed [--message-id ID ...] [--dry-run]
     python -m core.ops.cli replay --event-id ID [--dry-run]
-    python -m core.ops.cli trace [--service S] [--env E] [--image I] [--tag T] [--top N] [--json] [--matrix]
+    python -m core.ops.cli trace [--service S] [--env E] [--image I] [--tag T] [--tenant N] [--top N] [--json]
+                                 [--matrix]
     python -m core.ops.cli health
-    python -m core.ops.cli resume --service S --env E
+    python -m core.ops.cli resume --service S --env E [--tenant N]
     python -m core.ops.cli setup --url https://<app>.azurewebsites.net [--project-id GUID] [--function-key K]
                                [--registry NAME] [--dry-run] [--rotate-secret]
                                [--flux-namespace NS] [--flux-source NAME]
@@ -89,11 +90,11 @@ class Deployment:
 
 
 def deployments(trace: TraceStore, reviews: ReviewStore, *, service: str = "", env: str = "", image: str = "",
-                tag: str = "", top: int = DEFAULT_TOP) -> list[Deployment]:
+                tag: str = "", tenant: str = "", top: int = DEFAULT_TOP) -> list[Deployment]:
     """Trace records newest first; a record with a pull request carries that PR's review decisions."""
     by_pr: dict[str, tuple[dict[str, Any], ...]] = {}
     out = []
-    for row in trace.query(service=service, env=env, image=image, tag=tag, top=top):
+    for row in trace.query(service=service, env=env, image=image, tag=tag, tenant=tenant, top=top):
         if row.pr.isdigit() and row.pr not in by_pr:
             by_pr[row.pr] = tuple(review_json(r) for r in reviews.for_pr(int(row.pr)))
         out.append(Deployment(row, by_pr.get(row.pr)))
@@ -192,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the JSON answer")
 
     trace = commands.add_parser("trace", help="recent deployments with stage latencies and review decisions")
-    for name in ("service", "env", "image", "tag"):
+    for name in ("service", "env", "image", "tag", "tenant"):
         trace.add_argument(f"--{name}", default="")
     trace.add_argument("--top", default=str(DEFAULT_TOP), help=f"at most this many (1-{MAX_TOP})")
     trace.add_argument("--json", action="store_true")
@@ -203,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="lift the pause a manual rollback set on a service's environment")
     resume.add_argument("--service", required=True)
     resume.add_argument("--env", required=True)
+    resume.add_argument("--tenant", default="default", help="the fleet tenant whose pause to lift")
 
     setup = commands.add_parser("setup", help="create/update the Azure DevOps service hooks; print the ACR commands")
     setup.add_argument("--url", required=True, help="function app base URL, e.g. https://<app>.azurewebsites.net")
@@ -282,7 +284,7 @@ def _trace(args: argparse.Namespace, services: Services, out: TextIO) -> int:
                   f"(python -m core.ops.cli resume --service {p['service']} --env {p['env']})", file=out)
         return 0
     rows = deployments(services.trace, services.review_records, service=args.service, env=args.env,
-                       image=args.image, tag=args.tag, top=parse_top(args.top))
+                       image=args.image, tag=args.tag, tenant=args.tenant, top=parse_top(args.top))
     if args.json:
         _print_json({"deployments": [d.as_json() for d in rows]}, out)
     elif not rows:
@@ -320,14 +322,14 @@ def _print_feedback(args: argparse.Namespace, services: Services, out: TextIO) -
 
 
 def tenant_gateway(services: Services, tenant: Tenant) -> AzdoGateway:
-    """An Azure DevOps gateway on the tenant's own org and project with the tenant's own credentials: the PAT in
-    the app setting fleet.yaml names, else the managed identity. Never another tenant's or the deployment's PAT."""
-    if tenant.pat_setting:
-        pat = services.settings.app_setting(tenant.pat_setting)
-        if not pat:
-            raise HookSetupError(f"app setting {tenant.pat_setting} (tenant {tenant.name}'s PAT) is not set")
-        return AzdoGateway(tenant.azdo_org_url, tenant.azdo_project, pat=pat)
-    return AzdoGateway(tenant.azdo_org_url, tenant.azdo_project, credential=services._credential)
+    """The tenant's own Azure DevOps gateway (its org, project and credentials: never another tenant's)."""
+    try:
+        gateway = services.for_tenant(tenant.name).gateway
+    except SettingsError as exc:
+        raise HookSetupError(str(exc)) from None
+    if gateway is None:
+        raise HookSetupError(f"tenant {tenant.name} names no Azure DevOps organization")
+    return gateway
 
 
 def _setup_fleet(args: argparse.Namespace, services: Services, out: TextIO) -> int:
@@ -423,7 +425,7 @@ class _Failed(Exception):
 
 
 def _resume(args: argparse.Namespace, services: Services, out: TextIO) -> int:
-    if not services.pauses.resume(args.service, args.env):
+    if not services.for_tenant(args.tenant).pauses.resume(args.service, args.env):
         raise _Failed(f"{args.service} in {args.env} is not paused")
     print(f"resumed {args.service} in {args.env}: automation updates it again", file=out)
     return 0

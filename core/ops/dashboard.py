@@ -31,7 +31,7 @@ MAX_FILTER_CHARS = 200
 _RING_ORDER = ("dev", "development", "test", "qa", "int", "integration", "stage", "staging", "preprod", "uat",
                "prod", "production")
 _ROW_FIELDS = ("trace_id", "target_key", "start", "updated_at", "service", "env", "image", "image_tag", "digest",
-               "target_file", "hld_commit_id", "manifest_commit_id", "pr")   # shown under their COLUMNS names
+               "target_file", "hld_commit_id", "manifest_commit_id", "pr", "tenant")   # shown under their COLUMNS names
 _STAGE_DETAIL_FIELDS = ("reason", "action", "queue", "poisonQueue", "messageId", "iteration", "failed", "message",
                         "revision", "severity")
 _HEX = re.compile(r"^[0-9a-fA-F]{7,64}$")
@@ -44,15 +44,17 @@ class Filters:
     tag: str = ""      # a case-insensitive substring of the image tag
     state: str = ""    # one of STATES
     top: int = DEFAULT_TOP
+    tenant: str = ""   # a fleet tenant's records only
 
     def as_dict(self) -> dict[str, Any]:
-        return {"service": self.service, "env": self.env, "tag": self.tag, "state": self.state, "top": self.top}
+        return {"service": self.service, "env": self.env, "tag": self.tag, "state": self.state, "top": self.top,
+                "tenant": self.tenant}
 
 
 def parse_filters(params: Mapping[str, str]) -> Filters:
     """The filters of a data request; UsageError names a bad parameter."""
     values = {}
-    for name in ("service", "env", "tag", "state"):
+    for name in ("service", "env", "tag", "state", "tenant"):
         value = (params.get(name) or "").strip()
         if len(value) > MAX_FILTER_CHARS:
             raise UsageError(f"{name} is longer than {MAX_FILTER_CHARS} characters")
@@ -293,7 +295,8 @@ def deployment_json(row: TraceRecord, reviews: Iterable[Mapping[str, Any]] = ())
 
 
 def _matches(row: TraceRecord, state: str, filters: Filters) -> bool:
-    return ((not filters.service or row.service == filters.service)
+    return ((not filters.tenant or row.tenant == filters.tenant)
+            and (not filters.service or row.service == filters.service)
             and (not filters.env or row.env == filters.env)
             and (not filters.tag or filters.tag.lower() in row.image_tag.lower())
             and (not filters.state or state == filters.state))

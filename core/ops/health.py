@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Callable
-from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
 from azure.data.tables import TableErrorCode
@@ -26,9 +25,8 @@ from core.adapters.azdo import AzdoError
 from core.adapters.cluster_records import CLUSTERS_TABLE, RUNNING_TABLE
 from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
 from core.adapters.fleet_source import FleetUnavailable
-from core.adapters.git_runner import (GIT_MISSING, GitError, GitRunner, bearer_auth_header, clean_url,
-                                      pat_auth_header, scrub)
-from core.model.fleet import Fleet, Tenant
+from core.adapters.git_runner import GIT_MISSING, GitError, GitRunner, clean_url, scrub
+from core.model.fleet import Tenant
 from core.adapters.highwater import HIGHWATER_TABLE
 from core.adapters.promotion_records import PAUSES_TABLE, PROMOTIONS_TABLE, PauseStore
 from core.adapters.review_records import REVIEW_TABLE
@@ -313,18 +311,6 @@ def credential_status(tenant: Tenant, services: Services, today: date) -> tuple[
     return status, problems
 
 
-def tenant_git_auth(services: Services, tenant: Tenant, url: str) -> Callable[[], str] | None:
-    """The tenant's own credentials for its repos over https: its PAT, else the managed identity's token."""
-    from core.adapters.azdo import ADO_SCOPE
-
-    if urlsplit(url).scheme not in ("http", "https"):
-        return None
-    if tenant.pat_setting:
-        pat = services.settings.app_setting(tenant.pat_setting)
-        return pat_auth_header(pat) if pat else None
-    return bearer_auth_header(lambda: services._credential.get_token(ADO_SCOPE).token)
-
-
 def _tenant(services: Services, probes: HealthProbes, tenant: Tenant, has_git: bool) -> tuple[dict, list[str]]:
     credentials, problems = credential_status(tenant, services, probes.today())
     repos: dict[str, dict] = {}
@@ -335,7 +321,7 @@ def _tenant(services: Services, probes: HealthProbes, tenant: Tenant, has_git: b
         if not has_git or (tenant.pat_setting and not credentials["present"]):
             repos[role]["reachable"] = None      # not asked: without git or credentials the answer says nothing
             continue
-        status = probes.repos.check(ref.url, ref.branch, tenant_git_auth(services, tenant, ref.url))
+        status = probes.repos.check(ref.url, ref.branch, services.for_tenant(tenant.name).git_auth(ref.url))
         repos[role]["reachable"] = status.reachable
         if status.reachable:
             repos[role]["head"] = status.head

@@ -6,10 +6,11 @@ Int32 ids, bounded printable string ids and refs, hex commit ids; a bad one is a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.model.payloads import (MAX_ID, MAX_INT32, MAX_REF, AzdoEvent, Ignored, PayloadError, check_int_id, check_text,
                            normalize_repo_url, repo_name_from_url, show)
+from core.model.fleet import Fleet, Tenant
 from core.model.workitems import FluxNotify, HldChanged, PrReview, WorkItem
 
 PR_OPENED = {"git.pullrequest.created", "git.pullrequest.updated"}
@@ -199,3 +200,67 @@ def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: st
                              source_ref=_ref(resource.get("sourceRefName"), "resource.sourceRefName"))]
         return Ignored(f"{kind} with status {status or 'unknown'} needs no work")
     return Ignored(f"event type {kind} is not handled")
+
+
+def _project_of(url: str) -> str:
+    """The project segment of an Azure Repos URL (`…/{project}/_git/{name}`), lower-cased; "" for other URLs."""
+    head, sep, _ = normalize_repo_url(url).rpartition("/_git/")
+    return head.rsplit("/", 1)[-1] if sep else ""
+
+
+def _names_repo(tenant: Tenant, name: str, project: str) -> bool:
+    for repo in tenant.repos:
+        if repo_name_from_url(repo.url).lower() != name.lower():
+            continue
+        if not project or project.lower() in (_project_of(repo.url), tenant.azdo_project.lower()):
+            return True
+    return False
+
+
+def _owner(event: AzdoEvent, fleet: Fleet) -> Tenant | Ignored:
+    """The tenant owning the delivery's repository: by remoteUrl, else by name within the project (build events
+    carry no URL). A build naming no repository at all belongs to the fleet's only tenant, if it has one."""
+    resource = event.resource
+    repository = resource.get("repository")
+    if not isinstance(repository, dict):
+        if event.event_type in BUILD_EVENTS and len(fleet.tenants) == 1:
+            return fleet.tenants[0]
+        return Ignored("the delivery names no repository, so no tenant owns it")
+    remote = repository.get("remoteUrl")
+    if isinstance(remote, str) and remote:
+        try:
+            wanted = normalize_repo_url(remote)
+        except ValueError:  # urlsplit: "Invalid IPv6 URL"
+            raise PayloadError(f"resource.repository.remoteUrl: {show(remote)} is not a URL") from None
+        owners = [t for t in fleet.tenants if any(normalize_repo_url(r.url) == wanted for r in t.repos)]
+        what = show(remote)
+    else:
+        name = repository.get("name")
+        if not isinstance(name, str) or not name:
+            return Ignored("the repository has neither remoteUrl nor name, so no tenant owns it")
+        project = next((p.get("name") for p in (repository.get("project"), resource.get("project"))
+                        if isinstance(p, dict) and isinstance(p.get("name"), str)), "")
+        owners = [t for t in fleet.tenants if _names_repo(t, name, project)]
+        what = show(f"{project}/{name}" if project else name)
+    if not owners:
+        return Ignored(f"repository {what}: a repository other than the configured HLD or manifest repos of "
+                       f"every tenant")
+    if len(owners) > 1:
+        return Ignored(f"repository {what} is named by several tenants ({', '.join(t.name for t in owners)})")
+    return owners[0]
+
+
+def route_fleet(event: AzdoEvent, fleet: Fleet, event_id: str, trace_id: str) -> list[WorkItem] | Ignored:
+    """route_azdo for the tenant that owns the repository; its work items name that tenant."""
+    if event.event_type not in BUILD_EVENTS | PR_OPENED | PR_MERGED | {"git.push"}:
+        return Ignored(f"event type {event.event_type} is not handled")
+    tenant = _owner(event, fleet)
+    if isinstance(tenant, Ignored):
+        return tenant
+    hld = tenant.hld
+    config = RepoConfig(hld.url if hld else "", hld.branch if hld else "main",
+                        tenant.manifests.url, tenant.manifests.branch)
+    routed = route_azdo(event, config, event_id, trace_id)
+    if isinstance(routed, Ignored):
+        return routed
+    return [replace(item, tenant=tenant.name) for item in routed]

@@ -39,6 +39,7 @@ from core.adapters.storage import CLUSTER_EVENTS, Storage, WorkQueues
 from core.telemetry import metrics
 from core.adapters.trace import TraceStore, now_iso
 from core.model.trace_record import StageName, TraceRecord, TraceStage, latency_seconds
+from core.workers.tenancy import services_for
 from core.model.workitems import ClusterEvent, WorkItem, encode
 
 log = logging.getLogger("autopilot.feedback")
@@ -278,7 +279,10 @@ class FeedbackJob:
     def process(self, items: Sequence[WorkItem]) -> FeedbackResult:
         [event] = items
         assert isinstance(event, ClusterEvent)
-        trace: TraceStore = self.services.trace
+        services = services_for(self.services, event.tenant)   # the tenant's manifest repo, trace and promotion
+        if services is not self.services:
+            return FeedbackJob(services).process(items)
+        trace: TraceStore = self.services.trace   # a tenant's view: its records only
         self.services.clusters.seen(event.cluster, event.envs, event.at)
         since = (datetime.now(timezone.utc) - timedelta(days=LOOKBACK_DAYS)).isoformat()
         stage = TraceStage(event.outcome).at(event.cluster)

@@ -37,6 +37,7 @@ from core.adapters.deliveries import DeliveryJournal, DeliveryLog
 from core.adapters.storage import FLUX_NOTIFY, Storage, StorageUnavailable, WorkQueues
 from core.adapters.trace import TraceStore, now_iso
 from core.model.trace_record import StageName, TraceRecord, TraceStage
+from core.workers.tenancy import services_for
 from core.model.workitems import FluxNotify, WorkItem, encode
 
 log = logging.getLogger("autopilot.flux")
@@ -290,6 +291,9 @@ class FluxNotifyJob:
     def process(self, items: Sequence[WorkItem]) -> NotifyResult:
         [item] = items
         assert isinstance(item, FluxNotify)
+        services = services_for(self.services, item.tenant)   # the tenant's manifest repo and trace
+        if services is not self.services:
+            return FluxNotifyJob(services, self.notifier).process(items)
         if not item.commit:
             raise FluxNotifyError("flux-notify item names no commit")
         if item.round < 1:

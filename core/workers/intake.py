@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from core.rules.azdo_routing import RepoConfig, fleet_push, route_azdo
+from core.rules.azdo_routing import fleet_push, route_fleet
 from core.adapters.fleet_source import FleetSource
 from core.adapters.deliveries import (MAX_EVENT_ID_CHARS, MAX_MESSAGES_CHARS, AsyncDeliveryJournal, Claim,
                                      DeliveryJournal)
@@ -27,6 +27,7 @@ from core.model.payloads import (ACR_IMAGE_PUSHED, EVENTGRID_VALIDATION, Ignored
 from core.settings import Settings
 from core.adapters.storage import AsyncWorkQueues, StorageUnavailable, WorkQueues
 from core.telemetry import metrics
+from core.model.fleet import DEFAULT_TENANT, Fleet
 from core.model.workitems import ImagePushed, WorkItem, encode, new_trace_id
 
 log = logging.getLogger("autopilot.intake")
@@ -68,11 +69,33 @@ def _error(status: int, message: str) -> Reply:
     return Reply(status, {"error": message})
 
 
-def _push_item(push, event_id: str, source: str) -> ImagePushed:
+def _push_item(push, event_id: str, source: str, tenant: str) -> ImagePushed:
     return ImagePushed(event_id=event_id, trace_id=new_trace_id(), registry=push.registry,
                        repository=push.repository, tag=push.tag, digest=push.digest, media_type=push.media_type,
                        pushed_at=push.timestamp, acr_event_id=push.event_id, source=source,
-                       received_at=datetime.now(timezone.utc).isoformat())
+                       received_at=datetime.now(timezone.utc).isoformat(), tenant=tenant)
+
+
+def tenant_event_id(event_id: str, tenant: str) -> str:
+    """A push's delivery identity for one tenant: each tenant's share is claimed, retried, poisoned and replayed on
+    its own. Tenant `default` keeps the bare id, so a one-tenant deployment's journal reads as before."""
+    return event_id if tenant == DEFAULT_TENANT else f"{event_id}@{tenant}"
+
+
+def _fan_out(fleet: Fleet, push, event_id: str, raw: bytes, source: str) -> list[Delivery]:
+    """One delivery per tenant whose `images:` take the pushed image; a paused tenant's share is ignored (said so).
+    A fleet of no tenant at all (nothing configured yet) still accepts the push for `default`, as before: its worker
+    says what is missing and poisons it, replayable once configured, rather than the event being dropped here."""
+    image = f"{push.registry}/{push.repository}" if push.registry else push.repository
+    if not fleet.tenants:
+        return [Delivery(event_id, raw, items=(_push_item(push, event_id, source, DEFAULT_TENANT),))]
+    active = fleet.for_image(image)
+    paused = [t for t in fleet.tenants if t.paused and t.takes_image(image)]
+    if not active and not paused:
+        return [Delivery(event_id, raw, ignored=f"no tenant takes image {image}")]
+    return ([Delivery(tenant_event_id(event_id, t.name), raw,
+                      items=(_push_item(push, tenant_event_id(event_id, t.name), source, t.name),)) for t in active]
+            + [Delivery(tenant_event_id(event_id, t.name), raw, ignored=f"tenant {t.name} is paused") for t in paused])
 
 
 @dataclass(frozen=True)
@@ -85,7 +108,7 @@ class Accepted:
 class Intake:
     def __init__(self, settings: Settings, queues: WorkQueues, deliveries: DeliveryJournal,
                  aio_queues: Callable[[], AsyncWorkQueues], aio_deliveries: Callable[[], AsyncDeliveryJournal],
-                 fleet_source: FleetSource | None = None):
+                 fleet: Callable[[], Fleet], fleet_source: FleetSource | None = None):
         self._settings = settings
         self._fleet_source = fleet_source        # a push to the fleet repository reloads it (not journaled: idempotent)
         self._queues = queues
@@ -93,8 +116,7 @@ class Intake:
         self._aio_queues = aio_queues            # per event loop: the aio clients belong to the loop using them
         self._aio_deliveries = aio_deliveries
         self._background: set[asyncio.Task] = set()
-        self._repos = RepoConfig(settings.hld_repo_url, settings.hld_branch,
-                                 settings.manifest_repo_url, settings.manifest_branch)
+        self._fleet = fleet                      # asked per delivery: a fleet reload takes effect at once
 
     # -- checks -------------------------------------------------------------------------------------------------
     def _secret(self, source: str) -> tuple[str, str]:
@@ -161,8 +183,7 @@ class Intake:
             push = parse_acr_event(data)
             if isinstance(push, Ignored):
                 return [Delivery(_acr_event_id(data), raw, ignored=push.reason)]
-            event_id = f"acr:{push.event_id}"
-            return [Delivery(event_id, raw, items=(_push_item(push, event_id, "acr"),))]
+            return _fan_out(self._fleet(), push, f"acr:{push.event_id}", raw, "acr")
         if source == "eventgrid":
             events = parse_eventgrid(data)
             validation = [e for e in events if e.event_type == EVENTGRID_VALIDATION]
@@ -173,6 +194,7 @@ class Intake:
                     raise PayloadError("data.validationCode is missing")
                 return Reply(200, {"validationResponse": code})
             deliveries = []
+            fleet = self._fleet()
             raw_events = data if isinstance(data, list) else [data]
             for i, event in enumerate(events):
                 event_id = f"eventgrid:{event.event_id}"
@@ -185,12 +207,11 @@ class Intake:
                 if isinstance(push, Ignored):
                     deliveries.append(Delivery(event_id, event_raw, ignored=push.reason))
                 else:
-                    deliveries.append(Delivery(event_id, event_raw,
-                                               items=(_push_item(push, event_id, "eventgrid"),)))
+                    deliveries += _fan_out(fleet, push, event_id, event_raw, "eventgrid")
             return deliveries
         event = parse_azdo(data)
         event_id = f"azdo:{event.delivery_id}"
-        routed = route_azdo(event, self._repos, event_id, new_trace_id())
+        routed = route_fleet(event, self._fleet(), event_id, new_trace_id())
         if isinstance(routed, Ignored):
             return [Delivery(event_id, raw, ignored=routed.reason)]
         return [Delivery(event_id, raw, items=tuple(routed))]
@@ -330,7 +351,7 @@ class Intake:
         """Run a journaled delivery through intake again, bypassing the duplicate check: its work items are
         enqueued now with the storage SDK (an operator's call, answered once they are on the queue)."""
         try:
-            journaled = self._deliveries.journaled(event_id)
+            journaled = self._deliveries.journaled(event_id) or self._sibling(event_id)
         except StorageUnavailable as exc:
             return _error(503, f"storage unavailable: {exc}")
         if journaled is None:
@@ -341,6 +362,8 @@ class Intake:
             return _error(400, str(exc))
         if isinstance(deliveries, Reply):
             return deliveries
+        if any(d.event_id == event_id for d in deliveries):   # a fanned-out push: that tenant's share only
+            deliveries = [d for d in deliveries if d.event_id == event_id]
         outcome = _Outcome()
         for delivery in deliveries:
             outcome.event_ids.append(delivery.event_id)
@@ -355,6 +378,20 @@ class Intake:
             except StorageUnavailable as exc:
                 return _error(503, f"storage unavailable: {exc}")
         return _reply(outcome)
+
+
+    def _sibling(self, event_id: str):
+        """A tenant's share of a push that tenant did not take (paused then) is not journaled under its own id:
+        the push's body is, under another tenant's share, and a replay of the paused tenant's id brings it."""
+        base, at, tenant = event_id.rpartition("@")
+        if not at or not base:
+            return None
+        for name in (DEFAULT_TENANT, *self._fleet().names):
+            if name != tenant:
+                journaled = self._deliveries.journaled(tenant_event_id(base, name))
+                if journaled is not None:
+                    return journaled
+        return None
 
 
 def _acr_event_id(data: Any) -> str:

@@ -14,6 +14,7 @@ from core.workers.reviewer import ReviewOutcome
 from core.adapters.deliveries import DeliveryJournal, DeliveryLog
 from core.adapters.storage import PR_REVIEW, Storage, WorkQueues
 from core.telemetry import metrics
+from core.workers.tenancy import services_for
 from core.model.workitems import PrReview, WorkItem
 
 log = logging.getLogger("autopilot.review")
@@ -41,7 +42,11 @@ class ReviewJob:
     def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
         [item] = items
         assert isinstance(item, PrReview)
-        return self.services.reviewer.review(item)
+        services = services_for(self.services, item.tenant)   # the tenant's project, credentials and repos
+        definition = getattr(services, "definition", None)
+        if definition is not None and item.repository_url:
+            definition.require_repo(item.repository_url)
+        return services.reviewer.review(item)
 
     def follow_ups(self, result: ReviewOutcome | None) -> Sequence[WorkItem]:
         return ()

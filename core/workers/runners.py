@@ -33,6 +33,7 @@ import contextvars
 import json
 import logging
 import re
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Protocol, Sequence
@@ -47,12 +48,15 @@ from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, StorageUna
 from core.telemetry import metrics, trace_context
 from core.adapters.trace import TraceLog, latency_seconds, now_iso
 from core.model.workitems import FluxNotify, HldChanged, ImagePushed, WorkItem, decode, encode
+from core.model.fleet import DEFAULT_TENANT
+from core.workers.tenancy import services_for
 
 log = logging.getLogger("autopilot.worker")
 
 UNBATCHED_THREADS = 2           # concurrent runs of a queue whose messages are each their own run (reviews)
 RETRY_DELAY_SECONDS = 5         # a taken message that failed comes back after this (host.json visibilityTimeout)
 MAX_RETRY_AFTER_WAIT = 30.0
+TENANT_RUNS = 16                # tenants whose share of one batch run at once (host.json batchSize; each its own repos)
 SYSTEMIC_FAILURES = 2           # retryable failures in a row, running a failed batch item by item, that end it
 POISON_REASON_FIELD = "poisonReason"
 _TRACE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -164,6 +168,25 @@ def _run(job: Job, units: Sequence[_Unit]) -> list[WorkItem]:
     return list(job.follow_ups(result))
 
 
+def _run_tenants(job: Job, units: Sequence[_Unit]) -> list[WorkItem]:
+    """Run a batch as one run per tenant, those of different tenants side by side (at most TENANT_RUNS at once):
+    one tenant's failing repo or credentials fails (and retries, or poisons) that tenant's items only, and never
+    waits in line behind another tenant's work. Follow-ups carry the tenant of the work that produced them."""
+    by_tenant: dict[str, list[_Unit]] = defaultdict(list)
+    for u in units:
+        by_tenant[u.item.tenant].append(u)
+
+    def run(tenant: str, group: list[_Unit]) -> list[WorkItem]:
+        return [f if f.tenant == tenant else replace(f, tenant=tenant) for f in _run(job, group)]
+
+    if len(by_tenant) <= 1:
+        return [f for tenant, group in by_tenant.items() for f in run(tenant, group)]
+    with ThreadPoolExecutor(max_workers=min(TENANT_RUNS, len(by_tenant)), thread_name_prefix="tenant") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, run, tenant, group)
+                   for tenant, group in by_tenant.items()]
+        return [f for future in futures for f in future.result()]
+
+
 def _run_each(job: Job, units: Sequence[_Unit]) -> list[WorkItem]:
     """Each unit alone, so only the failing ones fail. When SYSTEMIC_FAILURES runs in a row fail for a reason a retry
     may cure, the cause is not one message (the remote or storage is down): the rest are failed with that error
@@ -272,10 +295,10 @@ def settle(job: Job, triggers: Sequence[QueuedMessage]) -> list[_Verdict]:
     taken = (take_waiting(job.queues, job.queue) if job.batches and fresh
              else TakenMessages(job.queues, job.queue))
     pulled = [_unit(job.queue, m.text, m.id, taken=m) for m in taken.messages]
-    follow_ups = _run(job, fresh + [u for u in pulled if u.item is not None and u.dequeue_count <= 1])
+    follow_ups = _run_tenants(job, fresh + [u for u in pulled if u.item is not None and u.dequeue_count <= 1])
     for u in units + pulled:   # messages that failed before run alone, after the batch
         if u.item is not None and u.dequeue_count > 1:
-            follow_ups += _run(job, [u])
+            follow_ups += _run_tenants(job, [u])
 
     verdicts = [_trigger_verdict(job, u) for u in units]
     carrier = next((i for i, v in enumerate(verdicts) if v.settled is not None), None)
@@ -412,6 +435,12 @@ class QueueWorker:
 
 # -- the jobs ---------------------------------------------------------------------------------------------------
 
+def _tenant_services(services: Any, items: Sequence[WorkItem]) -> Any:
+    """The services of the one tenant a run's items belong to (_run_tenants never mixes tenants in a run)."""
+    [tenant] = {getattr(i, "tenant", DEFAULT_TENANT) for i in items}   # test doubles' items may name none
+    return services_for(services, tenant)
+
+
 def _wakes_flux(services: Any) -> bool:
     """Are Flux receivers configured (FLUX_RECEIVERS)? A manifest commit then asks flux-notify to wake them."""
     settings = getattr(services, "settings", None)   # test doubles wire only what their job uses
@@ -439,10 +468,11 @@ class BumpJob:
 
     def process(self, items: Sequence[WorkItem]) -> BumpResult:
         assert all(isinstance(i, ImagePushed) for i in items)
-        return self.services.bump.process(items)
+        return _tenant_services(self.services, items).bump.process(items)
 
     def follow_ups(self, result: BumpResult) -> Sequence[WorkItem]:
-        if result.commit and _wakes_flux(self.services) and not self.services.bump.is_hld:
+        if (result.commit and _wakes_flux(self.services)
+                and not _tenant_services(self.services, [o.item for o in result.bumped]).bump.is_hld):
             # light-weight flow: the bump itself is the manifest commit; Flux is woken for the folders it touched
             envs = changed_envs([o.target.file for o in result.bumped], root_is_env=False)
             return (*result.follow_ups,
@@ -487,7 +517,7 @@ class GenerateJob:
 
     def process(self, items: Sequence[WorkItem]):
         assert all(isinstance(i, HldChanged) for i in items)
-        return self.services.generation.process(items)
+        return _tenant_services(self.services, items).generation.process(items)
 
     def follow_ups(self, result) -> Sequence[WorkItem]:
         if result.action == "committed" and _wakes_flux(self.services):

@@ -120,7 +120,8 @@ class FakeClusters:
 
 
 class FakePauses:
-    def __init__(self) -> None:
+    def __init__(self, tenant: str = "default") -> None:
+        self.tenant = tenant
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
 
     def pause(self, service: str, env: str, reason: str, tag: str = "") -> None:
@@ -149,7 +150,7 @@ class FakePauses:
         return True
 
     def listed(self) -> list[dict[str, Any]]:
-        return [{"service": r["service"], "env": r["env"], "reason": r["reason"], "at": r["at"]}
+        return [{"service": r["service"], "env": r["env"], "reason": r["reason"], "at": r["at"], "tenant": self.tenant}
                 for r in self.rows.values() if r["state"] == "paused"]
 
 
