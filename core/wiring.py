@@ -323,7 +323,7 @@ def _tenant_settings(settings: Settings, tenant: Tenant) -> Settings:
 
     pat = settings.app_setting(tenant.pat_setting) if tenant.pat_setting else ""
     if tenant.pat_setting and not pat:
-        raise SettingsError(f"tenant {tenant.name!r}: app setting {tenant.pat_setting} (its PAT) is empty")
+        raise SettingsError(f"app setting {tenant.pat_setting} (tenant {tenant.name}'s PAT) is not set")
     hld = tenant.hld
     sources = (settings.allowed_source_hosts if settings.app_setting("ALLOWED_SOURCE_HOSTS")
                else default_allowed_sources(hld.url if hld else ""))

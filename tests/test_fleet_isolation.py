@@ -121,8 +121,8 @@ def test_one_push_becomes_one_delivery_and_one_hld_commit_per_tenant(storage, az
         assert hld_subject(tenant) == "Bump 2 images: frontend/dev 1.4.2, frontend/prod 1.4.2"
         assert tag_in(tenant, "frontend", "prod") == "1.4.2"
     rows = services.trace.query(tenant="b")
-    assert {r["tenant"] for r in rows} == {"b"} and {r["env"] for r in rows} == {"dev", "prod"}
-    assert {r["traceId"] for r in rows} == {items[1].trace_id}
+    assert {r.tenant for r in rows} == {"b"} and {r.env for r in rows} == {"dev", "prod"}
+    assert {r.trace_id for r in rows} == {items[1].trace_id}
 
 
 def test_the_images_filter_decides_which_tenants_get_a_push(storage, azurite, tmp_path):
@@ -310,20 +310,21 @@ class FakeCredential:
 
 def test_each_tenants_git_calls_carry_its_own_credentials_only(azurite, tmp_path, monkeypatch):
     from core.adapters import git_workspace
-    from core.adapters.git_workspace import GitWorkspace
+    from core.adapters.git_runner import GitResult, GitRunner
 
     tenants = tuple(replace(t, pat_setting="") if t.name == "c" else t for t in AZDO_TENANTS)
     services = fleet_services(azurite, tmp_path, tenants, PAT_A="pat-of-a", PAT_B="pat-of-b",
                               AZDO_PAT="the-apps-own-pat", AZDO_ORG_URL="https://dev.azure.com/x",
                               AZDO_PROJECT="x")
     services.__dict__["_credential"] = FakeCredential()
-    calls: list[tuple[str, tuple]] = []
+    calls: list[tuple[list[str], str | None]] = []
 
-    def execute(self, args, cwd, config, timeout=None, binary=False):
-        calls.append((self.url, config))
-        return 128, "", "fatal: unable to access (test)"
+    def run(self, *args, network=False, **kwargs):   # every git command of the workspace goes through the runner
+        if network:
+            calls.append(([a for a in args if "://" in a], self._auth_header() if self._auth_header else None))
+        return GitResult(128, "", "fatal: unable to access (test)")
 
-    monkeypatch.setattr(GitWorkspace, "_execute", execute)
+    monkeypatch.setattr(GitRunner, "run", run)
     expected = {"a": "Basic " + base64.b64encode(b":pat-of-a").decode(),
                 "b": "Basic " + base64.b64encode(b":pat-of-b").decode(),
                 "c": "Bearer managed-identity-token"}
@@ -334,9 +335,9 @@ def test_each_tenants_git_calls_carry_its_own_credentials_only(azurite, tmp_path
         with pytest.raises(git_workspace.GitError):
             view.bump.process([ImagePushed("acr:x", "t", "fabrikam.azurecr.io", "fabrikam/frontend", "1.0.0",
                                            "sha256:" + "1" * 64, "m", "", "x", tenant=tenant.name)])
-        headers = {value for url, config in calls for key, value in config if key == "http.extraHeader"}
-        assert calls and all(tenant.owns_repo(url) for url, _ in calls)
-        assert headers == {f"Authorization: {expected[tenant.name]}"}, tenant.name
+        headers = {header for _, header in calls}
+        assert calls and all(tenant.owns_repo(url) for urls, _ in calls for url in urls)
+        assert headers == {expected[tenant.name]}, tenant.name
     gateway_pats = {t.name: services.for_tenant(t.name).settings.azdo_pat for t in tenants}
     assert "the-apps-own-pat" not in gateway_pats.values()
 
@@ -346,7 +347,7 @@ def test_a_tenant_whose_pat_setting_is_empty_is_refused_not_given_the_managed_id
 
     tenants = tuple(replace(t, pat_setting="PAT_" + t.name.upper()) for t in local_tenants(tmp_path))
     services = fleet_services(azurite, tmp_path, tenants, PAT_A="pat-of-a", PAT_C="pat-of-c")
-    with pytest.raises(SettingsError, match="tenant 'b': app setting PAT_B \\(its PAT\\) is empty"):
+    with pytest.raises(SettingsError, match="app setting PAT_B \\(tenant b's PAT\\) is not set"):
         services.for_tenant("b")
     texts = receive(services, "acr", acr_push(FRONTEND, "1.4.2", "push-15")).outputs[IMAGE_PUSHED]
     verdicts = dict(zip((decode(t, IMAGE_PUSHED).tenant for t in texts), bump(services, texts)))
@@ -373,13 +374,12 @@ def test_the_trace_the_cli_and_the_dashboard_filter_by_tenant(storage, azurite, 
     services = fleet_services(azurite, tmp_path, local_tenants(tmp_path))
     bump(services, receive(services, "acr", acr_push(FRONTEND, "1.4.2", "push-13")).outputs[IMAGE_PUSHED])
     every = deployments(services.trace, ReviewRecords(storage))
-    assert sorted(r["tenant"] for r in every) == ["a", "a", "b", "b", "c", "c"]
+    assert sorted(d.record.tenant for d in every) == ["a", "a", "b", "b", "c", "c"]
     rows = deployments(services.trace, ReviewRecords(storage), tenant="c")
-    assert len(rows) == 2 and {r["tenant"] for r in rows} == {"c"}
+    assert len(rows) == 2 and {d.record.tenant for d in rows} == {"c"}
     filters = parse_filters({"tenant": "a"})
     assert filters.as_dict()["tenant"] == "a"
-    assert [r["tenant"] for r in every if _matches(r, "", filters)] == ["a", "a"]
-    assert _matches({"service": "x"}, "", parse_filters({"tenant": DEFAULT_TENANT}))   # rows from before tenants
+    assert [d.record.tenant for d in every if _matches(d.record, "", filters)] == ["a", "a"]
     assert _parser().parse_args(["trace", "--tenant", "b"]).tenant == "b"
 
 
@@ -390,7 +390,7 @@ def test_a_tenants_view_of_the_trace_holds_its_own_records_only(storage, azurite
     bump(services, texts)
     trace_of_b = decode(texts[1], IMAGE_PUSHED).trace_id
     a, b = services.for_tenant("a").trace, services.for_tenant("b").trace
-    assert {r["tenant"] for r in a.query(service="frontend")} == {"a"}
+    assert {r.tenant for r in a.query(service="frontend")} == {"a"}
     assert a.rows_for_trace(trace_of_b) == [] and len(b.rows_for_trace(trace_of_b)) == 2
     services.trace.record(trace_of_b, "manifest:x", "manifest-commit", actor="test", tenant="b",
                           fields={"manifestCommitId": "c" * 40})
@@ -398,7 +398,7 @@ def test_a_tenants_view_of_the_trace_holds_its_own_records_only(storage, azurite
 
 
 def test_promotion_pauses_and_claims_are_per_tenant(storage):
-    from core.workers.promoter import Claims, Pauses
+    from core.adapters.promotion_records import Claims, Pauses
 
     a, b, default = Pauses(storage, "a"), Pauses(storage, "b"), Pauses(storage)
     a.pause("frontend", "prod", "a person rolled back", "1.0.0")

@@ -258,7 +258,7 @@ def hook(intake: Intake, body: bytes) -> tuple[int, dict]:
 def intake_for(loader: FleetSource, url: str) -> Intake:
     def no_storage():
         raise AssertionError("a fleet reload touches no storage")
-    return Intake(settings_for(url), None, None, no_storage, no_storage, fleet_source=loader)
+    return Intake(settings_for(url), None, None, no_storage, no_storage, loader.current, fleet_source=loader)
 
 
 def test_a_push_to_the_fleet_repository_reloads_it_and_says_what_was_loaded(fleet_repo, tmp_path):
