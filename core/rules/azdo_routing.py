@@ -119,19 +119,27 @@ def fleet_push(event: AzdoEvent, fleet_url: str, fleet_branch: str) -> str | Ign
             return None
     except ValueError:
         raise PayloadError(f"resource.repository.remoteUrl: {show(remote)} is not a URL") from None
-    ref_updates = event.resource.get("refUpdates")
+    wanted = f"refs/heads/{fleet_branch}"
+    updated, new = _pushed_head(event.resource, wanted)
+    if new:
+        return new
+    if updated:
+        return Ignored(f"push deleted the fleet branch {fleet_branch}; the fleet in use stays")
+    return Ignored(f"push to the fleet repository did not update {wanted}")
+
+
+def _pushed_head(resource: dict, wanted: str) -> tuple[bool, str | None]:
+    """Did a `git.push` update ref `wanted`, and to which commit (None: deleted)? The first update of it counts."""
+    ref_updates = resource.get("refUpdates")
     if not isinstance(ref_updates, list):
         raise PayloadError("resource.refUpdates must be an array")
-    wanted = f"refs/heads/{fleet_branch}"
     for i, update in enumerate(ref_updates):
         if not isinstance(update, dict):
             raise PayloadError(f"resource.refUpdates[{i}] must be a JSON object")
         if _ref(update.get("name"), f"resource.refUpdates[{i}].name") == wanted:
             new = _commit_id(update.get("newObjectId"), f"resource.refUpdates[{i}].newObjectId")
-            if new and set(new) != {"0"}:
-                return new
-            return Ignored(f"push deleted the fleet branch {fleet_branch}; the fleet in use stays")
-    return Ignored(f"push to the fleet repository did not update {wanted}")
+            return True, new if new and set(new) != {"0"} else None
+    return False, None
 
 
 def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: str) -> list[WorkItem] | Ignored:
@@ -157,17 +165,10 @@ def route_azdo(event: AzdoEvent, config: RepoConfig, event_id: str, trace_id: st
         repository = _repository(resource)
         if _which_repo(repository, config) != "hld":
             return Ignored("push to a repository other than the configured HLD repo")
-        ref_updates = resource.get("refUpdates")
-        if not isinstance(ref_updates, list):
-            raise PayloadError("resource.refUpdates must be an array")
         wanted = f"refs/heads/{config.hld_branch}"
-        for i, update in enumerate(ref_updates):
-            if not isinstance(update, dict):
-                raise PayloadError(f"resource.refUpdates[{i}] must be a JSON object")
-            if _ref(update.get("name"), f"resource.refUpdates[{i}].name") == wanted:
-                new = _commit_id(update.get("newObjectId"), f"resource.refUpdates[{i}].newObjectId")
-                if new and set(new) != {"0"}:
-                    return [HldChanged(event_id, trace_id, "push", commit=new)]
+        _, new = _pushed_head(resource, wanted)
+        if new:
+            return [HldChanged(event_id, trace_id, "push", commit=new)]
         return Ignored(f"push did not update {wanted}")
     if kind in PR_OPENED | PR_MERGED:
         repository = _repository(resource)
