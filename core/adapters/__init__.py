@@ -7,6 +7,7 @@ __all__ = [
     "cluster_records",
     "deliveries",
     "etag",
+    "fleet_source",
     "flux_receivers",
     "git_runner",
     "git_workspace",

@@ -9,7 +9,6 @@ import email.utils
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from msrest.authentication import Authentication, BasicAuthentication
 from msrest.exceptions import ClientException
 from urllib3.util.retry import Retry
 
+from core.model.pull_request import ChangedFile, PolicyEvaluation, PullRequest, Reviewer, Thread
 from core.errors import AutopilotError, Permanent, Retryable
 
 ADO_SCOPE = "499b84ac-1321-427f-aa17-267ca6975798/.default"
@@ -69,55 +69,6 @@ class AzdoTransientError(AzdoError, Retryable):
                  type_key: str | None = None):
         super().__init__(message, status=status, type_key=type_key)
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Reviewer:
-    id: str
-    vote: int
-
-
-@dataclass(frozen=True)
-class PullRequest:
-    id: int
-    repository_id: str
-    project_id: str | None
-    title: str
-    description: str
-    source_ref: str
-    target_ref: str
-    status: str
-    is_draft: bool
-    created_by_id: str
-    created_by_name: str
-    auto_complete_set_by_id: str | None
-    last_merge_source_commit: str | None
-    last_merge_target_commit: str | None
-    last_merge_commit: str | None
-    reviewers: tuple[Reviewer, ...]
-
-
-@dataclass(frozen=True)
-class ChangedFile:
-    path: str
-    change_type: str
-
-
-@dataclass(frozen=True)
-class PolicyEvaluation:
-    id: str
-    status: str
-    is_blocking: bool
-    is_enabled: bool
-    type_id: str
-    type_name: str
-
-
-@dataclass(frozen=True)
-class Thread:
-    id: int
-    status: str
-    first_comment: str
 
 
 class AzdoGateway:

@@ -18,13 +18,8 @@ from azure.storage.queue import (
 
 from core.errors import Retryable
 
-IMAGE_PUSHED = "image-pushed"
-HLD_CHANGED = "hld-changed"
-PR_REVIEW = "pr-review"
-FLUX_NOTIFY = "flux-notify"
-CLUSTER_EVENTS = "cluster-events"   # Flux events from the clusters (core.workers.cluster_feedback)
-WORK_QUEUES = (IMAGE_PUSHED, HLD_CHANGED, PR_REVIEW, FLUX_NOTIFY, CLUSTER_EVENTS)
-POISON_SUFFIX = "-poison"
+from core.model.queues import (CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, POISON_SUFFIX,  # noqa: F401
+                               PR_REVIEW, WORK_QUEUES)
 
 # Azurite's well-known development account (public, documented by Microsoft).
 DEV_ACCOUNT = "devstoreaccount1"

@@ -5,6 +5,8 @@ __all__ = [
     "fleet",
     "images",
     "payloads",
+    "pull_request",
+    "queues",
     "trace_record",
     "workitems",
 ]

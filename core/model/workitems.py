@@ -8,7 +8,7 @@ from typing import ClassVar, Union
 
 from core.errors import Permanent
 from core.model.fleet import DEFAULT_TENANT
-from core.adapters.storage import CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
+from core.model.queues import CLUSTER_EVENTS, FLUX_NOTIFY, HLD_CHANGED, IMAGE_PUSHED, PR_REVIEW
 
 SCHEMA_VERSION = 1
 

@@ -4,6 +4,7 @@ byte-preserving YAML edits, review rules, promotion gates, hook routing."""
 __all__ = [
     "azdo_routing",
     "bump_decision",
+    "fleet_file",
     "helm_modes",
     "policy",
     "promotion",

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
-from core.adapters.azdo import ChangedFile, PolicyEvaluation, PullRequest
+from core.model.pull_request import ChangedFile, PolicyEvaluation, PullRequest
 from core.model.images import ImageRefError, same_image
 from core.rules.policy import Policy, TargetPolicy, auto_approves
 from core.rules.promotion import manual_envs

@@ -12,4 +12,5 @@ __all__ = [
     "review_job",
     "reviewer",
     "runners",
+    "tenancy",
 ]
