@@ -71,10 +71,30 @@ def test_chart_repository_component_passes_repo_and_version(tmp_path, helm):
     root = write(tmp_path / "hld", {"component.yaml": component("root", {
         "name": "prometheus", "type": "helm", "method": "helm", "source": "https://charts.example.com",
         "path": "prometheus", "version": "11.0.0"})})
-    generate(root, ["prod"], helm_bin=str(helm.path))
+    generate(root, ["prod"], helm_bin=str(helm.path), allowed_sources=["charts.example.com"])
     arguments = helm.calls[0]["argv"]
     assert "--repo=https://charts.example.com" in arguments and "--version=11.0.0" in arguments
     assert arguments[-2:] == ["prometheus", "prometheus"]
+
+
+@pytest.mark.parametrize("source", ["https://charts.evil.example", "http://charts.example.com",
+                                    "https://user:pw@charts.example.com", "oci://registry.evil.example/charts",
+                                    "file:///etc", "https://127.0.0.1:8080"])
+def test_rendered_mode_fetches_only_chart_repositories_on_the_allow_list(tmp_path, helm, source):
+    root = write(tmp_path / "hld", {"component.yaml": component("root", {
+        "name": "prometheus", "type": "helm", "method": "helm", "source": source, "path": "prometheus"})})
+    with pytest.raises(GenerationError, match="chart repository .* is not allowed: rendered mode fetches it") as refused:
+        generate(root, ["prod"], helm_bin=str(helm.path), allowed_sources=["charts.example.com"])
+    assert helm.calls == []          # refused before helm ran: nothing was fetched
+    assert "pw" not in str(refused.value)
+
+
+def test_an_oci_chart_repository_on_the_allow_list_is_fetched(tmp_path, helm):
+    root = write(tmp_path / "hld", {"component.yaml": component("root", {
+        "name": "prometheus", "type": "helm", "method": "helm", "source": "oci://registry.example.com/charts",
+        "path": "prometheus"})})
+    generate(root, ["prod"], helm_bin=str(helm.path), allowed_sources=["registry.example.com"])
+    assert "--repo=oci://registry.example.com/charts" in helm.calls[0]["argv"]
 
 
 def test_helm_runs_once_per_distinct_values(tmp_path, helm):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from core.rules.helm_modes import HELM_MODES
-from core.rules.source_hosts import default_allowed_sources
+from core.rules.source_hosts import chart_repository_allowed, default_allowed_sources
 
 from .component import Component, load_component
 from .config import (EMPTY, ComponentConfig, EnvironmentSpec, config_names, load_config_file, merge,
@@ -20,7 +20,7 @@ from .helm import (ChartSource, HelmTemplate, chart_path_in_repository, is_helm_
 from .manifests import dump_documents, join_documents
 from .output import GeneratedFile, Generation
 from .paths import inside, links_leaving
-from .sources import GitCheckouts, GitRef, check_url
+from .sources import GitCheckouts, GitRef, check_url, strip_credentials
 from .static import static_documents
 
 MAX_TREE_DEPTH = 50
@@ -197,6 +197,10 @@ class _Walker:
                   label: str) -> list[tuple[str, Any]]:
         if component.method == "git" and self._vendored(component, location, "helm_repos", label) is None:
             check_url(component.source, label, self._allowed_sources)  # a refused source is named first
+        if component.method == "helm" and not chart_repository_allowed(component.source, self._allowed_sources):
+            raise GenerationError(
+                f"{label}: chart repository {strip_credentials(component.source)!r} is not allowed: rendered mode "
+                f"fetches it, so its host must be in ALLOWED_SOURCE_HOSTS ({', '.join(self._allowed_sources) or 'none'})")
         self._helm.require(label)  # then a missing helm, before anything is fetched
         values = dump(dict(config.values), budget=self._output_left, label=label)
         if component.method == "helm":

@@ -20,7 +20,8 @@ FILE_ENTRY = "file://"
 _HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?")
 _SCP_LIKE = re.compile(r"[A-Za-z0-9._-]+@(?P<host>[A-Za-z0-9.-]+):(?!//)")
 
-__all__ = ["FILE_ENTRY", "default_allowed_sources", "parse_allowed_sources", "source_allowed"]
+__all__ = ["FILE_ENTRY", "chart_repository_allowed", "default_allowed_sources", "parse_allowed_sources",
+           "source_allowed"]
 
 
 def _host_port(netloc_host: str | None, port: int | None) -> str:
@@ -89,3 +90,16 @@ def source_allowed(url: str, allowed: Iterable[str]) -> bool:
     if scheme == "ssh":
         return f"ssh://{host}" in allowed
     return False
+
+
+def chart_repository_allowed(url: str, allowed: Iterable[str]) -> bool:
+    """Whether a Helm chart repository `url` (https:// or oci://) is on a host of the allow-list: the generator's
+    rendered mode fetches it (`helm template --repo`), so a component.yaml may not send that fetch anywhere."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("https", "oci") or parts.username or parts.password:
+        return False
+    try:
+        host = _host_port(parts.hostname, parts.port)
+    except ValueError:
+        return False
+    return bool(host) and host in set(allowed)
