@@ -243,6 +243,26 @@ class GitWorkspace:
             run = self._run("log", "-1", "--format=%ae", commit, check=False)
         return run.out.strip() if run.status == 0 else ""
 
+    def changed_top_folders(self, commit: str) -> tuple[str, ...] | None:
+        """The top-level folders ``commit`` changed against its first parent (a PR merge commit: what the PR
+        brought in), fetched when not local; None when that cannot be told (unknown commit, a root commit, or a
+        file changed at the top level, which every environment may read)."""
+        if not _FULL_SHA.fullmatch(commit):
+            return None
+        with self._locked():
+            self._ensure_clone()
+            try:
+                self._fetch_ref(commit, depth=2)
+            except GitRefNotFound:
+                return None
+            run = self._run("diff", "--name-only", "--no-renames", "-z", f"{commit}^1", commit, check=False)
+        if run.status != 0:
+            return None
+        paths = [p for p in run.out.split("\0") if p]
+        if any("/" not in p for p in paths):
+            return None
+        return tuple(sorted({p.split("/", 1)[0] for p in paths}))
+
     # ---- landing -----------------------------------------------------------------------------------------
 
     def _land(self, edit: Callable[[Path], "str | Edited | None"], target: str, *, force: bool, max_attempts: int) -> LandResult:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import core
+from core.adapters.git_runner import GitError
 from core.errors import Permanent
 from core.adapters.flux_receivers import FluxReceiver, receivers_for, sign
 from core.adapters.deliveries import DeliveryJournal, DeliveryLog
@@ -299,6 +300,8 @@ class FluxNotifyJob:
         if item.round < 1:
             raise FluxNotifyError(f"flux-notify item round {item.round} is not 1 or more")
         settings = self.services.settings
+        if item.reason == "manifest-pr-merged" and not item.envs and not item.clusters:
+            item = replace(item, envs=self._merged_folders(item))   # later rounds keep them
         receivers = receivers_for(settings.flux.receivers, item.envs, item.clusters)
         if not receivers:
             log.info("flux: no receiver serves %s", ", ".join(item.envs) or "any environment",
@@ -334,6 +337,20 @@ class FluxNotifyJob:
             return NotifyResult(item.commit, notified, failed, again, next_delay)
         failed = tuple(sorted(c for c, a in last.items() if not a.ok))
         return NotifyResult(item.commit, notified, failed)
+
+    def _merged_folders(self, item: FluxNotify) -> tuple[str, ...]:
+        """The environment folders a merged manifest PR changed (its merge commit against the first parent), so only
+        their clusters are woken; () (wake every receiver) when the manifest repo cannot tell: waking a cluster
+        that has nothing new costs it one reconcile, missing one delays a deployment."""
+        settings = self.services.settings
+        try:
+            workspace = self.services.workspace(settings.manifest_repo_url, settings.manifest_branch, purpose="flux")
+            folders = workspace.changed_top_folders(item.commit)
+        except GitError as exc:
+            log.warning("flux: changed folders of %s unknown (%s): waking every receiver", item.commit[:12], exc,
+                        extra={"trace_id": item.trace_id})
+            return ()
+        return folders or ()
 
     def follow_ups(self, result: NotifyResult) -> Sequence[WorkItem]:
         return ()
