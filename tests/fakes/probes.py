@@ -14,7 +14,7 @@ class HealthyStores:
 
 
 class EmptyOutbox:
-    def stuck(self, storage: Any, limit: int) -> list[str]:
+    def stuck(self, journal: Any, limit: int) -> list[str]:
         return []
 
 
