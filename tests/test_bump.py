@@ -1,5 +1,5 @@
-"""The image bump worker end to end: real bare git repos, the dict record stores (tests/fakes/records.py; Azurite
-where a case is about the queue or several processes), Azure DevOps fake."""
+"""The image bump worker end to end: real bare git repos, the dict record stores and queues (tests/fakes/;
+Azurite only where several processes share the high-water marks), Azure DevOps fake."""
 from __future__ import annotations
 
 import asyncio

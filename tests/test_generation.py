@@ -1,5 +1,5 @@
-"""The hld-changed worker: HLD branch head -> manifest repo, on real bare repos and the dict record stores (Azurite
-for the queue case)."""
+"""The hld-changed worker: HLD branch head -> manifest repo, on real bare repos and the dict record stores and
+queues (tests/fakes/)."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
-"""GET /api/health on Azurite with real git remotes (file:// bare repos) and the Azure DevOps fake."""
+"""GET /api/health with real git remotes (file:// bare repos) and the Azure DevOps fake: on Azurite where the check
+is about Azure Storage itself (reachable, a table gone), otherwise on the fakes (tests/fakes/)."""
 from __future__ import annotations
 
 import asyncio
