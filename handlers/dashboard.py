@@ -88,8 +88,8 @@ def _queue_depths(services: Services) -> dict[str, dict[str, int] | str]:
     depths: dict[str, dict[str, int] | str] = {}
     for name in WORK_QUEUES:
         try:
-            depths[name] = {"depth": services.storage.queue_depth(name),
-                            "poison": services.storage.queue_depth(poison_queue(name))}
+            depths[name] = {"depth": services.queues.queue_depth(name),
+                            "poison": services.queues.queue_depth(poison_queue(name))}
         except (StorageUnavailable, AzureError) as exc:
             reason = str(exc) if isinstance(exc, StorageUnavailable) else type(exc).__name__
             return {**depths, **{n: f"unreadable: {reason}" for n in WORK_QUEUES if n not in depths}}

@@ -21,6 +21,7 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 from devkit.azurite import clear_account, running_azurite  # noqa: E402
 from tests.fakes.deliveries import FakeDeliveryJournal  # noqa: E402
 from tests.fakes.queues import AsyncFakeQueues, FakeQueues  # noqa: E402
+from tests.fakes.records import FakeRecords  # noqa: E402
 
 # Properties are judged on what they find, not on how fast a loaded 2-core CI machine runs an example.
 hypothesis_settings.register_profile("suite", deadline=None)
@@ -79,9 +80,10 @@ def app_env(azurite, monkeypatch):
 
 @dataclass
 class Door:
-    """The fake stores behind the app's front door (queues, delivery journal) and the Services wired on them."""
+    """The fake stores behind the app (queues, delivery journal, record stores) and the Services wired on them."""
     queues: FakeQueues = field(default_factory=FakeQueues)
     journal: FakeDeliveryJournal = field(default_factory=FakeDeliveryJournal)
+    records: FakeRecords = field(default_factory=FakeRecords)
 
     def rewire(self):
         """Wire `get_services()` anew from the environment, on these same fakes (where a test on Azurite would
@@ -94,7 +96,7 @@ class Door:
         self.journal.reenqueue_after = settings.outbox_reenqueue_after
         services = Services(settings, stores={
             "queues": self.queues, "async_queues": AsyncFakeQueues(self.queues),
-            "deliveries": self.journal, "async_deliveries": self.journal})
+            "deliveries": self.journal, "async_deliveries": self.journal, **self.records.stores()})
         install_services(services)
         return services
 
@@ -106,7 +108,7 @@ class Door:
 @pytest.fixture
 def door(monkeypatch):
     """App settings as `app_env`, but no Azure Storage behind them: `get_services()` answers Services whose work
-    queues and delivery journal are dict fakes (tests/fakes/). The connection string names a closed port, so a
+    queues, delivery journal and record stores are dict fakes (tests/fakes/). The connection string names a closed port, so a
     store that is not faked fails at once instead of reaching some Azurite."""
     from core.adapters.storage import dev_connection_string
     from core.wiring import reset_services

@@ -1,7 +1,8 @@
 """The deployments endpoint and `python -m core.ops.cli` (trace, replay, health, setup).
 
-Replay runs on the fake queues and journal (handed to the CLI through `main(wire=...)`); commands that never reach
-storage get settings naming a closed port; trace, deployments and health read Azure Storage on Azurite."""
+Replay, trace and deployments run on the fake queues, journal and record stores (handed to the CLI through
+`main(wire=...)`, to the endpoint through `install_services`); commands that never reach storage get settings naming
+a closed port; only the health command reads Azure Storage on Azurite (its store probe is the real one)."""
 from __future__ import annotations
 
 import asyncio
@@ -19,15 +20,16 @@ import pytest
 
 from core.adapters import storage as storage_module
 from core.ops.cli import load_cli_settings, main
-from core.adapters.review_records import ReviewRecord, ReviewRecords, RuleFailure
-from core.wiring import Services, reset_services
+from core.adapters.review_records import ReviewRecord, RuleFailure
+from core.wiring import Services, install_services, reset_services
 from core.adapters.storage import IMAGE_PUSHED, dev_connection_string, poison_queue
-from core.adapters.trace import TraceLog
+from core.adapters.trace import TraceStore
 from core.model.workitems import ImagePushed, encode
 from devkit.azurite import free_port
 from handlers import ops
 from tests.fakes.deliveries import FakeDeliveryJournal
 from tests.fakes.queues import AsyncFakeQueues, FakeQueues
+from tests.fakes.records import FakeRecords
 from tests.azdo_fake import ORG, PAT, PROJECT, PROJECT_ID, azdo  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,10 +75,17 @@ def settings_file(tmp_path, azurite, environ) -> Path:
 class FakeStores:
     queues: FakeQueues = field(default_factory=FakeQueues)
     journal: FakeDeliveryJournal = field(default_factory=FakeDeliveryJournal)
+    records: FakeRecords = field(default_factory=FakeRecords)
 
     def wire(self, settings) -> Services:
         return Services(settings, stores={"queues": self.queues, "async_queues": AsyncFakeQueues(self.queues),
-                                          "deliveries": self.journal, "async_deliveries": self.journal})
+                                          "deliveries": self.journal, "async_deliveries": self.journal,
+                                          **self.records.stores()})
+
+
+@pytest.fixture
+def stores() -> FakeStores:
+    return FakeStores()
 
 
 def cli(settings_file: Path, *args: str, stores: FakeStores | None = None) -> tuple[int, str, str]:
@@ -86,7 +95,7 @@ def cli(settings_file: Path, *args: str, stores: FakeStores | None = None) -> tu
     return code, out.getvalue(), err.getvalue()
 
 
-def record(trace: TraceLog, trace_id: str, *, service: str, env: str, tag: str, start: str,
+def record(trace: TraceStore, trace_id: str, *, service: str, env: str, tag: str, start: str,
            stages: list[tuple[str, str, dict]]) -> None:
     for stage, at, fields in stages:
         trace.record(trace_id, f"{service}/{env}", stage, actor="test", start=start, at=at,
@@ -94,8 +103,8 @@ def record(trace: TraceLog, trace_id: str, *, service: str, env: str, tag: str, 
 
 
 @pytest.fixture
-def history(storage):
-    trace = TraceLog(storage)
+def history(stores):
+    trace = stores.records.trace
     record(trace, "t-app-prod", service="fabrikam-app", env="prod", tag="1.4.0", start="2024-05-01T10:00:00+00:00",
            stages=[("received", "2024-05-01T10:00:00.020000+00:00", {}),
                    ("hld-commit", "2024-05-01T10:00:00.410000+00:00", {"hldCommitId": "a1b2c3d4e5f6" * 3}),
@@ -105,7 +114,7 @@ def history(storage):
                    ("hld-pr", "2024-04-30T09:00:02+00:00", {"hldCommitId": "0123456789ab" * 3, "pr": "12"})])
     record(trace, "t-app-dev", service="fabrikam-app", env="dev", tag="1.5.0", start="2024-05-02T08:00:00+00:00",
            stages=[("received", "2024-05-02T08:00:00.100000+00:00", {})])
-    reviews = ReviewRecords(storage)
+    reviews = stores.records.review_records
     reviews.write(ReviewRecord(12, "hld", 1, ("only-image-tags",), (RuleFailure("build", "policy pending"),),
                                "waiting", datetime(2024, 4, 30, 9, 0, 5, tzinfo=timezone.utc), ("t-api-dev",)))
     reviews.write(ReviewRecord(12, "hld", 1, ("only-image-tags", "build"), (), "approved",
@@ -127,15 +136,16 @@ def app_env(offline_settings):
 
 
 @pytest.fixture
-def azure_app_env(settings_file):
-    load_cli_settings(settings_file)
+def fake_app_env(offline_settings, stores):
+    """The app's services on the fake stores."""
+    install_services(stores.wire(load_cli_settings(offline_settings)))
+    yield offline_settings
     reset_services()
-    return settings_file
 
 
 # -- the deployments endpoint ---------------------------------------------------------------------------------------
 
-def test_deployments_newest_first_with_filters_and_top(azure_app_env, history):
+def test_deployments_newest_first_with_filters_and_top(fake_app_env, history):
     status, body = get_deployments()
     assert status == 200
     assert [d["traceId"] for d in body["deployments"]] == ["t-app-dev", "t-app-prod", "t-api-dev"]
@@ -153,7 +163,7 @@ def test_deployments_newest_first_with_filters_and_top(azure_app_env, history):
     assert "reviews" not in prod
 
 
-def test_a_deployment_with_a_pr_carries_its_review_decisions(azure_app_env, history):
+def test_a_deployment_with_a_pr_carries_its_review_decisions(fake_app_env, history):
     [api] = get_deployments(service="fabrikam-api")[1]["deployments"]
     assert api["pr"] == "12"
     assert api["reviews"] == [
@@ -177,8 +187,8 @@ def test_deployments_with_storage_down_is_503(app_env):
 
 # -- trace ----------------------------------------------------------------------------------------------------------
 
-def test_trace_prints_a_table_with_stage_latencies_and_reviews(settings_file, history):
-    code, out, err = cli(settings_file, "trace")
+def test_trace_prints_a_table_with_stage_latencies_and_reviews(offline_settings, stores, history):
+    code, out, err = cli(offline_settings, "trace", stores=stores)
 
     assert (code, err) == (0, "")
     lines = out.splitlines()
@@ -194,13 +204,13 @@ def test_trace_prints_a_table_with_stage_latencies_and_reviews(settings_file, hi
         "    review PR 12 iteration 1: approved at 2024-04-30 09:04:00 (passed: only-image-tags, build; failed: -)"]
 
 
-def test_trace_filters_json_and_empty(settings_file, history):
-    code, out, _ = cli(settings_file, "trace", "--env", "prod", "--json")
+def test_trace_filters_json_and_empty(offline_settings, stores, history):
+    code, out, _ = cli(offline_settings, "trace", "--env", "prod", "--json", stores=stores)
     assert code == 0
     [row] = json.loads(out)["deployments"]
     assert row["traceId"] == "t-app-prod"
 
-    code, out, _ = cli(settings_file, "trace", "--service", "nothing-here")
+    code, out, _ = cli(offline_settings, "trace", "--service", "nothing-here", stores=stores)
     assert (code, out) == (0, "no deployments recorded matching the filters\n")
 
 
@@ -360,16 +370,14 @@ def test_runs_as_a_module(offline_settings):
     assert run.stderr == "error: top='0' must be an integer from 1 to 1000\n"
 
 
-def test_trace_prints_why_a_push_was_skipped(settings_file, storage):
-    from core.adapters.trace import TraceLog
-
-    trace = TraceLog(storage)
+def test_trace_prints_why_a_push_was_skipped(offline_settings, stores):
+    trace = stores.records.trace
     trace.record("t-skip", "prod/app.yaml#doc[0].spec.containers[0].image", "received", actor="acr",
                  start="2024-05-02T10:00:00+00:00", at="2024-05-02T10:00:00+00:00",
                  fields={"service": "app", "env": "prod", "imageTag": "1.3.0"})
     trace.record("t-skip", "prod/app.yaml#doc[0].spec.containers[0].image", "skipped", actor="gitops-autopilot",
                  at="2024-05-02T10:00:01+00:00", detail={"action": "skip",
                                                         "reason": "1.3.0 is older than current 1.4.0; never downgrade"})
-    code, out, _ = cli(settings_file, "trace")
+    code, out, _ = cli(offline_settings, "trace", stores=stores)
     assert code == 0
     assert "    skipped: 1.3.0 is older than current 1.4.0; never downgrade" in out.splitlines()

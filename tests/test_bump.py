@@ -1,11 +1,10 @@
-"""The image bump worker end to end: real bare git repos, the dict record stores (tests/fakes/records.py; Azurite
-where a case is about the queue or several processes), Azure DevOps fake."""
+"""The image bump worker end to end: real bare git repos, the dict record stores and queues (tests/fakes/;
+Azurite only where several processes share the high-water marks), Azure DevOps fake."""
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -18,7 +17,9 @@ from core.adapters.storage import IMAGE_PUSHED, Storage
 from core.model.workitems import HldChanged, ImagePushed, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
+from tests.fakes.queues import FakeQueues
 from tests.fakes.records import FakeRecords, records, table_records  # noqa: F401  (records: a fixture)
+from tests.fakes.workers import worker_services
 
 EXAMPLE_HLD = Path(__file__).resolve().parent.parent / "examples" / "hld"
 REGISTRY = "fabrikam.azurecr.io"
@@ -140,15 +141,16 @@ def test_burst_of_fifty_pushes_for_five_services_is_one_commit(tmp_path, records
     assert len(result.bumped) == 5
 
 
-def test_queue_batching_takes_waiting_messages_into_one_run(tmp_path, storage):
+def test_queue_batching_takes_waiting_messages_into_one_run(tmp_path, records):
     url = bare_repo(tmp_path, {"k/kustomization.yaml": f"images:\n- name: {REGISTRY}/api\n  newTag: 1.0.0\n",
                                "k/other.yaml": "a: 1\n"}, name="manifests")
-    service = make_service(url, table_records(storage), tmp_path, is_hld=False)
+    service = make_service(url, records, tmp_path, is_hld=False)
+    queues = FakeQueues()
     for i in range(1, 20):
-        storage.enqueue(IMAGE_PUSHED, encode(push("api", f"1.0.{i}")))
-    settled = run_one(SimpleNamespace(storage=storage, bump=service), push("api", "1.0.20"))
+        queues.enqueue(IMAGE_PUSHED, encode(push("api", f"1.0.{i}")))
+    settled = run_one(worker_services(records, queues, bump=service), push("api", "1.0.20"))
     assert settled.poison == () and settled.result.commit is not None
-    assert storage.queue_depth(IMAGE_PUSHED) == 0
+    assert queues.queue_depth(IMAGE_PUSHED) == 0
     assert [c.subject for c in commits(url, "main")][0] == "Bump api in k: 1.0.0 -> 1.0.20"
     assert len(commits(url, "main")) == 2
     assert b"newTag: 1.0.20" in file_at(url, "main", "k/kustomization.yaml")

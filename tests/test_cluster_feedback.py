@@ -72,13 +72,11 @@ class _Out:
 
 
 @pytest.fixture
-def flux_env(app_env, monkeypatch):
-    """The hook on Azurite: the cases that reach the delivery journal."""
-    from core.wiring import reset_services
-
+def flux_env(door, monkeypatch):
+    """The hook on the door's fakes: the cases that reach the delivery journal."""
     monkeypatch.setenv("FLUX_WEBHOOK_SECRET", SECRET)
-    reset_services()
-    yield app_env
+    door.rewire()
+    yield door
 
 
 @pytest.fixture
@@ -107,14 +105,15 @@ def test_signature_is_hmac_sha256_hex_of_the_raw_body():
     assert not signature_ok(SECRET, "", body)
 
 
-def test_hook_signature_rules(flux_env, storage):
+def test_hook_signature_rules(flux_env):
     body = flux_body(flux_event())
     assert post(body, None)[:2] == (401, {"error": "missing or wrong X-Signature"})
     assert post(body, sign(body, "wrong"))[0] == 401
-    status, reply, out = post(body, sign(body, SECRET))   # accepted: the journal (Azurite) records it
+    status, reply, out = post(body, sign(body, SECRET))   # accepted: the journal records it
     assert status == 202 and reply["cluster"] == "prod-1" and reply["outcome"] == "applied"
     [item] = [decode(text, CLUSTER_EVENTS) for text in out]
     assert isinstance(item, ClusterEvent) and item.revision == SHA and item.envs == ("prod",)
+    assert flux_env.journal.claimed() == 1
 
 
 def test_hook_without_secret_is_503(no_storage_env):
@@ -123,7 +122,7 @@ def test_hook_without_secret_is_503(no_storage_env):
     assert status == 503 and "FLUX_WEBHOOK_SECRET" in reply["error"] and out == []
 
 
-def test_a_resend_is_a_duplicate(flux_env, storage):
+def test_a_resend_is_a_duplicate(flux_env):
     body = flux_body(flux_event())
     assert post(body, sign(body, SECRET))[0] == 202
     status, reply, out = post(body, sign(body, SECRET))

@@ -1,5 +1,6 @@
 """Health per tenant (repos with the tenant's own credentials, the PAT's app setting, expiry) and the fleet's
-source and last load error, on Azurite with a real fleet repository and tenant repos (local bare repos)."""
+source and last load error, with a real fleet repository and tenant repos (local bare repos); the stores are the
+dict fakes and the store probes answer healthy (storage's own checks are tests/test_health.py's)."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,15 @@ from datetime import date
 
 import pytest
 
-from core.ops.health import HealthProbes, check_health
+from core.ops.health import check_health
 from core.settings import load_settings
 from core.wiring import Services
 from devkit.gitrepos import bare_repo, branches, push_files
+from tests.fakes.deliveries import FakeDeliveryJournal
+from tests.fakes.env import NO_STORAGE
+from tests.fakes.probes import storage_free_probes
+from tests.fakes.queues import FakeQueues
+from tests.fakes.records import FakeRecords
 
 TODAY = date(2027, 3, 20)
 ALPHA_PAT = "alpha-pat-value-1"
@@ -45,22 +51,23 @@ def fleet_text(repos: dict[str, str], gamma_expires: str = "2027-03-25") -> str:
 """
 
 
-def services_for(azurite: str, tmp_path, **env: str) -> Services:
-    values = {"AzureWebJobsStorage": azurite, "WORK_DIR": str(tmp_path / "work"), "ALPHA_PAT": ALPHA_PAT,
+def services_for(tmp_path, **env: str) -> Services:
+    values = {"AzureWebJobsStorage": NO_STORAGE, "WORK_DIR": str(tmp_path / "work"), "ALPHA_PAT": ALPHA_PAT,
               "GAMMA_PAT": GAMMA_PAT, **env}
-    return Services(load_settings(values))
+    return Services(load_settings(values), stores={**FakeRecords().stores(), "queues": FakeQueues(),
+                                                   "deliveries": FakeDeliveryJournal()})
 
 
 def health(services: Services) -> tuple[int, dict]:
-    report = check_health(lambda: services, HealthProbes(today=lambda: TODAY))
+    report = check_health(lambda: services, storage_free_probes(today=lambda: TODAY))
     text = json.dumps(report.body)
     assert ALPHA_PAT not in text and GAMMA_PAT not in text
     return report.status, report.body
 
 
-def test_each_tenant_reports_its_repos_and_credentials(azurite, tmp_path, repos):
+def test_each_tenant_reports_its_repos_and_credentials(tmp_path, repos):
     fleet_repo = bare_repo(tmp_path, {"fleet.yaml": fleet_text(repos)}, name="fleet")
-    status, body = health(services_for(azurite, tmp_path, FLEET_REPO_URL=fleet_repo))
+    status, body = health(services_for(tmp_path, FLEET_REPO_URL=fleet_repo))
 
     assert status == 200, body.get("failing")   # one tenant's trouble does not make the deployment unhealthy
     assert body["fleet"] == {"source": fleet_repo, "branch": "main", "commit": branches(fleet_repo)["main"],
@@ -89,17 +96,17 @@ def test_each_tenant_reports_its_repos_and_credentials(azurite, tmp_path, repos)
     assert not any(w.startswith("tenant alpha") for w in warnings)
 
 
-def test_an_expired_pat_is_flagged(azurite, tmp_path, repos):
+def test_an_expired_pat_is_flagged(tmp_path, repos):
     fleet_repo = bare_repo(tmp_path, {"fleet.yaml": fleet_text(repos, gamma_expires="2027-03-01")}, name="fleet")
-    _, body = health(services_for(azurite, tmp_path, FLEET_REPO_URL=fleet_repo))
+    _, body = health(services_for(tmp_path, FLEET_REPO_URL=fleet_repo))
     assert body["tenants"]["gamma"]["credentials"]["expiresInDays"] == -19
     assert "tenant gamma: the PAT in GAMMA_PAT expired on 2027-03-01" in body["warnings"]
 
 
-def test_a_refused_fleet_commit_is_reported_and_the_last_good_one_served(azurite, tmp_path, repos):
+def test_a_refused_fleet_commit_is_reported_and_the_last_good_one_served(tmp_path, repos):
     fleet_repo = bare_repo(tmp_path, {"fleet.yaml": fleet_text(repos)}, name="fleet")
     good = branches(fleet_repo)["main"]
-    services = services_for(azurite, tmp_path, FLEET_REPO_URL=fleet_repo)
+    services = services_for(tmp_path, FLEET_REPO_URL=fleet_repo)
     services.fleet
     bad = push_files(fleet_repo, "main", {"fleet.yaml": fleet_text(repos).replace("ALPHA_PAT", "GAMMA_PAT", 1)},
                      "share a PAT")
@@ -114,17 +121,17 @@ def test_a_refused_fleet_commit_is_reported_and_the_last_good_one_served(azurite
     assert list(body["tenants"]) == ["alpha", "beta", "gamma", "delta"]
 
 
-def test_no_fleet_at_all_is_a_failure(azurite, tmp_path):
+def test_no_fleet_at_all_is_a_failure(tmp_path):
     fleet_repo = bare_repo(tmp_path, {"fleet.yaml": "tenants: []\n"}, name="fleet")
-    status, body = health(services_for(azurite, tmp_path, FLEET_REPO_URL=fleet_repo))
+    status, body = health(services_for(tmp_path, FLEET_REPO_URL=fleet_repo))
     assert status == 503
     assert any(f.startswith(f"fleet: no fleet loaded from {fleet_repo}@main: fleet.yaml:1: tenants is empty")
                for f in body["failing"])
     assert body["fleet"]["commit"] is None and "tenants" not in body
 
 
-def test_without_a_fleet_repo_the_default_tenant_shows_its_credentials(azurite, tmp_path, repos):
-    services = services_for(azurite, tmp_path, MANIFEST_REPO_URL=repos["beta-manifests"], AZDO_PAT="deploy-pat-9")
+def test_without_a_fleet_repo_the_default_tenant_shows_its_credentials(tmp_path, repos):
+    services = services_for(tmp_path, MANIFEST_REPO_URL=repos["beta-manifests"], AZDO_PAT="deploy-pat-9")
     status, body = health(services)
     assert status == 200 and "fleet" not in body
     assert body["tenants"] == {"default": {

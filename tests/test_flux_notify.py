@@ -26,8 +26,10 @@ from core.adapters.flux_receivers import FluxReceiver, parse_receivers, receiver
 from core.workers.runners import QueuedMessage, QueueWorker
 from core.settings import load_settings
 from core.adapters.storage import FLUX_NOTIFY
-from core.adapters.trace import TraceLog
 from core.model.trace_record import TraceStage
+from tests.fakes.deliveries import FakeDeliveryJournal
+from tests.fakes.env import NO_STORAGE   # nothing listens: the fakes answer
+from tests.fakes.queues import FakeQueues
 from tests.fakes.records import FakeTrace
 from core.model.workitems import FluxNotify, WorkItemError, decode, encode
 from devkit.flux_receiver import StandInReceiver, validate_signature
@@ -244,17 +246,23 @@ def test_a_dead_and_a_slow_receiver_do_not_delay_the_others():
 
 # -- the flux-notify queue job ---------------------------------------------------------------------------------------
 
-def fleet_settings(azurite: str, stand_ins: dict[str, tuple[str, StandInReceiver]]):
+def fleet_settings(connection: str, stand_ins: dict[str, tuple[str, StandInReceiver]]):
     entries = [{"cluster": name, "env": env, "url": s.url, "secretSetting": f"TOKEN_{i}"}
                for i, (name, (env, s)) in enumerate(stand_ins.items())]
-    env = {"AzureWebJobsStorage": azurite, "FLUX_RECEIVERS": json.dumps(entries),
+    env = {"AzureWebJobsStorage": connection, "FLUX_RECEIVERS": json.dumps(entries),
            "MANIFEST_REPO_URL": "https://dev.azure.com/fabrikam/Fabrikam/_git/manifests"}
     env.update({f"TOKEN_{i}": s.token.decode() for i, (_, s) in enumerate(stand_ins.values())})
     return load_settings(env)
 
 
+def job_services(settings, queues: FakeQueues | None = None) -> SimpleNamespace:
+    """What the job needs of Services, on the fakes: settings, the queues its next round goes on, the journal, the trace."""
+    return SimpleNamespace(settings=settings, queues=queues or FakeQueues(), deliveries=FakeDeliveryJournal(),
+                           trace=FakeTrace())
+
+
 def run_job(services, notify: FluxNotify, notifier: Notifier | None = None):
-    """Through the queue runner, on Azurite: the cases about retry rounds and poisoning."""
+    """Through the queue runner: the cases about retry rounds and poisoning."""
     worker = QueueWorker(FLUX_NOTIFY, lambda: FluxNotifyJob(services, notifier), batches=False)
     return asyncio.run(worker.run(QueuedMessage("m-1", encode(notify))))
 
@@ -263,8 +271,6 @@ def process(services, notify: FluxNotify, notifier: Notifier | None = None):
     """The job alone (what the runner calls), with the fake trace: the cases about whom it notifies and records."""
     return FluxNotifyJob(services, notifier).process([decode(encode(notify), FLUX_NOTIFY)])
 
-
-NO_STORAGE = "UseDevelopmentStorage=true"
 
 
 def test_job_notifies_the_clusters_of_the_changed_folders_and_records_each_on_the_trace():
@@ -309,17 +315,17 @@ def test_bedrock_rings_of_one_folder_all_get_the_cluster_s_outcome():
                     "web/canary": ["manifest-commit", "notified@prod-1"], "web/other": ["hld-commit"]}
 
 
-def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(storage, azurite, monkeypatch):
+def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(monkeypatch):
     monkeypatch.setattr("core.workers.flux_notify.ROUND_DELAYS_S", (0, 60))   # visible at once, so the test can read it
     with StandInReceiver("t-ok") as ok, StandInReceiver("t-bad") as down:
         down.fail_next(100, 502)
-        settings = fleet_settings(azurite, {"ok-1": ("prod", ok), "down-1": ("prod", down)})
-        services = SimpleNamespace(settings=settings, storage=storage, trace=TraceLog(storage))
+        settings = fleet_settings(NO_STORAGE, {"ok-1": ("prod", ok), "down-1": ("prod", down)})
+        services = job_services(settings)
         notifier = Notifier(backoff=(0.01, 0.01))
         settled = run_job(services, item(), notifier)
         assert settled.result.notified == ("ok-1",) and settled.result.retrying == ("down-1",)
-        [message] = storage.queue(FLUX_NOTIFY).receive_messages(max_messages=5, visibility_timeout=30)
-        retry = decode(message.content, FLUX_NOTIFY)
+        [message] = services.queues.receive(FLUX_NOTIFY, 5, 30)
+        retry = decode(message.text, FLUX_NOTIFY)
         assert (retry.clusters, retry.round, retry.commit) == (("down-1",), 2, COMMIT)
 
         down._failures.clear()
@@ -327,7 +333,7 @@ def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(storage, az
     assert settled.result.notified == ("down-1",)
     assert len(ok.accepted()) == 1 and len(down.accepted()) == 1    # round 2 only for the failed cluster
     # no push trace: the attempts go on a record of the commit itself
-    [row] = TraceLog(storage).rows_for_trace(COMMIT[:32])
+    [row] = services.trace.rows_for_trace(COMMIT[:32])
     stages = [s.name for s in row.stages]
     assert stages.count("notify-failed@down-1") == 3 and stages[-1] == "notified@down-1"
     failed = next(s for s in row.stages if s.name == "notify-failed@down-1" and s.detail["attempt"] == 3)
@@ -335,31 +341,31 @@ def test_job_hands_a_failing_receiver_to_the_queue_for_a_later_round(storage, az
     assert row.manifest_commit_id == COMMIT
 
 
-def test_the_next_round_waits_its_back_off_on_the_queue(storage, azurite, monkeypatch):
+def test_the_next_round_waits_its_back_off_on_the_queue(monkeypatch):
     monkeypatch.setattr("core.workers.flux_notify.ROUND_DELAYS_S", (2, 60))
+    now = [1000.0]
+    queues = FakeQueues(clock=lambda: now[0])
     with StandInReceiver("t") as down:
         down.fail_next(100, 503)
-        settings = fleet_settings(azurite, {"down-1": ("prod", down)})
-        services = SimpleNamespace(settings=settings, storage=storage, trace=TraceLog(storage))
-        settled = run_job(services, item(), Notifier(backoff=()))
+        settings = fleet_settings(NO_STORAGE, {"down-1": ("prod", down)})
+        settled = run_job(job_services(settings, queues), item(), Notifier(backoff=()))
     assert settled.result.retrying == ("down-1",) and settled.result.next_round_in == 2
-    queue = storage.queue(FLUX_NOTIFY)
-    assert storage.queue_depth(FLUX_NOTIFY) == 1 and list(queue.receive_messages(visibility_timeout=30)) == []
-    deadline = time.monotonic() + 15
-    while not (messages := list(queue.receive_messages(visibility_timeout=30))) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert [decode(m.content, FLUX_NOTIFY).round for m in messages] == [2]
+    assert queues.queue_depth(FLUX_NOTIFY) == 1 and queues.receive(FLUX_NOTIFY, 32, 30) == []
+    now[0] += 1.9
+    assert queues.receive(FLUX_NOTIFY, 32, 30) == []
+    now[0] += 0.1
+    assert [decode(m.text, FLUX_NOTIFY).round for m in queues.receive(FLUX_NOTIFY, 32, 30)] == [2]
 
 
-def test_job_gives_up_after_the_last_round(storage, azurite):
+def test_job_gives_up_after_the_last_round():
     with StandInReceiver("t") as down:
         down.fail_next(100, 500)
-        settings = fleet_settings(azurite, {"down-1": ("prod", down)})
-        services = SimpleNamespace(settings=settings, storage=storage, trace=TraceLog(storage))
+        settings = fleet_settings(NO_STORAGE, {"down-1": ("prod", down)})
+        services = job_services(settings)
         settled = run_job(services, item(round=5), Notifier(backoff=()))
     assert settled.result.failed == ("down-1",) and settled.result.retrying == ()
-    assert storage.queue_depth(FLUX_NOTIFY) == 0
-    [row] = TraceLog(storage).rows_for_trace(COMMIT[:32])
+    assert services.queues.queue_depth(FLUX_NOTIFY) == 0
+    [row] = services.trace.rows_for_trace(COMMIT[:32])
     assert "given up" in row.stages[-1].detail["reason"]
 
 
@@ -371,10 +377,10 @@ def test_no_receiver_for_the_folders_is_a_quiet_success():
 
 
 @pytest.mark.parametrize("bad", [{"commit": ""}, {"round": 0}])
-def test_an_item_that_cannot_be_acted_on_is_poisoned_with_its_reason(storage, azurite, bad):
+def test_an_item_that_cannot_be_acted_on_is_poisoned_with_its_reason(bad):
     with StandInReceiver("t") as prod:
-        settings = fleet_settings(azurite, {"prod-1": ("prod", prod)})
-        services = SimpleNamespace(settings=settings, storage=storage, trace=TraceLog(storage))
+        settings = fleet_settings(NO_STORAGE, {"prod-1": ("prod", prod)})
+        services = job_services(settings)
         settled = run_job(services, item(**bad))
     [poisoned] = settled.poison
     assert "FluxNotifyError" in json.loads(poisoned)["poisonReason"] and prod.calls == []

@@ -23,16 +23,19 @@ from core.adapters.storage import FLUX_NOTIFY, HLD_CHANGED
 from core.model.workitems import FluxNotify, HldChanged, decode, encode
 from devkit.flux_receiver import StandInReceiver
 from handlers import ops
+from tests.fakes.deliveries import FakeDeliveryJournal
 from tests.fakes.env import NO_STORAGE
-from tests.fakes.records import records  # noqa: F401  (the fixture)
+from tests.fakes.probes import storage_free_probes
+from tests.fakes.queues import FakeQueues
+from tests.fakes.records import FakeTrace, install, records  # noqa: F401  (records: the fixture)
 from tests.test_generation import make_generation, repos  # noqa: F401  (the fixture)
 from tests.test_intake import azdo_headers, call, fixture, messages
 
 MANIFESTS_URL = "https://dev.azure.com/fabrikam/Fabrikam/_git/manifests"
 
 
-def settings_for(azurite: str, receivers: list[dict], secrets: dict[str, str], **more: str):
-    return load_settings({"AzureWebJobsStorage": azurite, "FLUX_RECEIVERS": json.dumps(receivers), **secrets,
+def settings_for(connection: str, receivers: list[dict], secrets: dict[str, str], **more: str):
+    return load_settings({"AzureWebJobsStorage": connection, "FLUX_RECEIVERS": json.dumps(receivers), **secrets,
                           **more})
 
 
@@ -87,20 +90,20 @@ def merged_manifest_pr(description: str, target: str = "refs/heads/main") -> byt
     return json.dumps(data).encode()
 
 
-def test_a_merged_manifest_pr_wakes_every_cluster(app_env, storage):
+def test_a_merged_manifest_pr_wakes_every_cluster(door):
     description = ("Generate manifests from HLD 1234567: x\n\nHLD-Commit: " + "1" * 40 +
                    "\nTrace-Id: " + "a" * 32 + " " + "b" * 32 + "\nTrace-Id: <script>\n")
     status, body = call("azdo_webhook", merged_manifest_pr(description), azdo_headers())
     assert status == 202 and body["queued"] == [FLUX_NOTIFY]
-    [notify] = messages(storage, FLUX_NOTIFY)
+    [notify] = messages(door.queues, FLUX_NOTIFY)
     assert (notify.reason, notify.pr_id, notify.commit, notify.envs) == (
         "manifest-pr-merged", 42, "eef717f69257a6333f221566c1c987dc94cc0d72", ())
     assert notify.image_trace_ids == ("a" * 32, "b" * 32)
 
 
-def test_a_merged_manifest_pr_into_another_branch_is_ignored(app_env, storage):
+def test_a_merged_manifest_pr_into_another_branch_is_ignored(door):
     status, body = call("azdo_webhook", merged_manifest_pr("", "refs/heads/feature"), azdo_headers())
-    assert status == 200 and "manifest branch main" in body["ignored"]
+    assert status == 200 and "manifest branch main" in body["ignored"] and door.enqueued() == 0
 
 
 # -- health ----------------------------------------------------------------------------------------------------------
@@ -122,9 +125,12 @@ def _app_settings(monkeypatch, connection: str):
 
 
 @pytest.fixture
-def flux_env(azurite, monkeypatch):
-    """On Azurite: health probes storage too."""
-    yield from _app_settings(monkeypatch, azurite)
+def flux_env(monkeypatch):
+    """The receivers' checks, not storage's: no storage, the store probes answer healthy, the record stores are
+    the dict fakes."""
+    install(monkeypatch)
+    monkeypatch.setattr(ops, "_health_probes", storage_free_probes())
+    yield from _app_settings(monkeypatch, NO_STORAGE)
 
 
 @pytest.fixture
@@ -208,9 +214,8 @@ class Out:
         self.value = value
 
 
-def test_generate_worker_writes_the_notification_to_its_flux_notify_binding(monkeypatch, storage):
+def test_generate_worker_writes_the_notification_to_its_flux_notify_binding(monkeypatch):
     import function_app
-    from core.adapters.deliveries import DeliveryLog
     from handlers import generate
 
     notify = FluxNotify("flux:" + "c" * 40, "c" * 32, "c" * 40, envs=("prod",))
@@ -219,8 +224,7 @@ def test_generate_worker_writes_the_notification_to_its_flux_notify_binding(monk
         queue, stage, batches = HLD_CHANGED, "generate", False
 
         def __init__(self):
-            self.storage = self.queues = storage
-            self.deliveries = DeliveryLog(storage)
+            self.queues, self.deliveries, self.trace = FakeQueues(), FakeDeliveryJournal(), FakeTrace()
 
         def process(self, items):
             return "done"

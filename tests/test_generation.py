@@ -1,10 +1,9 @@
-"""The hld-changed worker: HLD branch head -> manifest repo, on real bare repos and the dict record stores (Azurite
-for the queue case)."""
+"""The hld-changed worker: HLD branch head -> manifest repo, on real bare repos and the dict record stores and
+queues (tests/fakes/)."""
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -19,6 +18,8 @@ from core.model.workitems import HldChanged, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.azdo_fake import azdo  # noqa: F401
 from tests.fakes.records import FakeRecords, records, table_records  # noqa: F401  (records: a fixture)
+from tests.fakes.queues import FakeQueues
+from tests.fakes.workers import worker_services
 from tests.test_bump import EXAMPLE_HLD, FRONTEND_DEV, push
 
 EXAMPLES = EXAMPLE_HLD.parent
@@ -80,14 +81,15 @@ def run_one(services, item: HldChanged, dequeue_count: int = 1):
     return asyncio.run(worker.run(QueuedMessage(f"m-{item.event_id}", encode(item), dequeue_count)))
 
 
-def test_queued_items_for_one_hld_are_taken_into_one_run(repos, storage, tmp_path):
+def test_queued_items_for_one_hld_are_taken_into_one_run(repos, records, tmp_path):
     hld, manifests = repos
+    queues = FakeQueues()
     for i in range(9):
-        storage.enqueue(HLD_CHANGED, encode(changed(f"q{i}")))
-    services = SimpleNamespace(storage=storage, generation=make_generation(repos, table_records(storage), tmp_path))
+        queues.enqueue(HLD_CHANGED, encode(changed(f"q{i}")))
+    services = worker_services(records, queues, generation=make_generation(repos, records, tmp_path))
     settled = run_one(services, changed("first"))
     assert settled.result.action == "committed" and settled.poison == ()
-    assert storage.queue_depth(HLD_CHANGED) == 0
+    assert queues.queue_depth(HLD_CHANGED) == 0
     assert len(commits(manifests, "main")) == 2
 
 

@@ -1,4 +1,5 @@
-"""GET /api/health on Azurite with real git remotes (file:// bare repos) and the Azure DevOps fake."""
+"""GET /api/health with real git remotes (file:// bare repos) and the Azure DevOps fake: on Azurite where the check
+is about Azure Storage itself (reachable, a table gone), otherwise on the fakes (tests/fakes/)."""
 from __future__ import annotations
 
 import asyncio
@@ -15,13 +16,14 @@ from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE
 from core.adapters.git_workspace import GitError, pat_auth_header
 from core.ops.health import TABLES, RepoProbe, StoreProbe, check_health, ls_remote
 from core.wiring import get_services, reset_services
-from core.adapters.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, Storage, dev_connection_string, poison_queue
+from core.adapters.storage import DEV_KEY, IMAGE_PUSHED, PR_REVIEW, WORK_QUEUES, dev_connection_string, poison_queue
 from devkit.azurite import free_port
 from devkit.gitrepos import bare_repo, branches
 from handlers import ops
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, azdo  # noqa: F401  (the fixture)
 from tests.fakes.env import NO_STORAGE
-from tests.fakes.probes import storage_free_probes
+from tests.fakes.probes import FakeAccount, StoresOf, storage_free_probes
+from tests.fakes.queues import FakeQueues
 from tests.fakes.records import install
 
 ACR_SECRET = "acr-secret-health-1"
@@ -63,6 +65,12 @@ def checks_env(monkeypatch, remotes):
     yield from _app_settings(monkeypatch, remotes, NO_STORAGE)
 
 
+@pytest.fixture
+def offline_env(monkeypatch, remotes):
+    """App settings whose storage is a closed port, with the app's own health probes."""
+    yield from _app_settings(monkeypatch, remotes, NO_STORAGE)
+
+
 def get_health() -> tuple[int, dict, str]:
     resp = asyncio.run(ops.health(func.HttpRequest("GET", "/api/health", body=b"")))
     text = resp.get_body().decode()
@@ -89,10 +97,12 @@ def test_healthy_reports_queues_repos_and_version(app_env, storage, remotes):
     assert_no_secrets(text)
 
 
-def test_poison_messages_are_a_warning_not_a_failure(app_env, storage):
-    storage.enqueue(IMAGE_PUSHED, "{}")
-    storage.enqueue(poison_queue(PR_REVIEW), "{}")
-    storage.enqueue(poison_queue(PR_REVIEW), "{}")
+def test_poison_messages_are_a_warning_not_a_failure(checks_env, monkeypatch):
+    queues = FakeQueues()
+    monkeypatch.setattr(ops, "_health_probes", storage_free_probes(stores=StoresOf(FakeAccount(queues), StoreProbe())))
+    queues.enqueue(IMAGE_PUSHED, "{}")
+    queues.enqueue(poison_queue(PR_REVIEW), "{}")
+    queues.enqueue(poison_queue(PR_REVIEW), "{}")
 
     status, body, _ = get_health()
 
@@ -103,7 +113,7 @@ def test_poison_messages_are_a_warning_not_a_failure(app_env, storage):
     assert "pr-review-poison holds 2 message(s)" in warning
 
 
-def test_storage_down_is_503_without_secrets(app_env, monkeypatch):
+def test_storage_down_is_503_without_secrets(offline_env, monkeypatch):
     dead = free_port()
     monkeypatch.setenv("AzureWebJobsStorage", dev_connection_string(queue_port=dead, table_port=dead))
     reset_services()
@@ -151,16 +161,17 @@ def test_every_table_intake_and_workers_use_is_checked(app_env):
                                "on first use)"]
 
 
-def test_store_answers_are_cached_for_the_ttl_per_storage(azurite):
+def test_store_answers_are_cached_for_the_ttl_per_storage():
     now = [50.0]
     probe = StoreProbe(ttl=10, clock=lambda: now[0])
-    storage = Storage(azurite)
+    queues = FakeQueues()
+    storage = FakeAccount(queues)
 
     first = probe.check(storage)
-    storage.enqueue(IMAGE_PUSHED, "{}")
+    queues.enqueue(IMAGE_PUSHED, "{}")
     now[0] += 9
     cached = probe.check(storage)
-    fresh_storage = probe.check(Storage(azurite))
+    fresh_storage = probe.check(FakeAccount(queues))
     now[0] += 2
     expired = probe.check(storage)
 
@@ -269,17 +280,22 @@ def test_ls_remote_reads_the_branch_head(tmp_path):
     assert Path(urlsplit(url).path).is_dir()
 
 
-def test_the_outbox_count_is_asked_once_per_ttl_per_storage(monkeypatch):
+def test_the_outbox_count_is_asked_once_per_ttl_per_journal():
     from core.ops import health
 
     calls = []
-    monkeypatch.setattr(health.DeliveryLog, "stuck", lambda self, limit: calls.append(limit) or ["acr:x"])
+
+    class Journal:
+        def stuck(self, limit: int) -> list[str]:
+            calls.append(limit)
+            return ["acr:x"]
+
     now = [100.0]
     probe = health.OutboxProbe(ttl=10, clock=lambda: now[0])
-    storage, other = object(), object()
-    assert probe.stuck(storage, 3) == ["acr:x"] and probe.stuck(storage, 3) == ["acr:x"]
+    journal, other = Journal(), Journal()
+    assert probe.stuck(journal, 3) == ["acr:x"] and probe.stuck(journal, 3) == ["acr:x"]
     assert calls == [3]                     # cached: health stays cheap to poll
-    probe.stuck(other, 3)                   # new settings, new storage: asked at once
+    probe.stuck(other, 3)                   # new settings, new journal: asked at once
     now[0] += 11
     probe.stuck(other, 3)                   # the ttl passed
     assert calls == [3, 3, 3]

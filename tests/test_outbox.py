@@ -3,9 +3,9 @@
 Issue #16.2's scenario: pause the queue, POST, kill the host, restart, resend within 60 s. Here "the host died
 before writing the outputs" is an invocation whose output-binding values are dropped (`deliver=False`).
 
-Most cases run on the fake queues and journal (the `door` fixture). On Azurite: the two crash scenarios end to end
-(intake, outbox timer, bump worker, git), health's stuck count, and what is particular to Table storage (a failed
-transaction, mark_done's transaction fallback, no rows for unknown ids).
+The cases run on the fake queues, journal and record stores (the `door` fixture), the crash scenarios end to end
+through intake, the outbox timer, the bump worker and git. On Azurite only what is particular to Table storage (a
+failed transaction, mark_done's transaction fallback, no rows for unknown ids).
 """
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ import azure.functions as func
 import pytest
 
 from core.adapters.deliveries import DELIVERIES_TABLE, OUTBOX_PREFIX, AsyncDeliveryJournal, Claim, DeliveryLog, row_key
-from core.ops.health import HealthProbes, check_health
+from core.ops.health import HealthProbes, OutboxProbe, check_health
 from core.workers.outbox import reenqueue_due
 from core.workers.runners import BumpJob, QueuedMessage, settle
-from core.wiring import get_services, reset_services
+from core.wiring import get_services
 from core.adapters.storage import IMAGE_PUSHED, PR_REVIEW, AsyncStorage
 from core.model.workitems import decode, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at
 from tests.conftest import ACR_SECRET, AZDO_SECRET
+from tests.fakes.probes import HealthyStores
 from tests.functions import call_http, invoke
 from tests.test_bump import EXAMPLE_HLD, FRONTEND_PROD, make_service
 
@@ -81,9 +82,16 @@ def deliver(queues, outputs: dict[str, list[str]]) -> None:
             queues.enqueue(queue, text)
 
 
-def worker_services(storage, bump) -> SimpleNamespace:
-    """What BumpJob needs of Services, on Azure Storage."""
-    return SimpleNamespace(storage=storage, queues=storage, deliveries=DeliveryLog(storage), bump=bump)
+def worker_services(door, bump) -> SimpleNamespace:
+    """What BumpJob needs of Services, on the door's fakes."""
+    return SimpleNamespace(queues=door.queues, deliveries=door.journal, trace=door.records.trace, bump=bump)
+
+
+def take(queues, queue: str = IMAGE_PUSHED):
+    """Receive and delete the one message on `queue`, as a worker's trigger does: its work item."""
+    [message] = queues.receive(queue, 1, 30)
+    assert queues.delete(queue, message)
+    return decode(message.text, queue)
 
 
 def fake_markers(door) -> list[dict]:
@@ -99,39 +107,37 @@ def delivery_state(storage, event_id: str) -> str:
     return storage.table(DELIVERIES_TABLE).get_entity(key[0], key)["state"]
 
 
-def test_crash_between_claim_and_enqueue_ends_with_the_push_applied_exactly_once(app_env, storage, tmp_path):
+def test_crash_between_claim_and_enqueue_ends_with_the_push_applied_exactly_once(door, tmp_path):
     hld = bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
     before = branches(hld)["main"]
     # POST; the host dies before it writes the output binding: accepted, journaled, nothing on the queue
     status, body, outputs = post(acr_request(), deliver=False)
     assert (status, body["queued"]) == (202, [IMAGE_PUSHED]) and len(outputs[IMAGE_PUSHED]) == 1
-    assert queued(storage) == []
+    assert queued(door.queues) == []
     # restart, the sender resends within 60 s: a duplicate, and still nothing queued
     status, body, outputs = post(acr_request())
     assert (status, body["duplicate"]) == (200, True) and outputs == {}
-    assert queued(storage) == []
+    assert queued(door.queues) == []
     accepted = time.time()
     # the outbox timer: not due within the bound, due after it
     assert outbox_run(accepted + 60).reenqueued == []
     run = outbox_run(accepted + 121)
     assert run.reenqueued == [ACR_EVENT_ID]
-    deliver(storage, run.outputs)
-    [message] = storage.queue(IMAGE_PUSHED).receive_messages(max_messages=1)
-    storage.queue(IMAGE_PUSHED).delete_message(message)
-    item = decode(message.content, IMAGE_PUSHED)
+    deliver(door.queues, run.outputs)
+    item = take(door.queues)
     assert (item.event_id, item.repository, item.tag) == (ACR_EVENT_ID, "fabrikam/app", "1.4.0")
     # the worker takes it: the delivery is done, so the next timer run drops the marker and sends nothing
-    bump = make_service(hld, storage, tmp_path)
-    result = run_bump(worker_services(storage, bump), item)
-    assert delivery_state(storage, ACR_EVENT_ID) == "done"
+    bump = make_service(hld, door.records, tmp_path)
+    result = run_bump(worker_services(door, bump), item)
+    assert door.journal.state(ACR_EVENT_ID) == "done"
     run = outbox_run(accepted + 10_000)
-    assert (run.reenqueued, run.cleared) == ([], 1) and markers(storage) == []
-    assert queued(storage) == []
+    assert (run.reenqueued, run.cleared) == ([], 1) and fake_markers(door) == []
+    assert queued(door.queues) == []
     # the example HLD does not use fabrikam/app: the run decided once, and nothing was committed twice
     assert result.commit is None and branches(hld)["main"] == before
 
 
-def test_a_lost_push_is_bumped_exactly_once_in_the_hld(app_env, storage, tmp_path):
+def test_a_lost_push_is_bumped_exactly_once_in_the_hld(door, tmp_path):
     hld = bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
     data = json.loads((FIXTURES / "acr_push.json").read_bytes())
     data["target"].update(repository="fabrikam/frontend", tag="1.4.7")
@@ -140,12 +146,11 @@ def test_a_lost_push_is_bumped_exactly_once_in_the_hld(app_env, storage, tmp_pat
     assert post(acr_request(raw), deliver=False)[0] == 202
     assert post(acr_request(raw))[1]["duplicate"] is True
     run = outbox_run(time.time() + 121)
-    deliver(storage, run.outputs)
-    bump = make_service(hld, storage, tmp_path)
-    services = worker_services(storage, bump)
+    deliver(door.queues, run.outputs)
+    bump = make_service(hld, door.records, tmp_path)
+    services = worker_services(door, bump)
     head = branches(hld)["main"]
-    [message] = storage.queue(IMAGE_PUSHED).receive_messages(max_messages=1)
-    result = run_bump(services, decode(message.content, IMAGE_PUSHED))
+    result = run_bump(services, take(door.queues))
     assert result.commit is not None
     assert [c.sha for c in commits(hld, "main", 2)][1] == head  # exactly one new commit
     assert b'tag: "1.4.7"' in file_at(hld, "main", FRONTEND_PROD)
@@ -164,24 +169,25 @@ def test_output_written_and_taken_leaves_nothing_for_the_timer(door):
     assert (run.reenqueued, run.cleared) == ([], 1) and fake_markers(door) == []
 
 
-def test_reenqueued_at_most_max_times_then_health_reports_it_stuck(app_env, storage, monkeypatch):
+def test_reenqueued_at_most_max_times_then_health_reports_it_stuck(door, monkeypatch):
     assert post(acr_request(), deliver=False)[0] == 202
     now = time.time()
     runs = [outbox_run(now + 121 * n, max_attempts=2) for n in range(1, 5)]
     assert [r.reenqueued for r in runs] == [[ACR_EVENT_ID], [ACR_EVENT_ID], [], []]
     assert [r.stuck for r in runs] == [[], [], [ACR_EVENT_ID], [ACR_EVENT_ID]]
-    [row] = markers(storage)
+    [row] = fake_markers(door)
     assert row["attempts"] == 2
     monkeypatch.setenv("OUTBOX_MAX_REENQUEUES", "2")
     monkeypatch.setenv("HLD_REPO_URL", "")
     monkeypatch.setenv("MANIFEST_REPO_URL", "")
-    reset_services()
-    report = check_health(get_services, HealthProbes())
+    door.rewire()
+    probes = lambda: HealthProbes(stores=HealthyStores(), outbox=OutboxProbe())   # noqa: E731  (the real outbox probe)
+    report = check_health(get_services, probes())
     assert report.body["outbox"] == {"stuck": 1}
     assert any("stuck" in w and ACR_EVENT_ID in w for w in report.body["warnings"])
-    DeliveryLog(storage).mark_done([ACR_EVENT_ID])  # e.g. an operator replayed it and a worker took it
+    door.journal.mark_done([ACR_EVENT_ID])  # e.g. an operator replayed it and a worker took it
     assert outbox_run(now + 121 * 6).cleared == 1
-    assert check_health(get_services, HealthProbes()).body["outbox"] == {"stuck": 0}
+    assert check_health(get_services, probes()).body["outbox"] == {"stuck": 0}
 
 
 def test_the_timer_function_sends_due_work_through_its_output_bindings(door, monkeypatch):

@@ -1,5 +1,6 @@
-"""The pull request reviewer end to end: Azure DevOps fake (real SDK over HTTP), Azurite for records and trace,
-real bare git repositories for the HLD and manifest repos where generation is involved."""
+"""The pull request reviewer end to end: Azure DevOps fake (real SDK over HTTP), the dict fakes of tests/fakes/ for
+the review records, the trace, the queues and the delivery journal (tests/contracts/ holds them to the Table and
+Queue storage behaviour), real bare git repositories for the HLD and manifest repos where generation is involved."""
 from __future__ import annotations
 
 import asyncio
@@ -15,17 +16,20 @@ from core.workers.bump import Outcome, pr_text
 from core.workers.manifest_update import GenerationService
 from core.adapters.git_workspace import GitWorkspace
 from core.adapters.pull_requests import PullRequests
-from core.adapters.review_records import ReviewRecords, RuleFailure
+from core.adapters.review_records import RuleFailure
 from core.rules.review_rules import MARKER
 from core.workers.review_job import ReviewJob
 from core.workers.runners import QueuedMessage, QueueWorker, Settled
 from core.wiring import Services
 from core.settings import load_settings
-from core.adapters.storage import PR_REVIEW
+from core.adapters.storage import PR_REVIEW, dev_connection_string
 from core.adapters.checkout_targets import find_all_targets
-from core.adapters.trace import TraceLog
 from core.model.workitems import HldChanged, ImagePushed, PrReview, encode
+from devkit.azurite import free_port
 from devkit.gitrepos import bare_repo, branches, git, push_files, repo_path
+from tests.fakes.deliveries import FakeDeliveryJournal
+from tests.fakes.queues import FakeQueues
+from tests.fakes.records import FakeRecords
 from tests.azdo_fake import BOT_ID, ORG, PAT, PROJECT, PROJECT_ID, FakeIteration, azdo  # noqa: F401
 
 EXAMPLE_HLD = Path(__file__).resolve().parent.parent / "examples" / "hld"
@@ -60,6 +64,7 @@ class World:
     manifest_url: str
     tmp: Path
     sleeps: list
+    stores: FakeRecords
 
     def settle(self, pr, event_type: str = "git.pullrequest.updated", repo=None) -> Settled:
         """One review_worker invocation (without the Functions host): its Settled, or it raises for a retry."""
@@ -74,7 +79,7 @@ class World:
         return settled.result
 
     def records(self, pr_id: int):
-        return ReviewRecords(self.services.storage).for_pr(pr_id)
+        return self.stores.review_records.for_pr(pr_id)
 
     def writes(self):
         return [c for c in self.azdo.calls if c.method in ("PUT", "PATCH", "POST")]
@@ -83,19 +88,23 @@ class World:
         return [t for t in self.azdo.pr(pr_id).threads.values() if MARKER in t.comments[0]["content"]]
 
 
-def make_world(azdo, azurite, tmp_path, **env) -> World:
+def make_world(azdo, tmp_path, **env) -> World:
     hld_url = bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
     manifest_url = bare_repo(tmp_path, {"README.md": "# Cluster manifests\n"}, name="manifests")
     settings = load_settings({
-        "AzureWebJobsStorage": azurite, "HLD_REPO_URL": hld_url, "MANIFEST_REPO_URL": manifest_url,
+        "AzureWebJobsStorage": dev_connection_string(blob_port=free_port(), queue_port=free_port(),
+                                                     table_port=free_port()),   # nothing there: the fakes answer
+        "HLD_REPO_URL": hld_url, "MANIFEST_REPO_URL": manifest_url,
         "AZDO_ORG_URL": ORG, "AZDO_PROJECT": PROJECT, "AZDO_PAT": PAT, "WORK_DIR": str(tmp_path / "work"), **env})
-    return World(azdo, Services(settings), azdo.add_repo("hld"), azdo.add_repo("manifests"), hld_url, manifest_url,
-                 tmp_path, [])
+    stores = FakeRecords()
+    services = Services(settings, stores={**stores.stores(), "queues": FakeQueues(), "deliveries": FakeDeliveryJournal()})
+    return World(azdo, services, azdo.add_repo("hld"), azdo.add_repo("manifests"), hld_url, manifest_url,
+                 tmp_path, [], stores)
 
 
 @pytest.fixture
-def world(azdo, azurite, tmp_path) -> World:
-    return make_world(azdo, azurite, tmp_path)
+def world(azdo, tmp_path) -> World:
+    return make_world(azdo, tmp_path)
 
 
 def bump_description() -> str:
@@ -160,7 +169,7 @@ def test_a_service_bump_pr_gets_auto_complete_while_building_and_the_vote_after_
     assert (waiting.action, approved.action) == ("waiting", "approved")
     assert approved.passed == ("scope", "author", "files", "diff", "checks", "policy") and approved.failed == ()
     assert approved.iteration == 1 and approved.trace_ids == (TRACE,) and approved.repository == "hld"
-    [row] = TraceLog(world.services.storage).rows_for_trace(TRACE)
+    [row] = world.stores.trace.rows_for_trace(TRACE)
     assert row.target_key == f"pr:hld:{pr.id}" and [s.name for s in row.stages] == ["pr-approved"]
 
 
@@ -176,7 +185,7 @@ def test_a_pr_already_approved_with_our_auto_complete_costs_only_reads(world):
 
 def test_approval_is_appended_to_the_trace_of_the_push_that_opened_the_pr(world):
     pr = bump_pr(world)
-    trace = TraceLog(world.services.storage)
+    trace = world.stores.trace
     key = "fabrikam-project/fabrikam/dev/config/common.yaml#subcomponents.chart.config.image"
     trace.record(TRACE, key, "received", actor="acr")
     trace.record(TRACE, key, "hld-pr", actor="gitops-autopilot", fields={"pr": str(pr.id)}, detail={"pr": pr.id})
@@ -218,7 +227,7 @@ def test_a_person_pushing_to_an_autopilot_branch_fails_author_and_gets_one_comme
         f"created by Jamal Hartnett ({PERSON['id']}), who is neither the service identity nor listed in "
         "autopilot.yaml allowedAuthors")),)
     assert record.passed == ("scope", "files", "diff", "checks", "policy")
-    [row] = TraceLog(world.services.storage).rows_for_trace(TRACE)
+    [row] = world.stores.trace.rows_for_trace(TRACE)
     assert [s.name for s in row.stages] == ["review-ineligible"]
 
 
@@ -338,8 +347,8 @@ def test_the_comment_thread_is_created_once_updated_on_change_and_left_alone_whe
 
 # -- kill switches --------------------------------------------------------------------------------------------
 
-def test_auto_approve_off_makes_bot_prs_ineligible_with_the_policy_rule(azdo, azurite, tmp_path):
-    world = make_world(azdo, azurite, tmp_path, AUTO_APPROVE="off")
+def test_auto_approve_off_makes_bot_prs_ineligible_with_the_policy_rule(azdo, tmp_path):
+    world = make_world(azdo, tmp_path, AUTO_APPROVE="off")
     pr = bump_pr(world)
     assert world.review(pr).action == "ineligible"
     assert world.records(pr.id)[0].failed == (
@@ -411,7 +420,7 @@ def test_refused_credentials_poison_the_message_at_once_with_the_reason_on_the_t
     [poisoned] = settled.poison
     assert settled.result is None and json.loads(poisoned)["poisonReason"].startswith(f"{AzdoAuthError.__name__}: ")
     assert world.azdo.find_calls("PUT", r"/reviewers/") == [] and world.records(pr.id) == []
-    [row] = TraceLog(world.services.storage).rows_for_trace("t")
+    [row] = world.stores.trace.rows_for_trace("t")
     [failed] = [s for s in row.stages if s.name == "failed"]
     assert failed.detail["reason"].startswith("AzdoAuthError: ") and failed.detail["queue"] == PR_REVIEW
     assert world.review(pr).action == "approved"      # a replay after the fix
@@ -437,7 +446,7 @@ def open_manifest_pr(world: World):
         hld=GitWorkspace(world.hld_url, "main", base_dir=work), manifests=GitWorkspace(world.manifest_url, "main",
                                                                                        base_dir=work),
         hld_url=world.hld_url, manifest_url=world.manifest_url, mode="pull-request", helm_mode="rendered",
-        helm_bin="", trace=TraceLog(world.services.storage),
+        helm_bin="", trace=world.stores.trace,
         pull_requests=PullRequests(world.azdo.gateway(), "manifests"))
     result = service.process([HldChanged("h1", TRACE, "push", image_trace_ids=(TRACE,))])
     pr = world.azdo.pr(result.pr_id)

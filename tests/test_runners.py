@@ -1,8 +1,8 @@
 """The queue runner: failures decided by class, batches that never poison a healthy neighbour, invocations that wait
 for their batch without a thread, and output bindings the real worker accepts.
 
-The runner's own behaviour runs on the fake queues and journal (tests/fakes/); the cases that read the poisoned
-push's trace, run a real bump or generation, or start the app under devhost run on Azurite."""
+Everything runs on the fake queues, journal and trace (tests/fakes/; tests/contracts/ holds them to Azure Storage's
+behaviour) except the case that starts the app under devhost, which runs on Azurite."""
 from __future__ import annotations
 
 import asyncio
@@ -24,13 +24,14 @@ import core.workers.runners
 from core.errors import Permanent, Retryable
 from core.ops.replay import Replayer
 from core.workers.runners import POISON_REASON_FIELD, BumpJob, GenerateJob, QueuedMessage, QueueWorker, Settled
-from core.adapters.deliveries import DeliveryJournal, DeliveryLog
-from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, WorkQueues, poison_queue
-from core.adapters.trace import TraceLog
+from core.adapters.deliveries import DeliveryJournal
+from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, WorkQueues, poison_queue
+from core.adapters.trace import TraceStore
 from core.model.workitems import HldChanged, ImagePushed, decode, encode
 from devkit.gitrepos import bare_repo, branches, commits, file_at, push_files
 from tests.fakes.deliveries import FakeDeliveryJournal
 from tests.fakes.queues import FakeQueues
+from tests.fakes.records import FakeRecords, FakeTrace, records  # noqa: F401  (records: a fixture)
 from tests.functions import Out
 from tests.test_bump import EXAMPLE_HLD, REGISTRY, make_service, push
 from tests.test_generation import changed, make_generation
@@ -49,12 +50,11 @@ class Broken(Permanent):
 
 @dataclass
 class FakeJob:
-    """An image-pushed job whose work fails for the tags `fail` names, over the given queues and journal (and the
-    storage account holding the trace, when a case reads it)."""
+    """An image-pushed job whose work fails for the tags `fail` names, over the given queues, journal and trace."""
     queues: WorkQueues
     deliveries: DeliveryJournal = field(default_factory=FakeDeliveryJournal)
     fail: Callable[[ImagePushed], Exception | None] = lambda item: None
-    storage: Storage | None = None
+    trace: TraceStore = field(default_factory=FakeTrace)
     runs: list[list[str]] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     queue: str = IMAGE_PUSHED
@@ -83,13 +83,9 @@ def item(tag: str, trace_id: str = "") -> ImagePushed:
                        acr_event_id=tag, received_at="2026-01-01T00:00:01+00:00")
 
 
-def azure_job(storage: Storage, **kwargs) -> FakeJob:
-    return FakeJob(storage, DeliveryLog(storage), storage=storage, **kwargs)
-
-
-def azure_services(storage: Storage, **services) -> SimpleNamespace:
-    """What the jobs need of Services, on Azure Storage."""
-    return SimpleNamespace(storage=storage, queues=storage, deliveries=DeliveryLog(storage), **services)
+def worker_services(queues: FakeQueues, records: FakeRecords, **services) -> SimpleNamespace:
+    """What the jobs need of Services, on the fakes."""
+    return SimpleNamespace(queues=queues, deliveries=FakeDeliveryJournal(), trace=records.trace, **services)
 
 
 @pytest.fixture
@@ -165,19 +161,19 @@ def test_a_repeating_retryable_failure_next_to_healthy_messages_poisons_only_its
     assert outputs[HLD_CHANGED]                                          # the healthy runs' follow-ups went out
 
 
-def test_a_permanent_failure_next_to_healthy_messages_is_poisoned_on_its_first_attempt(storage):
-    job = azure_job(storage, fail=lambda i: Broken("autopilot.yaml:3: bad rule") if i.tag == "bad" else None)
+def test_a_permanent_failure_next_to_healthy_messages_is_poisoned_on_its_first_attempt(queues):
+    job = FakeJob(queues, fail=lambda i: Broken("autopilot.yaml:3: bad rule") if i.tag == "bad" else None)
     worker = QueueWorker(IMAGE_PUSHED, lambda: job)
     for tag in ["h1", "bad", "h2"]:
-        storage.enqueue(IMAGE_PUSHED, encode(item(tag)))
-    counts = drain(storage, worker, IMAGE_PUSHED, batch_size=1)   # h1 triggers, takes bad and h2 into its batch
+        queues.enqueue(IMAGE_PUSHED, encode(item(tag)))
+    counts = drain(queues, worker, IMAGE_PUSHED, batch_size=1)   # h1 triggers, takes bad and h2 into its batch
 
     assert counts == [1] and sorted(job.done) == ["h1", "h2"]
     assert job.runs == [["h1", "bad", "h2"], ["h1"], ["bad"], ["h2"]]
-    [poison] = poisoned(storage)
+    [poison] = poisoned(queues)
     body = json.loads(poison)
     assert body["tag"] == "bad" and body[POISON_REASON_FIELD] == "Broken: autopilot.yaml:3: bad rule"
-    [row] = TraceLog(storage).rows_for_trace(item("bad").trace_id)
+    [row] = job.trace.rows_for_trace(item("bad").trace_id)
     assert row.image_tag == "bad" and row.stages[0].detail["reason"] == "Broken: autopilot.yaml:3: bad rule"
 
 
@@ -283,26 +279,26 @@ def run_invocation(worker: QueueWorker, text: str) -> Settled:
     return asyncio.run(worker.run(QueuedMessage("msg-1", text)))
 
 
-def test_policy_error_is_poisoned_at_once_and_a_replay_after_the_fix_commits(tmp_path, storage):
+def test_policy_error_is_poisoned_at_once_and_a_replay_after_the_fix_commits(tmp_path, queues, records):
     good = f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"
     url = bare_repo(tmp_path, {"autopilot.yaml": "rules:\n  - image: x\n    ordering: sideways\n",
                                "prod/web.yaml": good}, name="m")
-    services = azure_services(storage, bump=make_service(url, storage, tmp_path, is_hld=False))
+    services = worker_services(queues, records, bump=make_service(url, records, tmp_path, is_hld=False))
     worker = QueueWorker(IMAGE_PUSHED, lambda: BumpJob(services))
     pushed = push("web", "1.0.1")
     settled = run_invocation(worker, encode(pushed))
     [copy] = settled.poison
     reason = json.loads(copy)[POISON_REASON_FIELD]
     assert reason.startswith("PolicyError: ") and "autopilot.yaml:3" in reason
-    [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
+    [row] = records.trace.rows_for_trace(pushed.trace_id)
     assert [s.name for s in row.stages] == ["failed"] and row.stages[0].detail["reason"] == reason
     assert row.image == pushed.image and row.image_tag == "1.0.1"
 
     push_files(url, "main", {"autopilot.yaml": "rules: []\n"}, "Fix the policy")
-    storage.enqueue(poison_queue(IMAGE_PUSHED), copy)                  # what the host wrote from the binding
-    assert len(Replayer(storage, None, None).poison(IMAGE_PUSHED).moved) == 1
-    [message] = storage.queue(IMAGE_PUSHED).receive_messages(max_messages=1)
-    replayed = asyncio.run(worker.run(QueuedMessage(message.id, message.content, message.dequeue_count)))
+    queues.enqueue(poison_queue(IMAGE_PUSHED), copy)                   # what the host wrote from the binding
+    assert len(Replayer(queues, None, None).poison(IMAGE_PUSHED).moved) == 1
+    [message] = queues.receive(IMAGE_PUSHED, 1, 30)
+    replayed = asyncio.run(worker.run(QueuedMessage(message.id, message.text, message.dequeue_count)))
     assert replayed.poison == () and replayed.result.commit == branches(url)["main"]
     assert b"web:1.0.1" in file_at(url, "main", "prod/web.yaml")
 
@@ -311,29 +307,29 @@ def test_policy_error_is_poisoned_at_once_and_a_replay_after_the_fix_commits(tmp
     ("not json", "WorkItemError: image-pushed: message is not JSON"),
     ('{"v": 1, "kind": "image-pushed", "trace_id": "abc123"}', "WorkItemError: image-pushed: missing field(s)"),
 ])
-def test_work_item_decode_error_is_poisoned_at_once(storage, text, reason):
-    job = azure_job(storage)
+def test_work_item_decode_error_is_poisoned_at_once(queues, text, reason):
+    job = FakeJob(queues)
     settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: job), text)
     [copy] = settled.poison
     assert job.runs == [] and settled.result is None
     if text.startswith("{"):
         assert json.loads(copy)[POISON_REASON_FIELD].startswith(reason)
-        [row] = TraceLog(storage).rows_for_trace("abc123")
+        [row] = job.trace.rows_for_trace("abc123")
         assert row.stages[0].name == "failed" and row.stages[0].detail["reason"].startswith(reason)
     else:
         assert copy == text      # kept as it is; the reason is logged (and shown by the replay summary)
 
 
-def test_generation_error_is_poisoned_at_once_with_the_reason_on_the_pushs_record(tmp_path, storage):
+def test_generation_error_is_poisoned_at_once_with_the_reason_on_the_pushs_record(tmp_path, queues, records):
     hld = bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
     manifests = bare_repo(tmp_path, EXAMPLES / "manifests", name="manifests")
-    trace = TraceLog(storage)
+    trace = records.trace
     trace.record("p" * 32, "frontend/dev", "received", actor="acr")
     trace.record("p" * 32, "frontend/dev", "hld-commit", actor="gitops-autopilot")
     push_files(hld, "main", {"fabrikam-project/frontend/dev/component.yaml":
                              "name: dev\nsubcomponents:\n- name: evil\n  method: local\n  path: ../../../../etc\n"},
                "Point a component outside the checkout")
-    services = azure_services(storage, generation=make_generation((hld, manifests), storage, tmp_path))
+    services = worker_services(queues, records, generation=make_generation((hld, manifests), records, tmp_path))
     before = branches(manifests)["main"]
     settled = run_invocation(QueueWorker(HLD_CHANGED, lambda: GenerateJob(services)),
                              encode(changed("bump", image_trace_ids=("p" * 32,))))
@@ -370,51 +366,50 @@ def test_retry_after_is_waited_on_the_event_loop_before_the_retry(queues):
     assert sleeps == [30.0]      # bounded
 
 
-def test_commits_through_the_runner_record_no_failure(tmp_path, storage):
+def test_commits_through_the_runner_record_no_failure(tmp_path, queues, records):
     url = bare_repo(tmp_path, {"prod/web.yaml": f"kind: Pod\nspec:\n  containers:\n  - image: {REGISTRY}/web:1.0.0\n"},
                     name="m")
-    services = azure_services(storage, bump=make_service(url, storage, tmp_path))
+    services = worker_services(queues, records, bump=make_service(url, records, tmp_path))
     settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(services)), encode(push("web", "1.0.1")))
     [follow_up] = settled.follow_ups
     assert settled.poison == () and follow_up.commit == branches(url)["main"] == commits(url, "main")[0].sha
-    assert all(s.name != "failed" for row in TraceLog(storage).query() for s in row.stages)
+    assert all(s.name != "failed" for row in records.trace.query() for s in row.stages)
 
 
-def test_git_auth_error_is_poisoned_at_once(tmp_path, storage):
+def test_git_auth_error_is_poisoned_at_once(tmp_path, queues, records):
     from core.workers.bump import BumpService
     from core.adapters.git_workspace import GitWorkspace
-    from core.adapters.highwater import HighWaterMarks
 
     url = bare_repo(tmp_path, EXAMPLE_HLD, name="hld")
-    bump = BumpService(repo_url=url, branch="main", high_water=HighWaterMarks(storage), trace=TraceLog(storage),
+    bump = BumpService(repo_url=url, branch="main", high_water=records.high_water, trace=records.trace,
                        mode="direct", workspace=GitWorkspace(url, "main", base_dir=tmp_path / "w",
                                                              auth_header=lambda: "Basic a\nInjected: b"))
     pushed = push("fabrikam/frontend", "1.4.9")
-    settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(azure_services(storage, bump=bump))),
+    settled = run_invocation(QueueWorker(IMAGE_PUSHED, lambda: BumpJob(worker_services(queues, records, bump=bump))),
                              encode(pushed))
     reason = json.loads(settled.poison[0])[POISON_REASON_FIELD]
     assert reason.startswith("GitAuthError: ")
-    [row] = TraceLog(storage).rows_for_trace(pushed.trace_id)
+    [row] = records.trace.rows_for_trace(pushed.trace_id)
     assert row.stages[0].detail["reason"] == reason
 
 
-def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_unbound_follow_up(storage):
-    from handlers import queues
+def test_the_handler_sets_the_poison_and_follow_up_bindings_and_never_drops_an_unbound_follow_up(queues):
+    from handlers import queues as handler
 
-    job = azure_job(storage, fail=lambda i: Broken("no") if i.tag == "bad" else None)
+    job = FakeJob(queues, fail=lambda i: Broken("no") if i.tag == "bad" else None)
     worker = QueueWorker(IMAGE_PUSHED, lambda: job)
     message = func.QueueMessage(id="m1", body=encode(item("ok")).encode())
     changed_out, poison_out = Out(), Out()
-    asyncio.run(queues.run(worker, message, poison_out, {HLD_CHANGED: changed_out}))
+    asyncio.run(handler.run(worker, message, poison_out, {HLD_CHANGED: changed_out}))
     [text] = changed_out.get()
     assert decode(text, HLD_CHANGED).event_id == "gen-ok" and poison_out.get() is None
 
     bad = func.QueueMessage(id="m2", body=encode(item("bad")).encode())
-    asyncio.run(queues.run(worker, bad, poison_out, {HLD_CHANGED: Out()}))
+    asyncio.run(handler.run(worker, bad, poison_out, {HLD_CHANGED: Out()}))
     assert json.loads(poison_out.get()[0])[POISON_REASON_FIELD] == "Broken: no"
 
     with pytest.raises(KeyError):
-        asyncio.run(queues.run(worker, func.QueueMessage(id="m3", body=encode(item("x")).encode()), Out()))
+        asyncio.run(handler.run(worker, func.QueueMessage(id="m3", body=encode(item("x")).encode()), Out()))
 
 
 def test_under_devhost_a_permanent_failure_is_poisoned_by_the_function_itself_with_its_reason(
@@ -422,6 +417,8 @@ def test_under_devhost_a_permanent_failure_is_poisoned_by_the_function_itself_wi
     """The whole app under devhost: a malformed autopilot.yaml poisons the push at its first attempt, through the
     bump_worker's poison output binding (the host's own poisoning would copy the text as it is, after retries)."""
     import function_app
+    from core.adapters.storage import Storage
+    from core.adapters.trace import TraceLog
     from core.wiring import reset_services
     from devhost import DevHost
 

@@ -23,7 +23,7 @@ from azure.data.tables import TableErrorCode
 import core
 from core.adapters.azdo import AzdoError
 from core.adapters.cluster_records import CLUSTERS_TABLE, RUNNING_TABLE
-from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryLog
+from core.adapters.deliveries import DELIVERIES_TABLE, JOURNAL_TABLE, DeliveryJournal
 from core.adapters.fleet_source import FleetUnavailable
 from core.adapters.git_runner import GIT_MISSING, GitError, GitRunner, clean_url, scrub
 from core.model.fleet import Tenant
@@ -162,23 +162,23 @@ def _store_failure(store: str, exc: Exception) -> str:
 
 
 class OutboxProbe:
-    """The outbox's stuck deliveries (16 range queries), asked at most once per `ttl` seconds for a given `Storage`:
+    """The outbox's stuck deliveries (16 range queries), asked at most once per `ttl` seconds for a given journal:
     the count only changes when the outbox timer runs (each minute), and health must stay cheap to poll."""
 
     def __init__(self, ttl: float = STORE_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
         self._ttl = ttl
         self._clock = clock
-        self._cached: tuple[Storage, int, float, list[str]] | None = None
+        self._cached: tuple[DeliveryJournal, int, float, list[str]] | None = None
         self._lock = threading.Lock()
 
-    def stuck(self, storage: Storage, limit: int) -> list[str]:
+    def stuck(self, journal: DeliveryJournal, limit: int) -> list[str]:
         with self._lock:
             cached = self._cached
-        if cached is not None and cached[0] is storage and cached[1] == limit and self._clock() < cached[2]:
+        if cached is not None and cached[0] is journal and cached[1] == limit and self._clock() < cached[2]:
             return cached[3]
-        found = DeliveryLog(storage).stuck(limit)
+        found = journal.stuck(limit)
         with self._lock:
-            self._cached = (storage, limit, self._clock() + self._ttl, found)
+            self._cached = (journal, limit, self._clock() + self._ttl, found)
         return found
 
 
@@ -337,7 +337,7 @@ def _outbox(services: Services, probe: OutboxProbe, body: dict, warnings: list[s
     """Accepted deliveries the outbox re-enqueued OUTBOX_MAX_REENQUEUES times without a worker taking them."""
     limit = services.settings.outbox_max_reenqueues
     try:
-        stuck = probe.stuck(services.storage, limit)
+        stuck = probe.stuck(services.deliveries, limit)
     except StorageUnavailable:
         return
     body["outbox"] = {"stuck": len(stuck)}

@@ -33,9 +33,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
 from core.adapters.cluster_records import Marked
-from core.adapters.deliveries import Claim, DeliveryJournal, DeliveryLog
+from core.adapters.deliveries import Claim, DeliveryJournal
 from core.errors import Permanent, Retryable
-from core.adapters.storage import CLUSTER_EVENTS, Storage, WorkQueues
+from core.adapters.storage import CLUSTER_EVENTS, WorkQueues
 from core.telemetry import metrics
 from core.adapters.trace import TraceStore, now_iso
 from core.model.trace_record import StageName, TraceRecord, TraceStage, latency_seconds
@@ -260,16 +260,16 @@ class FeedbackJob:
         self.services = services
 
     @property
-    def storage(self) -> Storage:
-        return self.services.storage
+    def trace(self) -> TraceStore:       # core.workers.runners.Job
+        return self.services.trace
 
     @property
-    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
-        return getattr(self.services, "queues", None) or self.services.storage
+    def queues(self) -> WorkQueues:
+        return self.services.queues
 
     @property
     def deliveries(self) -> DeliveryJournal:
-        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
+        return self.services.deliveries
 
     def _workspace(self):
         s = self.services.settings

@@ -34,8 +34,8 @@ import core
 from core.adapters.git_runner import GitError
 from core.errors import Permanent
 from core.adapters.flux_receivers import FluxReceiver, receivers_for, sign
-from core.adapters.deliveries import DeliveryJournal, DeliveryLog
-from core.adapters.storage import FLUX_NOTIFY, Storage, StorageUnavailable, WorkQueues
+from core.adapters.deliveries import DeliveryJournal
+from core.adapters.storage import FLUX_NOTIFY, StorageUnavailable, WorkQueues
 from core.adapters.trace import TraceStore, now_iso
 from core.model.trace_record import StageName, TraceRecord, TraceStage
 from core.workers.tenancy import services_for
@@ -278,16 +278,16 @@ class FluxNotifyJob:
         self.notifier = notifier or default_notifier()
 
     @property
-    def storage(self) -> Storage:
-        return self.services.storage
+    def trace(self) -> TraceStore:       # core.workers.runners.Job
+        return self.services.trace
 
     @property
-    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
-        return getattr(self.services, "queues", None) or self.services.storage
+    def queues(self) -> WorkQueues:
+        return self.services.queues
 
     @property
     def deliveries(self) -> DeliveryJournal:
-        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
+        return self.services.deliveries
 
     def process(self, items: Sequence[WorkItem]) -> NotifyResult:
         [item] = items
@@ -332,7 +332,7 @@ class FluxNotifyJob:
             # AddMessageAndCreateIfNotExistsAsync, Microsoft.Azure.WebJobs.Extensions.Storage.Common, in
             # Azure/azure-sdk-for-net). If this write fails the run fails and the host retries the whole item:
             # notifying a cluster twice only asks Flux to reconcile twice.
-            self.storage.enqueue(FLUX_NOTIFY, encode(retry), visibility_timeout=next_delay)
+            self.queues.enqueue(FLUX_NOTIFY, encode(retry), visibility_timeout=next_delay)
             failed = tuple(sorted(c for c, a in last.items() if not a.ok and not a.retryable))
             return NotifyResult(item.commit, notified, failed, again, next_delay)
         failed = tuple(sorted(c for c, a in last.items() if not a.ok))

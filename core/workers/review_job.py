@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from core.workers.reviewer import ReviewOutcome
-from core.adapters.deliveries import DeliveryJournal, DeliveryLog
-from core.adapters.storage import PR_REVIEW, Storage, WorkQueues
+from core.adapters.deliveries import DeliveryJournal
+from core.adapters.storage import PR_REVIEW, WorkQueues
+from core.adapters.trace import TraceStore
 from core.telemetry import metrics
 from core.workers.tenancy import services_for
 from core.model.workitems import PrReview, WorkItem
@@ -28,16 +29,16 @@ class ReviewJob:
     batches: bool = False       # each message is its own pull request
 
     @property
-    def storage(self) -> Storage:
-        return self.services.storage
+    def trace(self) -> TraceStore:       # core.workers.runners.Job
+        return self.services.trace
 
     @property
-    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
-        return getattr(self.services, "queues", None) or self.services.storage
+    def queues(self) -> WorkQueues:
+        return self.services.queues
 
     @property
     def deliveries(self) -> DeliveryJournal:
-        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
+        return self.services.deliveries
 
     def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
         [item] = items

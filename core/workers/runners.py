@@ -40,13 +40,13 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from core.adapters.azdo import AzdoTransientError
 from core.workers.bump import BumpResult, push_time
-from core.adapters.deliveries import DeliveryJournal, DeliveryLog
+from core.adapters.deliveries import DeliveryJournal
 from core.errors import Retryable, is_permanent
 from core.workers.flux_notify import changed_envs, manifest_notification
 from core.adapters.queue_batch import Taken, TakenMessages, take_waiting
-from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, Storage, StorageUnavailable, WorkQueues, poison_queue
+from core.adapters.storage import HLD_CHANGED, IMAGE_PUSHED, StorageUnavailable, WorkQueues, poison_queue
 from core.telemetry import metrics, trace_context
-from core.adapters.trace import TraceLog, latency_seconds, now_iso
+from core.adapters.trace import TraceStore, latency_seconds, now_iso
 from core.model.workitems import FluxNotify, HldChanged, ImagePushed, WorkItem, decode, encode
 from core.model.fleet import DEFAULT_TENANT
 from core.workers.tenancy import services_for
@@ -84,7 +84,7 @@ class Job(Protocol):
     queue: str
     stage: str
     batches: bool           # take the other waiting messages into a run
-    storage: Storage        # the trace's tables
+    trace: TraceStore       # where a poisoned message's reason is recorded
     queues: WorkQueues      # taking waiting messages, poison copies, follow-ups sent directly
     deliveries: DeliveryJournal   # settled work items are marked done here
 
@@ -238,7 +238,7 @@ def _trace_ids(unit: _Unit) -> list[str]:
     return [value] if isinstance(value, str) and _TRACE_ID.match(value) else []
 
 
-def record_poisoned(trace: TraceLog, queue: str, unit: _Unit, reason: str) -> None:
+def record_poisoned(trace: TraceStore, queue: str, unit: _Unit, reason: str) -> None:
     """Put the reason on the trace of the push(es) the message concerns: a `failed` stage on each of their records,
     or on a record of its own (image and tag set, for a push) when there is none yet."""
     detail = {"reason": reason, "queue": queue, "poisonQueue": poison_queue(queue), "messageId": unit.message_id}
@@ -264,7 +264,7 @@ def _poison_copy(job: Job, unit: _Unit) -> str:
               extra={"trace_id": trace_id})
     metrics.failure(job.stage)
     try:
-        record_poisoned(TraceLog(job.storage), job.queue, unit, reason)
+        record_poisoned(job.trace, job.queue, unit, reason)
     except StorageUnavailable as exc:
         log.warning("%s: could not record the poisoning of %s on the trace: %s", job.stage, unit.message_id, exc)
     return with_reason(unit.text, reason)
@@ -455,16 +455,16 @@ class BumpJob:
     batches: bool = True
 
     @property
-    def storage(self) -> Storage:
-        return self.services.storage
+    def trace(self) -> TraceStore:       # core.workers.runners.Job
+        return self.services.trace
 
     @property
-    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
-        return getattr(self.services, "queues", None) or self.services.storage
+    def queues(self) -> WorkQueues:
+        return self.services.queues
 
     @property
     def deliveries(self) -> DeliveryJournal:
-        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
+        return self.services.deliveries
 
     def process(self, items: Sequence[WorkItem]) -> BumpResult:
         assert all(isinstance(i, ImagePushed) for i in items)
@@ -504,16 +504,16 @@ class GenerateJob:
     batches: bool = True
 
     @property
-    def storage(self) -> Storage:
-        return self.services.storage
+    def trace(self) -> TraceStore:       # core.workers.runners.Job
+        return self.services.trace
 
     @property
-    def queues(self) -> WorkQueues:      # core.workers.runners.Job; test doubles may wire only `storage`
-        return getattr(self.services, "queues", None) or self.services.storage
+    def queues(self) -> WorkQueues:
+        return self.services.queues
 
     @property
     def deliveries(self) -> DeliveryJournal:
-        return getattr(self.services, "deliveries", None) or DeliveryLog(self.services.storage)
+        return self.services.deliveries
 
     def process(self, items: Sequence[WorkItem]):
         assert all(isinstance(i, HldChanged) for i in items)
