@@ -161,3 +161,19 @@ class _Lines:
     def write(self, text: str) -> int:
         self.lines.append(text)
         return len(text)
+
+
+def test_health_shows_each_tenants_flux_key_setting_and_warns_when_it_is_empty(fleet, door, monkeypatch):
+    from core.ops.health import check_health
+    from tests.fakes.probes import storage_free_probes
+
+    monkeypatch.setenv("B_FLUX_KEY", "")
+    services = door.rewire()
+    body = check_health(lambda: services, storage_free_probes(which=lambda _: None)).body
+
+    assert body["tenants"]["a"]["fluxHook"] == {"setting": "A_FLUX_KEY", "present": True}
+    assert body["tenants"]["b"]["fluxHook"] == {"setting": "B_FLUX_KEY", "present": False}
+    assert "fluxHook" not in body["tenants"]["c"]
+    assert any(w.startswith("tenant b: app setting B_FLUX_KEY (its Flux events key) is not set")
+               for w in body["warnings"]), body["warnings"]
+    assert A_KEY not in json.dumps(body)

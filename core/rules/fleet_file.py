@@ -19,13 +19,14 @@ Without ``hld`` the tenant uses the light-weight flow (images bumped straight in
 to ``main``. Credentials are named, never written: ``patSetting`` is the NAME of an app setting (a Key Vault
 reference in Azure) holding the tenant's PAT, read with ``Settings.app_setting``.
 
-Refused, each as ``FleetFileError("fleet.yaml:<line>: <what is wrong>")``: unknown keys, wrong types, a name that
-is not a slug or is used twice, a repository named by two tenants (or by one tenant twice, or the fleet repository
-itself), URLs that carry credentials, a query or a fragment, URLs that are not https/ssh/file (plain http only
-for localhost: it would carry the tenant's credentials in clear), pull requests without ``azureDevOps``, two
-tenants sharing one ``patSetting`` or ``flux.secretSetting`` (or one tenant using one setting for both: one
-tenant's credentials and keys are never used for another's), such a setting naming one of the service's own settings, and anything in the file that looks like a secret value (a PAT, a token, a
-key, a password) — those messages never repeat the value.
+Refused, each as ``FleetFileError("fleet.yaml:<line>: <what is wrong>")``: unknown keys, wrong types, a name that is
+not a slug or is used twice, a repository named by two tenants (or by one tenant twice, or the fleet repository
+itself), URLs that carry credentials, a query or a fragment, URLs that are not https/ssh/file (plain http only for
+localhost: it would carry the tenant's credentials in clear), pull requests without ``azureDevOps``, two tenants
+sharing one ``patSetting`` or ``flux.secretSetting`` (or one tenant using one setting for both: one tenant's
+credentials and keys are never used for another's), such a setting naming one of the service's own settings, and
+anything in the file that looks like a secret value (a PAT, a token, a key, a password) — those messages never
+repeat the value.
 
 The file is hostile input: at most ``MAX_FLEET_BYTES``, UTF-8, YAML read through ``core.rules.repo_yaml`` (bounded
 alias expansion), at most ``MAX_TENANTS`` tenants.

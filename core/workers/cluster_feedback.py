@@ -2,14 +2,15 @@
 
 The hook (`POST /api/hooks/flux`, and `POST /api/hooks/flux/<tenant>` for each tenant of a fleet) receives the
 events of a notification-controller `Provider` of type `generic-hmac`. A Provider's `address` is a plain URL it
-POSTs to as it is (query included: the function key travels as `?code=`), so the tenant is a path segment of it.
-Each tenant has its own key, the app setting its fleet.yaml `flux.secretSetting` names: one tenant's key never
-validates another tenant's events, and the event names the tenant whose route and key accepted it. Without a fleet
-the one tenant `default` keeps `/api/hooks/flux` and `FLUX_WEBHOOK_SECRET`. How Flux signs them (fluxcd/notification-controller, internal/notifier/forwarder.go,
-`Forwarder.Post`: `eventJSON, _ := json.Marshal(event)`, `sig = fmt.Sprintf("sha256=%s", sign(eventJSON, f.HMACKey))`
-with `sign` = hex of `hmac.New(sha256.New, key)` over the payload, sent as header `X-Signature`; the key is the
-Provider Secret's `token`): we recompute HMAC-SHA256 over the raw body bytes with `FLUX_WEBHOOK_SECRET` and compare
-the hex in constant time.
+POSTs to as it is (query included: the function key travels as `?code=`), so the tenant is a path segment. Each
+tenant has its own key, the app setting its fleet.yaml `flux.secretSetting` names: one tenant's key never validates
+another tenant's events, and the event names the tenant whose route and key accepted it. Without a fleet the one
+tenant `default` keeps `/api/hooks/flux` and `FLUX_WEBHOOK_SECRET`. How Flux signs them
+(fluxcd/notification-controller, internal/notifier/forwarder.go, `Forwarder.Post`: `eventJSON, _ :=
+json.Marshal(event)`, `sig = fmt.Sprintf("sha256=%s", sign(eventJSON, f.HMACKey))` with `sign` = hex of
+`hmac.New(sha256.New, key)` over the payload, sent as header `X-Signature`; the key is the Provider Secret's
+`token`): we recompute HMAC-SHA256 over the raw body bytes with the route's key (`FLUX_WEBHOOK_SECRET`, or the
+tenant's) and compare the hex in constant time.
 
 The event (fluxcd/pkg apis/event `Event`): `involvedObject{kind,name,namespace}`, `severity` info|error, `timestamp`,
 `message`, `reason`, `metadata` (string map), `reportingController`. The Alert's `spec.eventMetadata` adds `cluster`
@@ -197,9 +198,10 @@ _TENANT_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 def hook_for(services: Any, tenant: str | None, deliveries: Any) -> "FeedbackHook | Reply":
     """The hook of the route's tenant (None: the route names none), with that tenant's key and `deliveries` (the
-    async journal, of the caller's loop); or the reply refusing the request. Without a fleet, tenant `default` (bare route or named) uses FLUX_WEBHOOK_SECRET, as always. In a
-    fleet the route must name a tenant, and its key is the app setting its `flux.secretSetting` names, never
-    FLUX_WEBHOOK_SECRET or another tenant's (a missing key is a 503 naming the setting, not a fall-back)."""
+    async journal, of the caller's loop); or the reply refusing the request. Without a fleet, tenant `default`
+    (bare route or named) uses FLUX_WEBHOOK_SECRET, as always. In a fleet the route must name a tenant, and its key
+    is the app setting its `flux.secretSetting` names, never FLUX_WEBHOOK_SECRET or another tenant's (a missing key
+    is a 503 naming the setting, not a fall-back)."""
     settings = services.settings
     if services.fleet_source is None:
         if tenant not in (None, DEFAULT_TENANT):
