@@ -177,3 +177,13 @@ def test_health_shows_each_tenants_flux_key_setting_and_warns_when_it_is_empty(f
     assert any(w.startswith("tenant b: app setting B_FLUX_KEY (its Flux events key) is not set")
                for w in body["warnings"]), body["warnings"]
     assert A_KEY not in json.dumps(body)
+
+
+def test_a_tenants_flux_delivery_is_set_done_when_its_worker_took_it(fleet, door):
+    """Otherwise the outbox re-enqueues every accepted Flux event and health reports them stuck."""
+    status, reply, _ = post("a", BODY, A_KEY)
+    assert status == 202
+
+    door.journal.mark_done([reply["eventId"]])      # what the cluster-events runner does after its run
+
+    assert door.journal.deliveries[reply["eventId"]].state == "done"
