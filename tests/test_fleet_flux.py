@@ -139,7 +139,7 @@ def test_a_tenant_view_carries_its_own_flux_key_only(fleet):
 
 
 def test_setup_prints_each_tenants_provider_with_its_own_address_and_key_setting(fleet):
-    args = types.SimpleNamespace(url="https://app.example.net", function_key="fkey", flux_cluster="", flux_env="",
+    args = types.SimpleNamespace(url="https://app.example.net", function_key="fkey", flux_cluster="x", flux_env="",
                                  flux_namespace="flux-system")
     out = _Lines()
     cli._print_fleet_feedback(args, fleet, out)
@@ -148,7 +148,7 @@ def test_setup_prints_each_tenants_provider_with_its_own_address_and_key_setting
     a_block = text.split("# cluster a-prod")[1].split("# cluster")[0]
     assert 'address: "https://app.example.net/api/hooks/flux/a?code=fkey"' in a_block
     assert "app setting A_FLUX_KEY" in a_block and "cluster: a-prod\n    env: prod" in a_block
-    assert "# cluster a-dev" in text
+    assert "# cluster a-dev" in text and "# cluster x" not in text and "--flux-cluster x is for" in text
     assert "tenant b: " in text and "/api/hooks/flux/b?code=fkey" in text    # no clusters listed: told how
     assert "tenant c: " in text and "flux.secretSetting" in text
     assert A_KEY not in text and B_KEY not in text and SHARED_KEY not in text

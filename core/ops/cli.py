@@ -327,6 +327,9 @@ def _print_fleet_feedback(args: argparse.Namespace, services: Services, out: Tex
     own hook address and key setting; a tenant without flux.secretSetting is told how to get a hook."""
     key = services.settings.functions_key if args.function_key is None else args.function_key
     tenants = services.fleet.tenants
+    if args.flux_cluster:
+        print(f"\nnote: --flux-cluster {args.flux_cluster} is for a deployment without a fleet: list a tenant's "
+              "clusters under its flux.clusters in fleet.yaml", file=out)
     print(f"\nFlux events back to the app, per tenant ({len(tenants)}): apply each block on that cluster and put "
           "the value of the tenant's key setting in its Secret's token.", file=out)
     for tenant in tenants:
