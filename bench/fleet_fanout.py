@@ -9,14 +9,14 @@ side by side (core.workers.runners.TENANT_RUNS at once). Warm: every tenant's wo
 fan-out first. Bounded: every wait has a deadline; git talks to file:// remotes, storage to a loopback Azurite.
 
 Where the time goes (reported as `cpu_per_tenant_ms`): the tenants' runs overlap in threads, so their wall time is
-bounded by CPU, and the Python part of it by the GIL. Per tenant, about 60-90 ms of Python CPU (ruamel parsing the
+bounded by CPU, and the Python part of it by the GIL. Per tenant run, 85-120 ms of Python CPU (ruamel parsing the
 HLD's config files several times per bump: target discovery, the edit, the verification; and ~15 Table requests
-through the storage SDK: trace records and high-water marks, each a read then an etag'd write) and about 60 ms of
-git CPU (10 git processes: fetch, reset, ls-files, diff, add, write-tree, commit-tree, rev-parse x2, push), plus
-Azurite's own CPU (one Node process serving every request). With the Python part serialised by the GIL,
-50 x that Python CPU alone is ~0.3x of 50 single-tenant latencies (measured: ~86 ms vs ~244 ms): the 0.2x target needs less Python work per bump
-(one parse per file, batched trace writes) or more worker processes (FUNCTIONS_WORKER_PROCESS_COUNT), not more
-threads.
+through the storage SDK: trace records and high-water marks, each a read then an etag'd write) and 60-85 ms of git
+CPU (10 git processes: fetch, reset, ls-files, diff, add, write-tree, commit-tree, rev-parse x2, push), plus
+Azurite's own CPU (one Node process serving every request). The Python part is serialised by the GIL: 50 x that
+alone was 0.35-0.5x of 50 single-tenant latencies (~240 ms) in our runs on a loaded 2-core machine, so the 0.2x
+target needs less Python work per bump (one parse per file, batched trace writes) or more worker processes
+(FUNCTIONS_WORKER_PROCESS_COUNT), not more threads.
 """
 from __future__ import annotations
 
