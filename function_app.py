@@ -56,7 +56,7 @@ async def outbox_timer(timer: func.TimerRequest, pushed: func.Out[List[str]], re
 
 
 @app.function_name("flux_events_webhook")
-@app.route(route="hooks/flux", methods=["POST"])
+@app.route(route="hooks/flux/{tenant?}", methods=["POST"])   # no tenant: the one tenant without a fleet
 @app.queue_output(arg_name="events", queue_name="cluster-events", connection="AzureWebJobsStorage")
 async def flux_events_webhook(req: func.HttpRequest, events: func.Out[str]) -> func.HttpResponse:
     return await cluster_feedback.receive(req, events)

@@ -317,7 +317,8 @@ class Services:
 
 
 def _tenant_settings(settings: Settings, tenant: Tenant) -> Settings:
-    """The app settings with the tenant's repos, write mode, Azure DevOps project and PAT in place of the app's.
+    """The app settings with the tenant's repos, write mode, Azure DevOps project, PAT and Flux hook key in place of
+    the app's.
     A PAT setting that is named but empty is an error, never a silent fall-back to the managed identity."""
     from core.rules.source_hosts import default_allowed_sources
 
@@ -330,7 +331,8 @@ def _tenant_settings(settings: Settings, tenant: Tenant) -> Settings:
     return replace(settings, hld_repo_url=hld.url if hld else "", hld_branch=hld.branch if hld else "main",
                    manifest_repo_url=tenant.manifests.url, manifest_branch=tenant.manifests.branch,
                    write_mode=tenant.write_mode, azdo_org_url=tenant.azdo_org_url.rstrip("/"),
-                   azdo_project=tenant.azdo_project, azdo_pat=pat, allowed_source_hosts=sources)
+                   azdo_project=tenant.azdo_project, azdo_pat=pat, allowed_source_hosts=sources,
+                   flux_webhook_secret=settings.app_setting(tenant.flux_secret_setting))
 
 
 _installed: list[Services] = []

@@ -1,4 +1,4 @@
-"""Cluster feedback: the Flux events hook (`POST /api/hooks/flux`) and the `cluster-events` queue worker.
+"""Cluster feedback: the Flux events hook (`POST /api/hooks/flux`, `/api/hooks/flux/<tenant>` in a fleet) and the `cluster-events` queue worker.
 
 The hook is a coroutine on the storage SDK's aio clients (the de-duplication claim, which is also the outbox
 record), and the accepted event goes out through the function's queue output binding, which the host writes after
@@ -11,7 +11,8 @@ from typing import List
 
 import azure.functions as func
 
-from core.workers.cluster_feedback import FeedbackHook, FeedbackJob, Reply
+from core.workers.cluster_feedback import FeedbackJob, Reply, hook_for
+from core.adapters.offload import off_loop
 from core.workers.runners import QueueWorker
 from core.wiring import get_services
 from core.settings import SettingsError
@@ -39,7 +40,10 @@ async def receive(req: func.HttpRequest, events: func.Out[str]) -> func.HttpResp
         log.error("settings: %s", exc)
         return error_response(503, f"not configured: {exc}")
     body = req.get_body() or b""
-    hook = FeedbackHook(services.settings.flux_webhook_secret, services.async_deliveries())
+    tenant = req.route_params.get("tenant") or None
+    hook = await off_loop(hook_for, services, tenant, services.async_deliveries())   # may load the fleet (git)
+    if isinstance(hook, Reply):
+        return _reply(hook)
     checked = hook.check(headers_of(req), body)
     if isinstance(checked, Reply):
         return _reply(checked)
@@ -48,7 +52,7 @@ async def receive(req: func.HttpRequest, events: func.Out[str]) -> func.HttpResp
     if duplicate is not None:
         return _reply(duplicate)
     events.set(encode(checked))
-    log.info("flux %s: %s at %s", checked.cluster, checked.outcome, checked.revision[:12],
+    log.info("flux %s (tenant %s): %s at %s", checked.cluster, checked.tenant, checked.outcome, checked.revision[:12],
              extra={"trace_id": checked.trace_id})
     return _reply(hook.accepted(checked))
 

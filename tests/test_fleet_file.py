@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from core.errors import Permanent
-from core.model.fleet import Fleet, RepoRef
+from core.model.fleet import Fleet, FluxCluster, RepoRef
 from core.rules.fleet_file import MAX_FLEET_BYTES, FleetFileError, parse_fleet
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fleet" / "fleet.yaml"
@@ -46,6 +46,9 @@ def test_the_example_parses_with_every_key():
     assert (contoso.azdo_org_url, contoso.azdo_project) == ("https://dev.azure.com/contoso", "gitops")
     assert contoso.images == ("contosoacr.azurecr.io/shop/*", "contosoacr.azurecr.io/platform/*")
     assert (contoso.pat_setting, contoso.pat_expires) == ("CONTOSO_AZDO_PAT", date(2027, 3, 31))
+    assert contoso.flux_secret_setting == "CONTOSO_FLUX_KEY"
+    assert contoso.flux_clusters == (FluxCluster("contoso-prod-eastus", "prod"), FluxCluster("contoso-dev"))
+    assert fabrikam.flux_secret_setting == "" and fabrikam.flux_clusters == ()
     assert fabrikam.hld is None and fabrikam.bump_repo == RepoRef(
         "https://dev.azure.com/fabrikam/platform/_git/cluster-manifests", "deploy")
     assert fabrikam.pat_setting == "" and fabrikam.write_mode == "direct"
@@ -111,6 +114,25 @@ REFUSALS = [
      "one of the service's own settings"),
     ("tenants:\n" + tenant("a", extra="    credentials: {patSetting: SHARED}\n")
      + tenant("b", extra="    credentials:\n      patSetting: SHARED\n"), 8, "already tenant a's: one tenant's"),
+    ("tenants:\n" + tenant(extra="    flux: {}\n"), 4, "flux needs secretSetting"),
+    ("tenants:\n" + tenant(extra="    flux: {secretSetting: A_KEY, cluster: x}\n"), 4, "unknown key 'cluster' in"),
+    ("tenants:\n" + tenant(extra="    flux: {secretSetting: FLUX_WEBHOOK_SECRET}\n"), 4,
+     "one of the service's own settings"),
+    ("tenants:\n" + tenant("a", extra="    flux: {secretSetting: SHARED_KEY}\n")
+     + tenant("b", extra="    flux: {secretSetting: SHARED_KEY}\n"), 7, "already tenant a's: one tenant's"),
+    ("tenants:\n" + tenant("a", extra="    credentials: {patSetting: A_PAT}\n")
+     + tenant("b", extra="    flux: {secretSetting: A_PAT}\n"), 7, "already tenant a's: one tenant's"),
+    ("tenants:\n" + tenant(extra="    credentials: {patSetting: A_PAT}\n    flux: {secretSetting: A_PAT}\n"), 5,
+     "already its patSetting: one setting holds one secret"),
+    ("tenants:\n" + tenant(extra="    flux: {secretSetting: A_KEY, clusters: prod}\n"), 4, "must be a list of"),
+    ("tenants:\n" + tenant(extra="    flux:\n      secretSetting: A_KEY\n      clusters: [{name: Prod_1}]\n"), 6,
+     "is not a cluster name"),
+    ("tenants:\n" + tenant(extra="    flux:\n      secretSetting: A_KEY\n      clusters: [{env: prod}]\n"), 6,
+     "needs a 'name'"),
+    ("tenants:\n" + tenant(extra="    flux:\n      secretSetting: A_KEY\n      clusters: [{name: p}, {name: p}]\n"),
+     6, "names p twice"),
+    ("tenants:\n" + tenant(extra="    flux:\n      secretSetting: A_KEY\n      clusters: [{name: p, env: 'a b;c'}]\n"),
+     6, "env must be environment names"),
     ("tenants:\n" + tenant(extra="    credentials: {patSetting: A_PAT, expires: 31.03.2027}\n"), 4,
      "expires must be a date"),
     ("tenants:\n" + tenant(extra="    credentials: {patSetting: A_PAT, expires: '2027-02-30'}\n"), 4,

@@ -34,6 +34,12 @@ class RepoRef:
 
 
 @dataclass(frozen=True)
+class FluxCluster:
+    name: str
+    env: str = ""                        # comma-separated environments it serves; "" = every one
+
+
+@dataclass(frozen=True)
 class Tenant:
     name: str
     manifests: RepoRef
@@ -45,6 +51,8 @@ class Tenant:
     pat_setting: str = ""                # the NAME of the app setting holding this tenant's PAT; "" = managed identity
     paused: bool = False
     pat_expires: date | None = None      # when that PAT expires (fleet.yaml `expires`); health flags it 14 days ahead
+    flux_secret_setting: str = ""        # the NAME of the app setting holding the HMAC key of its Flux events hook
+    flux_clusters: tuple["FluxCluster", ...] = ()   # its clusters, for `setup`'s Provider/Alert YAML
 
     @property
     def bump_repo(self) -> RepoRef:

@@ -35,7 +35,8 @@ from core.errors import Permanent
 from core.model.fleet import Tenant
 from core.adapters.flux_receivers import RECEIVER_NAME, receiver_check, receiver_yaml
 from core.ops.health import HealthProbes, check_health
-from core.ops.hook_setup import HookSetupError, SetupResult, acr_commands, hook_url, setup_fleet, setup_subscriptions
+from core.ops.hook_setup import (HookSetupError, SetupResult, acr_commands, flux_hook_url, setup_fleet,
+                                 setup_subscriptions)
 from core.ops.replay import Replayer, ReplayRequestError, parse_replay_request
 from core.adapters.cluster_records import RunningStore
 from core.adapters.review_records import ReviewRecord, ReviewStore
@@ -311,7 +312,7 @@ def _print_feedback(args: argparse.Namespace, services: Services, out: TextIO) -
     if not clusters:
         return
     key = services.settings.functions_key if args.function_key is None else args.function_key
-    url = hook_url(args.url, key).replace("/api/hooks/azdo", "/api/hooks/flux")
+    url = flux_hook_url(args.url, key)
     print(f"\nFlux events back to the app ({len(clusters)} cluster(s)): apply on each cluster, put the value of "
           f"FLUX_WEBHOOK_SECRET in its Secret's token.", file=out)
     if not services.settings.flux_webhook_secret:
@@ -319,6 +320,34 @@ def _print_feedback(args: argparse.Namespace, services: Services, out: TextIO) -
     for cluster, env in clusters.items():
         print("", file=out)
         print(provider_yaml(cluster, env, url, namespace=args.flux_namespace), end="", file=out)
+
+
+def _print_fleet_feedback(args: argparse.Namespace, services: Services, out: TextIO) -> None:
+    """Per tenant: the Secret/Provider/Alert of each of its clusters (fleet.yaml flux.clusters), with the tenant's
+    own hook address and key setting; a tenant without flux.secretSetting is told how to get a hook."""
+    key = services.settings.functions_key if args.function_key is None else args.function_key
+    tenants = services.fleet.tenants
+    if args.flux_cluster:
+        print(f"\nnote: --flux-cluster {args.flux_cluster} is for a deployment without a fleet: list a tenant's "
+              "clusters under its flux.clusters in fleet.yaml", file=out)
+    print(f"\nFlux events back to the app, per tenant ({len(tenants)}): apply each block on that cluster and put "
+          "the value of the tenant's key setting in its Secret's token.", file=out)
+    for tenant in tenants:
+        if not tenant.flux_secret_setting:
+            print(f"tenant {tenant.name}: no Flux events hook: give it flux.secretSetting (and flux.clusters) in "
+                  "fleet.yaml", file=out)
+            continue
+        url = flux_hook_url(args.url, key, tenant.name)
+        if not services.settings.app_setting(tenant.flux_secret_setting):
+            print(f"warning: tenant {tenant.name}: app setting {tenant.flux_secret_setting} is not set: its hook "
+                  "answers 503 until it is", file=out)
+        if not tenant.flux_clusters:
+            print(f"tenant {tenant.name}: list its clusters under flux.clusters in fleet.yaml to print their "
+                  f"Provider/Alert; its Provider address is {url}", file=out)
+        for cluster in tenant.flux_clusters:
+            print(f"\n# tenant {tenant.name}", file=out)
+            print(provider_yaml(cluster.name, cluster.env, url, namespace=args.flux_namespace,
+                                secret_setting=tenant.flux_secret_setting), end="", file=out)
 
 
 def tenant_gateway(services: Services, tenant: Tenant) -> AzdoGateway:
@@ -351,7 +380,7 @@ def _setup_fleet(args: argparse.Namespace, services: Services, out: TextIO) -> i
           + (" and FUNCTIONS_KEY" if function_key else "") + " first):", file=out)
     for command in acr_commands(args.registry, args.url, bool(function_key)):
         print(f"  {command}", file=out)
-    _print_feedback(args, services, out)
+    _print_fleet_feedback(args, services, out)
     if failed:
         raise _Failed(f"setup failed for {', '.join(failed)}; the others are set up")
     return 0

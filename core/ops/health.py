@@ -328,6 +328,12 @@ def _tenant(services: Services, probes: HealthProbes, tenant: Tenant, has_git: b
         else:
             problems.append(f"{role} repo: {status.error}")
     entry = {"paused": tenant.paused, "writeMode": tenant.write_mode, "repos": repos, "credentials": credentials}
+    if tenant.flux_secret_setting:   # its Flux events hook, /api/hooks/flux/<tenant>
+        present = bool(services.settings.app_setting(tenant.flux_secret_setting))
+        entry["fluxHook"] = {"setting": tenant.flux_secret_setting, "present": present}
+        if not present:
+            problems.append(f"app setting {tenant.flux_secret_setting} (its Flux events key) is not set: "
+                            f"/api/hooks/flux/{tenant.name} answers 503")
     if tenant.paused:
         entry["note"] = "paused in fleet.yaml: takes no new pushes"
     return entry, problems

@@ -35,6 +35,7 @@ PUSH_EVENT = "git.push"
 BUILD_EVENT = "build.complete"
 HOOK_USERNAME = "autopilot"
 HOOK_PATH = "/api/hooks/azdo"
+FLUX_HOOK_PATH = "/api/hooks/flux"
 ACR_WEBHOOK_NAME = "autopilot"
 # Publisher filters a subscription may carry. One we do not set but an existing subscription has narrows what is
 # delivered, so it counts as a difference.
@@ -100,6 +101,14 @@ def hook_url(base_url: str, function_key: str = "") -> str:
     if parts.query or parts.fragment:
         raise HookSetupError(f"--url {base_url!r} must not carry a query or fragment; pass the key as --function-key")
     url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + HOOK_PATH, "", ""))
+    return f"{url}?code={quote(function_key, safe='')}" if function_key else url
+
+
+def flux_hook_url(base_url: str, function_key: str = "", tenant: str = "") -> str:
+    """The Flux events hook for a Provider's address: `<base>/api/hooks/flux` (one tenant, no fleet) or
+    `<base>/api/hooks/flux/<tenant>`, with `?code=<function key>` when the function needs one."""
+    url = hook_url(base_url)
+    url = url[:-len(HOOK_PATH)] + FLUX_HOOK_PATH + (f"/{tenant}" if tenant else "")
     return f"{url}?code={quote(function_key, safe='')}" if function_key else url
 
 

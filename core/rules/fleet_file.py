@@ -11,18 +11,22 @@ Schema::
         images: ["contosoacr.azurecr.io/*"]   # globs on host/repository (default: every image)
         credentials: {patSetting: CONTOSO_AZDO_PAT, expires: 2027-03-31}   # or {identity: managed} (the default)
         paused: false
+        flux:                         # optional: this tenant's Flux events hook, POST /api/hooks/flux/<name>
+          secretSetting: CONTOSO_FLUX_KEY     # the app setting holding the generic-hmac Provider's key
+          clusters: [{name: prod-eastus, env: prod}]   # for `setup`'s Provider/Alert YAML (env optional)
 
 Without ``hld`` the tenant uses the light-weight flow (images bumped straight in ``manifests``); ``branch`` defaults
 to ``main``. Credentials are named, never written: ``patSetting`` is the NAME of an app setting (a Key Vault
 reference in Azure) holding the tenant's PAT, read with ``Settings.app_setting``.
 
-Refused, each as ``FleetFileError("fleet.yaml:<line>: <what is wrong>")``: unknown keys, wrong types, a name that
-is not a slug or is used twice, a repository named by two tenants (or by one tenant twice, or the fleet repository
-itself), URLs that carry credentials, a query or a fragment, URLs that are not https/ssh/file (plain http only
-for localhost: it would carry the tenant's credentials in clear), pull requests without ``azureDevOps``, two
-tenants sharing one ``patSetting`` (one tenant's credentials are never used for another), a ``patSetting`` naming
-one of the service's own settings, and anything in the file that looks like a secret value (a PAT, a token, a
-key, a password) — those messages never repeat the value.
+Refused, each as ``FleetFileError("fleet.yaml:<line>: <what is wrong>")``: unknown keys, wrong types, a name that is
+not a slug or is used twice, a repository named by two tenants (or by one tenant twice, or the fleet repository
+itself), URLs that carry credentials, a query or a fragment, URLs that are not https/ssh/file (plain http only for
+localhost: it would carry the tenant's credentials in clear), pull requests without ``azureDevOps``, two tenants
+sharing one ``patSetting`` or ``flux.secretSetting`` (or one tenant using one setting for both: one tenant's
+credentials and keys are never used for another's), such a setting naming one of the service's own settings, and
+anything in the file that looks like a secret value (a PAT, a token, a key, a password) — those messages never
+repeat the value.
 
 The file is hostile input: at most ``MAX_FLEET_BYTES``, UTF-8, YAML read through ``core.rules.repo_yaml`` (bounded
 alias expansion), at most ``MAX_TENANTS`` tenants.
@@ -42,7 +46,7 @@ from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from core.errors import Permanent
-from core.model.fleet import Fleet, RepoRef, Tenant
+from core.model.fleet import Fleet, FluxCluster, RepoRef, Tenant
 from core.model.payloads import normalize_repo_url
 from core.rules.repo_yaml import RepoYamlError, check_size, load_one
 
@@ -54,7 +58,12 @@ MAX_TENANTS = 500
 WRITE_MODES = ("direct", "pull-request")
 
 _TOP_KEYS = ("tenants",)
-_TENANT_KEYS = ("name", "hld", "manifests", "writeMode", "azureDevOps", "images", "credentials", "paused")
+_TENANT_KEYS = ("name", "hld", "manifests", "writeMode", "azureDevOps", "images", "credentials", "paused", "flux")
+_FLUX_KEYS = ("secretSetting", "clusters")
+_FLUX_CLUSTER_KEYS = ("name", "env")
+_CLUSTER = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")     # as the Flux events' metadata.cluster
+_ENVS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(,[A-Za-z0-9_][A-Za-z0-9._-]{0,99})*")
+MAX_FLUX_CLUSTERS = 100
 _REPO_KEYS = ("url", "branch")
 _AZDO_KEYS = ("org", "project")
 _CREDENTIAL_KEYS = ("patSetting", "expires", "identity")
@@ -281,14 +290,14 @@ class _Parser:
         tenants: list[Tenant] = []
         names: dict[str, int] = {}
         repos: dict[str, str] = {}      # normalised repository -> "tenant <name>"
-        pat_settings: dict[str, str] = {}
+        pat_settings: dict[str, tuple[str, str]] = {}   # every credential and key setting: (tenant, key)
         for index, item in enumerate(items):
             tenant = self.tenant(item, f"tenants[{index}]", _line(items, index), names, repos, pat_settings)
             tenants.append(tenant)
         return Fleet(tuple(tenants), source=source)
 
     def tenant(self, item: Any, where: str, line: int, names: dict[str, int], repos: dict[str, str],
-               pat_settings: dict[str, str]) -> Tenant:
+               pat_settings: dict[str, tuple[str, str]]) -> Tenant:
         node = self.mapping(item, where, _TENANT_KEYS, line)
         if "name" not in node:
             raise FleetFileError(line, f"{where} needs a 'name'")
@@ -341,9 +350,10 @@ class _Parser:
                 raise FleetFileError(_line(node, "paused"), f"{where}.paused must be true or false, got "
                                                             f"{_kind(node['paused'])}")
             paused = bool(node["paused"])
+        flux_setting, clusters = self.flux(node, where, pat_settings, name) if "flux" in node else ("", ())
         return Tenant(name, manifests=manifests, hld=hld, write_mode=write_mode, azdo_org_url=org,
                       azdo_project=project, images=images, pat_setting=pat_setting, paused=paused,
-                      pat_expires=expires)
+                      pat_expires=expires, flux_secret_setting=flux_setting, flux_clusters=clusters)
 
     def repo(self, node: CommentedMap, key: str, where: str) -> RepoRef:
         where = f"{where}.{key}"
@@ -393,7 +403,61 @@ class _Parser:
             globs.append(str(item))
         return tuple(globs)
 
-    def credentials(self, node: CommentedMap, where: str, pat_settings: dict[str, str],
+    def setting_name(self, node: CommentedMap, key: str, where: str, taken: dict[str, tuple[str, str]],
+                     name: str) -> str:
+        """An app setting's name, refused when it is one of the service's own or another use's (`taken`: setting
+        -> (tenant, key) of every credential and key setting named so far)."""
+        setting = self.string(node, key, where, 200)
+        line = _line(node, key)
+        if not _SETTING_NAME.fullmatch(setting):
+            raise FleetFileError(line, f"{where}.{key} {setting[:60]!r} is not an app setting name (letters, digits "
+                                       "and '_', up to 128)")
+        if _OWN_SETTINGS.fullmatch(setting):
+            raise FleetFileError(line, f"{where}.{key} {setting} is one of the service's own settings; give each "
+                                       "tenant an app setting of its own")
+        owner, use = taken.get(setting, ("", ""))
+        if owner and owner != name:
+            raise FleetFileError(line, f"{where}.{key} {setting} is already tenant {owner}'s: one tenant's "
+                                       "credentials are never used for another")
+        if owner:
+            raise FleetFileError(line, f"{where}.{key} {setting} is already its {use}: one setting holds one secret")
+        taken[setting] = (name, key)
+        return setting
+
+    def flux(self, node: CommentedMap, where: str, taken: dict[str, tuple[str, str]],
+             name: str) -> tuple[str, tuple[FluxCluster, ...]]:
+        where = f"{where}.flux"
+        flux = self.mapping(node["flux"], where, _FLUX_KEYS, _line(node, "flux"))
+        if "secretSetting" not in flux:
+            raise FleetFileError(_line(node, "flux"), f"{where} needs secretSetting (the name of the app setting "
+                                                      "holding the key its Flux Provider signs events with)")
+        setting = self.setting_name(flux, "secretSetting", where, taken, name)
+        clusters: list[FluxCluster] = []
+        if "clusters" in flux:
+            value, line = flux["clusters"], _line(flux, "clusters")
+            if not isinstance(value, CommentedSeq):
+                raise FleetFileError(line, f"{where}.clusters must be a list of {{name, env}}, got {_kind(value)}")
+            if len(value) > MAX_FLUX_CLUSTERS:
+                raise FleetFileError(line, f"{where}.clusters lists {len(value)}; the limit is {MAX_FLUX_CLUSTERS}")
+            for index, item in enumerate(value):
+                at = f"{where}.clusters[{index}]"
+                entry = self.mapping(item, at, _FLUX_CLUSTER_KEYS, _line(value, index))
+                if "name" not in entry:
+                    raise FleetFileError(_line(value, index), f"{at} needs a 'name'")
+                cluster = self.string(entry, "name", at, 63)
+                if not _CLUSTER.fullmatch(cluster):
+                    raise FleetFileError(_line(entry, "name"), f"{at}.name {cluster!r} is not a cluster name "
+                                                               "(lower-case letters, digits and '-', up to 63)")
+                if any(c.name == cluster for c in clusters):
+                    raise FleetFileError(_line(entry, "name"), f"{where}.clusters names {cluster} twice")
+                env = self.string(entry, "env", at, 500).replace(" ", "") if "env" in entry else ""
+                if env and not _ENVS.fullmatch(env):
+                    raise FleetFileError(_line(entry, "env"), f"{at}.env must be environment names separated "
+                                                              "by commas")
+                clusters.append(FluxCluster(cluster, env))
+        return setting, tuple(clusters)
+
+    def credentials(self, node: CommentedMap, where: str, pat_settings: dict[str, tuple[str, str]],
                     name: str) -> tuple[str, date | None]:
         where = f"{where}.credentials"
         line = _line(node, "credentials")
@@ -408,19 +472,7 @@ class _Parser:
         if "patSetting" not in creds:
             raise FleetFileError(line, f"{where} needs patSetting (the name of the app setting holding the PAT) "
                                        "or identity: managed")
-        setting = self.string(creds, "patSetting", where, 200)
-        setting_line = _line(creds, "patSetting")
-        if not _SETTING_NAME.fullmatch(setting):
-            raise FleetFileError(setting_line, f"{where}.patSetting {setting[:60]!r} is not an app setting name "
-                                               "(letters, digits and '_', up to 128)")
-        if _OWN_SETTINGS.fullmatch(setting):
-            raise FleetFileError(setting_line, f"{where}.patSetting {setting} is one of the service's own settings; "
-                                               "give each tenant an app setting of its own")
-        if setting in pat_settings:
-            raise FleetFileError(setting_line, f"{where}.patSetting {setting} is already tenant "
-                                               f"{pat_settings[setting]}'s: one tenant's credentials are never used "
-                                               "for another")
-        pat_settings[setting] = name
+        setting = self.setting_name(creds, "patSetting", where, pat_settings, name)
         expires = None
         if "expires" in creds:
             value = creds["expires"]

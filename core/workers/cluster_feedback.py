@@ -1,11 +1,16 @@
 """Cluster feedback: Flux tells us what each cluster applied, and we record it on the pushes it carries.
 
-The hook (`POST /api/hooks/flux`) receives the events of a notification-controller `Provider` of type
-`generic-hmac`. How Flux signs them (fluxcd/notification-controller, internal/notifier/forwarder.go,
-`Forwarder.Post`: `eventJSON, _ := json.Marshal(event)`, `sig = fmt.Sprintf("sha256=%s", sign(eventJSON, f.HMACKey))`
-with `sign` = hex of `hmac.New(sha256.New, key)` over the payload, sent as header `X-Signature`; the key is the
-Provider Secret's `token`): we recompute HMAC-SHA256 over the raw body bytes with `FLUX_WEBHOOK_SECRET` and compare
-the hex in constant time.
+The hook (`POST /api/hooks/flux`, and `POST /api/hooks/flux/<tenant>` for each tenant of a fleet) receives the
+events of a notification-controller `Provider` of type `generic-hmac`. A Provider's `address` is a plain URL it
+POSTs to as it is (query included: the function key travels as `?code=`), so the tenant is a path segment. Each
+tenant has its own key, the app setting its fleet.yaml `flux.secretSetting` names: one tenant's key never validates
+another tenant's events, and the event names the tenant whose route and key accepted it. Without a fleet the one
+tenant `default` keeps `/api/hooks/flux` and `FLUX_WEBHOOK_SECRET`. How Flux signs them
+(fluxcd/notification-controller, internal/notifier/forwarder.go, `Forwarder.Post`: `eventJSON, _ :=
+json.Marshal(event)`, `sig = fmt.Sprintf("sha256=%s", sign(eventJSON, f.HMACKey))` with `sign` = hex of
+`hmac.New(sha256.New, key)` over the payload, sent as header `X-Signature`; the key is the Provider Secret's
+`token`): we recompute HMAC-SHA256 over the raw body bytes with the route's key (`FLUX_WEBHOOK_SECRET`, or the
+tenant's) and compare the hex in constant time.
 
 The event (fluxcd/pkg apis/event `Event`): `involvedObject{kind,name,namespace}`, `severity` info|error, `timestamp`,
 `message`, `reason`, `metadata` (string map), `reportingController`. The Alert's `spec.eventMetadata` adds `cluster`
@@ -38,6 +43,7 @@ from core.errors import Permanent, Retryable
 from core.adapters.storage import CLUSTER_EVENTS, WorkQueues
 from core.telemetry import metrics
 from core.adapters.trace import TraceStore, now_iso
+from core.model.fleet import DEFAULT_TENANT, UnknownTenant
 from core.model.trace_record import StageName, TraceRecord, TraceStage, latency_seconds
 from core.workers.tenancy import services_for
 from core.model.workitems import ClusterEvent, WorkItem, encode
@@ -133,7 +139,8 @@ def outcome_of(severity: str, reason: str) -> str | None:
     return None
 
 
-def parse_event(data: Any, event_id: str, received_at: str = "") -> ClusterEvent | Ignored:
+def parse_event(data: Any, event_id: str, received_at: str = "", *,
+                tenant: str = DEFAULT_TENANT) -> ClusterEvent | Ignored:
     """The work item of a Flux event, Ignored when it says nothing about an applied or failed revision."""
     if not isinstance(data, dict):
         raise FluxEventError("body is not a JSON object (a Flux event)")
@@ -175,27 +182,66 @@ def parse_event(data: Any, event_id: str, received_at: str = "") -> ClusterEvent
     branch, sha = revision
     return ClusterEvent(event_id=event_id, trace_id=event_id.rsplit(":", 1)[-1][:32], cluster=cluster, revision=sha,
                         outcome=outcome, envs=envs, branch=branch, reason=reason, message=message[:2000], object_kind=kind,
-                        object_name=name, object_namespace=namespace, at=at, received_at=received_at or now_iso())
+                        object_name=name, object_namespace=namespace, at=at, received_at=received_at or now_iso(),
+                        tenant=tenant)
 
 
-def event_id_of(body: bytes) -> str:
-    """A resend is the same bytes (Flux marshals the same event again): the id is their digest."""
-    return "flux:" + hashlib.sha256(body).hexdigest()
+def event_id_of(body: bytes, tenant: str = DEFAULT_TENANT) -> str:
+    """A resend is the same bytes (Flux marshals the same event again): the id is their digest, and for a fleet
+    tenant `@<tenant>` (as the per-tenant deliveries of a push: `acr:<id>@<tenant>`)."""
+    digest = "flux:" + hashlib.sha256(body).hexdigest()
+    return digest if tenant == DEFAULT_TENANT else f"{digest}@{tenant}"
+
+
+_TENANT_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def hook_for(services: Any, tenant: str | None, deliveries: Any) -> "FeedbackHook | Reply":
+    """The hook of the route's tenant (None: the route names none), with that tenant's key and `deliveries` (the
+    async journal, of the caller's loop); or the reply refusing the request. Without a fleet, tenant `default`
+    (bare route or named) uses FLUX_WEBHOOK_SECRET, as always. In a fleet the route must name a tenant, and its key
+    is the app setting its `flux.secretSetting` names, never FLUX_WEBHOOK_SECRET or another tenant's (a missing key
+    is a 503 naming the setting, not a fall-back)."""
+    settings = services.settings
+    if services.fleet_source is None:
+        if tenant not in (None, DEFAULT_TENANT):
+            return Reply(404, {"error": f"no tenant {tenant[:63]!r}: this deployment serves one tenant "
+                                        f"({DEFAULT_TENANT}) at /api/hooks/flux"})
+        return FeedbackHook(settings.flux_webhook_secret, deliveries)
+    if tenant is None:
+        return Reply(404, {"error": "this deployment serves a fleet: send each tenant's Flux events to "
+                                    "/api/hooks/flux/<tenant>"})
+    if not _TENANT_NAME.fullmatch(tenant):
+        return Reply(404, {"error": "the route's tenant is not a tenant name (a slug)"})
+    try:
+        definition = services.fleet.tenant(tenant)
+    except UnknownTenant:
+        return Reply(404, {"error": f"no tenant {tenant!r} in the fleet"})
+    except Retryable as exc:   # FleetUnavailable: no fleet loaded yet; Flux retries a 5xx
+        return Reply(503, {"error": f"fleet not loaded: {exc}"})
+    setting = definition.flux_secret_setting
+    if not setting:
+        return Reply(503, {"error": f"hook not configured: tenant {tenant} has no flux.secretSetting in fleet.yaml"})
+    return FeedbackHook(settings.app_setting(setting), deliveries, tenant=tenant, secret_setting=setting)
 
 
 class FeedbackHook:
-    """The HTTP-agnostic part of `POST /api/hooks/flux`: check, parse, de-duplicate. `deliveries` is the intake's
-    AsyncDeliveryLog: the claim is one table transaction (the delivery with its work item and an outbox marker), so
-    two copies of one event cannot both pass, and a work item whose output-binding write is lost is re-enqueued by
-    the outbox timer (core.workers.outbox); the worker's runner marks it done (core.workers.runners.on_done)."""
+    """The HTTP-agnostic part of `POST /api/hooks/flux[/<tenant>]`: check, parse, de-duplicate. `deliveries` is the
+    intake's AsyncDeliveryLog: the claim is one table transaction (the delivery with its work item and an outbox
+    marker), so two copies of one event cannot both pass, and a work item whose output-binding write is lost is
+    re-enqueued by the outbox timer (core.workers.outbox); the worker's runner marks it done
+    (core.workers.runners.on_done). `tenant`: whose events these are (the key is that tenant's)."""
 
-    def __init__(self, secret: str, deliveries: Any):
+    def __init__(self, secret: str, deliveries: Any, *, tenant: str = DEFAULT_TENANT,
+                 secret_setting: str = SECRET_SETTING):
         self._secret = secret
         self._deliveries = deliveries
+        self.tenant = tenant
+        self._secret_setting = secret_setting
 
     def check(self, headers: Mapping[str, str], body: bytes) -> Reply | ClusterEvent:
         if not self._secret:
-            return Reply(503, {"error": f"hook not configured: {SECRET_SETTING} is empty"})
+            return Reply(503, {"error": f"hook not configured: {self._secret_setting} is empty"})
         if len(body) > MAX_BODY:
             return Reply(413, {"error": f"body is {len(body)} bytes; the limit is {MAX_BODY}"})
         if not signature_ok(self._secret, headers.get("x-signature", ""), body):
@@ -204,9 +250,9 @@ class FeedbackHook:
             data = json.loads(body)
         except (ValueError, RecursionError):
             return Reply(400, {"error": "body is not valid JSON"})
-        event_id = event_id_of(body)
+        event_id = event_id_of(body, self.tenant)
         try:
-            parsed = parse_event(data, event_id)
+            parsed = parse_event(data, event_id, tenant=self.tenant)
         except FluxEventError as exc:
             return Reply(400, {"error": str(exc)})
         if isinstance(parsed, Ignored):
@@ -227,7 +273,7 @@ class FeedbackHook:
     @staticmethod
     def accepted(event: ClusterEvent) -> Reply:
         return Reply(202, {"eventId": event.event_id, "queued": [CLUSTER_EVENTS], "cluster": event.cluster,
-                           "outcome": event.outcome, "revision": event.revision})
+                           "outcome": event.outcome, "revision": event.revision, "tenant": event.tenant})
 
 
 # -- the worker -----------------------------------------------------------------------------------------------------
@@ -363,13 +409,15 @@ PROVIDER_NAME = "gitops-autopilot"
 PROVIDER_SECRET = "gitops-autopilot-events"
 
 
-def provider_yaml(cluster: str, env: str, hook_url: str, *, namespace: str = "flux-system") -> str:
+def provider_yaml(cluster: str, env: str, hook_url: str, *, namespace: str = "flux-system",
+                  secret_setting: str = SECRET_SETTING) -> str:
     """The Secret, Provider (generic-hmac) and Alert that send `cluster`'s Kustomization and HelmRelease events to
     the hook, with `eventMetadata` naming the cluster and the environment(s) it serves (empty: every one). The
-    address (with the function key) and the HMAC key live in the Secret; neither is printed."""
+    address (with the function key) and the HMAC key (the value of app setting `secret_setting`: FLUX_WEBHOOK_SECRET,
+    or in a fleet the tenant's flux.secretSetting) live in the Secret; the key is never printed."""
     env_line = f"\n    env: {env}" if env else ""
     return f"""\
-# cluster {cluster}: events to gitops-autopilot; token = the value of app setting {SECRET_SETTING}
+# cluster {cluster}: events to gitops-autopilot; token = the value of app setting {secret_setting}
 apiVersion: v1
 kind: Secret
 metadata:
@@ -378,7 +426,7 @@ metadata:
 type: Opaque
 stringData:
   address: "{hook_url}"
-  token: "<value of app setting {SECRET_SETTING}>"
+  token: "<value of app setting {secret_setting}>"
 ---
 apiVersion: notification.toolkit.fluxcd.io/v1beta3
 kind: Provider
