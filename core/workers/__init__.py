@@ -6,6 +6,7 @@ __all__ = [
     "cluster_feedback",
     "flux_notify",
     "intake",
+    "job_stores",
     "manifest_update",
     "outbox",
     "promoter",

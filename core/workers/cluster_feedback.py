@@ -37,10 +37,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
+from core.workers.job_stores import OnServices
 from core.adapters.cluster_records import Marked
-from core.adapters.deliveries import Claim, DeliveryJournal
+from core.adapters.deliveries import Claim
 from core.errors import Permanent, Retryable
-from core.adapters.storage import CLUSTER_EVENTS, WorkQueues
+from core.adapters.storage import CLUSTER_EVENTS
 from core.telemetry import metrics
 from core.adapters.trace import TraceStore, now_iso
 from core.model.fleet import DEFAULT_TENANT, UnknownTenant
@@ -296,7 +297,7 @@ class FeedbackResult:
     promotions: tuple[Any, ...] = ()     # core.workers.promoter.Evaluated of the gates this event re-evaluated
 
 
-class FeedbackJob:
+class FeedbackJob(OnServices):
     """The `cluster-events` queue's job (core.workers.runners.Job): one event per run, in order."""
     queue = CLUSTER_EVENTS
     stage = "cluster-feedback"
@@ -304,18 +305,6 @@ class FeedbackJob:
 
     def __init__(self, services: Any):
         self.services = services
-
-    @property
-    def trace(self) -> TraceStore:       # core.workers.runners.Job
-        return self.services.trace
-
-    @property
-    def queues(self) -> WorkQueues:
-        return self.services.queues
-
-    @property
-    def deliveries(self) -> DeliveryJournal:
-        return self.services.deliveries
 
     def _workspace(self):
         s = self.services.settings

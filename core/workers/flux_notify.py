@@ -31,11 +31,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import core
+from core.workers.job_stores import OnServices
 from core.adapters.git_runner import GitError
 from core.errors import Permanent
 from core.adapters.flux_receivers import FluxReceiver, receivers_for, sign
-from core.adapters.deliveries import DeliveryJournal
-from core.adapters.storage import FLUX_NOTIFY, StorageUnavailable, WorkQueues
+from core.adapters.storage import FLUX_NOTIFY, StorageUnavailable
 from core.adapters.trace import TraceStore, now_iso
 from core.model.trace_record import StageName, TraceRecord, TraceStage
 from core.workers.tenancy import services_for
@@ -267,7 +267,7 @@ class FluxTrace:
             log.warning("flux: could not record %s on the trace: %s", stage, exc)
 
 
-class FluxNotifyJob:
+class FluxNotifyJob(OnServices):
     """The `flux-notify` queue's job (core.workers.runners.Job): one item per run, never batched."""
     queue = FLUX_NOTIFY
     stage = "flux-notify"
@@ -276,18 +276,6 @@ class FluxNotifyJob:
     def __init__(self, services: Any, notifier: Notifier | None = None):
         self.services = services
         self.notifier = notifier or default_notifier()
-
-    @property
-    def trace(self) -> TraceStore:       # core.workers.runners.Job
-        return self.services.trace
-
-    @property
-    def queues(self) -> WorkQueues:
-        return self.services.queues
-
-    @property
-    def deliveries(self) -> DeliveryJournal:
-        return self.services.deliveries
 
     def process(self, items: Sequence[WorkItem]) -> NotifyResult:
         [item] = items

@@ -10,10 +10,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from core.workers.job_stores import OnServices
 from core.workers.reviewer import ReviewOutcome
-from core.adapters.deliveries import DeliveryJournal
-from core.adapters.storage import PR_REVIEW, WorkQueues
-from core.adapters.trace import TraceStore
+from core.adapters.storage import PR_REVIEW
 from core.telemetry import metrics
 from core.workers.tenancy import services_for
 from core.model.workitems import PrReview, WorkItem
@@ -22,23 +21,11 @@ log = logging.getLogger("autopilot.review")
 
 
 @dataclass
-class ReviewJob:
+class ReviewJob(OnServices):
     services: Any
     queue: str = PR_REVIEW
     stage: str = "review"
     batches: bool = False       # each message is its own pull request
-
-    @property
-    def trace(self) -> TraceStore:       # core.workers.runners.Job
-        return self.services.trace
-
-    @property
-    def queues(self) -> WorkQueues:
-        return self.services.queues
-
-    @property
-    def deliveries(self) -> DeliveryJournal:
-        return self.services.deliveries
 
     def process(self, items: Sequence[WorkItem]) -> ReviewOutcome | None:
         [item] = items

@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
+from core.workers.job_stores import OnServices
 from core.adapters.azdo import AzdoTransientError
 from core.workers.bump import BumpResult, push_time
 from core.adapters.deliveries import DeliveryJournal
@@ -448,23 +449,11 @@ def _wakes_flux(services: Any) -> bool:
 
 
 @dataclass
-class BumpJob:
+class BumpJob(OnServices):
     services: Any
     queue: str = IMAGE_PUSHED
     stage: str = "bump"
     batches: bool = True
-
-    @property
-    def trace(self) -> TraceStore:       # core.workers.runners.Job
-        return self.services.trace
-
-    @property
-    def queues(self) -> WorkQueues:
-        return self.services.queues
-
-    @property
-    def deliveries(self) -> DeliveryJournal:
-        return self.services.deliveries
 
     def process(self, items: Sequence[WorkItem]) -> BumpResult:
         assert all(isinstance(i, ImagePushed) for i in items)
@@ -497,23 +486,11 @@ class BumpJob:
 
 
 @dataclass
-class GenerateJob:
+class GenerateJob(OnServices):
     services: Any
     queue: str = HLD_CHANGED
     stage: str = "generate"
     batches: bool = True
-
-    @property
-    def trace(self) -> TraceStore:       # core.workers.runners.Job
-        return self.services.trace
-
-    @property
-    def queues(self) -> WorkQueues:
-        return self.services.queues
-
-    @property
-    def deliveries(self) -> DeliveryJournal:
-        return self.services.deliveries
 
     def process(self, items: Sequence[WorkItem]):
         assert all(isinstance(i, HldChanged) for i in items)
