@@ -68,9 +68,10 @@ class Settings:
     outbox_reenqueue_after: float = 120.0  # OUTBOX_REENQUEUE_AFTER_SECONDS: accepted work no worker took by then
     outbox_max_reenqueues: int = 3         # OUTBOX_MAX_REENQUEUES: then health reports the delivery as stuck
     # JOURNAL_RETENTION_DAYS: done deliveries (and their bodies) older than this are purged; 0 keeps them forever.
-    # Must outlast every sender's own redeliveries so that they still dedupe: Event Grid retries for 24 h by default,
-    # an Azure DevOps subscription on probation for ~36 h, and its History (from which a person re-POSTs a
-    # notification) goes back 7-14 days (/work/shared/reference/azure-devops-and-acr.md §1.5, §2.4). ACR never retries.
+    # Must outlast every sender's own redeliveries so that they still dedupe: Event Grid retries for 24 h by default
+    # (learn.microsoft.com/azure/event-grid/delivery-and-retry); Azure DevOps retries a subscription on probation
+    # for ~36 h and keeps 7-14 days of History, from which a person re-POSTs a notification
+    # (learn.microsoft.com/azure/devops/service-hooks/troubleshoot); ACR never retries (Azure/acr#681).
     journal_retention_days: int = 14
     fleet_repo_url: str = ""               # FLEET_REPO_URL: the repo holding fleet.yaml; empty = one tenant, `default`
     fleet_branch: str = "main"             # FLEET_BRANCH

@@ -122,7 +122,7 @@ class Purged:
     """What one purge deleted: delivery rows and journaled bodies (meta + chunk rows count as one body)."""
     deliveries: int = 0
     bodies: int = 0
-    more: bool = False    # it stopped at the bound: rows past retention are left for the next run
+    more: bool = False    # it stopped at the bound: rows past retention may be left for the next run
 
 
 @dataclass(frozen=True)
@@ -414,12 +414,13 @@ class AsyncDeliveryLog:
     async def _purge_bodies(self, table, journal, before: float, limit: int) -> int:
         """Journaled bodies received before the cutoff whose delivery is gone (purged, or never claimed) or
         purgeable (the delivery pass after this deletes it)."""
-        purged = 0
+        purged = looked = 0
         async for meta in journal.query_entities("RowKey eq 'meta' and receivedAt lt @before",
                                                  parameters={"before": float(before)},
                                                  select=["PartitionKey", "eventId"]):
-            if purged >= limit:
+            if looked >= limit:   # bodies kept (work not done) count too: the run stays bounded
                 break
+            looked += 1
             key = meta["PartitionKey"]
             try:
                 row = await table.get_entity(_partition(key), key, select=["state", "doneAt", "receivedAt", "outbox"])

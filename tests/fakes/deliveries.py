@@ -5,8 +5,9 @@ Azurite): claims are grouped by partition exactly as the Table-storage journal g
 a group is written with its outbox marker all or nothing, a group holding an existing delivery is retried one
 claim at a time, a marker is rewritten only with the etag it was read with, `mark_done` skips ids intake never
 claimed, `stuck` reads the markers' attempts, and `purge` deletes at most `limit` deliveries done before the
-cutoff and on no marker (with their bodies, which the fake keeps on the delivery). `down` makes every call fail as unreachable storage does (claims
-in `failed`, reads raising StorageUnavailable); `failing` names partitions whose claim transactions fail.
+cutoff and on no marker (with their bodies, which the fake keeps on the delivery).
+`down` makes every call fail as unreachable storage does (claims in `failed`, reads raising StorageUnavailable);
+`failing` names partitions whose claim transactions fail.
 """
 from __future__ import annotations
 
