@@ -67,6 +67,12 @@ class Settings:
     allowed_source_hosts: tuple[str, ...] = ()
     outbox_reenqueue_after: float = 120.0  # OUTBOX_REENQUEUE_AFTER_SECONDS: accepted work no worker took by then
     outbox_max_reenqueues: int = 3         # OUTBOX_MAX_REENQUEUES: then health reports the delivery as stuck
+    # JOURNAL_RETENTION_DAYS: done deliveries (and their bodies) older than this are purged; 0 keeps them forever.
+    # Must outlast every sender's own redeliveries so that they still dedupe: Event Grid retries for 24 h by default
+    # (learn.microsoft.com/azure/event-grid/delivery-and-retry); Azure DevOps retries a subscription on probation
+    # for ~36 h and keeps 7-14 days of History, from which a person re-POSTs a notification
+    # (learn.microsoft.com/azure/devops/service-hooks/troubleshoot); ACR never retries (Azure/acr#681).
+    journal_retention_days: int = 14
     fleet_repo_url: str = ""               # FLEET_REPO_URL: the repo holding fleet.yaml; empty = one tenant, `default`
     fleet_branch: str = "main"             # FLEET_BRANCH
     environment: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -162,6 +168,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{name}={branch!r} is not a plain branch name (e.g. main)")
     outbox_after = _number(get("OUTBOX_REENQUEUE_AFTER_SECONDS", "120"), "OUTBOX_REENQUEUE_AFTER_SECONDS", float)
     outbox_max = _number(get("OUTBOX_MAX_REENQUEUES", "3"), "OUTBOX_MAX_REENQUEUES", int)
+    retention_days = _number(get("JOURNAL_RETENTION_DAYS", "14"), "JOURNAL_RETENTION_DAYS", int)
     return Settings(
         storage_connection=storage,
         acr_webhook_secret=get("ACR_WEBHOOK_SECRET"),
@@ -190,6 +197,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         allowed_source_hosts=allowed_sources,
         outbox_reenqueue_after=outbox_after,
         outbox_max_reenqueues=outbox_max,
+        journal_retention_days=retention_days,
         fleet_repo_url=get("FLEET_REPO_URL"),
         fleet_branch=get("FLEET_BRANCH", "main"),
         environment=MappingProxyType(dict(env)),

@@ -19,6 +19,10 @@ Cost and retention: a request costs its deliveries + one row per partition group
 Grid batch: ~45 transactions); markers live in a RowKey range of their own (`outbox-…` sorts after every hex
 hash) in each of the 16 partitions, so the timer's scan is 16 range queries that read pending markers only,
 however many delivered rows the table has accumulated.
+
+Retention: `purge` (run by the outbox timer) deletes delivery rows that are done, no longer on any marker and
+received and done before a cutoff (JOURNAL_RETENTION_DAYS), with their journaled bodies, at most PURGE_MAX_PER_RUN
+per call, and records the cutoff (`purged_before`) so that a replay of a purged delivery can say so.
 """
 from __future__ import annotations
 
@@ -53,6 +57,10 @@ _MEMBERS_CHARS = 30_000
 _TRANSACTION_OPS = 100     # Table storage: at most 100 operations and 4 MiB per transaction
 _TRANSACTION_BYTES = 2 << 20
 CLAIM_CONCURRENCY = 16     # transactions in flight at once for one request
+# Rows deleted by one purge: the outbox timer runs every minute and must stay short (a few seconds of deletes);
+# 500 a minute is 720,000 a day, far above what intake accepts, so a backlog (a first run) drains in a few runs.
+PURGE_MAX_PER_RUN = 500
+_RETENTION_KEY = ("retention", "horizon")  # a partition of its own: never among the 16 hash partitions
 
 
 def row_key(event_id: str) -> str:
@@ -109,6 +117,14 @@ class Pending:
     attempts: int
 
 
+@dataclass
+class Purged:
+    """What one purge deleted: delivery rows and journaled bodies (meta + chunk rows count as one body)."""
+    deliveries: int = 0
+    bodies: int = 0
+    more: bool = False    # it stopped at the bound: rows past retention may be left for the next run
+
+
 @dataclass(frozen=True)
 class Journaled:
     event_id: str
@@ -139,6 +155,11 @@ class AsyncDeliveryJournal(Protocol):
         """Delete (nothing pending) or narrow the marker if unchanged since it was read; False if it changed."""
         ...
 
+    async def purge(self, before: float, limit: int = PURGE_MAX_PER_RUN) -> Purged:
+        """Delete deliveries done, on no marker, and received and done before `before`, with their journaled
+        bodies: at most `limit` deliveries; record `before` for `purged_before`."""
+        ...
+
 
 class DeliveryJournal(Protocol):
     """The synchronous side: done marks for the queue workers, stuck deliveries for health, journal reads for
@@ -154,6 +175,10 @@ class DeliveryJournal(Protocol):
 
     def journaled(self, event_id: str) -> Journaled | None:
         """The claimed delivery's body and source, or None."""
+        ...
+
+    def purged_before(self) -> float | None:
+        """The cutoff of the latest purge (deliveries done before it may be gone), or None if none ran."""
         ...
 
 
@@ -344,6 +369,101 @@ class AsyncDeliveryLog:
             raise _storage_error(exc) from exc
         return True
 
+    async def purge(self, before: float, limit: int = PURGE_MAX_PER_RUN) -> Purged:
+        """Bodies first, then the delivery rows (a failure in between leaves a row the next run deletes, never a
+        body nobody points at); deletes are etag-checked, so a row changed since it was read stays."""
+        result = Purged()
+        try:
+            table = await self._storage.table(DELIVERIES_TABLE)
+            journal = await self._storage.table(JOURNAL_TABLE)
+            await table.upsert_entity({"PartitionKey": _RETENTION_KEY[0], "RowKey": _RETENTION_KEY[1],
+                                       "before": float(before)})
+            result.bodies = await self._purge_bodies(table, journal, before, limit)
+            for partition in PARTITIONS:
+                if result.deliveries >= limit:
+                    result.more = True
+                    break
+                rows, full = await self._expired(table, partition, before, limit - result.deliveries)
+                result.more = result.more or full
+                result.deliveries += await _delete(table, rows)
+        except AzureError as exc:
+            raise _storage_error(exc) from exc
+        except StorageUnavailable:
+            raise
+        return result
+
+    async def _expired(self, table, partition: str, before: float, limit: int) -> tuple[list, bool]:
+        """Done delivery rows of a partition past the cutoff and on no marker (at most `limit`; True if more)."""
+        live = set()
+        async for entity in table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                                                 parameters={"pk": partition, "lo": OUTBOX_PREFIX,
+                                                             "hi": _OUTBOX_END}, select=["members"]):
+            live.update(json.loads(entity.get("members") or "[]"))
+        found = []
+        async for entity in table.query_entities(
+                "PartitionKey eq @pk and RowKey lt @lo and state eq 'done' and doneAt lt @before and "
+                "receivedAt lt @before", parameters={"pk": partition, "lo": OUTBOX_PREFIX, "before": float(before)},
+                select=["PartitionKey", "RowKey", "eventId"], results_per_page=min(limit + 1, 1000)):
+            if entity.get("eventId") in live:
+                continue
+            if len(found) >= limit:
+                return found, True
+            found.append(entity)
+        return found, False
+
+    async def _purge_bodies(self, table, journal, before: float, limit: int) -> int:
+        """Journaled bodies received before the cutoff whose delivery is gone (purged, or never claimed) or
+        purgeable (the delivery pass after this deletes it)."""
+        purged = looked = 0
+        async for meta in journal.query_entities("RowKey eq 'meta' and receivedAt lt @before",
+                                                 parameters={"before": float(before)},
+                                                 select=["PartitionKey", "eventId"]):
+            if looked >= limit:   # bodies kept (work not done) count too: the run stays bounded
+                break
+            looked += 1
+            key = meta["PartitionKey"]
+            try:
+                row = await table.get_entity(_partition(key), key, select=["state", "doneAt", "receivedAt", "outbox"])
+            except ResourceNotFoundError:
+                row = None
+            if row is not None:
+                if row.get("state") != "done" or float(row.get("doneAt") or before) >= before:
+                    continue
+                try:
+                    marker = await table.get_entity(_partition(key), row.get("outbox") or "-", select=["members"])
+                    if meta.get("eventId") in json.loads(marker.get("members") or "[]"):
+                        continue
+                except ResourceNotFoundError:
+                    pass
+            rows = [r async for r in journal.query_entities("PartitionKey eq @pk", parameters={"pk": key},
+                                                             select=["PartitionKey", "RowKey"])]
+            await _delete(journal, rows)
+            purged += 1
+        return purged
+
+
+async def _delete(table, rows: Sequence) -> int:
+    """Delete rows of one partition in transactions of at most 100, each row only if unchanged since it was read;
+    a refused transaction is done row by row (a row changed or gone meanwhile is skipped). How many went."""
+    deleted = 0
+    for i in range(0, len(rows), _TRANSACTION_OPS):
+        chunk = rows[i:i + _TRANSACTION_OPS]
+        ops = [("delete", {"PartitionKey": r["PartitionKey"], "RowKey": r["RowKey"]},
+                {"etag": r.metadata["etag"], "match_condition": MatchConditions.IfNotModified}) for r in chunk]
+        try:
+            await table.submit_transaction(ops)
+            deleted += len(chunk)
+            continue
+        except TableTransactionError:
+            pass
+        for _, row, kwargs in ops:
+            try:
+                await table.delete_entity(row["PartitionKey"], row["RowKey"], **kwargs)
+                deleted += 1
+            except (ResourceModifiedError, ResourceNotFoundError):
+                pass
+    return deleted
+
 
 class DeliveryLog:
     """The synchronous side: journal reads for replay, `mark_done` for the queue workers, stuck markers for
@@ -436,3 +556,12 @@ class DeliveryLog:
         body = b"".join(bytes(r["data"]) if r.get("data") is not None else b"" for r in chunks)
         return Journaled(meta["eventId"], meta["source"], body, meta.get("contentType", ""),
                          float(meta.get("receivedAt", 0)))
+
+    def purged_before(self) -> float | None:
+        try:
+            entity = self._storage.table(DELIVERIES_TABLE).get_entity(*_RETENTION_KEY)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise StorageUnavailable(f"deliveries table: {type(exc).__name__}") from exc
+        return float(entity["before"])

@@ -6,6 +6,7 @@ poison queue, so a failure in between leaves a copy in both places, never in nei
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -162,15 +163,27 @@ class Replayer:
             reply = self._intake.replay(event_id)
             if reply.status in (200, 202):
                 return Reply(200, {**reply.body, "replayed": True})
-            return reply
+            return self._not_journaled(event_id) if reply.status == 404 else reply
         try:
             journaled = self._deliveries.journaled(event_id)
         except StorageUnavailable as exc:
             return Reply(503, {"error": f"storage unavailable: {exc}"})
         if journaled is None:
-            return Reply(404, {"error": f"no journaled delivery with eventId {event_id}"})
+            return self._not_journaled(event_id)
         return Reply(200, {"eventId": journaled.event_id, "source": journaled.source,
                            "receivedAt": journaled.received_at, "bytes": len(journaled.body), "dryRun": True})
+
+    def _not_journaled(self, event_id: str) -> Reply:
+        """404: once the journal has been purged, an id it lacks may be a delivery past retention; say so."""
+        try:
+            horizon = self._deliveries.purged_before()
+        except StorageUnavailable:
+            horizon = None
+        if horizon is None:
+            return Reply(404, {"error": f"no journaled delivery with eventId {event_id}"})
+        when = datetime.fromtimestamp(horizon, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Reply(404, {"error": f"no journaled delivery with eventId {event_id}: past retention if it was "
+                                    f"received (deliveries done before {when} are purged, JOURNAL_RETENTION_DAYS)"})
 
     # -- queue plumbing -----------------------------------------------------------------------------------------
     def _lease_all(self, source: str, leased: list[Received]) -> None:

@@ -6,6 +6,9 @@ crash, a storage error). A worker sets a delivery done when it takes its item. O
 after acceptance (or after its last look) a marker is looked at: deliveries not done are sent again, at most
 OUTBOX_MAX_REENQUEUES times each (after that health reports them as stuck); a marker with nothing pending goes. Sending again is safe: every worker is idempotent (forward-only bumps,
 generation from the branch head, reviews of the current PR iteration).
+
+The same run purges the journal (`purge_expired`): deliveries done and older than JOURNAL_RETENTION_DAYS go with
+their bodies, at most PURGE_MAX_PER_RUN a run, never one still on a marker.
 """
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from core.adapters.deliveries import AsyncDeliveryJournal, Marker, Pending
+from core.adapters.deliveries import PURGE_MAX_PER_RUN, AsyncDeliveryJournal, Marker, Pending, Purged
 
 log = logging.getLogger("autopilot.outbox")
 MAX_PER_RUN = 500  # markers handled by one timer run; more wait for the next minute
+DAY = 86_400.0
 
 
 @dataclass
@@ -60,3 +64,15 @@ def _add(run: OutboxRun, pending: Pending) -> None:
     run.reenqueued.append(pending.event_id)
     for queue, text in pending.messages:
         run.outputs.setdefault(queue, []).append(text)
+
+
+async def purge_expired(deliveries: AsyncDeliveryJournal, now: float, retention_days: int,
+                        limit: int = PURGE_MAX_PER_RUN) -> Purged:
+    """Delete deliveries done more than `retention_days` ago (0: keep them forever), at most `limit`."""
+    if retention_days <= 0:
+        return Purged()
+    purged = await deliveries.purge(now - retention_days * DAY, limit)
+    if purged.deliveries or purged.bodies:
+        log.info("journal retention: purged %d deliveries and %d journaled bodies done over %d days ago%s",
+                 purged.deliveries, purged.bodies, retention_days, " (more next run)" if purged.more else "")
+    return purged

@@ -141,3 +141,49 @@ def test_both_implementations_have_the_ports_methods_with_their_parameters():
                 method = getattr(cls, name)
                 assert inspect.signature(method).parameters.keys() == inspect.signature(fn).parameters.keys(), name
                 assert inspect.iscoroutinefunction(method) == inspect.iscoroutinefunction(fn), (cls, name)
+
+
+def settle_all(journal, now: float) -> None:
+    """What the outbox timer does for every marker: drop what is done, narrow to what is not (no re-enqueue)."""
+    for marker in journal.run(lambda j: j.due(now)):
+        pending = journal.run(lambda j, m=marker: j.pending(m))
+        assert journal.run(lambda j, m=marker, p=pending: j.settle(m, [x.event_id for x in p], now, reenqueue=False))
+
+
+def test_purge_deletes_exactly_the_done_deliveries_past_the_cutoff_with_their_bodies(journal):
+    old, undone = in_partition("c", 3, "acr:old"), in_partition("c", 2, "acr:undone")
+    big = "acr:old-big"
+    journal.run(lambda j: j.claim([claim(i) for i in old + undone] + [claim(big, bytes(range(256)) * 1200)]))
+    journal.sync.mark_done(old + [big])
+    time.sleep(0.02)
+    cutoff = time.time()
+    time.sleep(0.02)
+    recent = in_partition("c", 2, "acr:recent")
+    journal.run(lambda j: j.claim([claim(i) for i in recent]))
+    journal.sync.mark_done(recent)
+    assert journal.sync.purged_before() is None
+
+    still_on_markers = journal.run(lambda j: j.purge(cutoff))   # done, but the outbox timer has not looked yet
+    assert (still_on_markers.deliveries, still_on_markers.bodies) == (0, 0)
+    assert journal.sync.purged_before() == cutoff
+    settle_all(journal, time.time() + AFTER + 1)
+
+    purged = journal.run(lambda j: j.purge(cutoff))
+    assert (purged.deliveries, purged.bodies, purged.more) == (len(old) + 1, 1, False)
+    assert all(journal.sync.journaled(e) is None for e in old + [big])
+    assert all(journal.sync.journaled(e) is not None for e in undone + recent)
+    assert journal.run(lambda j: j.purge(cutoff)).deliveries == 0
+    again = journal.run(lambda j: j.claim([claim(i) for i in undone + recent]))   # inside the window: still deduped
+    assert again.won == [] and sorted(again.duplicates) == sorted(undone + recent)
+    assert sorted(journal.sync.stuck(0)) == sorted(undone)                        # their marker is untouched
+
+
+def test_purge_deletes_at_most_the_limit_per_call(journal):
+    ids = in_partition("d", 7)
+    journal.run(lambda j: j.claim([claim(i) for i in ids]))
+    journal.sync.mark_done(ids)
+    settle_all(journal, time.time() + AFTER + 1)
+    cutoff = time.time() + 1
+    runs = [journal.run(lambda j: j.purge(cutoff, 3)) for _ in range(3)]
+    assert [(r.deliveries, r.more) for r in runs] == [(3, True), (3, True), (1, False)]
+    assert all(journal.sync.journaled(e) is None for e in ids)

@@ -4,8 +4,10 @@ Faithful where the services rely on it (tests/contracts/test_deliveries.py runs 
 Azurite): claims are grouped by partition exactly as the Table-storage journal groups them (the same `_groups`),
 a group is written with its outbox marker all or nothing, a group holding an existing delivery is retried one
 claim at a time, a marker is rewritten only with the etag it was read with, `mark_done` skips ids intake never
-claimed, and `stuck` reads the markers' attempts. `down` makes every call fail as unreachable storage does (claims
-in `failed`, reads raising StorageUnavailable); `failing` names partitions whose claim transactions fail.
+claimed, `stuck` reads the markers' attempts, and `purge` deletes at most `limit` deliveries done before the
+cutoff and on no marker (with their bodies, which the fake keeps on the delivery).
+`down` makes every call fail as unreachable storage does (claims in `failed`, reads raising StorageUnavailable);
+`failing` names partitions whose claim transactions fail.
 """
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ from core.adapters.deliveries import (
     INTAKE_EVENT_PREFIXES,
     OUTBOX_PREFIX,
     Claim,
+    PURGE_MAX_PER_RUN,
     ClaimResult,
     Journaled,
     Marker,
     Pending,
+    Purged,
     _groups,
     _partition,
     row_key,
@@ -41,6 +45,7 @@ class Delivery:
     received_at: float
     marker: str
     state: str = "accepted"
+    done_at: float | None = None
 
 
 @dataclass
@@ -52,6 +57,7 @@ class FakeDeliveryJournal:
     failing: set[str] = field(default_factory=set)       # partitions ("0".."f") whose claims fail
     deliveries: dict[str, Delivery] = field(default_factory=dict)
     markers: dict[tuple[str, str], Marker] = field(default_factory=dict)
+    horizon: float | None = None
     _etags: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)   # intake runs a loop per thread in some tests
 
@@ -126,6 +132,20 @@ class FakeDeliveryJournal:
                                         attempts=marker.attempts + (1 if reenqueue else 0), etag=self._etag())
         return True
 
+    async def purge(self, before: float, limit: int = PURGE_MAX_PER_RUN) -> Purged:
+        self._reachable()
+        with self._lock:
+            self.horizon = before
+            live = {e for m in self.markers.values() for e in m.members}
+            expired = [e for e, d in self.deliveries.items()
+                       if d.state == "done" and e not in live and d.received_at < before
+                       and d.done_at is not None and d.done_at < before]
+            gone = expired[:limit]
+            bodies = sum(1 for e in gone if not self.deliveries[e].claim.inline)   # journaled apart in Table storage
+            for event_id in gone:
+                del self.deliveries[event_id]
+            return Purged(len(gone), bodies, len(expired) > limit)
+
     # -- DeliveryJournal ----------------------------------------------------------------------------------------------
     def mark_done(self, event_ids: Iterable[str]) -> None:
         if self.down:
@@ -133,6 +153,7 @@ class FakeDeliveryJournal:
         for event_id in event_ids:
             if event_id.startswith(INTAKE_EVENT_PREFIXES) and event_id in self.deliveries:
                 self.deliveries[event_id].state = "done"
+                self.deliveries[event_id].done_at = self.clock()
 
     def stuck(self, max_attempts: int) -> list[str]:
         self._reachable()
@@ -145,6 +166,10 @@ class FakeDeliveryJournal:
             return None
         c = found.claim
         return Journaled(c.event_id, c.source, c.body, c.content_type, found.received_at)
+
+    def purged_before(self) -> float | None:
+        self._reachable()
+        return self.horizon
 
     # -- for the tests' eyes only -------------------------------------------------------------------------------------
     def state(self, event_id: str) -> str:
