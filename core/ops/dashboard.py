@@ -423,9 +423,9 @@ def paused_json(paused: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
 def dashboard_data(rows: list[TraceRecord], reviews_for: Callable[[TraceRecord], Iterable[Mapping[str, Any]]],
                    queues: Mapping[str, Mapping[str, int] | str], health: tuple[int, Mapping[str, Any]],
                    filters: Filters, now_iso: str, paused: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """`rows` newest first (the trace's order); `reviews_for(row)` gives a shown row's PR's review decisions (its tenant's PR). Facets and
-    state counts cover every row; the deployments list and the matrix follow the filters (the matrix only service
-    and environment: it shows what runs, whatever state later pushes are in)."""
+    """`rows` newest first (the trace's order); `reviews_for(row)` gives a shown row's review decisions (those of its
+    tenant's PR). Facets and state counts cover every row; the deployments list and the matrix follow the filters
+    (the matrix only service and environment: it shows what runs, whatever state later pushes are in)."""
     rows = fold_failures(rows)
     states = [row_state(row).state for row in rows]
     counts = {state: 0 for state in STATES}
