@@ -173,7 +173,13 @@ class Services:
 
     @cached_property
     def review_records(self) -> ReviewStore:
-        return self.stores["review_records"] if "review_records" in self.stores else ReviewRecords(self.storage)
+        return self._scoped("review_records", ReviewRecords)
+
+    def _scoped(self, name: str, table: Callable[[Any], Any]) -> Any:
+        """A per-tenant record store (review records, pauses, claims): the given store's, or Table storage's, view of
+        this tenant's keys."""
+        store = self.stores[name] if name in self.stores else table(self.storage)
+        return store.for_tenant(self.tenant or DEFAULT_TENANT)
 
     @cached_property
     def running(self) -> RunningStore:
@@ -185,11 +191,11 @@ class Services:
 
     @cached_property
     def pauses(self) -> PauseStore:
-        return self.stores["pauses"] if "pauses" in self.stores else Pauses(self.storage, self.tenant or DEFAULT_TENANT)
+        return self._scoped("pauses", Pauses)
 
     @cached_property
     def claims(self) -> ClaimStore:
-        return self.stores["claims"] if "claims" in self.stores else Claims(self.storage, self.tenant or DEFAULT_TENANT)
+        return self._scoped("claims", Claims)
 
     @cached_property
     def _credential(self):

@@ -14,7 +14,7 @@ from typing import Any
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from core.ops.cli import UsageError, review_json
+from core.ops.cli import UsageError, review_json, reviews_of
 from core.ops.dashboard import SCAN_TOP, Filters, dashboard_data, parse_filters
 from core.ops.dashboard_page import DATA_HEADERS, foreign_origin, new_nonce, page_headers, render_page
 from core.ops.health import HealthProbes, check_health
@@ -78,7 +78,7 @@ def _snapshot(services: Services, filters: Filters) -> dict:
         paused = services.pauses.listed()
     except StorageUnavailable:
         paused = []  # health names the unreadable table
-    return dashboard_data(rows, lambda pr: [review_json(r) for r in reviews.for_pr(int(pr))],
+    return dashboard_data(rows, lambda row: [review_json(r) for r in reviews_of(reviews, row)],
                           _queue_depths(services), (report.status, report.body), filters,
                           datetime.now(timezone.utc).isoformat(), paused)
 

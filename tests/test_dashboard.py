@@ -42,7 +42,7 @@ def row(*stages: dict, service: str = "frontend", env: str = "dev", tag: str = "
 
 def data(rows: list[dict], filters: Filters = Filters(), reviews: dict | None = None, queues: dict | None = None,
          health: tuple = (200, {"status": "healthy"})) -> dict:
-    return dashboard_data(rows, lambda pr: (reviews or {}).get(pr, []),
+    return dashboard_data(rows, lambda row: (reviews or {}).get(row.pr, []),
                           queues if queues is not None else {"image-pushed": {"depth": 0, "poison": 0}},
                           health, filters, T0)
 
@@ -171,7 +171,7 @@ def test_only_known_fields_leave_and_credentials_in_text_are_redacted():
 def test_reviews_are_fetched_only_for_shown_rows_with_a_pr():
     asked = []
     rows = [row(*CHAIN, pr="12"), row(*CHAIN, pr="", env="prod")]
-    dashboard_data(rows, lambda pr: asked.append(pr) or [], {}, (200, {}), Filters(), T0)
+    dashboard_data(rows, lambda row: asked.append(row.pr) or [], {}, (200, {}), Filters(), T0)
     assert asked == ["12"]
 
 

@@ -37,6 +37,9 @@ def _rk(tag: str) -> str:
 
 
 class PauseStore(Protocol):
+    def for_tenant(self, tenant: str) -> "PauseStore":
+        """The same store's view of tenant `tenant`'s pauses (what a tenant's services use)."""
+
     def pause(self, service: str, env: str, reason: str, tag: str = "") -> None:
         """A person set `tag` below automation's: pause promotion into (service, env)."""
 
@@ -58,6 +61,9 @@ class PauseStore(Protocol):
 
 
 class ClaimStore(Protocol):
+    def for_tenant(self, tenant: str) -> "ClaimStore":
+        """The same store's view of tenant `tenant`'s claims."""
+
     def claim(self, service: str, env: str, tag: str, trace_id: str) -> bool:
         """True for the one caller that may promote `tag` of `service` into `env`."""
 
@@ -78,6 +84,9 @@ class Pauses:
     def __init__(self, storage: Storage, tenant: str = DEFAULT_TENANT):
         self._storage = storage
         self._tenant = tenant
+
+    def for_tenant(self, tenant: str) -> "Pauses":
+        return Pauses(self._storage, tenant)
 
     def _get(self, service: str, env: str) -> dict[str, Any] | None:
         try:
@@ -134,6 +143,9 @@ class Claims:
     def __init__(self, storage: Storage, tenant: str = DEFAULT_TENANT):
         self._storage = storage
         self._tenant = tenant
+
+    def for_tenant(self, tenant: str) -> "Claims":
+        return Claims(self._storage, tenant)
 
     def claim(self, service: str, env: str, tag: str, trace_id: str) -> bool:
         try:

@@ -32,7 +32,7 @@ from core.adapters.azdo import AzdoError, AzdoGateway
 from core.adapters.fleet_source import FleetUnavailable
 from core.workers.cluster_feedback import provider_yaml
 from core.errors import Permanent
-from core.model.fleet import Tenant
+from core.model.fleet import DEFAULT_TENANT, Tenant
 from core.adapters.flux_receivers import RECEIVER_NAME, receiver_check, receiver_yaml
 from core.ops.health import HealthProbes, check_health
 from core.ops.hook_setup import (HookSetupError, SetupResult, acr_commands, flux_hook_url, setup_fleet,
@@ -90,15 +90,21 @@ class Deployment:
         return out
 
 
+def reviews_of(reviews: ReviewStore, row: TraceRecord) -> list[ReviewRecord]:
+    """The review decisions of a trace record's pull request: its tenant's PR (PR numbers are per organization)."""
+    return reviews.for_tenant(row.tenant or DEFAULT_TENANT).for_pr(int(row.pr))
+
+
 def deployments(trace: TraceStore, reviews: ReviewStore, *, service: str = "", env: str = "", image: str = "",
                 tag: str = "", tenant: str = "", top: int = DEFAULT_TOP) -> list[Deployment]:
     """Trace records newest first; a record with a pull request carries that PR's review decisions."""
-    by_pr: dict[str, tuple[dict[str, Any], ...]] = {}
+    by_pr: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {}   # (tenant, pr): PR numbers are per organization
     out = []
     for row in trace.query(service=service, env=env, image=image, tag=tag, tenant=tenant, top=top):
-        if row.pr.isdigit() and row.pr not in by_pr:
-            by_pr[row.pr] = tuple(review_json(r) for r in reviews.for_pr(int(row.pr)))
-        out.append(Deployment(row, by_pr.get(row.pr)))
+        key = (row.tenant or DEFAULT_TENANT, row.pr)
+        if row.pr.isdigit() and key not in by_pr:
+            by_pr[key] = tuple(review_json(r) for r in reviews_of(reviews, row))
+        out.append(Deployment(row, by_pr.get(key)))
     return out
 
 

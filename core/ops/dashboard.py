@@ -420,19 +420,19 @@ def paused_json(paused: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     return sorted(shown, key=lambda p: (p["service"], env_sort_key(p["env"])))
 
 
-def dashboard_data(rows: list[TraceRecord], reviews_for: Callable[[str], Iterable[Mapping[str, Any]]],
+def dashboard_data(rows: list[TraceRecord], reviews_for: Callable[[TraceRecord], Iterable[Mapping[str, Any]]],
                    queues: Mapping[str, Mapping[str, int] | str], health: tuple[int, Mapping[str, Any]],
                    filters: Filters, now_iso: str, paused: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """`rows` newest first (the trace's order); `reviews_for(pr)` gives a shown PR's review decisions. Facets and
-    state counts cover every row; the deployments list and the matrix follow the filters (the matrix only service
-    and environment: it shows what runs, whatever state later pushes are in)."""
+    """`rows` newest first (the trace's order); `reviews_for(row)` gives a shown row's review decisions (those of its
+    tenant's PR). Facets and state counts cover every row; the deployments list and the matrix follow the filters
+    (the matrix only service and environment: it shows what runs, whatever state later pushes are in)."""
     rows = fold_failures(rows)
     states = [row_state(row).state for row in rows]
     counts = {state: 0 for state in STATES}
     for state in states:
         counts[state] += 1
     chosen = [(row, state) for row, state in zip(rows, states) if _matches(row, state, filters)]
-    shown = [deployment_json(row, reviews_for(row.pr) if row.pr.isdigit() else ()) for row, _ in chosen[:filters.top]]
+    shown = [deployment_json(row, reviews_for(row) if row.pr.isdigit() else ()) for row, _ in chosen[:filters.top]]
     in_scope = [row for row in rows if _matches(row, "", Filters(service=filters.service, env=filters.env))]
     return {
         "generatedAt": now_iso,

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 from core.adapters.azdo import AzdoGateway, AzdoNotFound, ChangedFile, PullRequest
 from core.adapters.git_workspace import GitWorkspace, checkout_head
-from core.adapters.review_records import ReviewRecord, ReviewRecords, RuleFailure
+from core.adapters.review_records import ReviewRecord, ReviewStore, RuleFailure
 from core.adapters.trace import TraceLog
 from core.generate import GenerationError, generate
 from core.model.payloads import repo_name_from_url
@@ -88,7 +88,7 @@ class _HldSnapshot:
 
 
 class ReviewService:
-    def __init__(self, *, gateway: AzdoGateway, settings: Settings, records: ReviewRecords, trace: TraceLog,
+    def __init__(self, *, gateway: AzdoGateway, settings: Settings, records: ReviewStore, trace: TraceLog,
                  workspace: Callable[[str, str], GitWorkspace], cache_dir: Path | None = None):
         self.gateway = gateway
         self.settings = settings

@@ -61,3 +61,26 @@ def test_concurrent_claims_have_one_winner(claims):
     for t in threads:
         t.join()
     assert wins.count(True) == 1
+
+
+def test_pauses_and_claims_are_per_tenant(pauses, claims):
+    """A tenant's view (what its services use) of the same store: the same (service, env, tag) in two tenants is two
+    keys; `default`'s view is the store as it was before the fleet; `listed` names every tenant's pauses."""
+    a, b, default = pauses.for_tenant("a"), pauses.for_tenant("b"), pauses.for_tenant("default")
+    a.pause("frontend", "prod", "a person rolled back", "1.0.0")
+    assert a.reason("frontend", "prod") and not b.reason("frontend", "prod") and not default.reason("frontend", "prod")
+    assert not pauses.reason("frontend", "prod")
+    assert [p["tenant"] for p in default.listed()] == ["a"] and [p["tenant"] for p in b.listed()] == ["a"]
+    default.pause("frontend", "prod", "the default tenant's own")
+    assert pauses.reason("frontend", "prod") == "the default tenant's own"
+    assert sorted(p["tenant"] for p in a.listed()) == ["a", "default"]
+    assert not b.resume("frontend", "prod") and a.resume("frontend", "prod")
+    assert a.acknowledged("frontend", "prod") == "1.0.0" and b.acknowledged("frontend", "prod") == ""
+
+    assert claims.for_tenant("a").claim("frontend", "prod", "1.2.0", "t1")
+    assert claims.for_tenant("b").claim("frontend", "prod", "1.2.0", "t2")      # not taken by a's claim
+    assert not claims.for_tenant("a").claim("frontend", "prod", "1.2.0", "t3")
+    assert not claims.claimed("frontend", "prod", "1.2.0")                     # default's key is its own
+    claims.for_tenant("b").release("frontend", "prod", "1.2.0")
+    assert claims.for_tenant("a").claimed("frontend", "prod", "1.2.0")
+    assert not claims.for_tenant("b").claimed("frontend", "prod", "1.2.0")

@@ -19,6 +19,7 @@ from core.adapters.cluster_records import Marked, in_matrix, matrix_order, runni
 from core.adapters.highwater import HighWaterMark
 from core.adapters.promotion_records import now_iso
 from core.adapters.review_records import ReviewRecord
+from core.model.fleet import DEFAULT_TENANT
 from core.adapters.trace import Stage, appended, matches, newest, now_iso as trace_now, stage_name
 from core.model.trace_record import TraceRecord
 
@@ -75,18 +76,24 @@ class FakeHighWater:
 
 
 class FakeReviews:
-    def __init__(self) -> None:
-        self.rows: dict[tuple[int, int, str], ReviewRecord] = {}
-        self._lock = threading.Lock()
+    """One tenant's view (`for_tenant`) of rows shared by every tenant, keyed with the tenant like the Table's."""
+
+    def __init__(self, tenant: str = DEFAULT_TENANT, rows: dict | None = None, lock: Any = None) -> None:
+        self.tenant = tenant
+        self.rows: dict[tuple[str, int, int, str], ReviewRecord] = {} if rows is None else rows
+        self._lock = lock or threading.Lock()
+
+    def for_tenant(self, tenant: str) -> "FakeReviews":
+        return FakeReviews(tenant, self.rows, self._lock)
 
     def write(self, record: ReviewRecord) -> None:
         at = record.at.astimezone(timezone.utc)
         with self._lock:
-            self.rows[(record.pr, record.iteration, at.isoformat())] = record
+            self.rows[(self.tenant, record.pr, record.iteration, at.isoformat())] = record
 
     def for_pr(self, pr: int) -> list[ReviewRecord]:
         with self._lock:
-            return [self.rows[k] for k in sorted(k for k in self.rows if k[0] == pr)]
+            return [self.rows[k] for k in sorted(k for k in self.rows if k[:2] == (self.tenant, pr))]
 
 
 class FakeRunning:
@@ -120,64 +127,88 @@ class FakeClusters:
 
 
 class FakePauses:
-    def __init__(self, tenant: str = "default") -> None:
+    """One tenant's view (`for_tenant`) of pauses shared by every tenant; `listed` lists every tenant's, as the
+    Table's does."""
+
+    def __init__(self, tenant: str = DEFAULT_TENANT, rows: dict | None = None) -> None:
         self.tenant = tenant
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.all_rows: dict[tuple[str, str, str], dict[str, Any]] = {} if rows is None else rows
+
+    def for_tenant(self, tenant: str) -> "FakePauses":
+        return FakePauses(tenant, self.all_rows)
+
+    @property
+    def rows(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """This tenant's rows by (service, env)."""
+        return {(s, e): row for (t, s, e), row in self.all_rows.items() if t == self.tenant}
 
     def pause(self, service: str, env: str, reason: str, tag: str = "") -> None:
-        self.rows[(service, env)] = {"service": service, "env": env, "reason": reason[:500], "tag": tag,
-                                     "state": "paused", "at": now_iso()}
+        self.all_rows[(self.tenant, service, env)] = {"service": service, "env": env, "reason": reason[:500],
+                                                      "tag": tag, "state": "paused", "at": now_iso(),
+                                                      "tenant": self.tenant}
 
     def reason(self, service: str, env: str) -> str:
-        row = self.rows.get((service, env))
+        row = self.all_rows.get((self.tenant, service, env))
         return str(row["reason"] or "paused") if row and row["state"] == "paused" else ""
 
     def acknowledged(self, service: str, env: str) -> str:
-        row = self.rows.get((service, env))
+        row = self.all_rows.get((self.tenant, service, env))
         return str(row["tag"]) if row and row["state"] == "resumed" else ""
 
     def acknowledge(self, service: str, env: str, tag: str) -> None:
         if self.reason(service, env):
             return
-        self.rows[(service, env)] = {"service": service, "env": env, "reason": "", "tag": tag, "state": "resumed",
-                                     "at": now_iso()}
+        self.all_rows[(self.tenant, service, env)] = {"service": service, "env": env, "reason": "", "tag": tag,
+                                                      "state": "resumed", "at": now_iso(), "tenant": self.tenant}
 
     def resume(self, service: str, env: str) -> bool:
-        row = self.rows.get((service, env))
+        row = self.all_rows.get((self.tenant, service, env))
         if not row or row["state"] != "paused":
             return False
         row.update(state="resumed", resumedAt=now_iso())
         return True
 
     def listed(self) -> list[dict[str, Any]]:
-        return [{"service": r["service"], "env": r["env"], "reason": r["reason"], "at": r["at"], "tenant": self.tenant}
-                for r in self.rows.values() if r["state"] == "paused"]
+        return [{"service": r["service"], "env": r["env"], "reason": r["reason"], "at": r["at"], "tenant": r["tenant"]}
+                for r in self.all_rows.values() if r["state"] == "paused"]
 
 
 class FakeClaims:
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._lock = threading.Lock()
+    """One tenant's view (`for_tenant`) of claims shared by every tenant."""
+
+    def __init__(self, tenant: str = DEFAULT_TENANT, rows: dict | None = None, lock: Any = None) -> None:
+        self.tenant = tenant
+        self.all_rows: dict[tuple[str, str, str, str], dict[str, Any]] = {} if rows is None else rows
+        self._lock = lock or threading.Lock()
+
+    def for_tenant(self, tenant: str) -> "FakeClaims":
+        return FakeClaims(tenant, self.all_rows, self._lock)
+
+    @property
+    def rows(self) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """This tenant's claims by (service, env, tag)."""
+        with self._lock:
+            return {k[1:]: row for k, row in self.all_rows.items() if k[0] == self.tenant}
 
     def claim(self, service: str, env: str, tag: str, trace_id: str) -> bool:
         with self._lock:
-            if (service, env, tag) in self.rows:
+            if (self.tenant, service, env, tag) in self.all_rows:
                 return False
-            self.rows[(service, env, tag)] = {"traceId": trace_id, "state": "claimed"}
+            self.all_rows[(self.tenant, service, env, tag)] = {"traceId": trace_id, "state": "claimed"}
             return True
 
     def claimed(self, service: str, env: str, tag: str) -> bool:
         with self._lock:
-            return (service, env, tag) in self.rows
+            return (self.tenant, service, env, tag) in self.all_rows
 
     def settle(self, service: str, env: str, tag: str, detail: dict[str, Any]) -> None:
         with self._lock:
-            self.rows.setdefault((service, env, tag), {}).update(
+            self.all_rows.setdefault((self.tenant, service, env, tag), {}).update(
                 state="done", **{k: str(v) for k, v in detail.items() if v is not None})
 
     def release(self, service: str, env: str, tag: str) -> None:
         with self._lock:
-            self.rows.pop((service, env, tag), None)
+            self.all_rows.pop((self.tenant, service, env, tag), None)
 
 
 @dataclass
