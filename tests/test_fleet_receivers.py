@@ -169,6 +169,7 @@ def test_health_names_a_tenants_missing_receiver_secrets(fleet, monkeypatch, doo
     assert any("tenant b:" in w and "B_RECV_DEV" in w and "b-dev" in w for w in body.get("warnings", []))
     assert not any("tenant a:" in w and "RECV" in w for w in body.get("warnings", []))
     assert all(token not in str(body) for token in TOKENS.values())
+    assert any(w.startswith("FLUX_RECEIVERS is not used with a fleet") for w in body["warnings"])
     # the tenant's other receiver is still woken
     assert [r.cluster for r in services.for_tenant("b").settings.flux.receivers] == ["b-prod"]
 

@@ -288,6 +288,9 @@ def _fleet(services: Services, probes: HealthProbes, body: dict, failing: list[s
         warnings += [redact(f"tenant {tenant.name}: {p}") for p in problems
                      if source is not None or not p.startswith(("hld repo", "manifests repo"))]
     body["tenants"] = tenants
+    if source is not None and services.settings.flux.receivers:
+        warnings.append("FLUX_RECEIVERS is not used with a fleet: list each tenant's Receivers under its "
+                        "flux.receivers in fleet.yaml")
 
 
 def credential_status(tenant: Tenant, services: Services, today: date) -> tuple[dict, list[str]]:

@@ -480,7 +480,8 @@ class BumpJob:
         return _tenant_services(self.services, items).bump.process(items)
 
     def follow_ups(self, result: BumpResult) -> Sequence[WorkItem]:
-        if (result.commit and result.bumped and _wakes_flux(self.services, result.bumped[0].item.tenant)
+        tenant = getattr(result.bumped[0].item, "tenant", DEFAULT_TENANT) if result.bumped else None
+        if (result.commit and tenant is not None and _wakes_flux(self.services, tenant)
                 and not _tenant_services(self.services, [o.item for o in result.bumped]).bump.is_hld):
             # light-weight flow: the bump itself is the manifest commit; Flux is woken for the folders it touched
             envs = changed_envs([o.target.file for o in result.bumped], root_is_env=False)
