@@ -323,9 +323,11 @@ class Services:
 
 
 def _tenant_settings(settings: Settings, tenant: Tenant) -> Settings:
-    """The app settings with the tenant's repos, write mode, Azure DevOps project, PAT and Flux hook key in place of
-    the app's.
+    """The app settings with the tenant's repos, write mode, Azure DevOps project, PAT, Flux hook key and Flux
+    Receivers (fleet.yaml flux.receivers; never the app's FLUX_RECEIVERS, which would wake other tenants' clusters)
+    in place of the app's.
     A PAT setting that is named but empty is an error, never a silent fall-back to the managed identity."""
+    from core.adapters.flux_receivers import resolve_receivers
     from core.rules.source_hosts import default_allowed_sources
 
     pat = settings.app_setting(tenant.pat_setting) if tenant.pat_setting else ""
@@ -338,7 +340,8 @@ def _tenant_settings(settings: Settings, tenant: Tenant) -> Settings:
                    manifest_repo_url=tenant.manifests.url, manifest_branch=tenant.manifests.branch,
                    write_mode=tenant.write_mode, azdo_org_url=tenant.azdo_org_url.rstrip("/"),
                    azdo_project=tenant.azdo_project, azdo_pat=pat, allowed_source_hosts=sources,
-                   flux_webhook_secret=settings.app_setting(tenant.flux_secret_setting))
+                   flux_webhook_secret=settings.app_setting(tenant.flux_secret_setting),
+                   flux=resolve_receivers(tenant.flux_receivers, settings.app_setting, tenant.name))
 
 
 _installed: list[Services] = []

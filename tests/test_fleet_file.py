@@ -276,3 +276,13 @@ def test_a_pat_anywhere_is_refused_and_never_repeated(data):
     with pytest.raises(FleetFileError) as caught:
         parse_fleet("\n".join(lines).encode(), "hypothesis")
     assert PAT not in str(caught.value) and PAT[:20] not in str(caught.value)
+
+
+def test_the_example_lists_a_tenants_own_receivers():
+    fleet = parse_fleet(EXAMPLE.read_bytes(), "example")
+    contoso = fleet.tenant("contoso")
+
+    assert [(r.cluster, r.env, r.secret_setting) for r in contoso.flux_receivers] == [
+        ("contoso-prod-eastus", "prod", "CONTOSO_RECEIVER_PROD_EASTUS")]
+    assert contoso.flux_receivers[0].url.startswith("https://") and "/hook/" in contoso.flux_receivers[0].url
+    assert all(not t.flux_receivers for t in fleet.tenants if t.name != "contoso")

@@ -22,19 +22,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from core.model.fleet import FluxReceiverRef
+from core.rules import flux_receiver_rules as receiver_rules
+
 SETTING = "FLUX_RECEIVERS"
-WEBHOOK_PREFIX = "/hook/"   # apiv1.ReceiverWebhookPath: every status.webhookPath starts with it
 MAX_RECEIVERS = 100
-_KEYS = {"cluster", "env", "url", "secretSetting"}
-_CLUSTER = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")       # an RFC 1123 label: used in YAML names
-_ENV = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")              # one top-level folder of the manifest repo
-_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+WEBHOOK_PREFIX = receiver_rules.WEBHOOK_PREFIX
 
 
 @dataclass(frozen=True)
@@ -57,54 +54,37 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def _check_url(url: object) -> str:
-    """'' when `url` is a receiver URL, else what is wrong."""
-    if not isinstance(url, str) or not url.strip():
-        return "url must be a non-empty string"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
-        return "url is not a URL"
-    if parts.scheme not in ("https", "http") or not host:
-        return "url must be https://<host>/hook/..."
-    if parts.scheme == "http" and host not in _LOOPBACK:
-        return "url must use https (http only for 127.0.0.1/localhost)"
-    if parts.username or parts.password:
-        return "url must not carry credentials"
-    if not parts.path.startswith(WEBHOOK_PREFIX) or len(parts.path) <= len(WEBHOOK_PREFIX):
-        return "url path must be the Receiver's status.webhookPath (/hook/<digest>)"
-    if parts.query or parts.fragment:
-        # notification-controller looks the Receiver up by the exact request URI: a query would miss it
-        return "url must not have a query or fragment"
-    return ""
-
-
 def _entry(index: int, entry: object, env: Mapping[str, str]) -> tuple[FluxReceiver | None, str]:
     where = f"{SETTING}[{index}]"
     if not isinstance(entry, dict):
         return None, f"{where}: must be a JSON object"
-    cluster = entry.get("cluster")
-    if isinstance(cluster, str) and _CLUSTER.fullmatch(cluster):
-        where += f" (cluster {cluster})"
-    else:
-        return None, f"{where}: cluster must be a lowercase name of letters, digits and '-' (at most 63)"
-    unknown = sorted(str(k)[:40] for k in entry if k not in _KEYS)
-    if unknown:
-        return None, f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(sorted(_KEYS))})"
-    value = entry.get("env")
-    if not isinstance(value, str) or not _ENV.fullmatch(value) or value in (".", ".."):
-        return None, f"{where}: env must be the name of one top-level folder of the manifest repo"
-    problem = _check_url(entry.get("url"))
-    if problem:
+    ref, _, problem = receiver_rules.check_entry(entry)
+    if ref is None:
+        if isinstance(entry.get("cluster"), str) and receiver_rules.CLUSTER.fullmatch(entry["cluster"]):
+            where += f" (cluster {entry['cluster']})"
         return None, f"{where}: {problem}"
-    setting = entry.get("secretSetting")
-    if not isinstance(setting, str) or not _SETTING_NAME.fullmatch(setting):
-        return None, f"{where}: secretSetting must be the name of the app setting holding the Receiver token"
-    secret = (env.get(setting) or "").strip()
+    where += f" (cluster {ref.cluster})"
+    secret = (env.get(ref.secret_setting) or "").strip()
     if not secret:
-        return None, f"{where}: app setting {setting} (its secretSetting) is not set"
-    return FluxReceiver(cluster, value, entry["url"].strip(), setting, secret), ""
+        return None, f"{where}: app setting {ref.secret_setting} (its secretSetting) is not set"
+    return FluxReceiver(ref.cluster, ref.env, ref.url, ref.secret_setting, secret), ""
+
+
+def resolve_receivers(refs: Sequence[FluxReceiverRef], app_setting: Callable[[str], str],
+                      tenant: str) -> ReceiverConfig:
+    """A fleet tenant's receivers (fleet.yaml `flux.receivers`, already validated) with their tokens read from the
+    app settings they name; one whose setting is empty is left out with a problem line (health reports it), like a
+    bad FLUX_RECEIVERS entry: the tenant's other clusters are still woken."""
+    receivers: list[FluxReceiver] = []
+    problems: list[str] = []
+    for ref in refs:
+        secret = (app_setting(ref.secret_setting) or "").strip()
+        if secret:
+            receivers.append(FluxReceiver(ref.cluster, ref.env, ref.url, ref.secret_setting, secret))
+        else:
+            problems.append(f"tenant {tenant} receiver {ref.cluster}: app setting {ref.secret_setting} "
+                            "(its secretSetting) is not set")
+    return ReceiverConfig(tuple(receivers), tuple(problems))
 
 
 def parse_receivers(text: str, env: Mapping[str, str]) -> ReceiverConfig:
@@ -155,7 +135,13 @@ def webhook_path(token: str, name: str = RECEIVER_NAME, namespace: str = "flux-s
     return WEBHOOK_PREFIX + hashlib.sha256((token + name + namespace).encode("utf-8")).hexdigest()
 
 
-def receiver_yaml(receiver: FluxReceiver, *, namespace: str = "flux-system", source: str = "flux-system") -> str:
+def tenant_receiver_name(tenant: str) -> str:
+    """A fleet tenant's Receiver (and its Secret is that + "-token"): its own name, so its own webhook path."""
+    return f"{RECEIVER_NAME}-{tenant}"
+
+
+def receiver_yaml(receiver: FluxReceiver, *, namespace: str = "flux-system", source: str = "flux-system",
+                  name: str = RECEIVER_NAME, secret_name: str = SECRET_NAME) -> str:
     """The Secret and Receiver to apply on `receiver`'s cluster: a generic-hmac Receiver that reconciles the
     GitRepository `source` (the manifest repo) when woken. The token is never printed: it is the cluster's app
     setting, copied into the Secret by the operator."""
@@ -164,7 +150,7 @@ def receiver_yaml(receiver: FluxReceiver, *, namespace: str = "flux-system", sou
 apiVersion: v1
 kind: Secret
 metadata:
-  name: {SECRET_NAME}
+  name: {secret_name}
   namespace: {namespace}
 type: Opaque
 stringData:
@@ -173,12 +159,12 @@ stringData:
 apiVersion: notification.toolkit.fluxcd.io/v1
 kind: Receiver
 metadata:
-  name: {RECEIVER_NAME}
+  name: {name}
   namespace: {namespace}
 spec:
   type: generic-hmac
   secretRef:
-    name: {SECRET_NAME}
+    name: {secret_name}
   resources:
     - apiVersion: source.toolkit.fluxcd.io/v1
       kind: GitRepository
@@ -186,9 +172,9 @@ spec:
 """
 
 
-def receiver_check(receiver: FluxReceiver, namespace: str = "flux-system") -> str:
+def receiver_check(receiver: FluxReceiver, namespace: str = "flux-system", name: str = RECEIVER_NAME) -> str:
     """Does the configured URL end in the webhook path Flux will compute from this token? (A hash: nothing secret.)"""
-    expected = webhook_path(receiver.secret, RECEIVER_NAME, namespace)
+    expected = webhook_path(receiver.secret, name, namespace)
     actual = urlsplit(receiver.url).path
     if actual == expected:
         return f"url path matches the expected status.webhookPath {expected}"

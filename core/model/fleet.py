@@ -40,6 +40,16 @@ class FluxCluster:
 
 
 @dataclass(frozen=True)
+class FluxReceiverRef:
+    """A Flux notification-controller Receiver to wake after a manifest commit; its token is the app setting
+    `secret_setting` names (core.adapters.flux_receivers resolves it), never written here."""
+    cluster: str
+    env: str                             # the environment folder of the manifest repo it serves
+    url: str                             # https://<notification-controller>/hook/<status.webhookPath digest>
+    secret_setting: str
+
+
+@dataclass(frozen=True)
 class Tenant:
     name: str
     manifests: RepoRef
@@ -53,6 +63,7 @@ class Tenant:
     pat_expires: date | None = None      # when that PAT expires (fleet.yaml `expires`); health flags it 14 days ahead
     flux_secret_setting: str = ""        # the NAME of the app setting holding the HMAC key of its Flux events hook
     flux_clusters: tuple["FluxCluster", ...] = ()   # its clusters, for `setup`'s Provider/Alert YAML
+    flux_receivers: tuple[FluxReceiverRef, ...] = ()  # its Receivers, woken after its manifest commits (only its)
 
     @property
     def bump_repo(self) -> RepoRef:

@@ -33,7 +33,8 @@ from core.adapters.fleet_source import FleetUnavailable
 from core.workers.cluster_feedback import provider_yaml
 from core.errors import Permanent
 from core.model.fleet import DEFAULT_TENANT, Tenant
-from core.adapters.flux_receivers import RECEIVER_NAME, receiver_check, receiver_yaml
+from core.adapters.flux_receivers import (RECEIVER_NAME, receiver_check, receiver_yaml, resolve_receivers,
+                                          tenant_receiver_name)
 from core.ops.health import HealthProbes, check_health
 from core.ops.hook_setup import (HookSetupError, SetupResult, acr_commands, flux_hook_url, setup_fleet,
                                  setup_subscriptions)
@@ -356,6 +357,31 @@ def _print_fleet_feedback(args: argparse.Namespace, services: Services, out: Tex
                                 secret_setting=tenant.flux_secret_setting), end="", file=out)
 
 
+def _print_fleet_receivers(args: argparse.Namespace, services: Services, out: TextIO) -> None:
+    """Per tenant: the Secret and Receiver (named for the tenant, so with its own webhook path) of each cluster its
+    manifest commits wake (fleet.yaml flux.receivers), and which token settings are missing."""
+    ns = args.flux_namespace
+    tenants = [t for t in services.fleet.tenants if t.flux_receivers]
+    if services.settings.flux.receivers or services.settings.flux.problems:
+        print("\nnote: FLUX_RECEIVERS is not used with a fleet: list each tenant's under flux.receivers in fleet.yaml",
+              file=out)
+    if not tenants:
+        return
+    print(f"\nFlux Receivers, per tenant ({len(tenants)}): apply each block on that cluster, put the value of the "
+          "named app setting in its Secret's token, then check the path its notification-controller serves:\n"
+          f"  kubectl -n {ns} get receiver <name> -o jsonpath='{{.status.webhookPath}}'", file=out)
+    for tenant in tenants:
+        name = tenant_receiver_name(tenant.name)
+        flux = resolve_receivers(tenant.flux_receivers, services.settings.app_setting, tenant.name)
+        for problem in flux.problems:
+            print(f"warning: {problem}", file=out)
+        for receiver in flux.receivers:
+            print(f"\n# tenant {tenant.name}, cluster {receiver.cluster}: {receiver_check(receiver, ns, name)}",
+                  file=out)
+            print(receiver_yaml(receiver, namespace=ns, source=args.flux_source, name=name,
+                                secret_name=f"{name}-token"), end="", file=out)
+
+
 def tenant_gateway(services: Services, tenant: Tenant) -> AzdoGateway:
     """The tenant's own Azure DevOps gateway (its org, project and credentials: never another tenant's)."""
     try:
@@ -386,6 +412,7 @@ def _setup_fleet(args: argparse.Namespace, services: Services, out: TextIO) -> i
           + (" and FUNCTIONS_KEY" if function_key else "") + " first):", file=out)
     for command in acr_commands(args.registry, args.url, bool(function_key)):
         print(f"  {command}", file=out)
+    _print_fleet_receivers(args, services, out)
     _print_fleet_feedback(args, services, out)
     if failed:
         raise _Failed(f"setup failed for {', '.join(failed)}; the others are set up")

@@ -288,6 +288,9 @@ def _fleet(services: Services, probes: HealthProbes, body: dict, failing: list[s
         warnings += [redact(f"tenant {tenant.name}: {p}") for p in problems
                      if source is not None or not p.startswith(("hld repo", "manifests repo"))]
     body["tenants"] = tenants
+    if source is not None and services.settings.flux.receivers:
+        warnings.append("FLUX_RECEIVERS is not used with a fleet: list each tenant's Receivers under its "
+                        "flux.receivers in fleet.yaml")
 
 
 def credential_status(tenant: Tenant, services: Services, today: date) -> tuple[dict, list[str]]:
@@ -334,6 +337,12 @@ def _tenant(services: Services, probes: HealthProbes, tenant: Tenant, has_git: b
         if not present:
             problems.append(f"app setting {tenant.flux_secret_setting} (its Flux events key) is not set: "
                             f"/api/hooks/flux/{tenant.name} answers 503")
+    if tenant.flux_receivers:   # the Receivers its manifest commits wake (fleet.yaml flux.receivers)
+        missing = [r for r in tenant.flux_receivers if not services.settings.app_setting(r.secret_setting)]
+        entry["fluxReceivers"] = {"clusters": [r.cluster for r in tenant.flux_receivers],
+                                  "missingSecrets": [r.secret_setting for r in missing]}
+        problems += [f"app setting {r.secret_setting} (receiver {r.cluster}'s token) is not set: its commits do not "
+                     f"wake cluster {r.cluster} (Flux still polls)" for r in missing]
     if tenant.paused:
         entry["note"] = "paused in fleet.yaml: takes no new pushes"
     return entry, problems

@@ -5,6 +5,7 @@ __all__ = [
     "azdo_routing",
     "bump_decision",
     "fleet_file",
+    "flux_receiver_rules",
     "helm_modes",
     "policy",
     "promotion",

@@ -14,6 +14,9 @@ Schema::
         flux:                         # optional: this tenant's Flux events hook, POST /api/hooks/flux/<name>
           secretSetting: CONTOSO_FLUX_KEY     # the app setting holding the generic-hmac Provider's key
           clusters: [{name: prod-eastus, env: prod}]   # for `setup`'s Provider/Alert YAML (env optional)
+          receivers:                  # optional: the Flux Receivers woken after ITS manifest commits (only its)
+            - {cluster: prod-eastus, env: prod, url: "https://flux-webhook.prod.contoso.example/hook/<digest>",
+               secretSetting: CONTOSO_RECEIVER_PROD}   # the app setting holding that Receiver's token
 
 Without ``hld`` the tenant uses the light-weight flow (images bumped straight in ``manifests``); ``branch`` defaults
 to ``main``. Credentials are named, never written: ``patSetting`` is the NAME of an app setting (a Key Vault
@@ -23,8 +26,11 @@ Refused, each as ``FleetFileError("fleet.yaml:<line>: <what is wrong>")``: unkno
 not a slug or is used twice, a repository named by two tenants (or by one tenant twice, or the fleet repository
 itself), URLs that carry credentials, a query or a fragment, URLs that are not https/ssh/file (plain http only for
 localhost: it would carry the tenant's credentials in clear), pull requests without ``azureDevOps``, two tenants
-sharing one ``patSetting`` or ``flux.secretSetting`` (or one tenant using one setting for both: one tenant's
-credentials and keys are never used for another's), such a setting naming one of the service's own settings, and
+sharing one ``patSetting``, ``flux.secretSetting`` or receiver ``secretSetting`` (or one tenant using one setting for
+two of them: one tenant's credentials and keys are never used for another's), such a setting naming one of the
+service's own settings, a receiver entry the ``FLUX_RECEIVERS`` rules refuse (core.rules.flux_receiver_rules: https
+only, plain http for loopback; a ``/hook/`` path; no credentials, query or fragment), one receiver URL or cluster
+named twice (in one tenant, or a URL in two tenants), and
 anything in the file that looks like a secret value (a PAT, a token, a key, a password) — those messages never
 repeat the value.
 
@@ -46,8 +52,9 @@ from ruamel.yaml.constructor import RoundTripConstructor
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from core.errors import Permanent
-from core.model.fleet import Fleet, FluxCluster, RepoRef, Tenant
+from core.model.fleet import Fleet, FluxCluster, FluxReceiverRef, RepoRef, Tenant
 from core.model.payloads import normalize_repo_url
+from core.rules import flux_receiver_rules
 from core.rules.repo_yaml import RepoYamlError, check_size, load_one
 
 __all__ = ["FLEET_FILE", "FleetFileError", "MAX_FLEET_BYTES", "MAX_TENANTS", "parse_fleet"]
@@ -59,11 +66,12 @@ WRITE_MODES = ("direct", "pull-request")
 
 _TOP_KEYS = ("tenants",)
 _TENANT_KEYS = ("name", "hld", "manifests", "writeMode", "azureDevOps", "images", "credentials", "paused", "flux")
-_FLUX_KEYS = ("secretSetting", "clusters")
+_FLUX_KEYS = ("secretSetting", "clusters", "receivers")
 _FLUX_CLUSTER_KEYS = ("name", "env")
 _CLUSTER = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")     # as the Flux events' metadata.cluster
 _ENVS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(,[A-Za-z0-9_][A-Za-z0-9._-]{0,99})*")
 MAX_FLUX_CLUSTERS = 100
+MAX_FLUX_RECEIVERS = 100
 _REPO_KEYS = ("url", "branch")
 _AZDO_KEYS = ("org", "project")
 _CREDENTIAL_KEYS = ("patSetting", "expires", "identity")
@@ -291,6 +299,7 @@ class _Parser:
         names: dict[str, int] = {}
         repos: dict[str, str] = {}      # normalised repository -> "tenant <name>"
         pat_settings: dict[str, tuple[str, str]] = {}   # every credential and key setting: (tenant, key)
+        self.receiver_urls: dict[str, str] = {}         # receiver URL -> its tenant
         for index, item in enumerate(items):
             tenant = self.tenant(item, f"tenants[{index}]", _line(items, index), names, repos, pat_settings)
             tenants.append(tenant)
@@ -350,10 +359,12 @@ class _Parser:
                 raise FleetFileError(_line(node, "paused"), f"{where}.paused must be true or false, got "
                                                             f"{_kind(node['paused'])}")
             paused = bool(node["paused"])
-        flux_setting, clusters = self.flux(node, where, pat_settings, name) if "flux" in node else ("", ())
+        flux_setting, clusters, receivers = (self.flux(node, where, pat_settings, name) if "flux" in node
+                                             else ("", (), ()))
         return Tenant(name, manifests=manifests, hld=hld, write_mode=write_mode, azdo_org_url=org,
                       azdo_project=project, images=images, pat_setting=pat_setting, paused=paused,
-                      pat_expires=expires, flux_secret_setting=flux_setting, flux_clusters=clusters)
+                      pat_expires=expires, flux_secret_setting=flux_setting, flux_clusters=clusters,
+                      flux_receivers=receivers)
 
     def repo(self, node: CommentedMap, key: str, where: str) -> RepoRef:
         where = f"{where}.{key}"
@@ -425,7 +436,7 @@ class _Parser:
         return setting
 
     def flux(self, node: CommentedMap, where: str, taken: dict[str, tuple[str, str]],
-             name: str) -> tuple[str, tuple[FluxCluster, ...]]:
+             name: str) -> tuple[str, tuple[FluxCluster, ...], tuple[FluxReceiverRef, ...]]:
         where = f"{where}.flux"
         flux = self.mapping(node["flux"], where, _FLUX_KEYS, _line(node, "flux"))
         if "secretSetting" not in flux:
@@ -455,7 +466,42 @@ class _Parser:
                     raise FleetFileError(_line(entry, "env"), f"{at}.env must be environment names separated "
                                                               "by commas")
                 clusters.append(FluxCluster(cluster, env))
-        return setting, tuple(clusters)
+        receivers = self.receivers(flux, where, taken, name) if "receivers" in flux else ()
+        return setting, tuple(clusters), receivers
+
+    def receivers(self, flux: CommentedMap, where: str, taken: dict[str, tuple[str, str]],
+                  name: str) -> tuple[FluxReceiverRef, ...]:
+        """The tenant's Receivers, each checked by the FLUX_RECEIVERS rules; their token settings are the tenant's
+        own (never another tenant's, never its PAT or events key) and their URLs its own."""
+        value, line = flux["receivers"], _line(flux, "receivers")
+        if not isinstance(value, CommentedSeq):
+            raise FleetFileError(line, f"{where}.receivers must be a list of {{cluster, env, url, secretSetting}}, "
+                                       f"got {_kind(value)}")
+        if len(value) > MAX_FLUX_RECEIVERS:
+            raise FleetFileError(line, f"{where}.receivers lists {len(value)}; the limit is {MAX_FLUX_RECEIVERS}")
+        receivers: list[FluxReceiverRef] = []
+        for index, item in enumerate(value):
+            at = f"{where}.receivers[{index}]"
+            item_line = _line(value, index)
+            entry = self.mapping(item, at, flux_receiver_rules.KEYS, item_line)
+            missing = [k for k in flux_receiver_rules.KEYS if k not in entry]
+            if missing:
+                raise FleetFileError(item_line, f"{at} needs {', '.join(missing)}")
+            ref, key, problem = flux_receiver_rules.check_entry(entry)
+            if ref is None:
+                raise FleetFileError(_line(entry, key) if key in entry else item_line, f"{at}: {problem}")
+            if any(r.cluster == ref.cluster for r in receivers):
+                raise FleetFileError(_line(entry, "cluster"), f"{where}.receivers names cluster {ref.cluster} twice")
+            url_line = _line(entry, "url")
+            owner = self.receiver_urls.get(ref.url)
+            if owner is not None:
+                raise FleetFileError(url_line, f"{at}.url is already "
+                                               + ("named by this tenant" if owner == name else f"tenant {owner}'s")
+                                               + ": a Receiver is woken for one tenant only")
+            self.setting_name(entry, "secretSetting", at, taken, name)
+            self.receiver_urls[ref.url] = name
+            receivers.append(ref)
+        return tuple(receivers)
 
     def credentials(self, node: CommentedMap, where: str, pat_settings: dict[str, tuple[str, str]],
                     name: str) -> tuple[str, date | None]:

@@ -442,10 +442,19 @@ def _tenant_services(services: Any, items: Sequence[WorkItem]) -> Any:
     return services_for(services, tenant)
 
 
-def _wakes_flux(services: Any) -> bool:
-    """Are Flux receivers configured (FLUX_RECEIVERS)? A manifest commit then asks flux-notify to wake them."""
+def _wakes_flux(services: Any, tenant: str | None) -> bool:
+    """Does `tenant` have Flux receivers (its fleet.yaml flux.receivers; without a fleet, FLUX_RECEIVERS)? A manifest
+    commit then asks flux-notify to wake them (only the tenant's own: the item carries its tenant). `tenant` None
+    (the run's result does not say): does any tenant have some; flux-notify then wakes that tenant's own or none."""
     settings = getattr(services, "settings", None)   # test doubles wire only what their job uses
-    return bool(settings is not None and settings.flux.receivers)
+    if settings is None:
+        return False
+    fleet_source = getattr(services, "fleet_source", None)
+    if fleet_source is None or getattr(services, "definition", None) is not None:
+        return bool(settings.flux.receivers)
+    if tenant is not None:
+        return bool(services.for_tenant(tenant).settings.flux.receivers)
+    return any(t.flux_receivers for t in services.fleet.tenants)
 
 
 @dataclass
@@ -460,7 +469,8 @@ class BumpJob(OnServices):
         return _tenant_services(self.services, items).bump.process(items)
 
     def follow_ups(self, result: BumpResult) -> Sequence[WorkItem]:
-        if (result.commit and _wakes_flux(self.services)
+        tenant = getattr(result.bumped[0].item, "tenant", DEFAULT_TENANT) if result.bumped else None
+        if (result.commit and tenant is not None and _wakes_flux(self.services, tenant)
                 and not _tenant_services(self.services, [o.item for o in result.bumped]).bump.is_hld):
             # light-weight flow: the bump itself is the manifest commit; Flux is woken for the folders it touched
             envs = changed_envs([o.target.file for o in result.bumped], root_is_env=False)
@@ -497,7 +507,7 @@ class GenerateJob(OnServices):
         return _tenant_services(self.services, items).generation.process(items)
 
     def follow_ups(self, result) -> Sequence[WorkItem]:
-        if result.action == "committed" and _wakes_flux(self.services):
+        if result.action == "committed" and _wakes_flux(self.services, None):
             # The notification runs on its own queue: this batch returns now, whatever the receivers do.
             return (manifest_notification(result.manifest_commit, changed_envs(result.changed_paths, root_is_env=True),
                                           result.trace_ids),)
