@@ -55,7 +55,7 @@ from core.errors import Permanent
 from core.model.fleet import Fleet, FluxCluster, FluxReceiverRef, RepoRef, Tenant
 from core.model.payloads import normalize_repo_url
 from core.rules import flux_receiver_rules
-from core.rules.repo_yaml import RepoYamlError, check_size, load_one
+from core.rules.repo_yaml import RepoYamlError, check_size, describe_value, load_one, node_line
 
 __all__ = ["FLEET_FILE", "FleetFileError", "MAX_FLEET_BYTES", "MAX_TENANTS", "parse_fleet"]
 
@@ -210,7 +210,7 @@ def _refuse_secret_values(data: Any) -> None:
     if not isinstance(data, (CommentedMap, CommentedSeq)):
         return
     for container, key, value in _walk(data):
-        line = _line(container, key)
+        line = node_line(container, key)
         if isinstance(container, CommentedMap) and isinstance(key, str):
             if _SECRET_KEYS.fullmatch(key):
                 raise FleetFileError(line, f"key {key!r} would hold a secret; fleet.yaml names credentials only by "
@@ -227,37 +227,6 @@ def _refuse_secret_values(data: Any) -> None:
 # ---------------------------------------------------------------------------------------------------- parsing
 
 
-def _line(node: Any, key: Any = None) -> int:
-    """1-based line of `node[key]` (a mapping key or a sequence index), else of `node` itself."""
-    lc = getattr(node, "lc", None)
-    if lc is None:
-        return 1
-    try:
-        if isinstance(node, CommentedSeq) and key is not None:
-            return lc.item(key)[0] + 1
-        if key is not None:
-            return lc.key(key)[0] + 1
-    except (KeyError, IndexError, TypeError):
-        pass  # keys pulled in by a YAML merge (<<) carry no position of their own
-    return (lc.line or 0) + 1
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (bool, ScalarBoolean)):
-        return f"boolean {bool(value)}".lower()
-    if isinstance(value, str):
-        return f"string {value!r}" if len(value) <= 60 else f"string {value[:57]!r}..."
-    if isinstance(value, (int, float)):
-        return f"number {value!r}"
-    if isinstance(value, CommentedSeq):
-        return "a list"
-    if isinstance(value, CommentedMap):
-        return "a mapping"
-    return type(value).__name__
-
-
 class _Parser:
     def __init__(self, fleet_repo_url: str) -> None:
         self.fleet_repo = _repo_key(fleet_repo_url) if fleet_repo_url else ""
@@ -265,11 +234,11 @@ class _Parser:
     @staticmethod
     def mapping(node: Any, where: str, allowed: tuple[str, ...], line: int) -> CommentedMap:
         if not isinstance(node, CommentedMap):
-            raise FleetFileError(line, f"{where} must be a mapping, got {_kind(node)}")
+            raise FleetFileError(line, f"{where} must be a mapping, got {describe_value(node)}")
         for key in node:
             if key not in allowed:
-                shown = repr(key) if isinstance(key, str) else _kind(key)
-                raise FleetFileError(_line(node, key), f"unknown key {shown[:80]} in {where} "
+                shown = repr(key) if isinstance(key, str) else describe_value(key)
+                raise FleetFileError(node_line(node, key), f"unknown key {shown[:80]} in {where} "
                                                        f"(allowed: {', '.join(allowed)})")
         return node
 
@@ -277,19 +246,19 @@ class _Parser:
     def string(node: CommentedMap, key: str, where: str, limit: int = 2000) -> str:
         value = node[key]
         if not isinstance(value, str) or not value.strip():
-            raise FleetFileError(_line(node, key), f"{where}.{key} must be a non-empty string, got {_kind(value)}")
+            raise FleetFileError(node_line(node, key), f"{where}.{key} must be a non-empty string, got {describe_value(value)}")
         if len(value) > limit:
-            raise FleetFileError(_line(node, key), f"{where}.{key} is longer than {limit} characters")
+            raise FleetFileError(node_line(node, key), f"{where}.{key} is longer than {limit} characters")
         return str(value)
 
     def fleet(self, data: Any, source: str) -> Fleet:
-        top = self.mapping(data, "the top level", _TOP_KEYS, _line(data))
+        top = self.mapping(data, "the top level", _TOP_KEYS, node_line(data))
         if "tenants" not in top:
-            raise FleetFileError(_line(top), "the top level needs 'tenants': the list of tenants")
+            raise FleetFileError(node_line(top), "the top level needs 'tenants': the list of tenants")
         items = top["tenants"]
-        line = _line(top, "tenants")
+        line = node_line(top, "tenants")
         if not isinstance(items, CommentedSeq):
-            raise FleetFileError(line, f"tenants must be a list of mappings, got {_kind(items)}")
+            raise FleetFileError(line, f"tenants must be a list of mappings, got {describe_value(items)}")
         if not items:
             raise FleetFileError(line, "tenants is empty: an empty fleet would ignore every image push "
                                        "(pause a tenant with paused: true instead)")
@@ -301,7 +270,7 @@ class _Parser:
         pat_settings: dict[str, tuple[str, str]] = {}   # every credential and key setting: (tenant, key)
         self.receiver_urls: dict[str, str] = {}         # receiver URL -> its tenant
         for index, item in enumerate(items):
-            tenant = self.tenant(item, f"tenants[{index}]", _line(items, index), names, repos, pat_settings)
+            tenant = self.tenant(item, f"tenants[{index}]", node_line(items, index), names, repos, pat_settings)
             tenants.append(tenant)
         return Fleet(tuple(tenants), source=source)
 
@@ -311,7 +280,7 @@ class _Parser:
         if "name" not in node:
             raise FleetFileError(line, f"{where} needs a 'name'")
         name = self.string(node, "name", where, 200)
-        name_line = _line(node, "name")
+        name_line = node_line(node, "name")
         if not _SLUG.fullmatch(name):
             raise FleetFileError(name_line, f"{where}.name {name[:80]!r} is not a slug (lower-case letters, digits "
                                             "and '-', up to 63, starting and ending with a letter or digit)")
@@ -325,13 +294,13 @@ class _Parser:
         hld = self.repo(node, "hld", where) if "hld" in node else None
         manifests = self.repo(node, "manifests", where)
         if hld is not None and _repo_key(hld.url) == _repo_key(manifests.url) and hld.branch == manifests.branch:
-            raise FleetFileError(max(_line(node, "hld"), _line(node, "manifests")),
+            raise FleetFileError(max(node_line(node, "hld"), node_line(node, "manifests")),
                                  f"{where}: hld and manifests are the same repository and branch")
         for key, ref in (("hld", hld), ("manifests", manifests)):
             if ref is None:
                 continue
             repo = _repo_key(ref.url)
-            ref_line = _line(node[key], "url")
+            ref_line = node_line(node[key], "url")
             if self.fleet_repo and repo == self.fleet_repo:
                 raise FleetFileError(ref_line, f"{where}.{key} is the fleet repository itself: a tenant must not "
                                                "be able to change the fleet's definition")
@@ -344,11 +313,11 @@ class _Parser:
         if "writeMode" in node:
             write_mode = self.string(node, "writeMode", where, 100)
             if write_mode not in WRITE_MODES:
-                raise FleetFileError(_line(node, "writeMode"), f"{where}.writeMode {write_mode[:40]!r} is not one "
+                raise FleetFileError(node_line(node, "writeMode"), f"{where}.writeMode {write_mode[:40]!r} is not one "
                                                                f"of {', '.join(WRITE_MODES)}")
         org, project = self.azure_devops(node, where) if "azureDevOps" in node else ("", "")
         if write_mode == "pull-request" and not org:
-            raise FleetFileError(_line(node, "writeMode"), f"{where}.writeMode pull-request needs azureDevOps "
+            raise FleetFileError(node_line(node, "writeMode"), f"{where}.writeMode pull-request needs azureDevOps "
                                                            "{org, project} (the pull requests are made there)")
         images = self.images(node, where) if "images" in node else ("*",)
         pat_setting, expires = (self.credentials(node, where, pat_settings, name) if "credentials" in node
@@ -356,8 +325,8 @@ class _Parser:
         paused = False
         if "paused" in node:
             if not isinstance(node["paused"], (bool, ScalarBoolean)):
-                raise FleetFileError(_line(node, "paused"), f"{where}.paused must be true or false, got "
-                                                            f"{_kind(node['paused'])}")
+                raise FleetFileError(node_line(node, "paused"), f"{where}.paused must be true or false, got "
+                                                            f"{describe_value(node['paused'])}")
             paused = bool(node["paused"])
         flux_setting, clusters, receivers = (self.flux(node, where, pat_settings, name) if "flux" in node
                                              else ("", (), ()))
@@ -368,47 +337,47 @@ class _Parser:
 
     def repo(self, node: CommentedMap, key: str, where: str) -> RepoRef:
         where = f"{where}.{key}"
-        repo = self.mapping(node[key], where, _REPO_KEYS, _line(node, key))
+        repo = self.mapping(node[key], where, _REPO_KEYS, node_line(node, key))
         if "url" not in repo:
-            raise FleetFileError(_line(node, key), f"{where} needs a 'url'")
-        url = _url(self.string(repo, "url", where), f"{where}.url", _line(repo, "url"))
+            raise FleetFileError(node_line(node, key), f"{where} needs a 'url'")
+        url = _url(self.string(repo, "url", where), f"{where}.url", node_line(repo, "url"))
         branch = "main"
         if "branch" in repo:
             branch = self.string(repo, "branch", where, 200)
             if (not _BRANCH.fullmatch(branch) or branch.startswith(("-", "/", "refs/")) or ".." in branch
                     or branch.endswith(("/", ".lock", "."))):
-                raise FleetFileError(_line(repo, "branch"), f"{where}.branch {branch[:80]!r} is not a plain branch "
+                raise FleetFileError(node_line(repo, "branch"), f"{where}.branch {branch[:80]!r} is not a plain branch "
                                                             "name (e.g. main)")
         return RepoRef(url, branch)
 
     def azure_devops(self, node: CommentedMap, where: str) -> tuple[str, str]:
         where = f"{where}.azureDevOps"
-        azdo = self.mapping(node["azureDevOps"], where, _AZDO_KEYS, _line(node, "azureDevOps"))
+        azdo = self.mapping(node["azureDevOps"], where, _AZDO_KEYS, node_line(node, "azureDevOps"))
         for key in _AZDO_KEYS:
             if key not in azdo:
-                raise FleetFileError(_line(node, "azureDevOps"), f"{where} needs both 'org' and 'project'")
-        org = _url(self.string(azdo, "org", where), f"{where}.org", _line(azdo, "org"), schemes=("https",))
+                raise FleetFileError(node_line(node, "azureDevOps"), f"{where} needs both 'org' and 'project'")
+        org = _url(self.string(azdo, "org", where), f"{where}.org", node_line(azdo, "org"), schemes=("https",))
         project = self.string(azdo, "project", where, 64)
         if _PROJECT_FORBIDDEN.search(project) or project.startswith(("_", ".")) or project.endswith("."):
-            raise FleetFileError(_line(azdo, "project"), f"{where}.project {project!r} is not an Azure DevOps "
+            raise FleetFileError(node_line(azdo, "project"), f"{where}.project {project!r} is not an Azure DevOps "
                                                          "project name")
         return org.rstrip("/"), project
 
     def images(self, node: CommentedMap, where: str) -> tuple[str, ...]:
         value = node["images"]
-        line = _line(node, "images")
+        line = node_line(node, "images")
         if not isinstance(value, CommentedSeq):
-            raise FleetFileError(line, f"{where}.images must be a list of globs, got {_kind(value)}")
+            raise FleetFileError(line, f"{where}.images must be a list of globs, got {describe_value(value)}")
         if not value:
             raise FleetFileError(line, f"{where}.images is empty: the tenant would take no image (leave images "
                                        "out for every image, or use paused: true)")
         globs: list[str] = []
         for index, item in enumerate(value):
-            item_line = _line(value, index)
+            item_line = node_line(value, index)
             if not isinstance(item, str) or not _IMAGE_GLOB.fullmatch(item):
                 raise FleetFileError(item_line, f"{where}.images[{index}] must be a glob on host/repository "
                                                 "(lower-case letters, digits, . _ - / : and * ? [ ] !), got "
-                                                f"{_kind(item)}")
+                                                f"{describe_value(item)}")
             if item in globs:
                 raise FleetFileError(item_line, f"{where}.images lists {item!r} twice")
             globs.append(str(item))
@@ -419,7 +388,7 @@ class _Parser:
         """An app setting's name, refused when it is one of the service's own or another use's (`taken`: setting
         -> (tenant, key) of every credential and key setting named so far)."""
         setting = self.string(node, key, where, 200)
-        line = _line(node, key)
+        line = node_line(node, key)
         if not _SETTING_NAME.fullmatch(setting):
             raise FleetFileError(line, f"{where}.{key} {setting[:60]!r} is not an app setting name (letters, digits "
                                        "and '_', up to 128)")
@@ -438,32 +407,32 @@ class _Parser:
     def flux(self, node: CommentedMap, where: str, taken: dict[str, tuple[str, str]],
              name: str) -> tuple[str, tuple[FluxCluster, ...], tuple[FluxReceiverRef, ...]]:
         where = f"{where}.flux"
-        flux = self.mapping(node["flux"], where, _FLUX_KEYS, _line(node, "flux"))
+        flux = self.mapping(node["flux"], where, _FLUX_KEYS, node_line(node, "flux"))
         if "secretSetting" not in flux:
-            raise FleetFileError(_line(node, "flux"), f"{where} needs secretSetting (the name of the app setting "
+            raise FleetFileError(node_line(node, "flux"), f"{where} needs secretSetting (the name of the app setting "
                                                       "holding the key its Flux Provider signs events with)")
         setting = self.setting_name(flux, "secretSetting", where, taken, name)
         clusters: list[FluxCluster] = []
         if "clusters" in flux:
-            value, line = flux["clusters"], _line(flux, "clusters")
+            value, line = flux["clusters"], node_line(flux, "clusters")
             if not isinstance(value, CommentedSeq):
-                raise FleetFileError(line, f"{where}.clusters must be a list of {{name, env}}, got {_kind(value)}")
+                raise FleetFileError(line, f"{where}.clusters must be a list of {{name, env}}, got {describe_value(value)}")
             if len(value) > MAX_FLUX_CLUSTERS:
                 raise FleetFileError(line, f"{where}.clusters lists {len(value)}; the limit is {MAX_FLUX_CLUSTERS}")
             for index, item in enumerate(value):
                 at = f"{where}.clusters[{index}]"
-                entry = self.mapping(item, at, _FLUX_CLUSTER_KEYS, _line(value, index))
+                entry = self.mapping(item, at, _FLUX_CLUSTER_KEYS, node_line(value, index))
                 if "name" not in entry:
-                    raise FleetFileError(_line(value, index), f"{at} needs a 'name'")
+                    raise FleetFileError(node_line(value, index), f"{at} needs a 'name'")
                 cluster = self.string(entry, "name", at, 63)
                 if not _CLUSTER.fullmatch(cluster):
-                    raise FleetFileError(_line(entry, "name"), f"{at}.name {cluster!r} is not a cluster name "
+                    raise FleetFileError(node_line(entry, "name"), f"{at}.name {cluster!r} is not a cluster name "
                                                                "(lower-case letters, digits and '-', up to 63)")
                 if any(c.name == cluster for c in clusters):
-                    raise FleetFileError(_line(entry, "name"), f"{where}.clusters names {cluster} twice")
+                    raise FleetFileError(node_line(entry, "name"), f"{where}.clusters names {cluster} twice")
                 env = self.string(entry, "env", at, 500).replace(" ", "") if "env" in entry else ""
                 if env and not _ENVS.fullmatch(env):
-                    raise FleetFileError(_line(entry, "env"), f"{at}.env must be environment names separated "
+                    raise FleetFileError(node_line(entry, "env"), f"{at}.env must be environment names separated "
                                                               "by commas")
                 clusters.append(FluxCluster(cluster, env))
         receivers = self.receivers(flux, where, taken, name) if "receivers" in flux else ()
@@ -473,26 +442,26 @@ class _Parser:
                   name: str) -> tuple[FluxReceiverRef, ...]:
         """The tenant's Receivers, each checked by the FLUX_RECEIVERS rules; their token settings are the tenant's
         own (never another tenant's, never its PAT or events key) and their URLs its own."""
-        value, line = flux["receivers"], _line(flux, "receivers")
+        value, line = flux["receivers"], node_line(flux, "receivers")
         if not isinstance(value, CommentedSeq):
             raise FleetFileError(line, f"{where}.receivers must be a list of {{cluster, env, url, secretSetting}}, "
-                                       f"got {_kind(value)}")
+                                       f"got {describe_value(value)}")
         if len(value) > MAX_FLUX_RECEIVERS:
             raise FleetFileError(line, f"{where}.receivers lists {len(value)}; the limit is {MAX_FLUX_RECEIVERS}")
         receivers: list[FluxReceiverRef] = []
         for index, item in enumerate(value):
             at = f"{where}.receivers[{index}]"
-            item_line = _line(value, index)
+            item_line = node_line(value, index)
             entry = self.mapping(item, at, flux_receiver_rules.KEYS, item_line)
             missing = [k for k in flux_receiver_rules.KEYS if k not in entry]
             if missing:
                 raise FleetFileError(item_line, f"{at} needs {', '.join(missing)}")
             ref, key, problem = flux_receiver_rules.check_entry(entry)
             if ref is None:
-                raise FleetFileError(_line(entry, key) if key in entry else item_line, f"{at}: {problem}")
+                raise FleetFileError(node_line(entry, key) if key in entry else item_line, f"{at}: {problem}")
             if any(r.cluster == ref.cluster for r in receivers):
-                raise FleetFileError(_line(entry, "cluster"), f"{where}.receivers names cluster {ref.cluster} twice")
-            url_line = _line(entry, "url")
+                raise FleetFileError(node_line(entry, "cluster"), f"{where}.receivers names cluster {ref.cluster} twice")
+            url_line = node_line(entry, "url")
             owner = self.receiver_urls.get(ref.url)
             if owner is not None:
                 raise FleetFileError(url_line, f"{at}.url is already "
@@ -506,14 +475,14 @@ class _Parser:
     def credentials(self, node: CommentedMap, where: str, pat_settings: dict[str, tuple[str, str]],
                     name: str) -> tuple[str, date | None]:
         where = f"{where}.credentials"
-        line = _line(node, "credentials")
+        line = node_line(node, "credentials")
         creds = self.mapping(node["credentials"], where, _CREDENTIAL_KEYS, line)
         if "identity" in creds:
             if "patSetting" in creds or "expires" in creds:
                 raise FleetFileError(line, f"{where}: either patSetting (and expires) or identity, not both")
             if creds["identity"] != "managed":
-                raise FleetFileError(_line(creds, "identity"), f"{where}.identity must be 'managed' (the app's "
-                                                               f"managed identity), got {_kind(creds['identity'])}")
+                raise FleetFileError(node_line(creds, "identity"), f"{where}.identity must be 'managed' (the app's "
+                                                               f"managed identity), got {describe_value(creds['identity'])}")
             return "", None
         if "patSetting" not in creds:
             raise FleetFileError(line, f"{where} needs patSetting (the name of the app setting holding the PAT) "
@@ -522,7 +491,7 @@ class _Parser:
         expires = None
         if "expires" in creds:
             value = creds["expires"]
-            expires_line = _line(creds, "expires")
+            expires_line = node_line(creds, "expires")
             if isinstance(value, str):
                 try:
                     value = date.fromisoformat(value) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) else None

@@ -64,7 +64,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from core.rules.helm_modes import HELM_MODES
 from core.rules.promotion import PromotionStage, parse_promotion
-from core.rules.repo_yaml import RepoYamlError, load_one, read_repo_text
+from core.rules.repo_yaml import RepoYamlError, describe_value, load_one, node_line, read_repo_text
 from core.rules.targets import ImageFields
 from core.rules.tag_order import Ordering, PolicyError, Regex, RegexError, TagOrder, compile_repo_regex, parse_range, quoted
 
@@ -209,20 +209,6 @@ def _glob_regex(glob: str) -> Regex:
         raise PolicyError(f"invalid glob {glob!r}: {exc}") from None
 
 
-def _line(node: Any, key: Any = None) -> int:
-    """1-based line of ``node[key]`` (a mapping key or a sequence index), else of ``node`` itself."""
-    lc = getattr(node, "lc", None)
-    if lc is None:
-        return 1
-    try:
-        if isinstance(node, CommentedSeq) and key is not None:
-            return lc.item(key)[0] + 1
-        if key is not None:
-            return lc.key(key)[0] + 1
-    except (KeyError, IndexError, TypeError):
-        pass  # keys pulled in by a YAML merge (<<) carry no position of their own
-    return (lc.line or 0) + 1
-
 
 @dataclass(frozen=True)
 class _Setting:
@@ -239,17 +225,17 @@ class _Parser:
 
     def mapping(self, node: Any, where: str, allowed: tuple[str, ...], line: int) -> CommentedMap:
         if not isinstance(node, CommentedMap):
-            raise self.error(line, f"{where} must be a mapping, got {_kind(node)}")
+            raise self.error(line, f"{where} must be a mapping, got {describe_value(node)}")
         for key in node:
             if key not in allowed:
-                raise self.error(_line(node, key), f"unknown key {key!r} in {where} (allowed: {', '.join(allowed)})")
+                raise self.error(node_line(node, key), f"unknown key {key!r} in {where} (allowed: {', '.join(allowed)})")
         return node
 
     def string(self, node: CommentedMap, key: str, where: str, choices: tuple[str, ...] = ()) -> str:
         value = node[key]
-        line = _line(node, key)
+        line = node_line(node, key)
         if not isinstance(value, str) or not value:
-            raise self.error(line, f"{_field(where, key)} must be a non-empty string, got {_kind(value)}")
+            raise self.error(line, f"{_field(where, key)} must be a non-empty string, got {describe_value(value)}")
         if choices and value not in choices:
             raise self.error(line, f"{_field(where, key)} {value!r} is not one of {', '.join(choices)}")
         return str(value)
@@ -257,23 +243,23 @@ class _Parser:
     def boolean(self, node: CommentedMap, key: str, where: str) -> bool:
         value = node[key]
         if not isinstance(value, (bool, ScalarBoolean)):
-            raise self.error(_line(node, key), f"{_field(where, key)} must be true or false, got {_kind(value)}")
+            raise self.error(node_line(node, key), f"{_field(where, key)} must be true or false, got {describe_value(value)}")
         return bool(value)
 
     def string_list(self, node: CommentedMap, key: str, where: str, pattern: re.Pattern[str] | None = None,
                     non_empty: bool = False) -> tuple[str, ...]:
         value = node[key]
-        line = _line(node, key)
+        line = node_line(node, key)
         if not isinstance(value, CommentedSeq):
-            raise self.error(line, f"{_field(where, key)} must be a list of strings, got {_kind(value)}")
+            raise self.error(line, f"{_field(where, key)} must be a list of strings, got {describe_value(value)}")
         if non_empty and not value:
             raise self.error(line, f"{_field(where, key)} must not be empty")
         items: list[str] = []
         for index, item in enumerate(value):
-            item_line = _line(value, index)
+            item_line = node_line(value, index)
             if not isinstance(item, str) or not item:
                 raise self.error(item_line,
-                                 f"{_field(where, key)}[{index}] must be a non-empty string, got {_kind(item)}")
+                                 f"{_field(where, key)}[{index}] must be a non-empty string, got {describe_value(item)}")
             if pattern is not None and not pattern.fullmatch(item):
                 raise self.error(item_line, f"{_field(where, key)}[{index}] {item!r} is not a valid name "
                                             f"(letters, digits, '.', '_', '-')")
@@ -283,11 +269,11 @@ class _Parser:
         return tuple(items)
 
     def policy(self, data: Any) -> Policy:
-        top = self.mapping(data, "the top level", _TOP_KEYS, _line(data))
+        top = self.mapping(data, "the top level", _TOP_KEYS, node_line(data))
         where = ""
         paused = self.boolean(top, "paused", where) if "paused" in top else False
         auto_approve = self.string(top, "autoApprove", where, AUTO_APPROVE_LEVELS) if "autoApprove" in top else "none"
-        defaults = self.tag_fields(self.mapping(top["defaults"], "defaults", _TAG_KEYS, _line(top, "defaults")),
+        defaults = self.tag_fields(self.mapping(top["defaults"], "defaults", _TAG_KEYS, node_line(top, "defaults")),
                                    "defaults") if "defaults" in top else {}
         default_target = self.target(defaults, {}, "defaults", paused, auto_approve, None)
         rules = self.rules(top, defaults, paused, auto_approve) if "rules" in top else ()
@@ -310,11 +296,11 @@ class _Parser:
         fields: dict[str, _Setting] = {}
         if "ordering" in node:
             name = self.string(node, "ordering", where, tuple(o.value for o in Ordering))
-            fields["ordering"] = _Setting(Ordering(name), _line(node, "ordering"))
+            fields["ordering"] = _Setting(Ordering(name), node_line(node, "ordering"))
         for key in ("tagFilter", "range"):
             if key not in node:
                 continue
-            line = _line(node, key)
+            line = node_line(node, key)
             if node[key] is None:
                 fields[key] = _Setting(None, line)
                 continue
@@ -341,15 +327,15 @@ class _Parser:
               auto_approve: str) -> tuple[Rule, ...]:
         node = top["rules"]
         if not isinstance(node, CommentedSeq):
-            raise self.error(_line(top, "rules"), f"rules must be a list of mappings, got {_kind(node)}")
+            raise self.error(node_line(top, "rules"), f"rules must be a list of mappings, got {describe_value(node)}")
         rules = []
         for index, item in enumerate(node):
             where = f"rules[{index}]"
-            rule = self.mapping(item, where, _RULE_KEYS, _line(node, index))
+            rule = self.mapping(item, where, _RULE_KEYS, node_line(node, index))
             image = self.glob(rule, "image", where) if "image" in rule else None
             path = self.glob(rule, "path", where) if "path" in rule else None
             if image is None and path is None:
-                raise self.error(_line(node, index), f"{where} needs 'image', 'path' or both to say what it matches")
+                raise self.error(node_line(node, index), f"{where} needs 'image', 'path' or both to say what it matches")
             fields = self.tag_fields(rule, where)
             environments = (frozenset(self.string_list(rule, "environments", where, _ENV_NAME, non_empty=True))
                             if "environments" in rule else None)
@@ -363,19 +349,19 @@ class _Parser:
     def image_fields(self, rule: CommentedMap, where: str) -> ImageFields:
         """`fields: {repository: a.b.name, tag: a.b.version}`: two key paths (up to 10 keys) in the same map."""
         where = f"{where}.fields"
-        node = self.mapping(rule["fields"], where, ("repository", "tag"), _line(rule, "fields"))
+        node = self.mapping(rule["fields"], where, ("repository", "tag"), node_line(rule, "fields"))
         paths = {}
         for key in ("repository", "tag"):
             if key not in node:
-                raise self.error(_line(rule, "fields"), f"{where} needs both 'repository' and 'tag'")
+                raise self.error(node_line(rule, "fields"), f"{where} needs both 'repository' and 'tag'")
             text = self.string(node, key, where)
             if len(text) > 1000 or not _FIELD_PATH.fullmatch(text):
-                raise self.error(_line(node, key), f"{where}.{key} {quoted(text[:100])} is not a dotted key path "
+                raise self.error(node_line(node, key), f"{where}.{key} {quoted(text[:100])} is not a dotted key path "
                                                    "(up to 10 keys of letters, digits, '_', '-')")
             paths[key] = tuple(text.split("."))
         repository, tag = paths["repository"], paths["tag"]
         if repository[:-1] != tag[:-1] or repository[-1] == tag[-1]:
-            raise self.error(_line(rule, "fields"),
+            raise self.error(node_line(rule, "fields"),
                              f"{where}: repository and tag must be two keys of the same map, e.g. image.name and "
                              "image.version")
         return ImageFields(repository[:-1], repository[-1], tag[-1])
@@ -385,7 +371,7 @@ class _Parser:
         try:
             _glob_regex(text.lower() if key == "image" else text)
         except PolicyError as exc:
-            raise self.error(_line(rule, key), f"{_field(where, key)}: {exc}") from None
+            raise self.error(node_line(rule, key), f"{_field(where, key)}: {exc}") from None
         return text
 
     def target(self, defaults: dict[str, _Setting], own: dict[str, _Setting], where: str, paused: bool,
@@ -428,17 +414,3 @@ def _field(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, (bool, ScalarBoolean)):
-        return f"boolean {bool(value)}".lower()
-    if isinstance(value, str):
-        return f"string {value!r}" if len(value) <= 60 else f"string {value[:57]!r}..."
-    if isinstance(value, (int, float)):
-        return f"number {value!r}"
-    if isinstance(value, CommentedSeq):
-        return "a list"
-    if isinstance(value, CommentedMap):
-        return "a mapping"
-    return type(value).__name__

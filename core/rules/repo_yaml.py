@@ -18,8 +18,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
+from ruamel.yaml.scalarbool import ScalarBoolean
 
 from core.errors import Permanent
 
@@ -27,7 +29,7 @@ MAX_REPO_YAML_BYTES = 1 << 20      # any YAML file of a repository (HLD configs,
 ALIAS_EXPANSION_BUDGET = 100_000   # nodes aliases may add to a document beyond the nodes written in it
 
 __all__ = ["ALIAS_EXPANSION_BUDGET", "MAX_REPO_YAML_BYTES", "RepoYamlError", "check_expansion", "check_size",
-           "load_all", "load_one", "read_repo_text"]
+           "describe_value", "load_all", "load_one", "node_line", "read_repo_text"]
 
 
 class RepoYamlError(Permanent, ValueError):
@@ -202,3 +204,35 @@ def check_expansion(root: Node, file: str, budget: int = ALIAS_EXPANSION_BUDGET)
     raise RepoYamlError(file, node.start_mark.line + 1,
                         f"document expands to more than {len(size) + budget:,} nodes through YAML aliases "
                         f"({expanded:,} nodes from {len(size):,} written; an alias bomb?)")
+
+
+def node_line(node: Any, key: Any = None) -> int:
+    """1-based line of `node[key]` (a mapping key or a sequence index), else of `node` itself."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return 1
+    try:
+        if isinstance(node, CommentedSeq) and key is not None:
+            return lc.item(key)[0] + 1
+        if key is not None:
+            return lc.key(key)[0] + 1
+    except (KeyError, IndexError, TypeError):
+        pass  # keys pulled in by a YAML merge (<<) carry no position of their own
+    return (lc.line or 0) + 1
+
+
+def describe_value(value: Any) -> str:
+    """What a YAML value is, for an error line: `string 'x'`, `number 3`, `a list`..."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, ScalarBoolean)):
+        return f"boolean {bool(value)}".lower()
+    if isinstance(value, str):
+        return f"string {value!r}" if len(value) <= 60 else f"string {value[:57]!r}..."
+    if isinstance(value, (int, float)):
+        return f"number {value!r}"
+    if isinstance(value, CommentedSeq):
+        return "a list"
+    if isinstance(value, CommentedMap):
+        return "a mapping"
+    return type(value).__name__
