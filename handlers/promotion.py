@@ -11,7 +11,7 @@ import azure.functions as func
 from core.adapters.offload import off_loop
 from core.adapters.fleet_source import FleetUnavailable
 from core.model.fleet import DEFAULT_TENANT, UnknownTenant
-from core.workers.promoter import PromotionError, promoter_for, resume_request
+from core.workers.promoter import PromotionError, promote_fleet, resume_request
 from core.wiring import get_services
 from core.settings import SettingsError
 from core.adapters.storage import StorageUnavailable
@@ -27,23 +27,7 @@ _gates = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autopilot-promoti
 
 
 def _evaluate() -> int:
-    """Every active tenant's gates, each on its own services; one tenant's failure does not skip the others (the
-    first is raised after all were evaluated, so the run still shows as failed)."""
-    services = get_services()
-    promoted, failures = 0, []
-    for tenant in services.fleet.tenants:
-        if tenant.paused:
-            continue
-        try:
-            promoter = promoter_for(services.for_work(tenant.name))
-            if promoter is not None:
-                promoted += len([e for e in promoter.evaluate() if e.promoted])
-        except Exception as exc:  # noqa: BLE001 - reported below, after the other tenants
-            log.error("promotion timer: tenant %s: %s", tenant.name, exc)
-            failures.append(exc)
-    if failures:
-        raise failures[0]
-    return promoted
+    return promote_fleet(get_services())
 
 
 async def tick(timer: func.TimerRequest) -> None:

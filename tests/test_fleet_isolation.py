@@ -440,7 +440,7 @@ def test_tenant_views_keep_pauses_claims_and_review_records_apart(tmp_path, requ
 
 
 def test_the_promotion_timer_evaluates_every_active_tenant_despite_one_failing(tmp_path, monkeypatch):
-    import handlers.promotion as promotion
+    from core.workers import promoter as promotion
 
     tenants = local_tenants(tmp_path, c={"paused": True})
     services = fleet_services(tmp_path, tenants)
@@ -456,8 +456,7 @@ def test_the_promotion_timer_evaluates_every_active_tenant_despite_one_failing(t
                 raise RuntimeError("a's repo is gone")
             return [type("Evaluated", (), {"promoted": True})()]
 
-    monkeypatch.setattr(promotion, "get_services", lambda: services)
     monkeypatch.setattr(promotion, "promoter_for", lambda view: Promoter(view.tenant))
     with pytest.raises(RuntimeError, match="a's repo is gone"):
-        promotion._evaluate()
+        promotion.promote_fleet(services)
     assert seen == ["a", "b"]                                  # b after a's failure; c is paused
