@@ -20,6 +20,7 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 from devkit.azurite import clear_account, running_azurite  # noqa: E402
 from tests.fakes.deliveries import FakeDeliveryJournal  # noqa: E402
+from tests.fakes.env import ACR_SECRET, AZDO_SECRET, HLD_URL, app_settings  # noqa: E402,F401 (tests import them from here)
 from tests.fakes.queues import AsyncFakeQueues, FakeQueues  # noqa: E402
 from tests.fakes.records import FakeRecords  # noqa: E402
 
@@ -51,28 +52,12 @@ def storage(azurite):
     return store
 
 
-ACR_SECRET = "acr-secret-123"
-AZDO_SECRET = "azdo-secret-456"
-HLD_URL = "https://dev.azure.com/fabrikam/Fabrikam/_git/hld"
-
-
-def _app_settings(monkeypatch, connection: str) -> None:
-    monkeypatch.setenv("AzureWebJobsStorage", connection)
-    monkeypatch.setenv("ACR_WEBHOOK_SECRET", ACR_SECRET)
-    monkeypatch.setenv("AZDO_WEBHOOK_SECRET", AZDO_SECRET)
-    monkeypatch.setenv("HLD_REPO_URL", HLD_URL)
-    monkeypatch.setenv("HLD_BRANCH", "main")
-    monkeypatch.setenv("MANIFEST_REPO_URL", "https://dev.azure.com/fabrikam/Fabrikam/_git/manifests")
-    monkeypatch.delenv("AZDO_ORG_URL", raising=False)
-    monkeypatch.setenv("WRITE_MODE", "direct")
-
-
 @pytest.fixture
 def app_env(azurite, monkeypatch):
     """App settings for the function app on a fresh Azurite, direct mode, Azure DevOps URLs for routing only."""
     from core.wiring import reset_services
 
-    _app_settings(monkeypatch, azurite)
+    app_settings(monkeypatch, azurite)
     reset_services()
     yield azurite
     reset_services()
@@ -115,7 +100,7 @@ def door(monkeypatch):
     from devkit.azurite import free_port
 
     dead = free_port()
-    _app_settings(monkeypatch, dev_connection_string(blob_port=dead, queue_port=dead, table_port=dead))
+    app_settings(monkeypatch, dev_connection_string(blob_port=dead, queue_port=dead, table_port=dead))
     fakes = Door()
     fakes.rewire()
     yield fakes
