@@ -4,6 +4,8 @@ clusters, signed with its own tokens, and never another tenant's. Two stand-in R
 the fleet comes from fleet.yaml in a local bare repo through `get_services()`; the door's stores are dict fakes."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import argparse
 import io
 
@@ -16,7 +18,8 @@ from core.ops.health import check_health
 from core.rules.fleet_file import FleetFileError, parse_fleet
 from core.wiring import get_services
 from core.workers.flux_notify import FluxNotifyJob, Notifier
-from core.workers.runners import _wakes_flux
+from core.workers.manifest_update import GenerationResult
+from core.workers.runners import GenerateJob, _wakes_flux
 from devkit.flux_receiver import StandInReceiver, validate_signature
 from devkit.gitrepos import bare_repo
 from tests.test_fleet_health import storage_free_probes
@@ -140,8 +143,18 @@ def test_wakes_flux_is_per_tenant(fleet):
 
     assert _wakes_flux(services, "a") and _wakes_flux(services, "b")
     assert not _wakes_flux(services, "c")
-    assert _wakes_flux(services, None)           # some tenant has receivers: flux-notify picks the tenant's own
-    assert not _wakes_flux(services.for_tenant("c"), None)
+    assert not _wakes_flux(services.for_tenant("c"), "c")
+
+
+def test_a_tenants_manifest_commit_asks_flux_notify_for_that_tenant(fleet):
+    """The generation run's follow-up names the run's tenant, so flux-notify wakes that tenant's receivers (an item
+    naming `default` would be refused in this fleet, which has no such tenant)."""
+    services = get_services()
+    result = GenerationResult("h" * 40, "committed", "m" * 40, changed_paths=("prod/web.yaml",), tenant="b")
+
+    [item] = GenerateJob(services).follow_ups(result)
+    assert (item.tenant, item.envs, item.commit) == ("b", ("prod",), "m" * 40)
+    assert GenerateJob(services).follow_ups(replace(result, tenant="c")) == ()   # c has no receivers
 
 
 def test_without_a_fleet_flux_receivers_works_as_before(door, monkeypatch, stand_ins):

@@ -37,6 +37,7 @@ from core.errors import Permanent
 from core.adapters.flux_receivers import FluxReceiver, receivers_for, sign
 from core.adapters.storage import FLUX_NOTIFY, StorageUnavailable
 from core.adapters.trace import TraceStore, now_iso
+from core.model.fleet import DEFAULT_TENANT
 from core.model.trace_record import StageName, TraceRecord, TraceStage
 from core.workers.tenancy import services_for
 from core.model.workitems import FluxNotify, WorkItem, encode
@@ -364,11 +365,12 @@ def changed_envs(changed_paths: Sequence[str], *, root_is_env: bool) -> tuple[st
 
 
 def manifest_notification(commit: str, envs: Sequence[str], image_trace_ids: Sequence[str],
-                          reason: str = "manifest-commit") -> FluxNotify:
-    """The work item for a manifest commit that changed the environment folders `envs` (empty: unknown)."""
+                          reason: str = "manifest-commit", tenant: str = DEFAULT_TENANT) -> FluxNotify:
+    """The work item for tenant `tenant`'s manifest commit that changed the environment folders `envs` (empty:
+    unknown): only that tenant's receivers are woken."""
     return FluxNotify(event_id=f"flux:{commit}", trace_id=commit[:32], commit=commit, reason=reason,
                       envs=tuple(envs), image_trace_ids=tuple(dict.fromkeys(image_trace_ids)),
-                      committed_at=now_iso())
+                      committed_at=now_iso(), tenant=tenant)
 
 
 _notifier: Notifier | None = None

@@ -17,6 +17,7 @@ from core.rules.policy import load_policy_from
 from core.telemetry import metrics
 from core.adapters.trace import TraceStore, now_iso
 from core.model.trace_record import TraceStage, latency_seconds
+from core.model.fleet import DEFAULT_TENANT
 from core.model.workitems import HldChanged
 
 log = logging.getLogger("autopilot.generate")
@@ -33,6 +34,7 @@ class GenerationResult:
     pr_id: int | None = None
     changed_paths: tuple[str, ...] = ()
     trace_ids: tuple[str, ...] = ()
+    tenant: str = DEFAULT_TENANT        # whose manifest repo (set by the job: the generator serves one tenant's view)
 
 
 def manifest_message(hld_commit: str, subject: str, pr_ids: Sequence[int], trace_ids: Sequence[str]) -> str:

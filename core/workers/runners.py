@@ -437,24 +437,25 @@ class QueueWorker:
 # -- the jobs ---------------------------------------------------------------------------------------------------
 
 def _tenant_services(services: Any, items: Sequence[WorkItem]) -> Any:
-    """The services of the one tenant a run's items belong to (_run_tenants never mixes tenants in a run)."""
+    """The services of the one tenant a run's items belong to."""
+    return services_for(services, _run_tenant(items))
+
+
+def _run_tenant(items: Sequence[WorkItem]) -> str:
+    """The one tenant a run's items belong to (_run_tenants never mixes tenants in a run)."""
     [tenant] = {getattr(i, "tenant", DEFAULT_TENANT) for i in items}   # test doubles' items may name none
-    return services_for(services, tenant)
+    return tenant
 
 
-def _wakes_flux(services: Any, tenant: str | None) -> bool:
+def _wakes_flux(services: Any, tenant: str) -> bool:
     """Does `tenant` have Flux receivers (its fleet.yaml flux.receivers; without a fleet, FLUX_RECEIVERS)? A manifest
-    commit then asks flux-notify to wake them (only the tenant's own: the item carries its tenant). `tenant` None
-    (the run's result does not say): does any tenant have some; flux-notify then wakes that tenant's own or none."""
+    commit then asks flux-notify to wake them: the item names the tenant, so only its own receivers are woken."""
     settings = getattr(services, "settings", None)   # test doubles wire only what their job uses
     if settings is None:
         return False
-    fleet_source = getattr(services, "fleet_source", None)
-    if fleet_source is None or getattr(services, "definition", None) is not None:
+    if getattr(services, "fleet_source", None) is None or getattr(services, "definition", None) is not None:
         return bool(settings.flux.receivers)
-    if tenant is not None:
-        return bool(services.for_tenant(tenant).settings.flux.receivers)
-    return any(t.flux_receivers for t in services.fleet.tenants)
+    return bool(services.for_tenant(tenant).settings.flux.receivers)
 
 
 @dataclass
@@ -469,13 +470,13 @@ class BumpJob(OnServices):
         return _tenant_services(self.services, items).bump.process(items)
 
     def follow_ups(self, result: BumpResult) -> Sequence[WorkItem]:
-        tenant = getattr(result.bumped[0].item, "tenant", DEFAULT_TENANT) if result.bumped else None
+        tenant = _run_tenant([o.item for o in result.bumped]) if result.bumped else None
         if (result.commit and tenant is not None and _wakes_flux(self.services, tenant)
-                and not _tenant_services(self.services, [o.item for o in result.bumped]).bump.is_hld):
+                and not services_for(self.services, tenant).bump.is_hld):
             # light-weight flow: the bump itself is the manifest commit; Flux is woken for the folders it touched
             envs = changed_envs([o.target.file for o in result.bumped], root_is_env=False)
-            return (*result.follow_ups,
-                    manifest_notification(result.commit, envs, [o.item.trace_id for o in result.bumped]))
+            return (*result.follow_ups, manifest_notification(result.commit, envs,
+                                                              [o.item.trace_id for o in result.bumped], tenant=tenant))
         return result.follow_ups
 
     def report(self, result: BumpResult, items: Sequence[WorkItem]) -> None:
@@ -504,13 +505,15 @@ class GenerateJob(OnServices):
 
     def process(self, items: Sequence[WorkItem]):
         assert all(isinstance(i, HldChanged) for i in items)
-        return _tenant_services(self.services, items).generation.process(items)
+        tenant = _run_tenant(items)
+        return replace(services_for(self.services, tenant).generation.process(items), tenant=tenant)
 
     def follow_ups(self, result) -> Sequence[WorkItem]:
-        if result.action == "committed" and _wakes_flux(self.services, None):
+        tenant = getattr(result, "tenant", DEFAULT_TENANT)
+        if result.action == "committed" and _wakes_flux(self.services, tenant):
             # The notification runs on its own queue: this batch returns now, whatever the receivers do.
             return (manifest_notification(result.manifest_commit, changed_envs(result.changed_paths, root_is_env=True),
-                                          result.trace_ids),)
+                                          result.trace_ids, tenant=tenant),)
         return ()
 
     def report(self, result, items: Sequence[WorkItem]) -> None:
